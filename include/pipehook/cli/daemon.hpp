@@ -1,0 +1,40 @@
+#pragma once
+// `pipehook serve`: the event log, the webhook endpoint and the HTTP server wired together, with
+// signal handling, a per-minute summary line and graceful shutdown.
+
+#include "pipehook/config/config.hpp"
+#include "pipehook/core/error.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include <memory>
+
+namespace pipehook::cli {
+
+class daemon {
+ public:
+  // Opens the event log and binds the listener; errors say what could not be opened or bound.
+  static outcome<std::unique_ptr<daemon>> create(const config::config& c);
+  ~daemon();
+
+  // The bound address (the real port when the config asked for port 0).
+  boost::asio::ip::tcp::endpoint endpoint() const;
+
+  // Serves until SIGINT/SIGTERM (if handle_signals) or stop(); returns once in-flight requests are
+  // answered and the writer has committed everything queued.
+  void run(bool handle_signals);
+
+  // Begins a graceful stop; callable from any thread.
+  void stop();
+
+  struct impl;  // opaque
+
+ private:
+  explicit daemon(std::unique_ptr<impl> p);
+  std::unique_ptr<impl> impl_;
+};
+
+// Sets up spdlog: stderr, the given level ("info", "debug", ...).
+void setup_logging(const std::string& level);
+
+}  // namespace pipehook::cli

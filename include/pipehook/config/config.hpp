@@ -1,0 +1,73 @@
+#pragma once
+// pipehook's configuration: the structs with their safe defaults, TOML loading with strict key
+// checking, environment overrides for secrets, and the effective config as text (secrets masked).
+
+#include "pipehook/core/error.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+namespace pipehook::config {
+
+struct server_config {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8080;
+  std::string path = "/webhooks/pipedrive";
+  std::uint64_t max_body_bytes = 1024 * 1024;
+  std::uint32_t max_connections = 1024;
+  std::int64_t read_timeout_ms = 10'000;     // a request must arrive whole within this, once begun
+  std::int64_t idle_timeout_ms = 60'000;     // a keep-alive connection may wait this long for a request
+  std::int64_t shutdown_timeout_ms = 15'000; // in-flight requests get this long after SIGTERM
+  unsigned threads = 1;                      // I/O threads (the SQLite writer has its own)
+};
+
+struct auth_config {
+  bool enabled = true;
+  std::string user = "pipedrive";
+  std::string password;         // secret: never logged or printed
+  std::string password_source;  // where the password came from, for check-config
+};
+
+enum class durability { full, normal };
+
+struct store_config {
+  std::string path = "var/pipehook.db";
+  durability sync = durability::full;
+  std::uint32_t queue_capacity = 4096;   // events waiting for the writer; beyond it ingest answers 503
+  std::uint32_t batch_max = 512;         // events per transaction (group commit)
+  std::int64_t busy_timeout_ms = 2'000;  // wait for a lock held by another process before giving up
+  std::uint32_t retry_after_s = 5;       // Retry-After sent with 503 when the store cannot take an event
+};
+
+struct log_config {
+  std::string level = "info";  // trace, debug, info, warn, error, critical, off
+};
+
+struct config {
+  server_config server;
+  auth_config auth;
+  store_config store;
+  log_config log;
+  std::string source;  // the file it came from, or "(defaults)"
+};
+
+// Environment lookup; nullopt when unset. Tests pass their own.
+using env_lookup = std::function<std::optional<std::string>(const std::string&)>;
+env_lookup process_env();
+
+// Parses TOML text. Unknown keys and bad values are errors that name the key.
+outcome<config> parse_config(std::string_view toml_text, std::string_view source_name, const env_lookup& env);
+
+// Loads a file (or the defaults when path is empty), then applies the environment:
+// PIPEHOOK_AUTH_PASSWORD overrides auth.password / auth.password_file.
+outcome<config> load_config(const std::string& path, const env_lookup& env);
+
+// Checks what `serve` needs beyond a well-formed config: a password unless auth is disabled.
+outcome<void> check_serve_ready(const config& c);
+
+// The effective configuration as TOML, with secrets masked.
+std::string render_effective(const config& c);
+
+}  // namespace pipehook::config

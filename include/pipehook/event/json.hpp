@@ -1,0 +1,20 @@
+#pragma once
+// JSON rendering of stored events (Boost.JSON): the ndjson line of `events list` and the document
+// of `events show`. Kept apart from event.hpp so that Boost.JSON is included only where needed.
+
+#include "pipehook/event/event.hpp"
+
+#include <boost/json/object.hpp>
+
+namespace pipehook::event {
+
+// The list fields: id, event_key, version, entity, action, source_action, entity_id, company_id,
+// user_id, webhook_id, occurred_at, received_at (RFC 3339 UTC), attempt, change_source, is_bulk,
+// correlation_id, and the other meta fields; absent values are null.
+boost::json::object to_json(const stored_event& e);
+
+// to_json plus `deliveries`, `last_attempt`, `last_received_at` and `body` (the payload parsed as a
+// JSON value; the raw text as a string if it somehow does not parse).
+boost::json::object to_json_detail(const stored_event& e);
+
+}  // namespace pipehook::event

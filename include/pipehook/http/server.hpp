@@ -1,0 +1,54 @@
+#pragma once
+// The HTTP/1.1 server: one coroutine per connection, keep-alive, header and body limits, read and
+// idle timeouts, a connection cap, and graceful shutdown.
+
+#include "pipehook/core/error.hpp"
+#include "pipehook/http/types.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+
+namespace pipehook::http {
+
+struct server_options {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8080;             // 0 picks a free port (see server::local_endpoint)
+  std::uint64_t max_body_bytes = 1024 * 1024;
+  std::uint32_t header_limit = 16 * 1024;
+  std::uint32_t max_connections = 1024;  // further connections wait in the listen backlog
+  std::chrono::milliseconds read_timeout{10'000};
+  std::chrono::milliseconds idle_timeout{60'000};
+  std::chrono::milliseconds shutdown_timeout{15'000};
+  // Called after each response is written (or a request abandoned): logging and counters.
+  std::function<void(const request_head&, const response&, std::chrono::microseconds elapsed)> on_response;
+};
+
+class server {
+ public:
+  server(boost::asio::io_context& ioc, server_options options, std::vector<route> routes);
+  ~server();
+
+  // Binds and listens. Errors say which address could not be used and why.
+  outcome<boost::asio::ip::tcp::endpoint> listen();
+
+  // Starts accepting (after listen()).
+  void start();
+
+  // Graceful stop, callable from any thread: stop accepting, close idle connections, let in-flight
+  // requests finish (answered with Connection: close) for up to shutdown_timeout, then close the rest.
+  // io_context::run() returns once every connection is gone.
+  void stop();
+
+  std::size_t active_connections() const;
+
+  struct state;  // opaque
+
+ private:
+  std::shared_ptr<state> state_;
+};
+
+}  // namespace pipehook::http

@@ -1,0 +1,52 @@
+#pragma once
+// The HTTP boundary: handlers see these small values, never Beast types, so the ingest logic can
+// be tested without sockets.
+
+#include <boost/asio/awaitable.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace pipehook::http {
+
+// What a handler needs of a request's head. Views are valid until the response is written.
+struct request_head {
+  std::string_view method;
+  std::string_view target;   // as sent, with the query
+  std::string_view path;     // target without the query
+  std::string_view content_type;
+  std::string_view authorization;
+  std::optional<std::uint64_t> content_length;  // absent for chunked bodies
+  std::string remote;        // peer address "ip:port"
+};
+
+struct response {
+  unsigned status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string outcome;  // a short tag for logs and counters: "stored", "unauthorized", ...
+  std::string note;     // why, for the log line (never a secret)
+};
+
+// {"error": error, "detail": detail} with the given status; `error` is also the outcome tag.
+response json_error(unsigned status, std::string_view error, std::string_view detail);
+
+// A route: an exact path and method. `check` runs on the head before the body is read and may
+// refuse the request (401, 415, ...); `handle` gets the whole body. Both may be empty.
+struct route {
+  std::string method;
+  std::string path;
+  std::function<std::optional<response>(const request_head&)> check;
+  std::function<boost::asio::awaitable<response>(const request_head&, std::string body)> handle;
+};
+
+// Room left after every request body for parsers that read past the end (simdjson reads 64 bytes).
+inline constexpr std::size_t body_padding = 64;
+
+}  // namespace pipehook::http

@@ -1,0 +1,51 @@
+#pragma once
+// The webhook endpoint's business logic, apart from the transport: Basic auth and content type on
+// the head, then parse -> commit -> answer. Also the health and readiness checks.
+
+#include "pipehook/http/types.hpp"
+#include "pipehook/store/event_log.hpp"
+
+#include <array>
+#include <atomic>
+#include <optional>
+#include <string>
+
+namespace pipehook::ingest {
+
+struct options {
+  bool auth_enabled = true;
+  std::string user;
+  std::string password;             // secret
+  std::uint32_t retry_after_s = 5;  // sent with 503
+};
+
+class webhook_endpoint {
+ public:
+  webhook_endpoint(options opt, store::event_log& log);
+
+  // 401 (missing/wrong credentials, with WWW-Authenticate) or 415 (not JSON), from the head alone.
+  std::optional<http::response> check(const http::request_head& head) const;
+
+  // 400 invalid JSON; 200 stored/duplicate; 202 quarantined; 503 + Retry-After when the log cannot
+  // take it. A 2xx is sent only after the commit.
+  boost::asio::awaitable<http::response> handle(http::request_head head, std::string body);
+
+  // GET /healthz: the process is alive.
+  http::response health() const;
+
+  // GET /readyz: 200 when a write through the event log commits now, else 503.
+  boost::asio::awaitable<http::response> ready();
+
+  // Marks the endpoint as shutting down: /readyz answers 503 so a proxy stops sending.
+  void set_draining() { draining_ = true; }
+
+ private:
+  http::response unavailable(const failure& f) const;
+
+  options opt_;
+  store::event_log& log_;
+  std::array<unsigned char, 32> expected_digest_{};  // SHA-256 of "user:password"
+  std::atomic<bool> draining_{false};
+};
+
+}  // namespace pipehook::ingest

@@ -1,0 +1,65 @@
+#pragma once
+// The event log: where every accepted webhook is committed before it is acknowledged.
+// Writes go through one writer thread that commits queued records in batches (group commit).
+
+#include "pipehook/core/error.hpp"
+#include "pipehook/event/event.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace pipehook::store {
+
+// A body that passed auth and is valid JSON but is not a recognisable Pipedrive event.
+struct quarantined {
+  std::string reason;
+  std::string content_type;
+  std::string remote;  // the peer address, for forensics
+  std::string body;
+  std::int64_t received_at_us = 0;
+};
+
+enum class append_status { stored, duplicate, quarantined, probed };
+
+struct appended {
+  append_status status = append_status::stored;
+  std::int64_t id = 0;  // events.id (stored, duplicate) or quarantine.id
+};
+
+using append_result = outcome<appended>;
+using append_callback = std::function<void(append_result)>;
+
+class event_log {
+ public:
+  virtual ~event_log() = default;
+
+  // Queues a record. `done` runs exactly once: on the writer thread after the transaction holding
+  // the record committed or failed, or at once on the caller's thread with errc::queue_full /
+  // errc::store_closed. Success means the record is durable (as durable as store.durability says).
+  virtual void append(event::event ev, append_callback done) = 0;
+  virtual void append(quarantined q, append_callback done) = 0;
+
+  // A small write through the same queue and transaction path: succeeds when the log is writable.
+  virtual void probe(append_callback done) = 0;
+
+  // Stops taking records, commits everything already queued, and joins the writer. Idempotent.
+  virtual void close() = 0;
+
+  virtual std::size_t queue_depth() const = 0;
+};
+
+struct sqlite_options {
+  std::string path;
+  bool synchronous_full = true;        // PRAGMA synchronous=FULL (else NORMAL)
+  std::uint32_t queue_capacity = 4096;
+  std::uint32_t batch_max = 512;
+  std::int64_t busy_timeout_ms = 2000;
+  std::int64_t max_page_count = 0;     // >0 caps the database size (tests use it to simulate a full disk)
+};
+
+// Opens (creating it and its directory if needed) and migrates the database, then starts the writer.
+outcome<std::unique_ptr<event_log>> open_sqlite_event_log(const sqlite_options& options);
+
+}  // namespace pipehook::store

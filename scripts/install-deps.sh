@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what pipehook needs to build, test and benchmark on Debian 12 (bookworm).
+# Idempotent: packages already present are skipped; apt-get runs only when something is missing.
+#   scripts/install-deps.sh          build + test dependencies
+#   scripts/install-deps.sh bench    also the benchmark tools (wrk, nginx, Node.js for the peer)
+set -euo pipefail
+
+pkgs=(
+  build-essential cmake ninja-build pkg-config
+  libboost1.81-dev libboost-json1.81-dev   # Beast, Asio, JSON (1.81: the default 1.74 breaks GCC 12 coroutines)
+  libsimdjson-dev libspdlog-dev libsqlite3-dev libtomlplusplus-dev libcli11-dev libssl-dev
+  libgtest-dev sqlite3 curl
+  clang libfuzzer-14-dev                      # the payload-parser fuzz target
+)
+if [[ "${1:-}" == "bench" ]]; then
+  pkgs+=(wrk nginx-light nodejs npm)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  sudo=""; [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

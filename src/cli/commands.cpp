@@ -1,0 +1,207 @@
+#include "pipehook/cli/commands.hpp"
+
+#include "pipehook/cli/daemon.hpp"
+#include "pipehook/config/config.hpp"
+#include "pipehook/core/time.hpp"
+#include "pipehook/event/json.hpp"
+#include "pipehook/store/reader.hpp"
+
+#include <CLI/CLI.hpp>
+#include <boost/json/serialize.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+
+namespace pipehook::cli {
+namespace {
+
+constexpr int exit_ok = 0;
+constexpr int exit_failed = 1;
+constexpr int exit_usage = 2;
+
+int fail(int code, const std::string& message) {
+  std::cerr << "pipehook: " << message << "\n";
+  return code;
+}
+
+// --since/--until: RFC 3339 or a date ("2024-05-01"), epoch seconds, or a duration meaning "ago" ("2h").
+outcome<std::int64_t> parse_time_arg(const std::string& flag, const std::string& text) {
+  if (auto t = parse_iso8601_us(text)) return *t;
+  if (!text.empty() && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+      text.size() <= 12)
+    return std::stoll(text) * 1'000'000;
+  if (auto ms = parse_duration_ms(text); ms && std::any_of(text.begin(), text.end(), [](char c) { return c > '9'; }))
+    return now_us() - *ms * 1000;
+  return make_failure(errc::invalid_argument, flag + " \"" + text +
+                                                  "\" is not a time: use RFC 3339 (2024-05-01T10:00:00Z), a date "
+                                                  "(2024-05-01), epoch seconds, or an age like 30m, 2h, 7d");
+}
+
+outcome<config::config> load(const std::string& path) {
+  return config::load_config(path, config::process_env());
+}
+
+std::string relative(std::int64_t us) {
+  const std::int64_t secs = (now_us() - us) / 1'000'000;
+  if (secs < 0) return "in the future";
+  if (secs < 60) return std::to_string(secs) + "s ago";
+  if (secs < 3600) return std::to_string(secs / 60) + "m ago";
+  if (secs < 86400) return std::to_string(secs / 3600) + "h ago";
+  return std::to_string(secs / 86400) + "d ago";
+}
+
+void print_table(const std::vector<event::stored_event>& rows) {
+  std::vector<std::vector<std::string>> cells;
+  cells.push_back({"ID", "OCCURRED_AT", "AGE", "ENTITY", "ACTION", "ENTITY_ID", "COMPANY", "USER", "V", "DELIVERIES"});
+  for (const auto& r : rows) {
+    const auto& e = r.ev;
+    cells.push_back({std::to_string(r.id), format_rfc3339_us(e.occurred_at_us), relative(e.occurred_at_us), e.entity,
+                     e.source_action == e.action ? e.action : e.action + " (" + e.source_action + ")",
+                     e.entity_id.empty() ? "-" : e.entity_id, e.company_id.empty() ? "-" : e.company_id,
+                     e.user_id.empty() ? "-" : e.user_id, std::to_string(e.version), std::to_string(r.deliveries)});
+  }
+  std::vector<std::size_t> width(cells[0].size(), 0);
+  for (const auto& row : cells)
+    for (std::size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  for (const auto& row : cells) {
+    std::string line;
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(width[i] - row[i].size() + 2, ' ');
+    }
+    std::cout << line << "\n";
+  }
+}
+
+int cmd_events_list(const std::string& config_path, store::event_filter f, const std::string& since,
+                    const std::string& until, const std::string& format) {
+  if (!since.empty()) {
+    auto t = parse_time_arg("--since", since);
+    if (!t) return fail(exit_usage, t.error().message);
+    f.since_us = *t;
+  }
+  if (!until.empty()) {
+    auto t = parse_time_arg("--until", until);
+    if (!t) return fail(exit_usage, t.error().message);
+    f.until_us = *t;
+  }
+  auto cfg = load(config_path);
+  if (!cfg) return fail(exit_usage, cfg.error().message);
+  auto rd = store::reader::open(cfg->store.path);
+  if (!rd) return fail(exit_failed, rd.error().message);
+  auto rows = (*rd)->list(f, false);
+  if (!rows) return fail(exit_failed, rows.error().message);
+  if (format == "ndjson") {
+    for (const auto& r : *rows) std::cout << boost::json::serialize(event::to_json(r)) << "\n";
+  } else if (rows->empty()) {
+    std::cerr << "no events match\n";
+  } else {
+    print_table(*rows);
+  }
+  return exit_ok;
+}
+
+int cmd_events_show(const std::string& config_path, std::int64_t id, const std::string& format) {
+  auto cfg = load(config_path);
+  if (!cfg) return fail(exit_usage, cfg.error().message);
+  auto rd = store::reader::open(cfg->store.path);
+  if (!rd) return fail(exit_failed, rd.error().message);
+  auto ev = (*rd)->get(id);
+  if (!ev) return fail(exit_failed, ev.error().message);
+  if (format == "json") {
+    std::cout << boost::json::serialize(event::to_json_detail(*ev)) << "\n";
+    return exit_ok;
+  }
+  const boost::json::object o = event::to_json_detail(*ev);
+  for (const auto& [key, value] : o) {
+    if (key == "body") continue;
+    std::cout << key << ": " << (value.is_string() ? std::string(value.as_string()) : boost::json::serialize(value)) << "\n";
+  }
+  std::cout << "body:\n" << ev->ev.body << "\n";
+  return exit_ok;
+}
+
+int cmd_check_config(const std::string& config_path) {
+  auto cfg = load(config_path);
+  if (!cfg) return fail(exit_usage, cfg.error().message);
+  std::cout << config::render_effective(*cfg);
+  if (auto ready = config::check_serve_ready(*cfg); !ready) return fail(exit_usage, ready.error().message);
+  std::cerr << "configuration OK\n";
+  return exit_ok;
+}
+
+int cmd_serve(const std::string& config_path, const std::string& log_level) {
+  auto cfg = load(config_path);
+  if (!cfg) return fail(exit_usage, cfg.error().message);
+  setup_logging(log_level.empty() ? cfg->log.level : log_level);
+  auto d = daemon::create(*cfg);
+  if (!d) {
+    const bool usage = d.error().code == make_error_code(errc::invalid_config);
+    spdlog::critical("cannot start: {}", d.error().message);
+    return usage ? exit_usage : exit_failed;
+  }
+  (*d)->run(true);
+  return exit_ok;
+}
+
+}  // namespace
+
+int run(int argc, char** argv) {
+  CLI::App app{"pipehook: a durable receiver for Pipedrive webhooks"};
+  app.require_subcommand(1);
+  app.fallthrough();
+  std::string config_path;
+  app.add_option("-c,--config", config_path, "TOML config file (default: built-in defaults)")
+      ->envname("PIPEHOOK_CONFIG")
+      ->check(CLI::ExistingFile);
+
+  std::string log_level;
+  auto* serve = app.add_subcommand("serve", "receive webhooks and store them in the event log");
+  serve->add_option("--log-level", log_level, "override log.level")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+
+  auto* check = app.add_subcommand("check-config", "validate the config and print it, secrets masked");
+  auto* version = app.add_subcommand("version", "print the version");
+
+  auto* events = app.add_subcommand("events", "query the event log (read-only; safe while serve runs)");
+  events->require_subcommand(1);
+  store::event_filter filter;
+  std::string since, until, format = "table";
+  auto* list = events->add_subcommand("list", "list events, newest first");
+  list->add_option("--entity", filter.entity, "entity, e.g. deal, person, lead");
+  list->add_option("--action", filter.action, "create, change or delete")
+      ->check(CLI::IsMember({"create", "change", "delete"}));
+  list->add_option("--entity-id", filter.entity_id, "the object's id");
+  list->add_option("--company-id", filter.company_id, "the Pipedrive company id");
+  list->add_option("--since", since, "occurred at or after: RFC 3339, a date, epoch seconds, or an age like 2h");
+  list->add_option("--until", until, "occurred before (same forms as --since)");
+  list->add_option("--limit", filter.limit, "at most this many (default 50)")->check(CLI::Range(1, 100000));
+  list->add_option("--format", format, "table or ndjson")->check(CLI::IsMember({"table", "ndjson"}));
+
+  std::int64_t show_id = 0;
+  std::string show_format = "table";
+  auto* show = events->add_subcommand("show", "show one event with its body");
+  show->add_option("id", show_id, "event id")->required()->check(CLI::PositiveNumber);
+  show->add_option("--format", show_format, "table or json")->check(CLI::IsMember({"table", "json"}));
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? exit_ok : exit_usage;
+  }
+
+  if (*version) {
+    std::cout << "pipehook " << PIPEHOOK_VERSION << "\n";
+    return exit_ok;
+  }
+  if (*check) return cmd_check_config(config_path);
+  if (*serve) return cmd_serve(config_path, log_level);
+  if (*list) return cmd_events_list(config_path, filter, since, until, format);
+  if (*show) return cmd_events_show(config_path, show_id, show_format);
+  return exit_usage;
+}
+
+}  // namespace pipehook::cli

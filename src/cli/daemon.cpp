@@ -1,0 +1,207 @@
+#include "pipehook/cli/daemon.hpp"
+
+#include "pipehook/http/server.hpp"
+#include "pipehook/ingest/webhook.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <map>
+#include <mutex>
+#include <thread>
+
+namespace pipehook::cli {
+
+namespace asio = boost::asio;
+
+struct daemon::impl {
+  config::config cfg;
+  asio::io_context ioc;
+  std::unique_ptr<store::event_log> log;
+  std::unique_ptr<ingest::webhook_endpoint> endpoint;
+  std::unique_ptr<http::server> server;
+  asio::ip::tcp::endpoint bound;
+  asio::signal_set signals{ioc};
+  asio::steady_timer summary_timer{ioc};
+  bool stopping = false;  // touched on the io_context only
+
+  std::mutex counts_mu;
+  std::map<std::string, std::uint64_t> counts;  // outcome -> requests since the last summary
+
+  void on_response(const http::request_head& head, const http::response& res, std::chrono::microseconds elapsed) {
+    {
+      std::lock_guard lk(counts_mu);
+      ++counts[res.outcome];
+    }
+    spdlog::debug("{} {} {} -> {} {} ({}) in {} us", head.remote, head.method, head.target, res.status, res.outcome,
+                  res.note, elapsed.count());
+    if (res.status >= 400 || res.status == 202)
+      spdlog::warn("{} {} {} from {}: {} {}: {}", res.status == 202 ? "quarantined" : "rejected", head.method,
+                   head.target, head.remote, res.status, res.outcome, res.note);
+    else if (res.status == 0)
+      spdlog::info("connection from {} ended: {}", head.remote, res.note);
+  }
+
+  void log_summary(const char* period) {
+    std::map<std::string, std::uint64_t> snapshot;
+    {
+      std::lock_guard lk(counts_mu);
+      snapshot.swap(counts);
+    }
+    if (snapshot.empty()) return;  // idle periods are not logged
+    std::string line;
+    for (const auto& [outcome, n] : snapshot) line += " " + outcome + "=" + std::to_string(n);
+    spdlog::info("requests in the {}:{} (queue depth {})", period, line, log->queue_depth());
+  }
+
+  void begin_stop() {  // on the io_context
+    if (stopping) return;
+    stopping = true;
+    spdlog::info("shutting down: no new connections; finishing requests in flight");
+    endpoint->set_draining();
+    server->stop();
+    boost::system::error_code ec;
+    signals.cancel(ec);
+    summary_timer.cancel();
+  }
+};
+
+namespace {
+
+asio::awaitable<void> summary_loop(daemon::impl* self) {
+  for (;;) {
+    self->summary_timer.expires_after(std::chrono::minutes(1));
+    auto [ec] = co_await self->summary_timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec || self->stopping) co_return;
+    self->log_summary("last minute");
+  }
+}
+
+// Named function objects, not capturing lambdas, for the route handlers that return coroutines.
+struct ingest_check {
+  ingest::webhook_endpoint* ep;
+  std::optional<http::response> operator()(const http::request_head& h) const { return ep->check(h); }
+};
+struct ingest_handle {
+  ingest::webhook_endpoint* ep;
+  asio::awaitable<http::response> operator()(const http::request_head& h, std::string body) const {
+    return ep->handle(h, std::move(body));
+  }
+};
+struct health_handle {
+  ingest::webhook_endpoint* ep;
+  asio::awaitable<http::response> operator()(const http::request_head&, std::string) const { return respond(ep->health()); }
+  static asio::awaitable<http::response> respond(http::response r) { co_return r; }
+};
+struct ready_handle {
+  ingest::webhook_endpoint* ep;
+  asio::awaitable<http::response> operator()(const http::request_head&, std::string) const { return ep->ready(); }
+};
+
+}  // namespace
+
+daemon::daemon(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
+daemon::~daemon() {
+  if (impl_ && impl_->log) impl_->log->close();
+}
+
+outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c) {
+  if (auto ready = config::check_serve_ready(c); !ready) return ready.error();
+  auto p = std::make_unique<impl>();
+  p->cfg = c;
+
+  store::sqlite_options so;
+  so.path = c.store.path;
+  so.synchronous_full = c.store.sync == config::durability::full;
+  so.queue_capacity = c.store.queue_capacity;
+  so.batch_max = c.store.batch_max;
+  so.busy_timeout_ms = c.store.busy_timeout_ms;
+  auto log = store::open_sqlite_event_log(so);
+  if (!log) return log.error();
+  p->log = std::move(*log);
+
+  ingest::options io;
+  io.auth_enabled = c.auth.enabled;
+  io.user = c.auth.user;
+  io.password = c.auth.password;
+  io.retry_after_s = c.store.retry_after_s;
+  p->endpoint = std::make_unique<ingest::webhook_endpoint>(io, *p->log);
+
+  http::server_options so2;
+  so2.host = c.server.host;
+  so2.port = c.server.port;
+  so2.max_body_bytes = c.server.max_body_bytes;
+  so2.max_connections = c.server.max_connections;
+  so2.read_timeout = std::chrono::milliseconds(c.server.read_timeout_ms);
+  so2.idle_timeout = std::chrono::milliseconds(c.server.idle_timeout_ms);
+  so2.shutdown_timeout = std::chrono::milliseconds(c.server.shutdown_timeout_ms);
+  impl* raw = p.get();
+  so2.on_response = [raw](const http::request_head& h, const http::response& r, std::chrono::microseconds e) {
+    raw->on_response(h, r, e);
+  };
+  std::vector<http::route> routes;
+  routes.push_back({"POST", c.server.path, ingest_check{raw->endpoint.get()}, ingest_handle{raw->endpoint.get()}});
+  for (const char* m : {"GET", "HEAD"}) {
+    routes.push_back({m, "/healthz", {}, health_handle{raw->endpoint.get()}});
+    routes.push_back({m, "/readyz", {}, ready_handle{raw->endpoint.get()}});
+  }
+  p->server = std::make_unique<http::server>(p->ioc, so2, std::move(routes));
+  auto bound = p->server->listen();
+  if (!bound) return bound.error();
+  p->bound = *bound;
+  return std::unique_ptr<daemon>(new daemon(std::move(p)));
+}
+
+asio::ip::tcp::endpoint daemon::endpoint() const { return impl_->bound; }
+
+void daemon::run(bool handle_signals) {
+  impl* self = impl_.get();
+  self->server->start();
+  if (handle_signals) {
+    self->signals.add(SIGINT);
+    self->signals.add(SIGTERM);
+    self->signals.async_wait([self](boost::system::error_code ec, int sig) {
+      if (ec) return;
+      spdlog::info("received {}", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      self->begin_stop();
+    });
+  }
+  asio::co_spawn(self->ioc, summary_loop(self), asio::detached);
+  const auto& c = self->cfg;
+  spdlog::info("pipehook {} listening on {}:{} (webhooks at POST {}, auth {}), event log {} (durability {})",
+               PIPEHOOK_VERSION, self->bound.address().to_string(), self->bound.port(), c.server.path,
+               c.auth.enabled ? "Basic" : "DISABLED", c.store.path,
+               c.store.sync == config::durability::full ? "full" : "normal");
+
+  std::vector<std::thread> extra;
+  for (unsigned i = 1; i < c.server.threads; ++i) extra.emplace_back([self] { self->ioc.run(); });
+  self->ioc.run();
+  for (auto& t : extra) t.join();
+
+  self->log->close();  // commits whatever is still queued
+  self->log_summary("final period");
+  spdlog::info("stopped");
+}
+
+void daemon::stop() {
+  impl* self = impl_.get();
+  asio::post(self->ioc, [self] { self->begin_stop(); });
+}
+
+void setup_logging(const std::string& level) {
+  auto logger = std::make_shared<spdlog::logger>("pipehook", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ %v");
+  logger->set_level(spdlog::level::from_str(level));
+  logger->flush_on(spdlog::level::info);
+  spdlog::set_default_logger(std::move(logger));
+}
+
+}  // namespace pipehook::cli

@@ -1,0 +1,3 @@
+#include "pipehook/cli/commands.hpp"
+
+int main(int argc, char** argv) { return pipehook::cli::run(argc, argv); }

@@ -1,0 +1,389 @@
+#include "pipehook/http/server.hpp"
+
+#include "padded_body.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/optional/optional.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/object.hpp>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <list>
+#include <mutex>
+
+namespace pipehook::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using asio::ip::tcp;
+using tuple_awaitable_t = asio::as_tuple_t<asio::use_awaitable_t<>>;
+constexpr tuple_awaitable_t use_tuple{};
+
+response json_error(unsigned status, std::string_view error, std::string_view detail) {
+  response r;
+  r.status = status;
+  r.body = boost::json::serialize(boost::json::object{{"error", error}, {"detail", detail}});
+  r.outcome = std::string(error);
+  r.note = std::string(detail);
+  return r;
+}
+
+namespace {
+
+// A connection as the shutdown code sees it; touched only on the connection's own executor.
+struct connection {
+  asio::any_io_executor ex;             // the connection's strand (immutable)
+  beast::tcp_stream* stream = nullptr;  // null once the session ended
+  bool idle = false;                    // waiting for the next request (safe to close)
+};
+
+}  // namespace
+
+struct server::state : std::enable_shared_from_this<server::state> {
+  asio::io_context& ioc;
+  server_options opt;
+  std::vector<route> routes;
+  tcp::acceptor acceptor;
+  asio::steady_timer slot_freed;       // wakes the accept loop when a connection ends at the cap
+  asio::steady_timer shutdown_deadline;  // on the acceptor's strand, like slot_freed
+  std::atomic<bool> stopping{false};
+  std::atomic<std::size_t> active{0};
+  std::mutex mu;
+  std::list<std::shared_ptr<connection>> connections;
+
+  state(asio::io_context& c, server_options o, std::vector<route> r)
+      : ioc(c),
+        opt(std::move(o)),
+        routes(std::move(r)),
+        acceptor(asio::make_strand(c)),
+        slot_freed(acceptor.get_executor()),
+        shutdown_deadline(acceptor.get_executor()) {}
+
+  void report(const request_head& head, const response& res, std::chrono::steady_clock::time_point start) {
+    if (opt.on_response)
+      opt.on_response(head, res, std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start));
+  }
+};
+
+namespace {
+
+using state_ptr = std::shared_ptr<server::state>;
+
+const route* find_route(const server::state& st, std::string_view path, std::string_view method, std::string& allow) {
+  for (const route& r : st.routes) {
+    if (r.path != path) continue;
+    if (r.method == method) return &r;
+    if (!allow.empty()) allow += ", ";
+    allow += r.method;
+  }
+  return nullptr;
+}
+
+bhttp::response<bhttp::string_body> to_beast(const response& r, unsigned version, bool keep_alive) {
+  bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), version};
+  res.set(bhttp::field::server, "pipehook/" PIPEHOOK_VERSION);
+  if (!r.content_type.empty()) res.set(bhttp::field::content_type, r.content_type);
+  res.set(bhttp::field::cache_control, "no-store");
+  for (const auto& [name, value] : r.headers) res.set(name, value);
+  res.body() = r.body;
+  res.keep_alive(keep_alive);
+  res.prepare_payload();
+  return res;
+}
+
+// After refusing a request whose body we will not read: stop sending, then drain what the client
+// still sends for a moment, so that it sees our answer instead of a connection reset.
+asio::awaitable<void> lingering_close(beast::tcp_stream& stream, std::uint64_t max_bytes) {
+  beast::error_code ec;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream.expires_after(std::chrono::seconds(2));
+  char sink[16 * 1024];
+  std::uint64_t drained = 0;
+  while (drained < max_bytes) {
+    auto [rec, n] = co_await stream.async_read_some(asio::buffer(sink), use_tuple);
+    if (rec) break;
+    drained += n;
+  }
+  stream.close();
+}
+
+std::string peer_of(beast::tcp_stream& stream) {
+  beast::error_code ec;
+  const auto ep = stream.socket().remote_endpoint(ec);
+  if (ec) return "?";
+  const auto addr = ep.address();
+  return (addr.is_v6() ? "[" + addr.to_string() + "]" : addr.to_string()) + ":" + std::to_string(ep.port());
+}
+
+asio::awaitable<void> run_session(state_ptr st, tcp::socket socket) {
+  beast::tcp_stream stream(std::move(socket));
+  auto conn = std::make_shared<connection>();
+  conn->ex = stream.get_executor();
+  conn->stream = &stream;
+  std::list<std::shared_ptr<connection>>::iterator self;
+  {
+    std::lock_guard lk(st->mu);
+    self = st->connections.insert(st->connections.end(), conn);
+  }
+  const std::string remote = peer_of(stream);
+  beast::flat_buffer buffer;
+
+  for (;;) {
+    // Between requests: wait for the first bytes of the next one, at most idle_timeout.
+    if (buffer.size() == 0) {
+      if (st->stopping) break;
+      conn->idle = true;
+      stream.expires_after(st->opt.idle_timeout);
+      auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), use_tuple);
+      conn->idle = false;
+      if (ec) break;  // closed by the client, idle timeout, or shutdown
+      buffer.commit(n);
+    }
+
+    // A request has begun: all of it must arrive within read_timeout.
+    const auto start = std::chrono::steady_clock::now();
+    stream.expires_after(st->opt.read_timeout);
+    bhttp::request_parser<bhttp::empty_body> head_parser;
+    head_parser.header_limit(st->opt.header_limit);
+    head_parser.body_limit(boost::none);  // an oversized Content-Length is answered 413 below, not a parse error
+    auto [hec, hn] = co_await bhttp::async_read_header(stream, buffer, head_parser, use_tuple);
+    request_head head;
+    head.remote = remote;
+    if (hec) {
+      if (hec == beast::error::timeout || hec == asio::error::operation_aborted || hec == bhttp::error::end_of_stream ||
+          hec == asio::error::eof || hec == asio::error::connection_reset) {
+        response r;
+        r.status = 0;
+        r.outcome = hec == beast::error::timeout ? "read_timeout" : "client_gone";
+        r.note = "while reading the request head: " + hec.message();
+        st->report(head, r, start);
+        break;
+      }
+      const bool too_big = hec == bhttp::error::header_limit;
+      response r = json_error(too_big ? 431 : 400, too_big ? "headers_too_large" : "bad_request",
+                              too_big ? "the request head is larger than " + std::to_string(st->opt.header_limit) + " bytes"
+                                      : "malformed HTTP request: " + hec.message());
+      auto res = to_beast(r, 11, false);
+      co_await bhttp::async_write(stream, res, use_tuple);
+      st->report(head, r, start);
+      co_await lingering_close(stream, st->opt.max_body_bytes);
+      break;
+    }
+
+    const auto& req = head_parser.get();
+    head.method = req.method_string();
+    head.target = req.target();
+    head.path = head.target.substr(0, head.target.find('?'));
+    head.content_type = req[bhttp::field::content_type];
+    head.authorization = req[bhttp::field::authorization];
+    if (auto len = head_parser.content_length()) head.content_length = *len;
+    const unsigned version = req.version();
+
+    // Checks on the head alone, in the documented order: 404, 405, 413, then the route's own.
+    std::optional<response> refusal;
+    std::string allow;
+    const route* rt = find_route(*st, head.path, head.method, allow);
+    if (!rt && allow.empty()) {
+      refusal = json_error(404, "not_found", "no resource at " + std::string(head.path));
+    } else if (!rt) {
+      refusal = json_error(405, "method_not_allowed", std::string(head.method) + " is not allowed on " +
+                                                         std::string(head.path) + " (allowed: " + allow + ")");
+      refusal->headers.emplace_back("Allow", allow);
+    } else if (head.content_length && *head.content_length > st->opt.max_body_bytes) {
+      refusal = json_error(413, "payload_too_large", "the body is " + std::to_string(*head.content_length) +
+                                                         " bytes; the limit is " + std::to_string(st->opt.max_body_bytes));
+    } else if (rt->check) {
+      refusal = rt->check(head);
+    }
+    if (refusal) {
+      // The body (if any) stays unread: answer, then close the connection.
+      auto res = to_beast(*refusal, version, false);
+      auto [wec, wn] = co_await bhttp::async_write(stream, res, use_tuple);
+      st->report(head, *refusal, start);
+      if (!wec && !head_parser.is_done()) co_await lingering_close(stream, st->opt.max_body_bytes);
+      break;
+    }
+
+    // Accepted so far: tell a client that waits for it to send the body, then read it.
+    if (beast::iequals(req[bhttp::field::expect], "100-continue")) {
+      bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, version};
+      auto [cec, cn] = co_await bhttp::async_write(stream, cont, use_tuple);
+      if (cec) break;
+    }
+    bhttp::request_parser<detail::padded_body> body_parser(std::move(head_parser));
+    body_parser.body_limit(st->opt.max_body_bytes);
+    {  // re-point the head's views at the parser that now owns the header
+      const auto& moved = body_parser.get();
+      head.method = moved.method_string();
+      head.target = moved.target();
+      head.path = head.target.substr(0, head.target.find('?'));
+      head.content_type = moved[bhttp::field::content_type];
+      head.authorization = moved[bhttp::field::authorization];
+    }
+    auto [bec, bn] = co_await bhttp::async_read(stream, buffer, body_parser, use_tuple);
+    if (bec == bhttp::error::body_limit || bec == bhttp::error::buffer_overflow) {
+      response r = json_error(413, "payload_too_large",
+                              "the body is larger than the limit of " + std::to_string(st->opt.max_body_bytes) + " bytes");
+      auto res = to_beast(r, version, false);
+      co_await bhttp::async_write(stream, res, use_tuple);
+      st->report(head, r, start);
+      co_await lingering_close(stream, st->opt.max_body_bytes);
+      break;
+    }
+    if (bec) {
+      response r;
+      r.status = 0;
+      r.outcome = bec == beast::error::timeout ? "read_timeout" : "client_gone";
+      r.note = "while reading the body: " + bec.message();
+      st->report(head, r, start);
+      if (bec != beast::error::timeout && bec != bhttp::error::partial_message && bec != asio::error::eof &&
+          bec != asio::error::connection_reset && bec != asio::error::operation_aborted) {
+        response bad = json_error(400, "bad_request", "malformed HTTP body: " + bec.message());
+        auto res = to_beast(bad, version, false);
+        co_await bhttp::async_write(stream, res, use_tuple);
+      }
+      break;
+    }
+
+    const bool keep_alive = body_parser.get().keep_alive();
+
+    response r;
+    if (rt->handle) {
+      try {
+        r = co_await rt->handle(head, std::move(body_parser.get().body()));
+      } catch (const std::exception& e) {
+        // Last-resort safety net: a bug must not take the connection's peers down with it.
+        spdlog::error("handler for {} {} threw: {}", head.method, head.path, e.what());
+        r = json_error(500, "internal_error", "the request could not be processed; see the server log");
+      }
+    } else {
+      r = json_error(500, "internal_error", "no handler");
+    }
+    const bool again = keep_alive && !st->stopping;
+    auto res = to_beast(r, version, again);
+    stream.expires_after(st->opt.read_timeout);
+    auto [wec, wn] = co_await bhttp::async_write(stream, res, use_tuple);
+    st->report(head, r, start);
+    if (wec || !again) break;
+  }
+
+  beast::error_code ec;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream.close();
+  conn->stream = nullptr;
+  {
+    std::lock_guard lk(st->mu);
+    st->connections.erase(self);
+  }
+  const std::size_t before = st->active.fetch_sub(1);
+  if (before == st->opt.max_connections) asio::post(st->slot_freed.get_executor(), [st] { st->slot_freed.cancel(); });
+  // The last connection gone during shutdown: nothing left for the deadline to close.
+  if (st->stopping)
+    asio::post(st->shutdown_deadline.get_executor(), [st] {
+      if (st->active.load() == 0) st->shutdown_deadline.cancel();
+    });
+}
+
+asio::awaitable<void> accept_loop(state_ptr st) {
+  for (;;) {
+    if (st->stopping) co_return;
+    if (st->active.load() >= st->opt.max_connections) {
+      // At the cap: further clients wait in the kernel's listen backlog until a connection ends.
+      st->slot_freed.expires_after(std::chrono::seconds(1));
+      co_await st->slot_freed.async_wait(use_tuple);
+      continue;
+    }
+    auto [ec, socket] = co_await st->acceptor.async_accept(asio::make_strand(st->ioc), use_tuple);
+    if (st->stopping || ec == asio::error::operation_aborted) co_return;
+    if (ec) {
+      // EMFILE and friends: back off instead of spinning.
+      spdlog::warn("accept failed: {}", ec.message());
+      asio::steady_timer pause(st->acceptor.get_executor(), std::chrono::milliseconds(100));
+      co_await pause.async_wait(use_tuple);
+      continue;
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    st->active.fetch_add(1);
+    auto ex = socket.get_executor();
+    asio::co_spawn(ex, run_session(st, std::move(socket)), asio::detached);
+  }
+}
+
+}  // namespace
+
+server::server(asio::io_context& ioc, server_options options, std::vector<route> routes)
+    : state_(std::make_shared<state>(ioc, std::move(options), std::move(routes))) {}
+
+server::~server() = default;
+
+outcome<tcp::endpoint> server::listen() {
+  beast::error_code ec;
+  const auto addr = asio::ip::make_address(state_->opt.host, ec);
+  if (ec) return make_failure(errc::invalid_config, "server.listen: \"" + state_->opt.host + "\" is not an IP address");
+  const tcp::endpoint ep(addr, state_->opt.port);
+  const std::string where = state_->opt.host + ":" + std::to_string(state_->opt.port);
+  auto& acc = state_->acceptor;
+  if (acc.open(ep.protocol(), ec); ec) return make_failure(errc::io_error, "cannot open a socket for " + where + ": " + ec.message());
+  acc.set_option(asio::socket_base::reuse_address(true), ec);
+  if (acc.bind(ep, ec); ec) return make_failure(errc::io_error, "cannot listen on " + where + ": " + ec.message());
+  if (acc.listen(asio::socket_base::max_listen_connections, ec); ec)
+    return make_failure(errc::io_error, "cannot listen on " + where + ": " + ec.message());
+  return acc.local_endpoint();
+}
+
+void server::start() { asio::co_spawn(state_->acceptor.get_executor(), accept_loop(state_), asio::detached); }
+
+void server::stop() {
+  auto st = state_;
+  if (st->stopping.exchange(true)) return;
+  asio::post(st->acceptor.get_executor(), [st] {
+    beast::error_code ec;
+    st->acceptor.close(ec);
+    st->slot_freed.cancel();
+  });
+  std::vector<std::shared_ptr<connection>> conns;
+  {
+    std::lock_guard lk(st->mu);
+    conns.assign(st->connections.begin(), st->connections.end());
+  }
+  for (auto& c : conns) {
+    // Runs on the connection's executor, where `idle` and `stream` are consistent.
+    asio::post(c->ex, [c] {
+      if (c->stream && c->idle) c->stream->cancel();
+    });
+  }
+  // In-flight requests get shutdown_timeout to finish; then whatever is left is closed. Armed on
+  // the strand where session ends cancel it, so an already empty server does not wait for it.
+  asio::post(st->shutdown_deadline.get_executor(), [st] {
+    if (st->active.load() == 0) return;
+    st->shutdown_deadline.expires_after(st->opt.shutdown_timeout);
+    st->shutdown_deadline.async_wait([st](beast::error_code ec) {
+      if (ec) return;
+      std::lock_guard lk(st->mu);
+      for (auto& c : st->connections) {
+        asio::post(c->ex, [c] {
+          if (c->stream) c->stream->cancel();
+        });
+      }
+    });
+  });
+}
+
+std::size_t server::active_connections() const { return state_->active.load(); }
+
+}  // namespace pipehook::http

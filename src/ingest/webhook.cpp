@@ -1,0 +1,192 @@
+#include "pipehook/ingest/webhook.hpp"
+
+#include "pipehook/core/time.hpp"
+#include "pipehook/pipedrive/parse.hpp"
+
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include <cctype>
+#include <memory>
+
+namespace pipehook::ingest {
+
+static_assert(http::body_padding >= pipedrive::parse_padding, "request bodies must carry the parser's padding");
+
+namespace asio = boost::asio;
+
+namespace {
+
+std::array<unsigned char, 32> sha256(std::string_view data) {
+  std::array<unsigned char, 32> md{};
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), md.data(), &len, EVP_sha256(), nullptr);
+  return md;
+}
+
+bool iequals_prefix(std::string_view s, std::string_view prefix) {
+  if (s.size() < prefix.size()) return false;
+  for (std::size_t i = 0; i < prefix.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(s[i])) != std::tolower(static_cast<unsigned char>(prefix[i]))) return false;
+  return true;
+}
+
+// "user:password" from an Authorization: Basic header; nullopt when absent or malformed.
+std::optional<std::string> basic_credentials(std::string_view header) {
+  if (!iequals_prefix(header, "basic ")) return std::nullopt;
+  std::string_view b64 = header.substr(6);
+  while (!b64.empty() && b64.front() == ' ') b64.remove_prefix(1);
+  while (!b64.empty() && b64.back() == ' ') b64.remove_suffix(1);
+  if (b64.empty() || b64.size() % 4 != 0 || b64.size() > 4096) return std::nullopt;
+  std::string out(b64.size() / 4 * 3, '\0');
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()), reinterpret_cast<const unsigned char*>(b64.data()),
+                                static_cast<int>(b64.size()));
+  if (n < 0) return std::nullopt;
+  std::size_t len = static_cast<std::size_t>(n);
+  if (b64.back() == '=') --len;  // EVP_DecodeBlock counts padding as zero bytes
+  if (b64.size() >= 2 && b64[b64.size() - 2] == '=') --len;
+  out.resize(len);
+  return out;
+}
+
+// application/json, optionally with parameters, or any application/<x>+json.
+bool is_json_content_type(std::string_view ct) {
+  ct = ct.substr(0, ct.find(';'));
+  while (!ct.empty() && ct.back() == ' ') ct.remove_suffix(1);
+  std::string lower(ct);
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (lower == "application/json") return true;
+  return lower.rfind("application/", 0) == 0 && lower.size() > 17 && lower.compare(lower.size() - 5, 5, "+json") == 0;
+}
+
+http::response json_ok(unsigned status, boost::json::object body, std::string outcome) {
+  http::response r;
+  r.status = status;
+  r.body = boost::json::serialize(body);
+  r.outcome = std::move(outcome);
+  return r;
+}
+
+// Completes an asio operation from the writer thread: the callback posts the result back to the
+// executor of the waiting coroutine. A named function object, not a lambda (see STYLE.md).
+struct append_initiation {
+  template <class Handler, class Submit>
+  void operator()(Handler handler, Submit submit) const {
+    auto shared = std::make_shared<Handler>(std::move(handler));
+    // Tracked: io_context::run() must not return while a commit is outstanding (graceful shutdown).
+    auto ex = asio::prefer(asio::get_associated_executor(*shared), asio::execution::outstanding_work.tracked);
+    submit([shared, ex](store::append_result r) {
+      asio::post(ex, [shared, r = std::move(r)]() mutable { (*shared)(std::move(r)); });
+    });
+  }
+};
+
+struct submit_event {
+  store::event_log* log;
+  std::shared_ptr<event::event> ev;
+  void operator()(store::append_callback cb) const { log->append(std::move(*ev), std::move(cb)); }
+};
+
+struct submit_quarantine {
+  store::event_log* log;
+  std::shared_ptr<store::quarantined> q;
+  void operator()(store::append_callback cb) const { log->append(std::move(*q), std::move(cb)); }
+};
+
+struct submit_probe {
+  store::event_log* log;
+  void operator()(store::append_callback cb) const { log->probe(std::move(cb)); }
+};
+
+template <class Submit>
+asio::awaitable<store::append_result> commit(Submit submit) {
+  return asio::async_initiate<const asio::use_awaitable_t<>&, void(store::append_result)>(append_initiation{}, asio::use_awaitable,
+                                                                                        std::move(submit));
+}
+
+}  // namespace
+
+webhook_endpoint::webhook_endpoint(options opt, store::event_log& log) : opt_(std::move(opt)), log_(log) {
+  expected_digest_ = sha256(opt_.user + ":" + opt_.password);
+}
+
+std::optional<http::response> webhook_endpoint::check(const http::request_head& head) const {
+  if (opt_.auth_enabled) {
+    const auto creds = basic_credentials(head.authorization);
+    // Compare digests so the time taken does not depend on where the strings differ, or their length.
+    const auto given = sha256(creds ? *creds : std::string_view("\x01"));
+    if (!creds || CRYPTO_memcmp(given.data(), expected_digest_.data(), given.size()) != 0) {
+      http::response r = http::json_error(
+          401, "unauthorized",
+          head.authorization.empty() ? "Basic credentials are required" : "the Basic credentials are not valid");
+      r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"pipehook\", charset=\"UTF-8\"");
+      return r;
+    }
+  }
+  if (!is_json_content_type(head.content_type)) {
+    const std::string got = head.content_type.empty() ? "none" : "\"" + std::string(head.content_type.substr(0, 100)) + "\"";
+    return http::json_error(415, "unsupported_media_type", "Content-Type must be application/json (got " + got + ")");
+  }
+  return std::nullopt;
+}
+
+http::response webhook_endpoint::unavailable(const failure& f) const {
+  const char* what = "store_unavailable";
+  if (f.code == make_error_code(errc::queue_full)) what = "queue_full";
+  else if (f.code == make_error_code(errc::store_busy)) what = "store_busy";
+  else if (f.code == make_error_code(errc::store_full)) what = "store_full";
+  else if (f.code == make_error_code(errc::store_closed)) what = "shutting_down";
+  http::response r = http::json_error(503, what, "the event was not stored, retry later: " + f.message);
+  r.headers.emplace_back("Retry-After", std::to_string(opt_.retry_after_s));
+  return r;
+}
+
+asio::awaitable<http::response> webhook_endpoint::handle(http::request_head head, std::string body) {
+  pipedrive::parse_result parsed = pipedrive::parse_webhook(std::move(body), now_us());
+  if (parsed.status == pipedrive::parse_status::invalid_json)
+    co_return http::json_error(400, "invalid_json", parsed.reason);
+
+  if (parsed.status == pipedrive::parse_status::not_an_event) {
+    auto q = std::make_shared<store::quarantined>();
+    q->reason = parsed.reason;
+    q->content_type = std::string(head.content_type);
+    q->remote = head.remote;
+    q->body = std::move(parsed.ev.body);
+    q->received_at_us = parsed.ev.received_at_us;
+    store::append_result res = co_await commit(submit_quarantine{&log_, q});
+    if (!res) co_return unavailable(res.error());
+    http::response r = json_ok(202, {{"status", "quarantined"}, {"id", res->id}, {"reason", parsed.reason}}, "quarantined");
+    r.note = parsed.reason;
+    co_return r;
+  }
+
+  auto ev = std::make_shared<event::event>(std::move(parsed.ev));
+  const std::string note = ev->entity + "." + ev->action + " " + ev->entity_id + " attempt " + std::to_string(ev->attempt);
+  store::append_result res = co_await commit(submit_event{&log_, ev});
+  if (!res) co_return unavailable(res.error());
+  const bool dup = res->status == store::append_status::duplicate;
+  http::response r = json_ok(200, {{"status", dup ? "duplicate" : "stored"}, {"id", res->id}}, dup ? "duplicate" : "stored");
+  r.note = note;
+  co_return r;
+}
+
+http::response webhook_endpoint::health() const { return json_ok(200, {{"status", "ok"}}, "health"); }
+
+asio::awaitable<http::response> webhook_endpoint::ready() {
+  if (draining_) co_return http::json_error(503, "not_ready", "shutting down");
+  store::append_result res = co_await commit(submit_probe{&log_});
+  if (!res) {
+    http::response r = http::json_error(503, "not_ready", "the event log is not writable: " + res.error().message);
+    r.headers.emplace_back("Retry-After", std::to_string(opt_.retry_after_s));
+    co_return r;
+  }
+  co_return json_ok(200, {{"status", "ready"}}, "ready");
+}
+
+}  // namespace pipehook::ingest

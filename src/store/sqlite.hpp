@@ -1,0 +1,68 @@
+#pragma once
+// Small RAII helpers over the SQLite C API, internal to the store module.
+
+#include "pipehook/core/error.hpp"
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace pipehook::store::detail {
+
+struct db_handle {
+  sqlite3* db = nullptr;
+  db_handle() = default;
+  explicit db_handle(sqlite3* d) : db(d) {}
+  db_handle(db_handle&& o) noexcept : db(o.db) { o.db = nullptr; }
+  db_handle& operator=(db_handle&& o) noexcept {
+    std::swap(db, o.db);
+    return *this;
+  }
+  ~db_handle() { sqlite3_close_v2(db); }
+};
+
+class statement {
+ public:
+  statement() = default;
+  statement(statement&& o) noexcept : s_(o.s_) { o.s_ = nullptr; }
+  statement& operator=(statement&& o) noexcept {
+    std::swap(s_, o.s_);
+    return *this;
+  }
+  ~statement() { sqlite3_finalize(s_); }
+
+  static outcome<statement> prepare(sqlite3* db, std::string_view sql);
+
+  sqlite3_stmt* get() const { return s_; }
+  // Binds text; an empty string binds NULL (absent optional fields).
+  void bind_text_or_null(int i, std::string_view v) const;
+  void bind_text(int i, std::string_view v) const;
+  void bind_int(int i, std::int64_t v) const { sqlite3_bind_int64(s_, i, v); }
+  void bind_null(int i) const { sqlite3_bind_null(s_, i); }
+  int step() const { return sqlite3_step(s_); }
+  void reset() const {
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+  }
+  std::int64_t column_int(int i) const { return sqlite3_column_int64(s_, i); }
+  std::string column_text(int i) const;
+
+ private:
+  sqlite3_stmt* s_ = nullptr;
+};
+
+// Maps a SQLite result code to a project error: BUSY/LOCKED -> store_busy, FULL -> store_full.
+failure sqlite_failure(sqlite3* db, int rc, std::string_view what);
+
+// Runs SQL with no results (pragmas, DDL, BEGIN/COMMIT).
+outcome<void> exec(sqlite3* db, std::string_view sql);
+
+// Applies the schema migrations up to the current version (PRAGMA user_version).
+outcome<void> migrate(sqlite3* db);
+
+// The schema version this build writes and reads.
+inline constexpr int schema_version = 1;
+
+}  // namespace pipehook::store::detail

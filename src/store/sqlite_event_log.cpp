@@ -1,0 +1,254 @@
+// The SQLite event log: one writer thread, a bounded queue, group commit.
+#include "pipehook/core/time.hpp"
+#include "pipehook/store/event_log.hpp"
+#include "sqlite.hpp"
+
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+#include <variant>
+#include <vector>
+
+namespace pipehook::store {
+namespace {
+
+using detail::statement;
+
+struct probe_request {};
+
+struct item {
+  std::variant<event::event, quarantined, probe_request> record;
+  append_callback done;
+};
+
+class sqlite_event_log final : public event_log {
+ public:
+  sqlite_event_log(detail::db_handle db, const sqlite_options& o, statement insert_event, statement insert_quarantine,
+                   statement probe, statement begin, statement commit, statement rollback)
+      : db_(std::move(db)),
+        capacity_(o.queue_capacity),
+        batch_max_(o.batch_max),
+        insert_event_(std::move(insert_event)),
+        insert_quarantine_(std::move(insert_quarantine)),
+        probe_(std::move(probe)),
+        begin_(std::move(begin)),
+        commit_(std::move(commit)),
+        rollback_(std::move(rollback)) {
+    writer_ = std::thread([this] { run(); });
+  }
+
+  ~sqlite_event_log() override { close(); }
+
+  void append(event::event ev, append_callback done) override { enqueue(item{std::move(ev), std::move(done)}); }
+  void append(quarantined q, append_callback done) override { enqueue(item{std::move(q), std::move(done)}); }
+  void probe(append_callback done) override { enqueue(item{probe_request{}, std::move(done)}); }
+
+  void close() override {
+    {
+      std::lock_guard lk(mu_);
+      if (closing_) return;
+      closing_ = true;
+    }
+    cv_.notify_one();
+    if (writer_.joinable()) writer_.join();
+  }
+
+  std::size_t queue_depth() const override {
+    std::lock_guard lk(mu_);
+    return queue_.size();
+  }
+
+ private:
+  void enqueue(item it) {
+    std::unique_lock lk(mu_);
+    if (closing_) {
+      lk.unlock();
+      it.done(make_failure(errc::store_closed, "the event log is shutting down"));
+      return;
+    }
+    if (queue_.size() >= capacity_) {
+      lk.unlock();
+      it.done(make_failure(errc::queue_full, "the event log's write queue is full (" + std::to_string(capacity_) + ")"));
+      return;
+    }
+    queue_.push_back(std::move(it));
+    lk.unlock();
+    cv_.notify_one();
+  }
+
+  void run() {
+    std::vector<item> batch;
+    batch.reserve(batch_max_);
+    for (;;) {
+      {
+        std::unique_lock lk(mu_);
+        cv_.wait(lk, [this] { return !queue_.empty() || closing_; });
+        if (queue_.empty()) return;  // closing, and everything queued has been written
+        while (!queue_.empty() && batch.size() < batch_max_) {
+          batch.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+      }
+      commit_batch(batch);
+      batch.clear();
+    }
+  }
+
+  // One transaction for the whole batch; every record's callback runs after COMMIT returned.
+  void commit_batch(std::vector<item>& batch) {
+    std::vector<appended> results(batch.size());
+    outcome<void> status = step_done(begin_, "begin transaction");
+    for (std::size_t i = 0; status && i < batch.size(); ++i) {
+      status = std::visit([&](auto& rec) { return write(rec, results[i]); }, batch[i].record);
+    }
+    if (status) status = step_done(commit_, "commit");
+    if (!status) {
+      if (!sqlite3_get_autocommit(db_.db)) (void)step_done(rollback_, "rollback");
+      for (auto& it : batch) it.done(status.error());
+      return;
+    }
+    for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(results[i]);
+  }
+
+  outcome<void> step_done(const statement& st, std::string_view what) {
+    const int rc = st.step();
+    st.reset();
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) return detail::sqlite_failure(db_.db, rc, what);
+    return {};
+  }
+
+  outcome<void> write(const event::event& e, appended& out) {
+    const statement& st = insert_event_;
+    st.bind_text(1, e.event_key);
+    st.bind_int(2, e.version);
+    st.bind_text(3, e.entity);
+    st.bind_text(4, e.action);
+    st.bind_text(5, e.source_action);
+    st.bind_text_or_null(6, e.entity_id);
+    st.bind_text_or_null(7, e.company_id);
+    st.bind_text_or_null(8, e.user_id);
+    st.bind_text_or_null(9, e.webhook_id);
+    st.bind_text_or_null(10, e.event_id);
+    st.bind_text_or_null(11, e.correlation_id);
+    st.bind_text_or_null(12, e.change_source);
+    st.bind_text_or_null(13, e.type);
+    st.bind_text_or_null(14, e.host);
+    st.bind_text_or_null(15, e.merged_to_id);
+    st.bind_text_or_null(16, e.merged_from_id);
+    st.bind_int(17, e.occurred_at_us);
+    st.bind_int(18, e.received_at_us);
+    st.bind_int(19, e.attempt);
+    st.bind_int(20, e.is_bulk ? 1 : 0);
+    st.bind_text(21, e.body);
+    const int rc = st.step();
+    if (rc != SQLITE_ROW) {
+      st.reset();
+      return detail::sqlite_failure(db_.db, rc, "insert event");
+    }
+    out.id = st.column_int(0);
+    out.status = st.column_int(1) == 1 ? append_status::stored : append_status::duplicate;
+    st.reset();
+    return {};
+  }
+
+  outcome<void> write(const quarantined& q, appended& out) {
+    const statement& st = insert_quarantine_;
+    st.bind_int(1, q.received_at_us);
+    st.bind_text(2, q.reason);
+    st.bind_text_or_null(3, q.content_type);
+    st.bind_text_or_null(4, q.remote);
+    st.bind_text(5, q.body);
+    const int rc = st.step();
+    if (rc != SQLITE_ROW) {
+      st.reset();
+      return detail::sqlite_failure(db_.db, rc, "insert quarantine");
+    }
+    out.id = st.column_int(0);
+    out.status = append_status::quarantined;
+    st.reset();
+    return {};
+  }
+
+  outcome<void> write(const probe_request&, appended& out) {
+    probe_.bind_int(1, now_us());
+    out.status = append_status::probed;
+    return step_done(probe_, "readiness probe");
+  }
+
+  detail::db_handle db_;
+  const std::size_t capacity_;
+  const std::size_t batch_max_;
+  statement insert_event_, insert_quarantine_, probe_, begin_, commit_, rollback_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<item> queue_;
+  bool closing_ = false;
+  std::thread writer_;
+};
+
+// A repeat of an event_key counts a delivery instead of adding a row; RETURNING tells which.
+constexpr std::string_view insert_event_sql = R"sql(
+INSERT INTO events (event_key, version, entity, action, source_action, entity_id, company_id, user_id,
+                    webhook_id, event_id, correlation_id, change_source, type, host, merged_to_id,
+                    merged_from_id, occurred_at, received_at, attempt, is_bulk, body,
+                    last_attempt, last_received_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?19, ?18)
+ON CONFLICT (event_key) DO UPDATE SET
+  deliveries = deliveries + 1,
+  last_attempt = max(last_attempt, excluded.attempt),
+  last_received_at = excluded.received_at
+RETURNING id, deliveries)sql";
+
+constexpr std::string_view insert_quarantine_sql =
+    "INSERT INTO quarantine (received_at, reason, content_type, remote, body) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id";
+
+constexpr std::string_view probe_sql = "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_probe_us', ?1)";
+
+}  // namespace
+
+outcome<std::unique_ptr<event_log>> open_sqlite_event_log(const sqlite_options& o) {
+  std::error_code fs_ec;
+  const std::filesystem::path path(o.path);
+  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), fs_ec);
+  if (fs_ec) return make_failure(errc::store_io, "cannot create directory " + path.parent_path().string() + ": " + fs_ec.message());
+
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(o.path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  detail::db_handle db(raw);
+  if (rc != SQLITE_OK) return detail::sqlite_failure(raw, rc, "open " + o.path);
+  sqlite3_extended_result_codes(db.db, 1);
+  sqlite3_busy_timeout(db.db, static_cast<int>(o.busy_timeout_ms));
+
+  // WAL: readers (CLI, admin API) never block the writer, and a commit is one append + fsync.
+  auto wal = statement::prepare(db.db, "PRAGMA journal_mode=WAL");
+  if (!wal) return wal.error();
+  if (wal->step() != SQLITE_ROW || wal->column_text(0) != "wal")
+    return make_failure(errc::store_io, "cannot switch " + o.path + " to WAL mode (is it on a network filesystem?)");
+  wal = {};
+  if (auto r = detail::exec(db.db, o.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"); !r)
+    return r.error();
+  if (o.max_page_count > 0)
+    if (auto r = detail::exec(db.db, "PRAGMA max_page_count=" + std::to_string(o.max_page_count)); !r) return r.error();
+  if (auto r = detail::migrate(db.db); !r) {
+    failure f = r.error();
+    f.message = o.path + ": " + f.message;
+    return f;
+  }
+
+  auto insert_event = statement::prepare(db.db, insert_event_sql);
+  auto insert_quarantine = statement::prepare(db.db, insert_quarantine_sql);
+  auto probe = statement::prepare(db.db, probe_sql);
+  auto begin = statement::prepare(db.db, "BEGIN IMMEDIATE");
+  auto commit = statement::prepare(db.db, "COMMIT");
+  auto rollback = statement::prepare(db.db, "ROLLBACK");
+  for (auto* st : {&insert_event, &insert_quarantine, &probe, &begin, &commit, &rollback})
+    if (!*st) return st->error();
+  return std::unique_ptr<event_log>(new sqlite_event_log(std::move(db), o, std::move(*insert_event),
+                                                         std::move(*insert_quarantine), std::move(*probe),
+                                                         std::move(*begin), std::move(*commit), std::move(*rollback)));
+}
+
+}  // namespace pipehook::store

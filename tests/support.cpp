@@ -1,0 +1,325 @@
+#include "support.hpp"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <openssl/evp.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+
+extern char** environ;
+
+namespace pipehook::test {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using asio::ip::tcp;
+
+temp_dir::temp_dir() {
+  std::random_device rd;
+  path = std::filesystem::temp_directory_path() / ("pipehook-test-" + std::to_string(rd()) + std::to_string(::getpid()));
+  std::filesystem::create_directories(path);
+}
+temp_dir::~temp_dir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);
+}
+
+std::string read_file(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void write_file(const std::filesystem::path& p, const std::string& content) {
+  std::ofstream out(p, std::ios::binary);
+  out << content;
+}
+
+std::map<std::string, std::string> samples() {
+  std::map<std::string, std::string> out;
+  for (const auto& entry : std::filesystem::directory_iterator(PIPEHOOK_SAMPLES_DIR))
+    if (entry.path().extension() == ".json") out[entry.path().filename().string()] = read_file(entry.path());
+  if (out.empty()) throw std::runtime_error("no samples in " PIPEHOOK_SAMPLES_DIR);
+  return out;
+}
+
+std::string v2_body(const std::string& event_id, const std::string& entity, const std::string& entity_id, int attempt,
+                    const std::string& timestamp) {
+  return R"({"data":{"id":)" + entity_id + R"(,"title":"Deal )" + event_id + R"("},"previous":null,"meta":{"action":"create","company_id":"777","correlation_id":"c-)" +
+         event_id + R"(","entity_id":")" + entity_id + R"(","entity":")" + entity + R"(","id":")" + event_id +
+         R"(","is_bulk_edit":false,"timestamp":")" + timestamp +
+         R"(","type":"general","user_id":"12","version":"2.0","webhook_id":"99","webhook_owner_id":"12","change_source":"api","attempt":)" +
+         std::to_string(attempt) + R"(,"host":"acme.pipedrive.com"}})";
+}
+
+std::string basic_auth(const std::string& user, const std::string& password) {
+  const std::string raw = user + ":" + password;
+  std::string out(4 * ((raw.size() + 2) / 3) + 1, '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), reinterpret_cast<const unsigned char*>(raw.data()),
+                                static_cast<int>(raw.size()));
+  out.resize(static_cast<std::size_t>(n));
+  return "Basic " + out;
+}
+
+struct http_client::impl {
+  unsigned short port;
+  asio::io_context ioc;
+  std::optional<beast::tcp_stream> stream;
+  beast::flat_buffer buffer;
+
+  void connect() {
+    stream.emplace(ioc);
+    stream->expires_after(std::chrono::seconds(10));
+    stream->connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    buffer.clear();
+  }
+};
+
+http_client::http_client(unsigned short port) : p_(std::make_unique<impl>()) {
+  p_->port = port;
+  p_->connect();
+}
+http_client::~http_client() = default;
+
+bool http_client::connected() const { return p_->stream.has_value(); }
+
+http_reply http_client::request(const std::string& method, const std::string& target, const std::string& body,
+                                const std::map<std::string, std::string>& headers) {
+  if (!p_->stream) p_->connect();
+  bhttp::request<bhttp::string_body> req{bhttp::string_to_verb(method), target, 11};
+  req.set(bhttp::field::host, "127.0.0.1");
+  for (const auto& [k, v] : headers) req.set(k, v);
+  req.body() = body;
+  req.prepare_payload();
+  p_->stream->expires_after(std::chrono::seconds(20));
+  bhttp::write(*p_->stream, req);
+  bhttp::response_parser<bhttp::string_body> parser;
+  parser.body_limit(64 * 1024 * 1024);
+  bhttp::read(*p_->stream, p_->buffer, parser);
+  const auto& res = parser.get();
+  http_reply out;
+  out.status = res.result_int();
+  for (const auto& f : res) {
+    std::string name(f.name_string());
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    out.headers[name] = std::string(f.value());
+  }
+  out.body = res.body();
+  out.keep_alive = res.keep_alive();
+  if (!out.keep_alive) p_->stream.reset();
+  return out;
+}
+
+http_reply http_client::post(const std::string& body, const std::string& auth) {
+  std::map<std::string, std::string> h{{"Content-Type", "application/json"}};
+  if (!auth.empty()) h["Authorization"] = auth;
+  return request("POST", "/webhooks/pipedrive", body, h);
+}
+
+raw_socket::raw_socket(unsigned short port) : socket_(ioc_) {
+  socket_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+}
+
+void raw_socket::send(const std::string& bytes) { asio::write(socket_, asio::buffer(bytes)); }
+
+std::string raw_socket::read_some(std::chrono::milliseconds timeout) {
+  std::string out;
+  char buf[4096];
+  bool done = false;
+  socket_.async_read_some(asio::buffer(buf), [&](boost::system::error_code ec, std::size_t n) {
+    if (!ec) out.assign(buf, n);
+    done = true;
+  });
+  ioc_.restart();
+  ioc_.run_for(timeout);
+  if (!done) {
+    socket_.cancel();
+    ioc_.restart();
+    ioc_.run();
+  }
+  return out;
+}
+
+std::string raw_socket::read_until_close(std::chrono::milliseconds timeout) {
+  std::string out;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    bool eof = false;
+    char buf[4096];
+    bool done = false;
+    socket_.async_read_some(asio::buffer(buf), [&](boost::system::error_code ec, std::size_t n) {
+      if (ec) eof = true;
+      else out.append(buf, n);
+      done = true;
+    });
+    ioc_.restart();
+    ioc_.run_for(left);
+    if (!done) {
+      socket_.cancel();
+      ioc_.restart();
+      ioc_.run();
+      break;
+    }
+    if (eof) break;
+  }
+  return out;
+}
+
+bool raw_socket::closed_by_peer(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    bool eof = false, done = false;
+    char buf[4096];
+    socket_.async_read_some(asio::buffer(buf), [&](boost::system::error_code ec, std::size_t) {
+      eof = static_cast<bool>(ec);
+      done = true;
+    });
+    ioc_.restart();
+    ioc_.run_for(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
+    if (!done) {
+      socket_.cancel();
+      ioc_.restart();
+      ioc_.run();
+      return false;
+    }
+    if (eof) return true;
+  }
+  return false;
+}
+
+config::config test_config(const temp_dir& dir) {
+  config::config c;
+  c.source = "(test)";
+  c.server.port = 0;
+  c.store.path = dir.file("events.db");
+  c.auth.user = test_user;
+  c.auth.password = test_password;
+  c.log.level = "warn";
+  return c;
+}
+
+running_daemon::running_daemon(const config::config& c) {
+  auto d = cli::daemon::create(c);
+  if (!d) throw std::runtime_error("daemon::create: " + d.error().message);
+  d_ = std::move(*d);
+  port_ = d_->endpoint().port();
+  thread_ = std::thread([this] { d_->run(false); });
+}
+
+void running_daemon::stop_and_wait() {
+  if (!thread_.joinable()) return;
+  d_->stop();
+  thread_.join();
+}
+
+running_daemon::~running_daemon() { stop_and_wait(); }
+
+namespace {
+
+pid_t spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env, const std::string& out_path,
+            const std::string& err_path) {
+  std::vector<std::string> argv_s{PIPEHOOK_BINARY};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> env_s;
+  for (char** e = environ; *e; ++e) {
+    std::string kv(*e);
+    if (kv.rfind("PIPEHOOK_", 0) == 0) continue;  // tests say exactly what they set
+    env_s.push_back(kv);
+  }
+  for (const auto& [k, v] : env) env_s.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (auto& e : env_s) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pid_t pid = -1;
+  const int rc = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) throw std::runtime_error("posix_spawn failed");
+  return pid;
+}
+
+int decode_status(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+}  // namespace
+
+daemon_process::daemon_process(const std::string& config_path, const std::string& log_path) {
+  pid_ = spawn({"--config", config_path, "serve"}, {}, "/dev/null", log_path);
+  // The daemon logs "listening on 127.0.0.1:PORT" once bound.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    const std::string log = read_file(log_path);
+    const auto at = log.find("listening on 127.0.0.1:");
+    if (at != std::string::npos) {
+      port_ = static_cast<unsigned short>(std::stoi(log.substr(at + 23)));
+      return;
+    }
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      reaped_ = true;
+      throw std::runtime_error("pipehook exited early: " + log);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  throw std::runtime_error("pipehook did not start listening: " + read_file(log_path));
+}
+
+daemon_process::~daemon_process() {
+  if (!reaped_) {
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+  }
+}
+
+void daemon_process::signal(int sig) { ::kill(pid_, sig); }
+
+std::optional<int> daemon_process::wait(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      reaped_ = true;
+      return decode_status(status);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return std::nullopt;
+}
+
+run_result run_cli(const std::vector<std::string>& args, const std::map<std::string, std::string>& env) {
+  temp_dir tmp;
+  const std::string out = tmp.file("out"), err = tmp.file("err");
+  const pid_t pid = spawn(args, env, out, err);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return {decode_status(status), read_file(out), read_file(err)};
+}
+
+}  // namespace pipehook::test

@@ -1,0 +1,125 @@
+#pragma once
+// Test support: temporary directories, sample payloads, a blocking HTTP client over real sockets,
+// an in-process daemon on 127.0.0.1 port 0, and a spawned daemon process.
+
+#include "pipehook/cli/daemon.hpp"
+#include "pipehook/config/config.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace pipehook::test {
+
+// A fresh directory under the system temp dir, removed with the object.
+struct temp_dir {
+  std::filesystem::path path;
+  temp_dir();
+  ~temp_dir();
+  std::string file(const std::string& name) const { return (path / name).string(); }
+};
+
+std::string read_file(const std::filesystem::path& p);
+void write_file(const std::filesystem::path& p, const std::string& content);
+
+// The sample bodies shipped with the tests: file name -> body.
+std::map<std::string, std::string> samples();
+
+// A v2 body with a given event id / entity / attempt, for load and crash tests.
+std::string v2_body(const std::string& event_id, const std::string& entity = "deal", const std::string& entity_id = "42",
+                    int attempt = 1, const std::string& timestamp = "2024-05-01T10:00:00.123Z");
+
+std::string basic_auth(const std::string& user, const std::string& password);
+
+struct http_reply {
+  unsigned status = 0;
+  std::map<std::string, std::string> headers;  // lower-case names
+  std::string body;
+  bool keep_alive = false;
+};
+
+// One keep-alive connection; reconnects when the server closed it.
+class http_client {
+ public:
+  explicit http_client(unsigned short port);
+  ~http_client();
+  http_reply request(const std::string& method, const std::string& target, const std::string& body = {},
+                     const std::map<std::string, std::string>& headers = {});
+  // POST a webhook with the given credentials and application/json.
+  http_reply post(const std::string& body, const std::string& auth);
+  bool connected() const;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> p_;
+};
+
+// A raw socket for tests that send bytes by hand (slow clients, partial requests).
+class raw_socket {
+ public:
+  explicit raw_socket(unsigned short port);
+  void send(const std::string& bytes);
+  // Reads until the peer closes or `timeout` passes; returns what arrived.
+  std::string read_until_close(std::chrono::milliseconds timeout);
+  // Reads whatever arrives within timeout (at least one byte or nothing).
+  std::string read_some(std::chrono::milliseconds timeout);
+  bool closed_by_peer(std::chrono::milliseconds timeout);
+
+ private:
+  boost::asio::io_context ioc_;
+  boost::asio::ip::tcp::socket socket_;
+};
+
+inline const std::string test_user = "pipedrive";
+inline const std::string test_password = "s3cret-for-tests";
+
+// A config for tests: 127.0.0.1 port 0, the database in `dir`, the test credentials.
+config::config test_config(const temp_dir& dir);
+
+// The real daemon, in this process, served on its own thread.
+class running_daemon {
+ public:
+  explicit running_daemon(const config::config& c);
+  ~running_daemon();
+  unsigned short port() const { return port_; }
+  void stop_and_wait();
+
+ private:
+  std::unique_ptr<cli::daemon> d_;
+  std::thread thread_;
+  unsigned short port_ = 0;
+};
+
+// The pipehook binary as a child process (stderr to a file), for signal and crash tests.
+class daemon_process {
+ public:
+  daemon_process(const std::string& config_path, const std::string& log_path);
+  ~daemon_process();
+  unsigned short port() const { return port_; }
+  void signal(int sig);
+  // Waits for exit; returns the exit status (or 128+signal), nullopt on timeout.
+  std::optional<int> wait(std::chrono::milliseconds timeout);
+  int pid() const { return pid_; }
+
+ private:
+  int pid_ = -1;
+  unsigned short port_ = 0;
+  bool reaped_ = false;
+};
+
+// Runs the pipehook binary with args; returns exit code, stdout and stderr.
+struct run_result {
+  int exit_code = -1;
+  std::string out, err;
+};
+run_result run_cli(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {});
+
+}  // namespace pipehook::test
