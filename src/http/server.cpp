@@ -265,7 +265,9 @@ asio::awaitable<void> run_session(state_ptr st, tcp::socket socket) {
     response r;
     if (rt->handle) {
       try {
-        r = co_await rt->handle(head, std::move(body_parser.get().body()));
+        // Built in its own statement: GCC 12 destroys class temporaries of a co_await expression twice.
+        auto op = rt->handle(head, std::move(body_parser.get().body()));
+        r = co_await std::move(op);
       } catch (const std::exception& e) {
         // Last-resort safety net: a bug must not take the connection's peers down with it.
         spdlog::error("handler for {} {} threw: {}", head.method, head.path, e.what());
@@ -308,7 +310,8 @@ asio::awaitable<void> accept_loop(state_ptr st) {
       co_await st->slot_freed.async_wait(use_tuple);
       continue;
     }
-    auto [ec, socket] = co_await st->acceptor.async_accept(asio::make_strand(st->ioc), use_tuple);
+    auto strand = asio::make_strand(st->ioc);  // not a temporary in the co_await (GCC 12)
+    auto [ec, socket] = co_await st->acceptor.async_accept(strand, use_tuple);
     if (st->stopping || ec == asio::error::operation_aborted) co_return;
     if (ec) {
       // EMFILE and friends: back off instead of spinning.

@@ -81,8 +81,13 @@ struct append_initiation {
     auto shared = std::make_shared<Handler>(std::move(handler));
     // Tracked: io_context::run() must not return while a commit is outstanding (graceful shutdown).
     auto ex = asio::prefer(asio::get_associated_executor(*shared), asio::execution::outstanding_work.tracked);
+    // The handler is moved out and invoked (as an rvalue) on its own executor, so nothing of the
+    // waiting coroutine is touched or destroyed on the writer thread.
     submit([shared, ex](store::append_result r) {
-      asio::post(ex, [shared, r = std::move(r)]() mutable { (*shared)(std::move(r)); });
+      asio::post(ex, [shared, r = std::move(r)]() mutable {
+        Handler h = std::move(*shared);
+        std::move(h)(std::move(r));
+      });
     });
   }
 };
@@ -104,6 +109,8 @@ struct submit_probe {
   void operator()(store::append_callback cb) const { log->probe(std::move(cb)); }
 };
 
+// The awaitable for one commit. Callers build it in a statement of its own and then co_await the
+// named object: GCC 12 destroys class temporaries of a co_await full-expression twice.
 template <class Submit>
 asio::awaitable<store::append_result> commit(Submit submit) {
   return asio::async_initiate<const asio::use_awaitable_t<>&, void(store::append_result)>(append_initiation{}, asio::use_awaitable,
@@ -159,7 +166,8 @@ asio::awaitable<http::response> webhook_endpoint::handle(http::request_head head
     q->remote = head.remote;
     q->body = std::move(parsed.ev.body);
     q->received_at_us = parsed.ev.received_at_us;
-    store::append_result res = co_await commit(submit_quarantine{&log_, q});
+    auto op = commit(submit_quarantine{&log_, q});  // see commit(): no temporaries in the co_await
+    store::append_result res = co_await std::move(op);
     if (!res) co_return unavailable(res.error());
     http::response r = json_ok(202, {{"status", "quarantined"}, {"id", res->id}, {"reason", parsed.reason}}, "quarantined");
     r.note = parsed.reason;
@@ -168,7 +176,8 @@ asio::awaitable<http::response> webhook_endpoint::handle(http::request_head head
 
   auto ev = std::make_shared<event::event>(std::move(parsed.ev));
   const std::string note = ev->entity + "." + ev->action + " " + ev->entity_id + " attempt " + std::to_string(ev->attempt);
-  store::append_result res = co_await commit(submit_event{&log_, ev});
+  auto op = commit(submit_event{&log_, ev});
+  store::append_result res = co_await std::move(op);
   if (!res) co_return unavailable(res.error());
   const bool dup = res->status == store::append_status::duplicate;
   http::response r = json_ok(200, {{"status", dup ? "duplicate" : "stored"}, {"id", res->id}}, dup ? "duplicate" : "stored");
@@ -180,7 +189,8 @@ http::response webhook_endpoint::health() const { return json_ok(200, {{"status"
 
 asio::awaitable<http::response> webhook_endpoint::ready() {
   if (draining_) co_return http::json_error(503, "not_ready", "shutting down");
-  store::append_result res = co_await commit(submit_probe{&log_});
+  auto op = commit(submit_probe{&log_});
+  store::append_result res = co_await std::move(op);
   if (!res) {
     http::response r = http::json_error(503, "not_ready", "the event log is not writable: " + res.error().message);
     r.headers.emplace_back("Retry-After", std::to_string(opt_.retry_after_s));

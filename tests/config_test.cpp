@@ -1,0 +1,137 @@
+// Config loading: defaults, the shipped example, strict keys, bad values named, secrets masked.
+#include "pipehook/config/config.hpp"
+#include "support.hpp"
+
+#include <gtest/gtest.h>
+
+namespace pipehook {
+namespace {
+
+config::env_lookup no_env() {
+  return [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
+}
+
+outcome<config::config> parse(const std::string& text, config::env_lookup env = no_env()) {
+  return config::parse_config(text, "test.toml", env);
+}
+
+TEST(config, defaults_listen_on_loopback_with_a_local_database) {
+  auto c = config::load_config("", no_env());
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->server.host, "127.0.0.1");
+  EXPECT_EQ(c->server.port, 8080);
+  EXPECT_EQ(c->server.path, "/webhooks/pipedrive");
+  EXPECT_EQ(c->server.max_body_bytes, 1024u * 1024u);
+  EXPECT_EQ(c->store.path, "var/pipehook.db");
+  EXPECT_EQ(c->store.sync, config::durability::full);
+  EXPECT_TRUE(c->auth.enabled);
+  // Without a password serve refuses to start, and says how to fix it.
+  auto ready = config::check_serve_ready(*c);
+  ASSERT_FALSE(ready);
+  EXPECT_NE(ready.error().message.find("PIPEHOOK_AUTH_PASSWORD"), std::string::npos);
+}
+
+TEST(config, the_shipped_example_is_valid_and_states_the_defaults) {
+  auto c = config::load_config(PIPEHOOK_EXAMPLE_CONFIG, no_env());
+  ASSERT_TRUE(c) << c.error().message;
+  auto d = config::load_config("", no_env());
+  auto body = [](const std::string& s) { return s.substr(s.find('\n')); };  // all but the "source" line
+  EXPECT_EQ(body(config::render_effective(*c)), body(config::render_effective(*d)));
+}
+
+TEST(config, every_section_parses) {
+  auto c = parse(R"(
+[server]
+listen = "[::1]:9000"
+path = "/hooks/pd"
+max_body_bytes = 2048
+max_connections = 10
+read_timeout = "500ms"
+idle_timeout = 30
+shutdown_timeout = "1m"
+threads = 2
+[auth]
+user = "pd"
+password = "pw"
+[store]
+path = "/tmp/x.db"
+durability = "normal"
+queue_capacity = 8
+batch_max = 4
+busy_timeout = "100ms"
+retry_after = "30s"
+[log]
+level = "debug"
+)");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->server.host, "::1");
+  EXPECT_EQ(c->server.port, 9000);
+  EXPECT_EQ(c->server.read_timeout_ms, 500);
+  EXPECT_EQ(c->server.idle_timeout_ms, 30'000);
+  EXPECT_EQ(c->server.shutdown_timeout_ms, 60'000);
+  EXPECT_EQ(c->store.sync, config::durability::normal);
+  EXPECT_EQ(c->store.retry_after_s, 30u);
+  EXPECT_EQ(c->auth.password, "pw");
+  EXPECT_TRUE(config::check_serve_ready(*c));
+}
+
+TEST(config, unknown_keys_and_bad_values_are_errors_naming_the_key) {
+  struct row {
+    std::string text, message;
+  };
+  const std::vector<row> rows = {
+      {"[server]\nlisen = \"x\"", "unknown key 'server.lisen'"},
+      {"[sever]\n", "unknown key 'sever'"},
+      {"server = 5", "'server' must be a table"},
+      {"[server]\nlisten = \"127.0.0.1\"", "server.listen must be \"host:port\""},
+      {"[server]\nlisten = \"127.0.0.1:99999\"", "port from 0 to 65535"},
+      {"[server]\nlisten = 8080", "server.listen must be a string"},
+      {"[server]\npath = \"hooks\"", "server.path must start with '/'"},
+      {"[server]\nmax_body_bytes = -1", "server.max_body_bytes must be between"},
+      {"[server]\nread_timeout = \"soon\"", "server.read_timeout must be a duration"},
+      {"[auth]\nenabled = \"no\"", "auth.enabled must be true or false"},
+      {"[auth]\nuser = \"a:b\"", "auth.user must not contain ':'"},
+      {"[auth]\npassword = \"a\"\npassword_file = \"/x\"", "both set"},
+      {"[auth]\npassword_file = \"/nonexistent/pw\"", "auth.password_file: cannot read"},
+      {"[store]\ndurability = \"extra\"", "store.durability must be \"full\" or \"normal\""},
+      {"[store]\nqueue_capacity = 0", "store.queue_capacity must be between"},
+      {"[log]\nlevel = \"loud\"", "log.level must be one of"},
+      {"[server\n", "test.toml:"},
+  };
+  for (const auto& r : rows) {
+    SCOPED_TRACE(r.text);
+    auto c = parse(r.text);
+    ASSERT_FALSE(c);
+    EXPECT_EQ(c.error().code, make_error_code(errc::invalid_config));
+    EXPECT_NE(c.error().message.find(r.message), std::string::npos) << c.error().message;
+  }
+}
+
+TEST(config, password_from_file_or_environment_and_never_printed) {
+  test::temp_dir dir;
+  test::write_file(dir.path / "pw", "from-file\n");
+  auto c = parse("[auth]\npassword_file = \"" + dir.file("pw") + "\"");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->auth.password, "from-file");
+
+  auto env = [](const std::string& k) -> std::optional<std::string> {
+    if (k == "PIPEHOOK_AUTH_PASSWORD") return std::string("from-env");
+    return std::nullopt;
+  };
+  auto e = parse("[auth]\npassword = \"inline\"", env);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->auth.password, "from-env");
+  const std::string shown = config::render_effective(*e);
+  EXPECT_EQ(shown.find("from-env"), std::string::npos);
+  EXPECT_EQ(shown.find("inline"), std::string::npos);
+  EXPECT_NE(shown.find("********"), std::string::npos);
+}
+
+TEST(config, auth_can_be_disabled_only_explicitly) {
+  auto c = parse("[auth]\nenabled = false");
+  ASSERT_TRUE(c);
+  EXPECT_TRUE(config::check_serve_ready(*c));
+}
+
+}  // namespace
+}  // namespace pipehook
