@@ -1,0 +1,23 @@
+-- wrk script: POSTs the sample bodies in turn, each with a unique meta.id (thread id + counter),
+-- with Basic auth. BENCH_DELAY_MS > 0 paces each connection (for the half-rate latency run).
+local templates = dofile(os.getenv("BENCH_TEMPLATES"))
+local auth = os.getenv("BENCH_AUTH")
+local pace = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
+local thread_counter = 0
+
+function setup(thread)
+  thread_counter = thread_counter + 1
+  thread:set("tid", thread_counter)
+end
+
+local n = 0
+function request()
+  n = n + 1
+  local body = templates[(n % #templates) + 1]:gsub("@@ID@@", string.format("b-%d-%d-%d", tid or 0, n, math.random(1e9)))
+  return wrk.format("POST", "/webhooks/pipedrive",
+    { ["Content-Type"] = "application/json", ["Authorization"] = auth }, body)
+end
+
+if pace > 0 then
+  function delay() return pace end
+end

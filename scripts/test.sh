@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs the whole test suite (ctest), then the parser's
+# fuzz target briefly (libFuzzer + ASan/UBSan, with clang). Exits non-zero on any failure.
+#   PIPEHOOK_FUZZ_SECONDS (default 30; 0 skips fuzzing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/build.sh
+ctest --test-dir build --output-on-failure -j 2 --timeout 300
+
+fuzz_seconds=${PIPEHOOK_FUZZ_SECONDS:-30}
+if (( fuzz_seconds > 0 )); then
+  if command -v clang++ >/dev/null; then
+    CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DPIPEHOOK_BUILD_TESTS=OFF -DPIPEHOOK_BUILD_FUZZERS=ON >/dev/null
+    cmake --build build-fuzz --target parse_fuzz -j 2
+    corpus=$(mktemp -d)
+    cp tests/data/samples/*.json "$corpus"/
+    echo "fuzzing the payload parser for ${fuzz_seconds}s"
+    build-fuzz/tests/fuzz/parse_fuzz -max_total_time="$fuzz_seconds" -max_len=8192 -print_final_stats=1 "$corpus" 2>&1 | tail -n 12
+    rm -rf "$corpus"
+  else
+    echo "clang++ not found: fuzzing skipped" >&2
+  fi
+fi

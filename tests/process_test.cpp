@@ -1,0 +1,194 @@
+// The pipehook binary as users run it: signals, SIGKILL under load, and the CLI.
+#include "pipehook/store/reader.hpp"
+#include "support.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <csignal>
+#include <mutex>
+#include <set>
+
+namespace pipehook {
+namespace {
+
+using namespace std::chrono_literals;
+
+const std::string good_auth = test::basic_auth(test::test_user, test::test_password);
+
+std::string write_config(const test::temp_dir& dir, const std::string& extra = "") {
+  const std::string path = dir.file("pipehook.toml");
+  test::write_file(path, "[server]\nlisten = \"127.0.0.1:0\"\n" + extra + "[auth]\npassword = \"" + test::test_password +
+                             "\"\n[store]\npath = \"" + dir.file("events.db") + "\"\n");
+  return path;
+}
+
+TEST(process, sigterm_finishes_the_request_in_flight_then_exits_0) {
+  test::temp_dir dir;
+  test::daemon_process d(write_config(dir), dir.file("log"));
+  test::raw_socket s(d.port());
+  const std::string body = test::v2_body("term-1");
+  s.send("POST /webhooks/pipedrive HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: " + good_auth +
+         "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body.substr(0, 30));
+  std::this_thread::sleep_for(200ms);
+  d.signal(SIGTERM);
+  std::this_thread::sleep_for(200ms);
+  s.send(body.substr(30));
+  const std::string reply = s.read_until_close(10s);
+  EXPECT_NE(reply.find("\"stored\""), std::string::npos) << reply;
+  EXPECT_EQ(d.wait(10s), 0) << test::read_file(dir.file("log"));
+  const std::string log = test::read_file(dir.file("log"));
+  EXPECT_NE(log.find("received SIGTERM"), std::string::npos);
+  EXPECT_NE(log.find("stopped"), std::string::npos);
+  EXPECT_EQ(log.find(test::test_password), std::string::npos) << "a secret was logged";
+  auto rd = store::reader::open(dir.file("events.db"));
+  ASSERT_TRUE(rd);
+  EXPECT_EQ(*(*rd)->count_events(), 1);
+}
+
+// The promise that matters most: a 2xx means the event is on disk. Kill -9 under concurrent
+// load, restart, and every acknowledged event is there exactly once.
+TEST(process, sigkill_under_load_loses_no_acknowledged_event) {
+  test::temp_dir dir;
+  const std::string cfg = write_config(dir);
+  std::mutex mu;
+  std::set<std::string> acked;  // event ids answered 200 stored
+  {
+    test::daemon_process d(cfg, dir.file("log1"));
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> clients;
+    for (int t = 0; t < 6; ++t)
+      clients.emplace_back([&, t] {
+        for (int i = 0; !stop && i < 5000; ++i) {
+          try {
+            test::http_client c(d.port());
+            for (; !stop && i < 5000; ++i) {
+              const std::string id = "k-" + std::to_string(t) + "-" + std::to_string(i);
+              auto r = c.post(test::v2_body(id, "deal", std::to_string(i)), good_auth);
+              if (r.status == 200) {
+                std::lock_guard lk(mu);
+                acked.insert(id);
+              }
+            }
+          } catch (const std::exception&) {
+            return;  // the daemon is gone
+          }
+        }
+      });
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      {
+        std::lock_guard lk(mu);
+        if (acked.size() >= 400) break;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    d.signal(SIGKILL);
+    EXPECT_EQ(d.wait(10s), 128 + SIGKILL);
+    stop = true;
+    for (auto& t : clients) t.join();
+  }
+  ASSERT_GE(acked.size(), 100u) << "too little load before the kill to mean anything";
+
+  // After restart: each acknowledged event is in the log once, and sending it again is a duplicate.
+  test::daemon_process d(cfg, dir.file("log2"));
+  auto rd = std::move(*store::reader::open(dir.file("events.db")));
+  store::event_filter all;
+  all.limit = 100000;
+  auto rows = *rd->list(all, false);
+  std::map<std::string, int> in_log;
+  for (const auto& r : rows) ++in_log[r.ev.event_id];
+  for (const auto& id : acked) {
+    ASSERT_EQ(in_log[id], 1) << id << " was acknowledged but is not in the log exactly once";
+  }
+  test::http_client c(d.port());
+  int checked = 0;
+  for (const auto& id : acked) {
+    if (++checked > 50) break;
+    auto r = c.post(test::v2_body(id, "deal", id.substr(id.rfind('-') + 1)), good_auth);
+    EXPECT_NE(r.body.find("\"duplicate\""), std::string::npos) << id << ": " << r.body;
+  }
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait(10s), 0);
+}
+
+TEST(process, a_bad_config_exits_2_naming_the_key) {
+  test::temp_dir dir;
+  test::write_file(dir.path / "bad.toml", "[server]\nlisen = \"127.0.0.1:1\"\n");
+  auto r = test::run_cli({"--config", dir.file("bad.toml"), "serve"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("unknown key 'server.lisen'"), std::string::npos) << r.err;
+  r = test::run_cli({"--config", dir.file("bad.toml"), "check-config"});
+  EXPECT_EQ(r.exit_code, 2);
+  r = test::run_cli({"serve"});  // no password anywhere
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("PIPEHOOK_AUTH_PASSWORD"), std::string::npos) << r.err;
+  r = test::run_cli({"events", "list", "--limit", "0"});
+  EXPECT_EQ(r.exit_code, 2);
+  r = test::run_cli({"frobnicate"});
+  EXPECT_EQ(r.exit_code, 2);
+}
+
+TEST(process, check_config_prints_the_effective_config_with_secrets_masked) {
+  test::temp_dir dir;
+  const std::string cfg = write_config(dir);
+  auto r = test::run_cli({"--config", cfg, "check-config"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("listen = '127.0.0.1:0'"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find(test::test_password), std::string::npos);
+  EXPECT_NE(r.out.find("********"), std::string::npos);
+}
+
+TEST(process, events_list_and_show_read_the_log_while_the_daemon_runs) {
+  test::temp_dir dir;
+  const std::string cfg = write_config(dir);
+  test::daemon_process d(cfg, dir.file("log"));
+  test::http_client c(d.port());
+  for (const auto& [name, body] : test::samples()) ASSERT_EQ(c.post(body, good_auth).status, 200u) << name;
+  ASSERT_EQ(c.post(test::samples().at("v2-change-deal.json"), good_auth).status, 200u);  // a duplicate
+
+  auto r = test::run_cli({"--config", cfg, "events", "list", "--format", "ndjson"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), static_cast<long>(test::samples().size()));
+  for (const char* field : {"\"id\":", "\"event_key\":", "\"version\":2", "\"entity\":", "\"action\":", "\"source_action\":",
+                            "\"entity_id\":", "\"company_id\":", "\"user_id\":", "\"webhook_id\":", "\"occurred_at\":",
+                            "\"received_at\":", "\"attempt\":", "\"change_source\":", "\"is_bulk\":", "\"correlation_id\":"})
+    EXPECT_NE(r.out.find(field), std::string::npos) << field;
+
+  r = test::run_cli({"--config", cfg, "events", "list", "--entity", "lead", "--format", "ndjson"});
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1);
+  EXPECT_NE(r.out.find("b1810230-6c0d-11ed-9826-a53d0eb706a5"), std::string::npos);
+  r = test::run_cli({"--config", cfg, "events", "list", "--action", "delete", "--format", "ndjson"});
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1);
+  r = test::run_cli({"--config", cfg, "events", "list", "--since", "2026-01-01", "--format", "ndjson"});
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << "only the deal_product sample is from 2026";
+  r = test::run_cli({"--config", cfg, "events", "list", "--until", "2022-11-24T15:30:00Z", "--entity-id", "8", "--format", "ndjson"});
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1);
+  r = test::run_cli({"--config", cfg, "events", "list", "--since", "last tuesday"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--since"), std::string::npos);
+
+  r = test::run_cli({"--config", cfg, "events", "list", "--entity", "deal"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("ENTITY_ID"), std::string::npos) << r.out;
+
+  r = test::run_cli({"--config", cfg, "events", "list", "--entity", "deal", "--format", "ndjson"});
+  const std::string id = r.out.substr(6, r.out.find(',') - 6);
+  r = test::run_cli({"--config", cfg, "events", "show", id, "--format", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"deliveries\":2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"body\":{\"data\":"), std::string::npos) << r.out;
+  r = test::run_cli({"--config", cfg, "events", "show", "99999"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("no event with id 99999"), std::string::npos);
+}
+
+TEST(process, listing_without_a_log_says_so) {
+  test::temp_dir dir;
+  auto r = test::run_cli({"--config", write_config(dir), "events", "list"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("no event log at"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace pipehook
