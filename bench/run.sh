@@ -61,7 +61,8 @@ echo "  (pipehook stored $stored events)"
 # --- pipehook paced to about half its peak rate: delay per connection so that conns/delay ~ rate/2
 half=$(awk -v r="${rps[pipehook]}" 'BEGIN {printf "%d", r/2}')
 delay_ms=$(awk -v c="$conns" -v r="${rps[pipehook]}" 'BEGIN {d = c * 1000 / (r / 2); printf "%d", (d < 1 ? 1 : d)}')
-run_wrk "pipehook@~${half}/s" 18080 "$pid" "$delay_ms"
+run_wrk pipehook-half-rate 18080 "$pid" "$delay_ms"
+echo "  (paced: ${delay_ms} ms between requests per connection, aiming at ~${half} req/s)"
 kill -TERM "$pid"; wait "$pid" || true
 
 # --- nginx answering a constant 200 (the ceiling for an HTTP server on this machine)
@@ -93,7 +94,7 @@ peer=${NODE_PEER_DIR:-$work/node-peer}
 if [[ ! -d "$peer/node_modules" ]]; then
   cp -r ../shared/bench/node-peer "$peer" 2>/dev/null && chmod -R u+w "$peer" && (cd "$peer" && npm install --no-audit --no-fund >/dev/null 2>&1) || true
 fi
-if [[ -d "$peer/node_modules/better-sqlite3" ]]; then
+if [[ -f "$peer/node_modules/better-sqlite3/build/Release/better_sqlite3.node" ]]; then
   (cd "$peer" && SYNC=FULL PORT=18082 DB="$work/peer.db" AUTH="pipedrive:$password" exec node server.js) & nodepid=$!; pids+=("$nodepid")
   wait_port 18082
   run_wrk node-peer-full 18082 "$nodepid"
@@ -107,4 +108,4 @@ awk -v p="${rps[pipehook]}" -v n="${rps[nginx-constant-200]}" 'BEGIN {printf "pi
 if [[ -n "${rps[node-peer-full]:-}" ]]; then
   awk -v p="${rps[pipehook]}" -v n="${rps[node-peer-full]}" 'BEGIN {printf "pipehook / node peer (FULL):   %.2fx   (goal >= 5x)\n", p/n}'
 fi
-echo "pipehook p99 at ~half peak rate: ${p99[pipehook@~${half}/s]}   (goal < 5ms);   pipehook peak RSS: ${rss[pipehook]} MiB (goal < 64 MiB)"
+echo "pipehook p99 at ~half peak rate (${rps[pipehook-half-rate]} req/s): ${p99[pipehook-half-rate]}   (goal < 5ms);   pipehook peak RSS: ${rss[pipehook]} MiB (goal < 64 MiB)"

@@ -13,7 +13,9 @@ pkgs=(
   clang libfuzzer-14-dev                      # the payload-parser fuzz target
 )
 if [[ "${1:-}" == "bench" ]]; then
-  pkgs+=(wrk nginx-light nodejs npm)
+  pkgs+=(wrk nginx-light)
+  # Node.js for the reference peer, unless one is installed already (any packaging of it).
+  command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
 fi
 
 missing=()
