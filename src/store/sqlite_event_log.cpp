@@ -3,6 +3,7 @@
 #include "pipehook/store/event_log.hpp"
 #include "sqlite.hpp"
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -25,9 +26,11 @@ struct item {
 
 class sqlite_event_log final : public event_log {
  public:
-  sqlite_event_log(detail::db_handle db, const sqlite_options& o, statement insert_event, statement insert_quarantine,
-                   statement probe, statement begin, statement commit, statement rollback)
+  sqlite_event_log(detail::db_handle db, detail::db_handle checkpoint_db, const sqlite_options& o,
+                   statement insert_event, statement insert_quarantine, statement probe, statement begin,
+                   statement commit, statement rollback)
       : db_(std::move(db)),
+        checkpoint_db_(std::move(checkpoint_db)),
         capacity_(o.queue_capacity),
         batch_max_(o.batch_max),
         insert_event_(std::move(insert_event)),
@@ -37,6 +40,7 @@ class sqlite_event_log final : public event_log {
         commit_(std::move(commit)),
         rollback_(std::move(rollback)) {
     writer_ = std::thread([this] { run(); });
+    checkpointer_ = std::thread([this] { checkpoint_loop(); });
   }
 
   ~sqlite_event_log() override { close(); }
@@ -51,8 +55,12 @@ class sqlite_event_log final : public event_log {
       if (closing_) return;
       closing_ = true;
     }
-    cv_.notify_one();
+    cv_.notify_all();
+    checkpoint_cv_.notify_all();
     if (writer_.joinable()) writer_.join();
+    if (checkpointer_.joinable()) checkpointer_.join();
+    // A last full checkpoint so the WAL does not outgrow the database between runs.
+    sqlite3_wal_checkpoint_v2(checkpoint_db_.db, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
   }
 
   std::size_t queue_depth() const override {
@@ -76,6 +84,23 @@ class sqlite_event_log final : public event_log {
     queue_.push_back(std::move(it));
     lk.unlock();
     cv_.notify_one();
+  }
+
+  // WAL checkpoints copy committed pages into the database file and fsync it. SQLite would run
+  // them inside a commit on the writer (every 1000 pages), stalling every ack in that batch; here
+  // a PASSIVE checkpoint runs on its own connection after commits, never blocking the writer.
+  void checkpoint_loop() {
+    std::uint64_t done = 0;
+    for (;;) {
+      {
+        std::unique_lock lk(mu_);
+        checkpoint_cv_.wait_for(lk, std::chrono::seconds(1), [&] { return closing_ || commits_ >= done + 64; });
+        if (closing_) return;
+        if (commits_ == done) continue;
+        done = commits_;
+      }
+      sqlite3_wal_checkpoint_v2(checkpoint_db_.db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    }
   }
 
   void run() {
@@ -104,6 +129,11 @@ class sqlite_event_log final : public event_log {
       status = std::visit([&](auto& rec) { return write(rec, results[i]); }, batch[i].record);
     }
     if (status) status = step_done(commit_, "commit");
+    if (status) {
+      std::lock_guard lk(mu_);
+      ++commits_;
+    }
+    checkpoint_cv_.notify_one();
     if (!status) {
       if (!sqlite3_get_autocommit(db_.db)) (void)step_done(rollback_, "rollback");
       for (auto& it : batch) it.done(status.error());
@@ -178,15 +208,19 @@ class sqlite_event_log final : public event_log {
   }
 
   detail::db_handle db_;
+  detail::db_handle checkpoint_db_;
   const std::size_t capacity_;
   const std::size_t batch_max_;
   statement insert_event_, insert_quarantine_, probe_, begin_, commit_, rollback_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
+  std::condition_variable checkpoint_cv_;
   std::deque<item> queue_;
   bool closing_ = false;
+  std::uint64_t commits_ = 0;
   std::thread writer_;
+  std::thread checkpointer_;
 };
 
 // A repeat of an event_key counts a delivery instead of adding a row; RETURNING tells which.
@@ -230,6 +264,8 @@ outcome<std::unique_ptr<event_log>> open_sqlite_event_log(const sqlite_options& 
   wal = {};
   if (auto r = detail::exec(db.db, o.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"); !r)
     return r.error();
+  // Checkpoints run on their own connection (checkpoint_loop), not inside commits.
+  if (auto r = detail::exec(db.db, "PRAGMA wal_autocheckpoint=0"); !r) return r.error();
   if (o.max_page_count > 0)
     if (auto r = detail::exec(db.db, "PRAGMA max_page_count=" + std::to_string(o.max_page_count)); !r) return r.error();
   if (auto r = detail::migrate(db.db); !r) {
@@ -237,6 +273,14 @@ outcome<std::unique_ptr<event_log>> open_sqlite_event_log(const sqlite_options& 
     f.message = o.path + ": " + f.message;
     return f;
   }
+
+  sqlite3* raw_ckpt = nullptr;
+  const int crc = sqlite3_open_v2(o.path.c_str(), &raw_ckpt, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+  detail::db_handle checkpoint_db(raw_ckpt);
+  if (crc != SQLITE_OK) return detail::sqlite_failure(raw_ckpt, crc, "open " + o.path + " for checkpoints");
+  sqlite3_busy_timeout(checkpoint_db.db, static_cast<int>(o.busy_timeout_ms));
+  if (auto r = detail::exec(checkpoint_db.db, o.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"); !r)
+    return r.error();
 
   auto insert_event = statement::prepare(db.db, insert_event_sql);
   auto insert_quarantine = statement::prepare(db.db, insert_quarantine_sql);
@@ -246,7 +290,7 @@ outcome<std::unique_ptr<event_log>> open_sqlite_event_log(const sqlite_options& 
   auto rollback = statement::prepare(db.db, "ROLLBACK");
   for (auto* st : {&insert_event, &insert_quarantine, &probe, &begin, &commit, &rollback})
     if (!*st) return st->error();
-  return std::unique_ptr<event_log>(new sqlite_event_log(std::move(db), o, std::move(*insert_event),
+  return std::unique_ptr<event_log>(new sqlite_event_log(std::move(db), std::move(checkpoint_db), o, std::move(*insert_event),
                                                          std::move(*insert_quarantine), std::move(*probe),
                                                          std::move(*begin), std::move(*commit), std::move(*rollback)));
 }
