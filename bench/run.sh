@@ -55,7 +55,7 @@ TOML
 build/pipehook --config "$work/pipehook.toml" serve 2> "$work/pipehook.log" & pid=$!; pids+=("$pid")
 wait_port 18080
 run_wrk pipehook 18080 "$pid"
-stored=$(build/pipehook --config "$work/pipehook.toml" events list --limit 100000 --format ndjson | wc -l)
+stored=$(sqlite3 "$work/pipehook.db" 'SELECT count(*) FROM events')
 echo "  (pipehook stored $stored events)"
 
 # --- pipehook paced to about half its peak rate: delay per connection so that conns/delay ~ rate/2

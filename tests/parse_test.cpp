@@ -77,6 +77,11 @@ std::string v1_body(const std::string& action, const std::string& object, const 
          object + R"("})";
 }
 
+// Keys are stored: if their recipe changed, a retry arriving after an upgrade would be stored twice.
+TEST(parse_samples, the_event_key_recipe_is_stable) {
+  EXPECT_EQ(parse(test::samples().at("v2-change-deal.json")).ev.event_key, "d09158a515acc31f1e91f39b59418b27");
+}
+
 TEST(parse_v1, added_updated_deleted_merged_map_to_create_change_delete) {
   struct row {
     std::string action, expected, current, previous;

@@ -126,6 +126,30 @@ TEST_F(server_fixture, chunked_bodies_over_the_limit_are_413) {
   EXPECT_EQ(reply.rfind("HTTP/1.1 413", 0), 0u) << reply;
 }
 
+TEST_F(server_fixture, head_requests_get_headers_and_no_body) {
+  start();
+  test::raw_socket s(port());
+  // Two requests on one connection: a body after the first answer would corrupt the second.
+  s.send("HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  const std::string both = s.read_until_close(5s);
+  const auto second = both.find("HTTP/1.1 200", 1);
+  ASSERT_NE(second, std::string::npos) << both;
+  const std::string first = both.substr(0, second);
+  EXPECT_NE(first.find("Content-Length: 15"), std::string::npos) << first;
+  EXPECT_EQ(first.substr(first.size() - 4), "\r\n\r\n") << "HEAD answer carried a body: " << first;
+  EXPECT_NE(both.substr(second).find("{\"status\":\"ok\"}"), std::string::npos);
+}
+
+TEST_F(server_fixture, a_malformed_chunked_body_is_400) {
+  start();
+  test::raw_socket s(port());
+  s.send("POST /webhooks/pipedrive HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: " + good_auth +
+         "\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n");
+  const std::string reply = s.read_until_close(5s);
+  EXPECT_EQ(reply.rfind("HTTP/1.1 400", 0), 0u) << reply;
+  EXPECT_NE(reply.find("malformed HTTP body"), std::string::npos) << reply;
+}
+
 TEST_F(server_fixture, expect_100_continue_is_honoured) {
   start();
   test::raw_socket s(port());

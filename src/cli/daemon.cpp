@@ -118,33 +118,33 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c) {
   auto p = std::make_unique<impl>();
   p->cfg = c;
 
-  store::sqlite_options so;
-  so.path = c.store.path;
-  so.synchronous_full = c.store.sync == config::durability::full;
-  so.queue_capacity = c.store.queue_capacity;
-  so.batch_max = c.store.batch_max;
-  so.busy_timeout_ms = c.store.busy_timeout_ms;
-  auto log = store::open_sqlite_event_log(so);
+  store::sqlite_options store_opts;
+  store_opts.path = c.store.path;
+  store_opts.synchronous_full = c.store.sync == config::durability::full;
+  store_opts.queue_capacity = c.store.queue_capacity;
+  store_opts.batch_max = c.store.batch_max;
+  store_opts.busy_timeout_ms = c.store.busy_timeout_ms;
+  auto log = store::open_sqlite_event_log(store_opts);
   if (!log) return log.error();
   p->log = std::move(*log);
 
-  ingest::options io;
-  io.auth_enabled = c.auth.enabled;
-  io.user = c.auth.user;
-  io.password = c.auth.password;
-  io.retry_after_s = c.store.retry_after_s;
-  p->endpoint = std::make_unique<ingest::webhook_endpoint>(io, *p->log);
+  ingest::options ingest_opts;
+  ingest_opts.auth_enabled = c.auth.enabled;
+  ingest_opts.user = c.auth.user;
+  ingest_opts.password = c.auth.password;
+  ingest_opts.retry_after_s = c.store.retry_after_s;
+  p->endpoint = std::make_unique<ingest::webhook_endpoint>(ingest_opts, *p->log);
 
-  http::server_options so2;
-  so2.host = c.server.host;
-  so2.port = c.server.port;
-  so2.max_body_bytes = c.server.max_body_bytes;
-  so2.max_connections = c.server.max_connections;
-  so2.read_timeout = std::chrono::milliseconds(c.server.read_timeout_ms);
-  so2.idle_timeout = std::chrono::milliseconds(c.server.idle_timeout_ms);
-  so2.shutdown_timeout = std::chrono::milliseconds(c.server.shutdown_timeout_ms);
+  http::server_options http_opts;
+  http_opts.host = c.server.host;
+  http_opts.port = c.server.port;
+  http_opts.max_body_bytes = c.server.max_body_bytes;
+  http_opts.max_connections = c.server.max_connections;
+  http_opts.read_timeout = std::chrono::milliseconds(c.server.read_timeout_ms);
+  http_opts.idle_timeout = std::chrono::milliseconds(c.server.idle_timeout_ms);
+  http_opts.shutdown_timeout = std::chrono::milliseconds(c.server.shutdown_timeout_ms);
   impl* raw = p.get();
-  so2.on_response = [raw](const http::request_head& h, const http::response& r, std::chrono::microseconds e) {
+  http_opts.on_response = [raw](const http::request_head& h, const http::response& r, std::chrono::microseconds e) {
     raw->on_response(h, r, e);
   };
   std::vector<http::route> routes;
@@ -153,7 +153,7 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c) {
     routes.push_back({m, "/healthz", {}, health_handle{raw->endpoint.get()}});
     routes.push_back({m, "/readyz", {}, ready_handle{raw->endpoint.get()}});
   }
-  p->server = std::make_unique<http::server>(p->ioc, so2, std::move(routes));
+  p->server = std::make_unique<http::server>(p->ioc, http_opts, std::move(routes));
   auto bound = p->server->listen();
   if (!bound) return bound.error();
   p->bound = *bound;

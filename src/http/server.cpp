@@ -94,16 +94,32 @@ const route* find_route(const server::state& st, std::string_view path, std::str
   return nullptr;
 }
 
-bhttp::response<bhttp::string_body> to_beast(const response& r, unsigned version, bool keep_alive) {
+// A response to a HEAD request carries the headers of the GET answer (Content-Length included)
+// and no body.
+bhttp::response<bhttp::string_body> to_beast(const response& r, unsigned version, bool keep_alive, bool head_request) {
   bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), version};
   res.set(bhttp::field::server, "pipehook/" PIPEHOOK_VERSION);
   if (!r.content_type.empty()) res.set(bhttp::field::content_type, r.content_type);
   res.set(bhttp::field::cache_control, "no-store");
   for (const auto& [name, value] : r.headers) res.set(name, value);
-  res.body() = r.body;
   res.keep_alive(keep_alive);
-  res.prepare_payload();
+  if (head_request) {
+    res.content_length(r.body.size());
+  } else {
+    res.body() = r.body;
+    res.prepare_payload();
+  }
   return res;
+}
+
+// Points the head's views at a parsed message's header (valid while that message lives).
+template <class Message>
+void fill_head(request_head& head, const Message& m) {
+  head.method = m.method_string();
+  head.target = m.target();
+  head.path = head.target.substr(0, head.target.find('?'));
+  head.content_type = m[bhttp::field::content_type];
+  head.authorization = m[bhttp::field::authorization];
 }
 
 // After refusing a request whose body we will not read: stop sending, then drain what the client
@@ -120,6 +136,18 @@ asio::awaitable<void> lingering_close(beast::tcp_stream& stream, std::uint64_t m
     drained += n;
   }
   stream.close();
+}
+
+// Answers a request that will not be served further, then closes the connection; the body, if
+// the client is still sending one, is drained for a moment so that it sees the answer.
+// (Callers build the awaitable in a statement of its own: GCC 12 destroys class temporaries of a
+// co_await full-expression twice.)
+asio::awaitable<void> refuse(beast::tcp_stream& stream, server::state& st, request_head head, response r,
+                             unsigned version, std::chrono::steady_clock::time_point start, bool drain) {
+  auto res = to_beast(r, version, false, head.method == "HEAD");
+  auto [ec, n] = co_await bhttp::async_write(stream, res, use_tuple);
+  st.report(head, r, start);
+  if (!ec && drain) co_await lingering_close(stream, st.opt.max_body_bytes);
 }
 
 std::string peer_of(beast::tcp_stream& stream) {
@@ -178,19 +206,13 @@ asio::awaitable<void> run_session(state_ptr st, tcp::socket socket) {
       response r = json_error(too_big ? 431 : 400, too_big ? "headers_too_large" : "bad_request",
                               too_big ? "the request head is larger than " + std::to_string(st->opt.header_limit) + " bytes"
                                       : "malformed HTTP request: " + hec.message());
-      auto res = to_beast(r, 11, false);
-      co_await bhttp::async_write(stream, res, use_tuple);
-      st->report(head, r, start);
-      co_await lingering_close(stream, st->opt.max_body_bytes);
+      auto op = refuse(stream, *st, head, std::move(r), 11, start, true);
+      co_await std::move(op);
       break;
     }
 
     const auto& req = head_parser.get();
-    head.method = req.method_string();
-    head.target = req.target();
-    head.path = head.target.substr(0, head.target.find('?'));
-    head.content_type = req[bhttp::field::content_type];
-    head.authorization = req[bhttp::field::authorization];
+    fill_head(head, req);
     if (auto len = head_parser.content_length()) head.content_length = *len;
     const unsigned version = req.version();
 
@@ -212,10 +234,8 @@ asio::awaitable<void> run_session(state_ptr st, tcp::socket socket) {
     }
     if (refusal) {
       // The body (if any) stays unread: answer, then close the connection.
-      auto res = to_beast(*refusal, version, false);
-      auto [wec, wn] = co_await bhttp::async_write(stream, res, use_tuple);
-      st->report(head, *refusal, start);
-      if (!wec && !head_parser.is_done()) co_await lingering_close(stream, st->opt.max_body_bytes);
+      auto op = refuse(stream, *st, head, std::move(*refusal), version, start, !head_parser.is_done());
+      co_await std::move(op);
       break;
     }
 
@@ -227,36 +247,28 @@ asio::awaitable<void> run_session(state_ptr st, tcp::socket socket) {
     }
     bhttp::request_parser<detail::padded_body> body_parser(std::move(head_parser));
     body_parser.body_limit(st->opt.max_body_bytes);
-    {  // re-point the head's views at the parser that now owns the header
-      const auto& moved = body_parser.get();
-      head.method = moved.method_string();
-      head.target = moved.target();
-      head.path = head.target.substr(0, head.target.find('?'));
-      head.content_type = moved[bhttp::field::content_type];
-      head.authorization = moved[bhttp::field::authorization];
-    }
+    fill_head(head, body_parser.get());  // the parser that now owns the header
     auto [bec, bn] = co_await bhttp::async_read(stream, buffer, body_parser, use_tuple);
     if (bec == bhttp::error::body_limit || bec == bhttp::error::buffer_overflow) {
       response r = json_error(413, "payload_too_large",
                               "the body is larger than the limit of " + std::to_string(st->opt.max_body_bytes) + " bytes");
-      auto res = to_beast(r, version, false);
-      co_await bhttp::async_write(stream, res, use_tuple);
-      st->report(head, r, start);
-      co_await lingering_close(stream, st->opt.max_body_bytes);
+      auto op = refuse(stream, *st, head, std::move(r), version, start, true);
+      co_await std::move(op);
       break;
     }
-    if (bec) {
-      response r;
+    if (bec == beast::error::timeout || bec == bhttp::error::partial_message || bec == asio::error::eof ||
+        bec == asio::error::connection_reset || bec == asio::error::operation_aborted) {
+      response r;  // nobody to answer: the client stalled or went away
       r.status = 0;
       r.outcome = bec == beast::error::timeout ? "read_timeout" : "client_gone";
       r.note = "while reading the body: " + bec.message();
       st->report(head, r, start);
-      if (bec != beast::error::timeout && bec != bhttp::error::partial_message && bec != asio::error::eof &&
-          bec != asio::error::connection_reset && bec != asio::error::operation_aborted) {
-        response bad = json_error(400, "bad_request", "malformed HTTP body: " + bec.message());
-        auto res = to_beast(bad, version, false);
-        co_await bhttp::async_write(stream, res, use_tuple);
-      }
+      break;
+    }
+    if (bec) {  // a malformed body (bad chunk framing, ...)
+      auto op = refuse(stream, *st, head, json_error(400, "bad_request", "malformed HTTP body: " + bec.message()), version,
+                       start, true);
+      co_await std::move(op);
       break;
     }
 
@@ -277,7 +289,7 @@ asio::awaitable<void> run_session(state_ptr st, tcp::socket socket) {
       r = json_error(500, "internal_error", "no handler");
     }
     const bool again = keep_alive && !st->stopping;
-    auto res = to_beast(r, version, again);
+    auto res = to_beast(r, version, again, head.method == "HEAD");
     stream.expires_after(st->opt.read_timeout);
     auto [wec, wn] = co_await bhttp::async_write(stream, res, use_tuple);
     st->report(head, r, start);

@@ -414,14 +414,13 @@ parse_result normalize(parse_result r, root_fields& f) {
   // The event key: what stays the same across Pipedrive's retries of one event (never the attempt
   // or the webhook id, so overlapping subscriptions store a change once). When the payload lacks a
   // precise identity (no v2 meta.id, no v1 timestamp_micro), the content decides.
-  std::string canonical;
+  std::string canonical = ev.version == 2 ? "2\x1f" : "1\x1f";
   canonical.reserve(256);
   for (const std::string* part : {&ev.company_id, &ev.event_id, &ev.entity, &ev.source_action, &ev.entity_id}) {
     canonical += *part;
     canonical += '\x1f';
   }
   canonical += std::to_string(ev.occurred_at_us);
-  canonical.insert(0, ev.version == 2 ? "2\x1f" : "1\x1f");
   const bool precise = ev.version == 2 ? !ev.event_id.empty() : micro_precise;
   if (!precise) {
     canonical += '\x1f';

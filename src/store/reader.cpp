@@ -120,11 +120,9 @@ outcome<std::unique_ptr<reader>> reader::open(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec))
     return make_failure(errc::not_found, "no event log at \"" + path + "\" (has `pipehook serve` run with this config?)");
-  sqlite3* raw = nullptr;
-  const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
-  detail::db_handle db(raw);
-  if (rc != SQLITE_OK) return detail::sqlite_failure(raw, rc, "open " + path);
-  sqlite3_busy_timeout(db.db, 5000);
+  auto opened = detail::open_connection(path, SQLITE_OPEN_READONLY, 5000);
+  if (!opened) return opened.error();
+  detail::db_handle db = std::move(*opened);
   auto st = statement::prepare(db.db, "PRAGMA user_version");
   if (!st) {
     failure f = st.error();

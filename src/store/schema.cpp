@@ -40,6 +40,16 @@ failure sqlite_failure(sqlite3* db, int rc, std::string_view what) {
   return make_failure(code, std::move(msg));
 }
 
+outcome<db_handle> open_connection(const std::string& path, int flags, std::int64_t busy_timeout_ms) {
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+  db_handle db(raw);
+  if (rc != SQLITE_OK) return sqlite_failure(raw, rc, "open " + path);
+  sqlite3_extended_result_codes(db.db, 1);
+  sqlite3_busy_timeout(db.db, static_cast<int>(busy_timeout_ms));
+  return db;
+}
+
 outcome<void> exec(sqlite3* db, std::string_view sql) {
   const std::string text(sql);
   const int rc = sqlite3_exec(db, text.c_str(), nullptr, nullptr, nullptr);

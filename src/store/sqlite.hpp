@@ -56,6 +56,10 @@ class statement {
 // Maps a SQLite result code to a project error: BUSY/LOCKED -> store_busy, FULL -> store_full.
 failure sqlite_failure(sqlite3* db, int rc, std::string_view what);
 
+// Opens a connection (flags as for sqlite3_open_v2, plus NOMUTEX: each connection is used by one
+// thread at a time) with extended result codes and a busy timeout. Errors name the path.
+outcome<db_handle> open_connection(const std::string& path, int flags, std::int64_t busy_timeout_ms);
+
 // Runs SQL with no results (pragmas, DDL, BEGIN/COMMIT).
 outcome<void> exec(sqlite3* db, std::string_view sql);
 

@@ -149,6 +149,16 @@ class sqlite_event_log final : public event_log {
     return {};
   }
 
+  // Steps an INSERT ... RETURNING: `read` takes the returned row; the statement is reset either way.
+  template <class Read>
+  outcome<void> step_returning(const statement& st, std::string_view what, Read read) {
+    const int rc = st.step();
+    if (rc == SQLITE_ROW) read(st);
+    st.reset();
+    if (rc != SQLITE_ROW) return detail::sqlite_failure(db_.db, rc, what);
+    return {};
+  }
+
   outcome<void> write(const event::event& e, appended& out) {
     const statement& st = insert_event_;
     st.bind_text(1, e.event_key);
@@ -172,15 +182,10 @@ class sqlite_event_log final : public event_log {
     st.bind_int(19, e.attempt);
     st.bind_int(20, e.is_bulk ? 1 : 0);
     st.bind_text(21, e.body);
-    const int rc = st.step();
-    if (rc != SQLITE_ROW) {
-      st.reset();
-      return detail::sqlite_failure(db_.db, rc, "insert event");
-    }
-    out.id = st.column_int(0);
-    out.status = st.column_int(1) == 1 ? append_status::stored : append_status::duplicate;
-    st.reset();
-    return {};
+    return step_returning(st, "insert event", [&out](const statement& row) {
+      out.id = row.column_int(0);
+      out.status = row.column_int(1) == 1 ? append_status::stored : append_status::duplicate;  // deliveries
+    });
   }
 
   outcome<void> write(const quarantined& q, appended& out) {
@@ -190,15 +195,8 @@ class sqlite_event_log final : public event_log {
     st.bind_text_or_null(3, q.content_type);
     st.bind_text_or_null(4, q.remote);
     st.bind_text(5, q.body);
-    const int rc = st.step();
-    if (rc != SQLITE_ROW) {
-      st.reset();
-      return detail::sqlite_failure(db_.db, rc, "insert quarantine");
-    }
-    out.id = st.column_int(0);
     out.status = append_status::quarantined;
-    st.reset();
-    return {};
+    return step_returning(st, "insert quarantine", [&out](const statement& row) { out.id = row.column_int(0); });
   }
 
   outcome<void> write(const probe_request&, appended& out) {
@@ -249,12 +247,10 @@ outcome<std::unique_ptr<event_log>> open_sqlite_event_log(const sqlite_options& 
   if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), fs_ec);
   if (fs_ec) return make_failure(errc::store_io, "cannot create directory " + path.parent_path().string() + ": " + fs_ec.message());
 
-  sqlite3* raw = nullptr;
-  const int rc = sqlite3_open_v2(o.path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-  detail::db_handle db(raw);
-  if (rc != SQLITE_OK) return detail::sqlite_failure(raw, rc, "open " + o.path);
-  sqlite3_extended_result_codes(db.db, 1);
-  sqlite3_busy_timeout(db.db, static_cast<int>(o.busy_timeout_ms));
+  auto opened = detail::open_connection(o.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, o.busy_timeout_ms);
+  if (!opened) return opened.error();
+  detail::db_handle db = std::move(*opened);
+  const char* sync_pragma = o.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
 
   // WAL: readers (CLI, admin API) never block the writer, and a commit is one append + fsync.
   auto wal = statement::prepare(db.db, "PRAGMA journal_mode=WAL");
@@ -262,8 +258,7 @@ outcome<std::unique_ptr<event_log>> open_sqlite_event_log(const sqlite_options& 
   if (wal->step() != SQLITE_ROW || wal->column_text(0) != "wal")
     return make_failure(errc::store_io, "cannot switch " + o.path + " to WAL mode (is it on a network filesystem?)");
   wal = {};
-  if (auto r = detail::exec(db.db, o.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"); !r)
-    return r.error();
+  if (auto r = detail::exec(db.db, sync_pragma); !r) return r.error();
   // Checkpoints run on their own connection (checkpoint_loop), not inside commits.
   if (auto r = detail::exec(db.db, "PRAGMA wal_autocheckpoint=0"); !r) return r.error();
   if (o.max_page_count > 0)
@@ -274,13 +269,10 @@ outcome<std::unique_ptr<event_log>> open_sqlite_event_log(const sqlite_options& 
     return f;
   }
 
-  sqlite3* raw_ckpt = nullptr;
-  const int crc = sqlite3_open_v2(o.path.c_str(), &raw_ckpt, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
-  detail::db_handle checkpoint_db(raw_ckpt);
-  if (crc != SQLITE_OK) return detail::sqlite_failure(raw_ckpt, crc, "open " + o.path + " for checkpoints");
-  sqlite3_busy_timeout(checkpoint_db.db, static_cast<int>(o.busy_timeout_ms));
-  if (auto r = detail::exec(checkpoint_db.db, o.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"); !r)
-    return r.error();
+  auto checkpoint_opened = detail::open_connection(o.path, SQLITE_OPEN_READWRITE, o.busy_timeout_ms);
+  if (!checkpoint_opened) return checkpoint_opened.error();
+  detail::db_handle checkpoint_db = std::move(*checkpoint_opened);
+  if (auto r = detail::exec(checkpoint_db.db, sync_pragma); !r) return r.error();
 
   auto insert_event = statement::prepare(db.db, insert_event_sql);
   auto insert_quarantine = statement::prepare(db.db, insert_quarantine_sql);
