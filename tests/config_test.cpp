@@ -97,6 +97,31 @@ TEST(config, unknown_keys_and_bad_values_are_errors_naming_the_key) {
       {"[store]\nqueue_capacity = 0", "store.queue_capacity must be between"},
       {"[log]\nlevel = \"loud\"", "log.level must be one of"},
       {"[server\n", "test.toml:"},
+      {"[pipedrive]\napi_base = \"api.pipedrive.com/v1\"", "pipedrive.api_base \"api.pipedrive.com/v1\": must be an absolute"},
+      {"[pipedrive]\napi_base = \"ftp://x/v1\"", "the scheme must be http or https"},
+      {"[pipedrive]\napi_base = \"https://u:p@x/v1\"", "must not carry credentials"},
+      {"[pipedrive]\napi_base = \"https://x:0/v1\"", "the port must be a number from 1 to 65535"},
+      {"[pipedrive]\napi_token = \"a\"\noauth_token = \"b\"", "both set: keep one"},
+      {"[pipedrive]\napi_token_file = \"/nonexistent/t\"", "pipedrive.api_token_file: cannot read"},
+      {"[pipedrive]\nmax_attempts = 0", "pipedrive.max_attempts must be between 1 and 20"},
+      {"[pipedrive]\nretry_base = \"10s\"\nretry_max = \"1s\"", "retry_max must not be shorter"},
+      {"[registrar]\nenabled = true", "registrar.enabled needs registrar.subscription_url"},
+      {"[registrar]\nenabled = true\nsubscription_url = \"https://h/x\"", "at least one [[registrar.webhooks]]"},
+      {"[registrar]\nsubscription_url = \"/relative\"", "registrar.subscription_url \"/relative\": must be an absolute"},
+      {"[registrar]\nversion = \"3.0\"", "registrar.version must be \"1.0\" or \"2.0\""},
+      {"[registrar]\nresync_interval = \"5s\"", "at least 1m"},
+      {"[registrar]\nwebhooks = [\"deal\"]", "registrar.webhooks must be a list of tables"},
+      {"[[registrar.webhooks]]\nevent_action = \"added\"\nevent_object = \"deal\"",
+       "registrar.webhooks[0].event_action must be one of create, change, delete, *"},
+      {"[[registrar.webhooks]]\nevent_action = \"create\"\nevent_object = \"deals\"",
+       "registrar.webhooks[0].event_object must be one of"},
+      {"[[registrar.webhooks]]\nevent_action = \"create\"\nevent_object = \"deal\"\nfilter = 1",
+       "unknown key 'registrar.webhooks[0].filter'"},
+      {"[[registrar.webhooks]]\nevent_action = \"*\"\nevent_object = \"deal\"\n"
+       "[[registrar.webhooks]]\nevent_action = \"*\"\nevent_object = \"deal\"",
+       "registrar.webhooks[1] repeats *.deal"},
+      {"[registrar]\nversion = \"1.0\"\n[[registrar.webhooks]]\nevent_action = \"*\"\nevent_object = \"lead\"",
+       "lead webhooks exist only in version 2.0"},
   };
   for (const auto& r : rows) {
     SCOPED_TRACE(r.text);
@@ -125,6 +150,67 @@ TEST(config, password_from_file_or_environment_and_never_printed) {
   EXPECT_EQ(shown.find("from-env"), std::string::npos);
   EXPECT_EQ(shown.find("inline"), std::string::npos);
   EXPECT_NE(shown.find("********"), std::string::npos);
+}
+
+TEST(config, pipedrive_and_registrar_sections) {
+  std::string text = R"(
+[auth]
+password = "pw"
+[pipedrive]
+api_base = "https://example-ltd.pipedrive.com/api/v1/"
+api_token = "from-file"
+timeout = "3s"
+max_attempts = 2
+[registrar]
+enabled = true
+subscription_url = "https://hooks.example.com/webhooks/pipedrive"
+name = "crm-sync"
+user_id = 12
+prune = true
+delete_on_shutdown = true
+resync_interval = "10m"
+)";
+  for (int i = 0; i < 41; ++i)
+    text += "[[registrar.webhooks]]\nevent_action = \"change\"\nevent_object = \"" + std::string(i < 40 ? "x" : "deal") +
+            "\"\n";
+  auto over = parse(text);  // 41 entries (and "x" is no object): refused
+  ASSERT_FALSE(over);
+
+  text = text.substr(0, text.find("[[registrar.webhooks]]")) +
+         "[[registrar.webhooks]]\nevent_action = \"*\"\nevent_object = \"deal\"\n"
+         "[[registrar.webhooks]]\nevent_action = \"delete\"\nevent_object = \"lead\"\n";
+  auto c = parse(text);
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->pipedrive.api_base, "https://example-ltd.pipedrive.com/api/v1");  // trailing '/' dropped
+  EXPECT_EQ(c->pipedrive.timeout_ms, 3'000);
+  EXPECT_EQ(c->pipedrive.max_attempts, 2u);
+  EXPECT_TRUE(c->registrar.enabled);
+  EXPECT_EQ(c->registrar.name, "crm-sync");
+  EXPECT_EQ(c->registrar.user_id, 12);
+  EXPECT_EQ(c->registrar.resync_interval_ms, 600'000);
+  ASSERT_EQ(c->registrar.webhooks.size(), 2u);
+  EXPECT_EQ(c->registrar.webhooks[1].event_object, "lead");
+  EXPECT_TRUE(config::check_registrar_ready(*c));
+  const std::string shown = config::render_effective(*c);
+  EXPECT_EQ(shown.find("from-file"), std::string::npos);
+  EXPECT_NE(shown.find("[[registrar.webhooks]]\nevent_action = 'delete'\nevent_object = 'lead'"), std::string::npos);
+
+  // PIPEDRIVE_API_TOKEN wins over any token in the file.
+  auto env = [](const std::string& k) -> std::optional<std::string> {
+    if (k == "PIPEDRIVE_API_TOKEN") return std::string("from-env");
+    return std::nullopt;
+  };
+  auto e = parse("[pipedrive]\noauth_token = \"bearer\"", env);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->pipedrive.api_token, "from-env");
+  EXPECT_TRUE(e->pipedrive.oauth_token.empty());
+  EXPECT_EQ(config::render_effective(*e).find("from-env"), std::string::npos);
+  // Without any token, the API cannot be used: the message says how to give one.
+  auto none = parse("");
+  ASSERT_TRUE(none);
+  auto ready = config::check_pipedrive_ready(*none);
+  ASSERT_FALSE(ready);
+  EXPECT_NE(ready.error().message.find("PIPEDRIVE_API_TOKEN"), std::string::npos);
 }
 
 TEST(config, auth_can_be_disabled_only_explicitly) {

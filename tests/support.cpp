@@ -242,7 +242,7 @@ pid_t spawn(const std::vector<std::string>& args, const std::map<std::string, st
   std::vector<std::string> env_s;
   for (char** e = environ; *e; ++e) {
     std::string kv(*e);
-    if (kv.rfind("PIPEHOOK_", 0) == 0) continue;  // tests say exactly what they set
+    if (kv.rfind("PIPEHOOK_", 0) == 0 || kv.rfind("PIPEDRIVE_", 0) == 0) continue;  // tests say what they set
     env_s.push_back(kv);
   }
   for (const auto& [k, v] : env) env_s.push_back(k + "=" + v);

@@ -4,15 +4,22 @@
 #include "pipehook/config/config.hpp"
 #include "pipehook/core/time.hpp"
 #include "pipehook/event/json.hpp"
+#include "pipehook/pipedrive/client.hpp"
+#include "pipehook/pipedrive/registrar.hpp"
 #include "pipehook/store/reader.hpp"
 
 #include <CLI/CLI.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/json/array.hpp>
 #include <boost/json/serialize.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <optional>
+#include <variant>
 
 namespace pipehook::cli {
 namespace {
@@ -52,16 +59,8 @@ std::string relative(std::int64_t us) {
   return std::to_string(secs / 86400) + "d ago";
 }
 
-void print_table(const std::vector<event::stored_event>& rows) {
-  std::vector<std::vector<std::string>> cells;
-  cells.push_back({"ID", "OCCURRED_AT", "AGE", "ENTITY", "ACTION", "ENTITY_ID", "COMPANY", "USER", "V", "DELIVERIES"});
-  for (const auto& r : rows) {
-    const auto& e = r.ev;
-    cells.push_back({std::to_string(r.id), format_rfc3339_us(e.occurred_at_us), relative(e.occurred_at_us), e.entity,
-                     e.source_action == e.action ? e.action : e.action + " (" + e.source_action + ")",
-                     e.entity_id.empty() ? "-" : e.entity_id, e.company_id.empty() ? "-" : e.company_id,
-                     e.user_id.empty() ? "-" : e.user_id, std::to_string(e.version), std::to_string(r.deliveries)});
-  }
+// Aligned columns, two spaces apart; the first row is the header.
+void print_cells(const std::vector<std::vector<std::string>>& cells) {
   std::vector<std::size_t> width(cells[0].size(), 0);
   for (const auto& row : cells)
     for (std::size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
@@ -73,6 +72,19 @@ void print_table(const std::vector<event::stored_event>& rows) {
     }
     std::cout << line << "\n";
   }
+}
+
+void print_table(const std::vector<event::stored_event>& rows) {
+  std::vector<std::vector<std::string>> cells;
+  cells.push_back({"ID", "OCCURRED_AT", "AGE", "ENTITY", "ACTION", "ENTITY_ID", "COMPANY", "USER", "V", "DELIVERIES"});
+  for (const auto& r : rows) {
+    const auto& e = r.ev;
+    cells.push_back({std::to_string(r.id), format_rfc3339_us(e.occurred_at_us), relative(e.occurred_at_us), e.entity,
+                     e.source_action == e.action ? e.action : e.action + " (" + e.source_action + ")",
+                     e.entity_id.empty() ? "-" : e.entity_id, e.company_id.empty() ? "-" : e.company_id,
+                     e.user_id.empty() ? "-" : e.user_id, std::to_string(e.version), std::to_string(r.deliveries)});
+  }
+  print_cells(cells);
 }
 
 int cmd_events_list(const std::string& config_path, store::event_filter f, const std::string& since,
@@ -146,6 +158,150 @@ int cmd_serve(const std::string& config_path, const std::string& log_level) {
   return exit_ok;
 }
 
+
+// ---- pipehook webhooks: the Pipedrive API, one call at a time on a private io_context ----------
+
+namespace asio = boost::asio;
+namespace pd = pipedrive;
+
+template <class T>
+asio::awaitable<void> store_result(asio::awaitable<T> op, std::optional<T>* out) {
+  *out = co_await std::move(op);
+}
+
+template <class T>
+T run_blocking(asio::io_context& ioc, asio::awaitable<T> op) {
+  std::optional<T> out;
+  asio::co_spawn(ioc, store_result(std::move(op), &out), [](std::exception_ptr e) {
+    if (e) std::rethrow_exception(e);
+  });
+  ioc.restart();
+  ioc.run();
+  return std::move(*out);
+}
+
+struct api_session {
+  config::config cfg;
+  asio::io_context ioc;
+  std::unique_ptr<pd::client> api;
+};
+
+// Loads the config and builds the client; on failure prints why and returns the exit code.
+std::variant<std::unique_ptr<api_session>, int> open_api(const std::string& config_path) {
+  auto cfg = load(config_path);
+  if (!cfg) return fail(exit_usage, cfg.error().message);
+  if (auto ready = config::check_pipedrive_ready(*cfg); !ready) return fail(exit_usage, ready.error().message);
+  auto s = std::make_unique<api_session>();
+  s->cfg = *cfg;
+  auto api = pd::client::create(s->ioc.get_executor(), s->cfg.pipedrive);
+  if (!api) return fail(exit_usage, api.error().message);
+  s->api = std::move(*api);
+  return s;
+}
+
+int api_failed(const pd::api_error& e) { return fail(exit_failed, e.message); }
+
+std::string event_label(const pd::webhook& w) {
+  return pd::normalized_action(w.event_action) + "." + w.event_object;
+}
+
+int cmd_webhooks_list(const std::string& config_path, const std::string& format) {
+  auto opened = open_api(config_path);
+  if (auto* code = std::get_if<int>(&opened)) return *code;
+  auto& s = *std::get<0>(opened);
+  auto r = run_blocking(s.ioc, s.api->list_webhooks());
+  if (!r) return api_failed(r.error());
+  const std::string& ours = s.cfg.registrar.subscription_url;
+  if (format == "json") {
+    boost::json::array arr;
+    for (const auto& w : *r) {
+      boost::json::object o;
+      o["id"] = w.id;
+      o["event"] = event_label(w);
+      o["event_action"] = w.event_action;
+      o["event_object"] = w.event_object;
+      o["version"] = w.version;
+      o["subscription_url"] = w.subscription_url;
+      o["ours"] = !ours.empty() && w.subscription_url == ours;
+      o["is_active"] = w.is_active;
+      o["name"] = w.name;
+      o["type"] = w.type;
+      o["user_id"] = w.user_id;
+      o["http_auth_user"] = w.http_auth_user;
+      o["add_time"] = w.add_time;
+      if (w.last_http_status) o["last_http_status"] = w.last_http_status;
+      else o["last_http_status"] = nullptr;
+      if (w.last_delivery_time.empty()) o["last_delivery_time"] = nullptr;
+      else o["last_delivery_time"] = w.last_delivery_time;
+      arr.push_back(std::move(o));
+    }
+    std::cout << boost::json::serialize(arr) << "\n";
+    return exit_ok;
+  }
+  if (r->empty()) {
+    std::cerr << "no webhooks\n";
+    return exit_ok;
+  }
+  std::vector<std::vector<std::string>> cells;
+  cells.push_back({"ID", "EVENT", "VERSION", "ACTIVE", "LAST_DELIVERY", "USER", "NAME", "URL"});
+  for (const auto& w : *r) {
+    std::string last = w.last_http_status ? std::to_string(w.last_http_status) : "-";
+    if (!w.last_delivery_time.empty()) last += " at " + w.last_delivery_time;
+    std::string url = w.subscription_url;
+    if (!ours.empty() && url == ours) url += "  (pipehook)";
+    cells.push_back({std::to_string(w.id), event_label(w), w.version, w.is_active ? "yes" : "no", last,
+                     w.user_id ? std::to_string(w.user_id) : "-", w.name, url});
+  }
+  print_cells(cells);
+  return exit_ok;
+}
+
+int cmd_webhooks_whoami(const std::string& config_path) {
+  auto opened = open_api(config_path);
+  if (auto* code = std::get_if<int>(&opened)) return *code;
+  auto& s = *std::get<0>(opened);
+  auto r = run_blocking(s.ioc, s.api->whoami());
+  if (!r) return api_failed(r.error());
+  std::cout << "user:    " << r->id << " " << r->name << (r->email.empty() ? "" : " <" + r->email + ">")
+            << (r->is_admin ? " (admin)" : "") << "\n"
+            << "company: " << r->company_id << " " << r->company_name
+            << (r->company_domain.empty() ? "" : " (" + r->company_domain + ".pipedrive.com)") << "\n"
+            << "api:     " << s.api->base_url() << "\n";
+  return exit_ok;
+}
+
+int cmd_webhooks_delete(const std::string& config_path, std::int64_t id) {
+  auto opened = open_api(config_path);
+  if (auto* code = std::get_if<int>(&opened)) return *code;
+  auto& s = *std::get<0>(opened);
+  auto r = run_blocking(s.ioc, s.api->delete_webhook(id));
+  if (!r) return api_failed(r.error());
+  std::cout << "deleted webhook #" << id << "\n";
+  return exit_ok;
+}
+
+int cmd_webhooks_sync(const std::string& config_path, bool dry_run, bool prune) {
+  auto opened = open_api(config_path);
+  if (auto* code = std::get_if<int>(&opened)) return *code;
+  auto& s = *std::get<0>(opened);
+  if (auto ready = config::check_registrar_ready(s.cfg); !ready) return fail(exit_usage, ready.error().message);
+  pd::desired_state d = pd::desired_from(s.cfg);
+  d.prune = d.prune || prune;
+  std::cout << (dry_run ? "dry run: " : "") << "webhooks for " << d.subscription_url << " (version " << d.version
+            << (d.prune ? ", prune" : "") << ")\n";
+  auto r = run_blocking(s.ioc, pd::reconcile(*s.api, d, dry_run, [](const std::string& line) {
+    std::cout << line << "\n" << std::flush;
+  }));
+  if (!r) return api_failed(r.error());
+  if (dry_run) {
+    std::cout << "dry run: nothing was changed\n";
+    return exit_ok;
+  }
+  std::cout << r->managed.size() << " webhook(s) in place (" << r->created.size() << " created, "
+            << r->deleted.size() << " deleted)\n";
+  return exit_ok;
+}
+
 }  // namespace
 
 int run(int argc, char** argv) {
@@ -186,6 +342,20 @@ int run(int argc, char** argv) {
   show->add_option("id", show_id, "event id")->required()->check(CLI::PositiveNumber);
   show->add_option("--format", show_format, "table or json")->check(CLI::IsMember({"table", "json"}));
 
+  auto* webhooks = app.add_subcommand("webhooks", "the Pipedrive webhooks: list, sync with the config, delete");
+  webhooks->require_subcommand(1);
+  std::string wh_format = "table";
+  auto* wh_list = webhooks->add_subcommand("list", "list the webhooks Pipedrive has for this token");
+  wh_list->add_option("--format", wh_format, "table or json")->check(CLI::IsMember({"table", "json"}));
+  bool dry_run = false, prune = false;
+  auto* wh_sync = webhooks->add_subcommand("sync", "create the configured webhooks that are missing (prints the plan)");
+  wh_sync->add_flag("--dry-run", dry_run, "print the plan; call no write endpoint");
+  wh_sync->add_flag("--prune", prune, "also delete webhooks at registrar.subscription_url that are not configured");
+  std::int64_t wh_delete_id = 0;
+  auto* wh_delete = webhooks->add_subcommand("delete", "delete one webhook by id");
+  wh_delete->add_option("id", wh_delete_id, "webhook id")->required()->check(CLI::PositiveNumber);
+  auto* wh_whoami = webhooks->add_subcommand("whoami", "check the token: its user and company");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -201,6 +371,10 @@ int run(int argc, char** argv) {
   if (*serve) return cmd_serve(config_path, log_level);
   if (*list) return cmd_events_list(config_path, filter, since, until, format);
   if (*show) return cmd_events_show(config_path, show_id, show_format);
+  if (*wh_list) return cmd_webhooks_list(config_path, wh_format);
+  if (*wh_sync) return cmd_webhooks_sync(config_path, dry_run, prune);
+  if (*wh_delete) return cmd_webhooks_delete(config_path, wh_delete_id);
+  if (*wh_whoami) return cmd_webhooks_whoami(config_path);
   return exit_usage;
 }
 

@@ -2,6 +2,7 @@
 
 #include "pipehook/http/server.hpp"
 #include "pipehook/ingest/webhook.hpp"
+#include "pipehook/pipedrive/registrar_service.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -28,6 +29,7 @@ struct daemon::impl {
   std::unique_ptr<store::event_log> log;
   std::unique_ptr<ingest::webhook_endpoint> endpoint;
   std::unique_ptr<http::server> server;
+  std::unique_ptr<pipedrive::registrar_service> registrar;  // when registrar.enabled
   asio::ip::tcp::endpoint bound;
   asio::signal_set signals{ioc};
   asio::steady_timer summary_timer{ioc};
@@ -68,6 +70,7 @@ struct daemon::impl {
     spdlog::info("shutting down: no new connections; finishing requests in flight");
     endpoint->set_draining();
     server->stop();
+    if (registrar) registrar->stop(std::chrono::milliseconds(std::max<std::int64_t>(cfg.server.shutdown_timeout_ms, 5'000)));
     boost::system::error_code ec;
     signals.cancel(ec);
     summary_timer.cancel();
@@ -154,6 +157,11 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c) {
     routes.push_back({m, "/readyz", {}, ready_handle{raw->endpoint.get()}});
   }
   p->server = std::make_unique<http::server>(p->ioc, http_opts, std::move(routes));
+  if (c.registrar.enabled) {
+    auto reg = pipedrive::registrar_service::create(p->ioc.get_executor(), c);
+    if (!reg) return reg.error();
+    p->registrar = std::move(*reg);
+  }
   auto bound = p->server->listen();
   if (!bound) return bound.error();
   p->bound = *bound;
@@ -176,6 +184,8 @@ void daemon::run(bool handle_signals) {
   }
   asio::co_spawn(self->ioc, summary_loop(self), asio::detached);
   const auto& c = self->cfg;
+  // Listening first, then registering: Pipedrive's first deliveries find the server up.
+  if (self->registrar) self->registrar->start();
   spdlog::info("pipehook {} listening on {}:{} (webhooks at POST {}, auth {}), event log {} (durability {})",
                PIPEHOOK_VERSION, self->bound.address().to_string(), self->bound.port(), c.server.path,
                c.auth.enabled ? "Basic" : "DISABLED", c.store.path,

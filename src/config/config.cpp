@@ -1,11 +1,14 @@
 #include "pipehook/config/config.hpp"
 
 #include "pipehook/core/time.hpp"
+#include "pipehook/core/url.hpp"
 
 #include <toml++/toml.h>
 
 #include <cstdlib>
+#include <algorithm>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -109,6 +112,8 @@ outcome<std::string> read_secret_file(const std::string& path, std::string_view 
   return s;
 }
 
+outcome<void> secret_pair(const reader& r, const std::string& key, std::string& out, std::string& source);
+
 #define PIPEHOOK_TRY(expr)          \
   do {                              \
     auto _r = (expr);               \
@@ -116,7 +121,7 @@ outcome<std::string> read_secret_file(const std::string& path, std::string_view 
   } while (0)
 
 outcome<void> apply(const toml::table& root, config& c) {
-  PIPEHOOK_TRY(only_known(root, "", {"server", "auth", "store", "log"}));
+  PIPEHOOK_TRY(only_known(root, "", {"server", "auth", "store", "log", "pipedrive", "registrar"}));
 
   auto server = section(root, "server");
   if (!server) return server.error();
@@ -193,6 +198,110 @@ outcome<void> apply(const toml::table& root, config& c) {
     if (!levels.count(c.log.level))
       return bad("log.level must be one of trace, debug, info, warn, error, critical, off (got \"" + c.log.level + "\")");
   }
+
+  auto pd = section(root, "pipedrive");
+  if (!pd) return pd.error();
+  if (*pd) {
+    const toml::table& t = **pd;
+    PIPEHOOK_TRY(only_known(t, "pipedrive", {"api_base", "api_token", "api_token_file", "oauth_token", "oauth_token_file",
+                                             "ca_file", "connect_timeout", "timeout", "max_attempts", "retry_base",
+                                             "retry_max"}));
+    reader r{t, "pipedrive"};
+    auto& p = c.pipedrive;
+    PIPEHOOK_TRY(r.string("api_base", p.api_base));
+    auto base = parse_url(p.api_base, "pipedrive.api_base");
+    if (!base) return base.error();
+    while (!p.api_base.empty() && p.api_base.back() == '/') p.api_base.pop_back();
+    PIPEHOOK_TRY(secret_pair(r, "api_token", p.api_token, p.api_token_source));
+    PIPEHOOK_TRY(secret_pair(r, "oauth_token", p.oauth_token, p.oauth_token_source));
+    if (!p.api_token.empty() && !p.oauth_token.empty())
+      return bad("pipedrive.api_token and pipedrive.oauth_token are both set: keep one");
+    PIPEHOOK_TRY(r.string("ca_file", p.ca_file));
+    PIPEHOOK_TRY(r.duration("connect_timeout", p.connect_timeout_ms, 100, 600'000));
+    PIPEHOOK_TRY(r.duration("timeout", p.timeout_ms, 100, 600'000));
+    PIPEHOOK_TRY(r.integer("max_attempts", p.max_attempts, 1, 20));
+    PIPEHOOK_TRY(r.duration("retry_base", p.retry_base_ms, 1, 600'000));
+    PIPEHOOK_TRY(r.duration("retry_max", p.retry_max_ms, 1, 3'600'000));
+    if (p.retry_max_ms < p.retry_base_ms) return bad("pipedrive.retry_max must not be shorter than pipedrive.retry_base");
+  }
+
+  auto reg = section(root, "registrar");
+  if (!reg) return reg.error();
+  if (*reg) {
+    const toml::table& t = **reg;
+    PIPEHOOK_TRY(only_known(t, "registrar", {"enabled", "subscription_url", "version", "name", "user_id", "prune",
+                                             "delete_on_shutdown", "resync_interval", "webhooks"}));
+    reader r{t, "registrar"};
+    auto& g = c.registrar;
+    PIPEHOOK_TRY(r.boolean("enabled", g.enabled));
+    PIPEHOOK_TRY(r.string("subscription_url", g.subscription_url));
+    if (!g.subscription_url.empty()) {
+      auto u = parse_url(g.subscription_url, "registrar.subscription_url", true);
+      if (!u) return u.error();
+    }
+    PIPEHOOK_TRY(r.string("version", g.version));
+    if (g.version != "1.0" && g.version != "2.0")
+      return bad("registrar.version must be \"1.0\" or \"2.0\" (got \"" + g.version + "\")");
+    PIPEHOOK_TRY(r.string("name", g.name));
+    if (g.name.empty() || g.name.size() > 255) return bad("registrar.name must be 1 to 255 characters");
+    PIPEHOOK_TRY(r.integer("user_id", g.user_id, 0, std::numeric_limits<std::int64_t>::max()));
+    PIPEHOOK_TRY(r.boolean("prune", g.prune));
+    PIPEHOOK_TRY(r.boolean("delete_on_shutdown", g.delete_on_shutdown));
+    PIPEHOOK_TRY(r.duration("resync_interval", g.resync_interval_ms, 0, 7LL * 24 * 3'600'000));
+    if (g.resync_interval_ms != 0 && g.resync_interval_ms < 60'000)
+      return bad("registrar.resync_interval must be 0 (off) or at least 1m: each check costs API tokens");
+    if (const toml::node* n = t.get("webhooks")) {
+      const toml::array* arr = n->as_array();
+      if (!arr || !arr->is_array_of_tables())
+        return bad("registrar.webhooks must be a list of tables: [[registrar.webhooks]] with event_action and event_object");
+      std::size_t i = 0;
+      for (const toml::node& item : *arr) {
+        const std::string where = "registrar.webhooks[" + std::to_string(i++) + "]";
+        const toml::table& w = *item.as_table();
+        PIPEHOOK_TRY(only_known(w, where, {"event_action", "event_object"}));
+        reader wr{w, where};
+        webhook_subscription sub;
+        PIPEHOOK_TRY(wr.string("event_action", sub.event_action));
+        PIPEHOOK_TRY(wr.string("event_object", sub.event_object));
+        if (!valid_event_action(sub.event_action))
+          return bad(where + ".event_action must be one of create, change, delete, * (got \"" + sub.event_action + "\")");
+        if (!valid_event_object(sub.event_object))
+          return bad(where + ".event_object must be one of activity, deal, lead, note, organization, person, pipeline, "
+                             "product, stage, user, * (got \"" + sub.event_object + "\")");
+        if (std::find(g.webhooks.begin(), g.webhooks.end(), sub) != g.webhooks.end())
+          return bad(where + " repeats " + sub.event_action + "." + sub.event_object);
+        g.webhooks.push_back(sub);
+      }
+      if (g.webhooks.size() > 40)
+        return bad("registrar.webhooks lists " + std::to_string(g.webhooks.size()) +
+                   " subscriptions; Pipedrive allows 40 webhooks per user");
+    }
+    if (g.version == "1.0")
+      for (const auto& w : g.webhooks)
+        if (w.event_object == "lead")
+          return bad("registrar.webhooks: lead webhooks exist only in version 2.0 (registrar.version is \"1.0\")");
+    if (g.enabled) {
+      if (g.subscription_url.empty()) return bad("registrar.enabled needs registrar.subscription_url");
+      if (g.webhooks.empty()) return bad("registrar.enabled needs at least one [[registrar.webhooks]] table");
+    }
+  }
+  return {};
+}
+
+// A secret given inline (`key`) or as a file (`key_file`), not both.
+outcome<void> secret_pair(const reader& r, const std::string& key, std::string& out, std::string& source) {
+  std::string inline_value, file;
+  PIPEHOOK_TRY(r.string(key, inline_value));
+  PIPEHOOK_TRY(r.string(key + "_file", file));
+  if (!inline_value.empty() && !file.empty())
+    return bad(r.name(key) + " and " + r.name(key + "_file") + " are both set: keep one");
+  if (!inline_value.empty()) out = inline_value, source = r.name(key);
+  if (!file.empty()) {
+    auto secret = read_secret_file(file, r.name(key + "_file"));
+    if (!secret) return secret.error();
+    out = *secret;
+    source = r.name(key + "_file") + " (" + file + ")";
+  }
   return {};
 }
 
@@ -200,6 +309,13 @@ void apply_env(config& c, const env_lookup& env) {
   if (auto pw = env("PIPEHOOK_AUTH_PASSWORD"); pw && !pw->empty()) {
     c.auth.password = *pw;
     c.auth.password_source = "PIPEHOOK_AUTH_PASSWORD";
+  }
+  // An API token from the environment replaces whichever token the file set.
+  if (auto tok = env("PIPEDRIVE_API_TOKEN"); tok && !tok->empty()) {
+    c.pipedrive.api_token = *tok;
+    c.pipedrive.api_token_source = "PIPEDRIVE_API_TOKEN";
+    c.pipedrive.oauth_token.clear();
+    c.pipedrive.oauth_token_source.clear();
   }
 }
 
@@ -210,6 +326,8 @@ std::string quoted(std::string_view s) {
 }
 
 std::string duration_text(std::int64_t ms) {
+  if (ms != 0 && ms % 3'600'000 == 0) return quoted(std::to_string(ms / 3'600'000) + "h");
+  if (ms != 0 && ms % 60'000 == 0) return quoted(std::to_string(ms / 60'000) + "m");
   if (ms % 1000 == 0) return quoted(std::to_string(ms / 1000) + "s");
   return quoted(std::to_string(ms) + "ms");
 }
@@ -267,6 +385,35 @@ outcome<void> check_serve_ready(const config& c) {
   return {};
 }
 
+bool valid_event_action(std::string_view a) {
+  for (std::string_view v : {"create", "change", "delete", "*"})
+    if (a == v) return true;
+  return false;
+}
+
+bool valid_event_object(std::string_view o) {
+  for (std::string_view v : {"activity", "deal", "lead", "note", "organization", "person", "pipeline", "product", "stage",
+                             "user", "*"})
+    if (o == v) return true;
+  return false;
+}
+
+outcome<void> check_pipedrive_ready(const config& c) {
+  if (c.pipedrive.api_token.empty() && c.pipedrive.oauth_token.empty())
+    return bad("no Pipedrive token: set PIPEDRIVE_API_TOKEN, pipedrive.api_token(_file) or pipedrive.oauth_token(_file)");
+  return {};
+}
+
+outcome<void> check_registrar_ready(const config& c) {
+  if (auto ready = check_pipedrive_ready(c); !ready) return ready;
+  if (c.registrar.subscription_url.empty())
+    return bad("registrar.subscription_url is not set: the public URL Pipedrive should call");
+  if (c.registrar.webhooks.empty()) return bad("registrar.webhooks is empty: list the [[registrar.webhooks]] to create");
+  if (c.auth.enabled && c.auth.password.empty())
+    return bad("no webhook password to give Pipedrive: set PIPEHOOK_AUTH_PASSWORD, auth.password or auth.password_file");
+  return {};
+}
+
 std::string render_effective(const config& c) {
   std::ostringstream os;
   const bool v6 = c.server.host.find(':') != std::string::npos;
@@ -293,7 +440,34 @@ std::string render_effective(const config& c) {
      << "busy_timeout = " << duration_text(c.store.busy_timeout_ms) << "\n"
      << "retry_after = " << duration_text(c.store.retry_after_s * 1000LL) << "\n\n"
      << "[log]\n"
-     << "level = " << quoted(c.log.level) << "\n";
+     << "level = " << quoted(c.log.level) << "\n\n";
+  const auto& p = c.pipedrive;
+  auto secret = [](const std::string& v, const std::string& from) {
+    return v.empty() ? std::string("\"\"  # not set") : "\"********\"  # from " + from;
+  };
+  os << "[pipedrive]\n"
+     << "api_base = " << quoted(p.api_base) << "\n"
+     << "api_token = " << secret(p.api_token, p.api_token_source) << "\n"
+     << "oauth_token = " << secret(p.oauth_token, p.oauth_token_source) << "\n"
+     << "ca_file = " << quoted(p.ca_file) << "\n"
+     << "connect_timeout = " << duration_text(p.connect_timeout_ms) << "\n"
+     << "timeout = " << duration_text(p.timeout_ms) << "\n"
+     << "max_attempts = " << p.max_attempts << "\n"
+     << "retry_base = " << duration_text(p.retry_base_ms) << "\n"
+     << "retry_max = " << duration_text(p.retry_max_ms) << "\n\n";
+  const auto& g = c.registrar;
+  os << "[registrar]\n"
+     << "enabled = " << (g.enabled ? "true" : "false") << "\n"
+     << "subscription_url = " << quoted(g.subscription_url) << "\n"
+     << "version = " << quoted(g.version) << "\n"
+     << "name = " << quoted(g.name) << "\n"
+     << "user_id = " << g.user_id << "\n"
+     << "prune = " << (g.prune ? "true" : "false") << "\n"
+     << "delete_on_shutdown = " << (g.delete_on_shutdown ? "true" : "false") << "\n"
+     << "resync_interval = " << duration_text(g.resync_interval_ms) << "\n";
+  for (const auto& w : g.webhooks)
+    os << "\n[[registrar.webhooks]]\nevent_action = " << quoted(w.event_action)
+       << "\nevent_object = " << quoted(w.event_object) << "\n";
   return os.str();
 }
 

@@ -8,6 +8,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace pipehook::config {
 
@@ -45,11 +46,47 @@ struct log_config {
   std::string level = "info";  // trace, debug, info, warn, error, critical, off
 };
 
+// How pipehook talks to Pipedrive's REST API (the registrar and `pipehook webhooks`).
+struct pipedrive_config {
+  std::string api_base = "https://api.pipedrive.com/v1";  // includes the API version path
+  std::string api_token;                                  // secret: x-api-token
+  std::string api_token_source;
+  std::string oauth_token;                                // secret: Authorization: Bearer
+  std::string oauth_token_source;
+  std::string ca_file;                                    // extra trusted CA (PEM) besides the system store
+  std::int64_t connect_timeout_ms = 5'000;
+  std::int64_t timeout_ms = 15'000;                       // one request: write it and read the whole answer
+  unsigned max_attempts = 4;                              // per call, for 429, 5xx and unreachable
+  std::int64_t retry_base_ms = 1'000;                     // first backoff; doubles, with jitter
+  std::int64_t retry_max_ms = 60'000;                     // longest single wait (rate-limit hints included)
+};
+
+// One desired subscription: Pipedrive's event_action / event_object pair ("*" allowed in both).
+struct webhook_subscription {
+  std::string event_action;
+  std::string event_object;
+  bool operator==(const webhook_subscription&) const = default;
+};
+
+struct registrar_config {
+  bool enabled = false;           // serve reconciles the webhooks at start-up (and every resync_interval)
+  std::string subscription_url;   // the public URL Pipedrive calls (behind the reverse proxy)
+  std::string version = "2.0";    // "1.0" or "2.0"
+  std::string name = "pipehook";  // the webhooks' name in Pipedrive
+  std::int64_t user_id = 0;       // authorize the webhooks as this user (0: the token's user)
+  bool prune = false;             // delete webhooks at subscription_url that are no longer listed
+  bool delete_on_shutdown = false;
+  std::int64_t resync_interval_ms = 3'600'000;  // 0: reconcile only at start-up
+  std::vector<webhook_subscription> webhooks;
+};
+
 struct config {
   server_config server;
   auth_config auth;
   store_config store;
   log_config log;
+  pipedrive_config pipedrive;
+  registrar_config registrar;
   std::string source;  // the file it came from, or "(defaults)"
 };
 
@@ -66,6 +103,17 @@ outcome<config> load_config(const std::string& path, const env_lookup& env);
 
 // Checks what `serve` needs beyond a well-formed config: a password unless auth is disabled.
 outcome<void> check_serve_ready(const config& c);
+
+// Checks what talking to Pipedrive needs: exactly one token (API or OAuth).
+outcome<void> check_pipedrive_ready(const config& c);
+
+// Checks what reconciling needs: a token, a subscription URL, at least one webhook, and the
+// Basic-auth credentials Pipedrive will be given (a password unless auth is disabled).
+outcome<void> check_registrar_ready(const config& c);
+
+// Pipedrive's own vocabulary for webhooks (the create endpoint's enums).
+bool valid_event_action(std::string_view a);
+bool valid_event_object(std::string_view o);
 
 // The effective configuration as TOML, with secrets masked.
 std::string render_effective(const config& c);

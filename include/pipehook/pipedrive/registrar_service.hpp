@@ -1,0 +1,46 @@
+#pragma once
+// The registrar inside `pipehook serve`: reconciles once the server listens, again every
+// registrar.resync_interval (Pipedrive deletes webhooks after 3 days without a successful
+// delivery), retries with backoff while Pipedrive is unreachable or rate-limits, and on a graceful
+// stop deletes the webhooks it manages when registrar.delete_on_shutdown is set.
+
+#include "pipehook/config/config.hpp"
+#include "pipehook/core/error.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace pipehook::pipedrive {
+
+struct registrar_status {
+  std::string state = "starting";  // starting, synced, retrying, failed, stopped
+  std::string last_error;
+  std::vector<std::int64_t> managed;
+  std::uint64_t reconciles = 0;
+};
+
+class registrar_service {
+ public:
+  // Fails on a config that cannot work (no token, bad CA file); no I/O here.
+  static outcome<std::unique_ptr<registrar_service>> create(boost::asio::any_io_executor ex, const config::config& c);
+  ~registrar_service();
+
+  void start();
+  // Stops retrying; with delete_on_shutdown, deletes the managed webhooks (bounded by `deadline`)
+  // before the service's work ends. Callable from any thread.
+  void stop(std::chrono::milliseconds deadline);
+  registrar_status status() const;
+
+  struct impl;
+
+ private:
+  explicit registrar_service(std::shared_ptr<impl> p);
+  std::shared_ptr<impl> p_;
+};
+
+}  // namespace pipehook::pipedrive

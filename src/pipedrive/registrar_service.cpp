@@ -1,0 +1,155 @@
+#include "pipehook/pipedrive/registrar_service.hpp"
+
+#include "pipehook/pipedrive/registrar.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <spdlog/spdlog.h>
+
+#include <mutex>
+#include <random>
+
+namespace pipehook::pipedrive {
+
+namespace asio = boost::asio;
+using tuple_awaitable_t = asio::as_tuple_t<asio::use_awaitable_t<>>;
+constexpr tuple_awaitable_t use_tuple{};
+
+struct registrar_service::impl {
+  asio::strand<asio::any_io_executor> strand;
+  desired_state desired;
+  std::chrono::milliseconds resync;
+  bool delete_on_shutdown = false;
+  std::unique_ptr<client> api;
+  asio::steady_timer wait_timer;
+  asio::steady_timer deadline_timer;
+  bool stopping = false;  // on the strand
+  std::chrono::milliseconds stop_deadline{10'000};
+  mutable std::mutex status_mu;
+  registrar_status st;
+
+  explicit impl(asio::any_io_executor ex) : strand(asio::make_strand(ex)), wait_timer(strand), deadline_timer(strand) {}
+
+  void set_status(std::string state, std::string error = {}) {
+    std::lock_guard lk(status_mu);
+    st.state = std::move(state);
+    st.last_error = std::move(error);
+  }
+};
+
+namespace {
+
+void log_report(const std::string& line) {
+  if (line.rfind("plan: warning:", 0) == 0) spdlog::warn("registrar: {}", line);
+  else spdlog::info("registrar: {}", line);
+}
+
+std::chrono::milliseconds retry_delay(unsigned failures) {
+  static thread_local std::mt19937 rng{std::random_device{}()};
+  const double base = std::min(300'000.0, 2'000.0 * std::pow(2.0, std::min(failures, 12u) - 1));
+  std::uniform_real_distribution<double> jitter(0.5, 1.0);
+  return std::chrono::milliseconds(static_cast<std::int64_t>(base * jitter(rng)));
+}
+
+asio::awaitable<void> delete_managed(std::shared_ptr<registrar_service::impl> self) {
+  std::vector<std::int64_t> ids;
+  {
+    std::lock_guard lk(self->status_mu);
+    ids = self->st.managed;
+  }
+  self->deadline_timer.expires_after(self->stop_deadline);
+  self->deadline_timer.async_wait([s = self.get()](boost::system::error_code ec) {
+    if (!ec) s->api->cancel();
+  });
+  for (std::int64_t id : ids) {
+    auto op = self->api->delete_webhook(id);
+    auto r = co_await std::move(op);
+    if (r || r.error().kind == api_errc::not_found) {
+      spdlog::info("registrar: deleted webhook #{} (delete_on_shutdown)", id);
+      continue;
+    }
+    spdlog::error("registrar: could not delete webhook #{} on shutdown: {}", id, r.error().message);
+    if (r.error().kind == api_errc::cancelled) break;
+  }
+  self->deadline_timer.cancel();
+}
+
+asio::awaitable<void> run_loop(std::shared_ptr<registrar_service::impl> self) {
+  unsigned failures = 0;
+  while (!self->stopping) {
+    auto op = reconcile(*self->api, self->desired, false, log_report);
+    auto r = co_await std::move(op);
+    if (self->stopping) break;
+    std::chrono::milliseconds wait = self->resync;
+    if (r) {
+      failures = 0;
+      {
+        std::lock_guard lk(self->status_mu);
+        self->st.managed = r->managed;
+        ++self->st.reconciles;
+      }
+      self->set_status("synced");
+      spdlog::info("registrar: {} webhook(s) in place at {} ({} created, {} deleted, {} kept) for user {} of {}",
+                   r->managed.size(), self->desired.subscription_url, r->created.size(), r->deleted.size(),
+                   r->planned.keep.size(), r->me.id, r->me.company_domain.empty() ? "?" : r->me.company_domain);
+    } else if (r.error().transient()) {
+      wait = retry_delay(++failures);
+      self->set_status("retrying", r.error().message);
+      spdlog::warn("registrar: {}; trying again in {:.1f} s", r.error().message, wait.count() / 1000.0);
+    } else {
+      self->set_status("failed", r.error().message);
+      spdlog::error("registrar: {}; webhooks are not registered{}", r.error().message,
+                    self->resync.count() ? "; trying again at the next resync" : "; fix it and restart");
+    }
+    if (wait.count() == 0) wait = std::chrono::hours(24 * 365);  // no resync: sleep until stop
+    self->wait_timer.expires_after(wait);
+    auto w = self->wait_timer.async_wait(use_tuple);
+    co_await std::move(w);
+  }
+  if (self->delete_on_shutdown) {
+    auto op = delete_managed(self);
+    co_await std::move(op);
+  }
+  self->set_status("stopped");
+}
+
+}  // namespace
+
+registrar_service::registrar_service(std::shared_ptr<impl> p) : p_(std::move(p)) {}
+registrar_service::~registrar_service() = default;
+
+outcome<std::unique_ptr<registrar_service>> registrar_service::create(asio::any_io_executor ex, const config::config& c) {
+  if (auto ready = config::check_registrar_ready(c); !ready) return ready.error();
+  auto p = std::make_shared<impl>(ex);
+  auto api = client::create(p->strand, c.pipedrive);
+  if (!api) return api.error();
+  p->api = std::move(*api);
+  p->desired = desired_from(c);
+  p->resync = std::chrono::milliseconds(c.registrar.resync_interval_ms);
+  p->delete_on_shutdown = c.registrar.delete_on_shutdown;
+  return std::unique_ptr<registrar_service>(new registrar_service(std::move(p)));
+}
+
+void registrar_service::start() { asio::co_spawn(p_->strand, run_loop(p_), asio::detached); }
+
+void registrar_service::stop(std::chrono::milliseconds deadline) {
+  asio::post(p_->strand, [self = p_, deadline] {
+    if (self->stopping) return;
+    self->stopping = true;
+    self->stop_deadline = deadline;
+    self->wait_timer.cancel();
+    self->api->cancel();  // a reconcile in progress ends now; the loop then deletes if asked
+  });
+}
+
+registrar_status registrar_service::status() const {
+  std::lock_guard lk(p_->status_mu);
+  return p_->st;
+}
+
+}  // namespace pipehook::pipedrive

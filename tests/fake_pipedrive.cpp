@@ -1,0 +1,383 @@
+#include "fake_pipedrive.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/json.hpp>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include <atomic>
+#include <list>
+#include <thread>
+
+namespace pipehook::test {
+
+namespace asio = boost::asio;
+namespace bhttp = boost::beast::http;
+namespace json = boost::json;
+using tcp = asio::ip::tcp;
+
+self_signed make_self_signed_localhost() {
+  EVP_PKEY* key = EVP_EC_gen("P-256");
+  X509* x = X509_new();
+  X509_set_version(x, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+  X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+  X509_set_pubkey(x, key);
+  X509_NAME* name = X509_get_subject_name(x);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("localhost"), -1, -1, 0);
+  X509_set_issuer_name(x, name);
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, x, x, nullptr, nullptr, 0);
+  for (auto [nid, value] : {std::pair{NID_subject_alt_name, "DNS:localhost"},
+                            std::pair{NID_basic_constraints, "critical,CA:TRUE"}}) {
+    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
+    X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+  }
+  X509_sign(x, key, EVP_sha256());
+  auto to_pem = [](auto write) {
+    BIO* bio = BIO_new(BIO_s_mem());
+    write(bio);
+    char* data = nullptr;
+    const long n = BIO_get_mem_data(bio, &data);
+    std::string out(data, static_cast<std::size_t>(n));
+    BIO_free(bio);
+    return out;
+  };
+  self_signed s;
+  s.cert_pem = to_pem([&](BIO* b) { PEM_write_bio_X509(b, x); });
+  s.key_pem = to_pem([&](BIO* b) { PEM_write_bio_PrivateKey(b, key, nullptr, nullptr, 0, nullptr, nullptr); });
+  X509_free(x);
+  EVP_PKEY_free(key);
+  return s;
+}
+
+namespace {
+
+json::object webhook_json(const fake_webhook& w, std::int64_t company_id) {
+  json::object o;
+  o["id"] = w.id;
+  o["company_id"] = company_id;
+  o["owner_id"] = w.user_id;
+  o["user_id"] = w.user_id;
+  o["event_action"] = w.event_action;
+  o["event_object"] = w.event_object;
+  o["subscription_url"] = w.subscription_url;
+  o["version"] = w.version;
+  o["is_active"] = w.is_active ? 1 : 0;
+  o["add_time"] = "2024-05-01T10:00:00.000Z";
+  o["remove_time"] = nullptr;
+  o["type"] = "general";
+  if (w.http_auth_user.empty()) o["http_auth_user"] = nullptr;
+  else o["http_auth_user"] = w.http_auth_user;
+  o["http_auth_password"] = w.http_auth_password.empty() ? json::value(nullptr) : json::value("******");
+  o["remove_reason"] = nullptr;
+  o["last_delivery_time"] = nullptr;
+  o["last_http_status"] = nullptr;
+  o["admin_id"] = w.user_id;
+  o["name"] = w.name;
+  return o;
+}
+
+std::string bad_request(const std::string& field, const std::string& message) {
+  json::object errors;
+  errors[field] = json::array{json::value(message)};
+  return json::serialize(json::object{{"status", "error"}, {"success", false}, {"errors", errors}});
+}
+
+std::string generic_error(const std::string& message) {
+  return json::serialize(json::object{{"success", false},
+                                      {"error", message},
+                                      {"error_info", "Please check developers.pipedrive.com"},
+                                      {"data", nullptr},
+                                      {"additional_data", nullptr}});
+}
+
+}  // namespace
+
+struct fake_pipedrive::impl {
+  std::string token;
+  std::string prefix;
+  asio::io_context ioc;
+  tcp::acceptor acceptor{ioc};
+  std::optional<asio::ssl::context> tls;
+  std::thread accept_thread;
+  std::atomic<bool> stopping{false};
+
+  mutable std::mutex mu;
+  static constexpr std::int64_t user_id = fake_pipedrive::user_id;
+  static constexpr std::int64_t company_id = fake_pipedrive::company_id;
+  std::int64_t next_id = 1;
+  std::map<std::int64_t, fake_webhook> hooks;
+  std::vector<fake_request> log;
+  std::deque<fake_fault> faults;
+  std::list<std::shared_ptr<tcp::socket>> sockets;
+  std::list<std::thread> workers;
+
+  struct answer {
+    unsigned status = 200;
+    std::string body;
+    std::map<std::string, std::string> headers;
+  };
+
+  // The API itself, as the spec describes it.
+  answer respond(const std::string& method, const std::string& path, const fake_request& req) {
+    std::lock_guard lk(mu);
+    const bool authorized = (!req.api_token.empty() && req.api_token == token) || req.authorization == "Bearer " + token;
+    if (!authorized)
+      return {401, json::serialize(json::object{{"success", false}, {"error", "unauthorized access"}, {"errorCode", 401}})};
+    if (method == "GET" && path == "/users/me") {
+      json::object data{{"id", user_id},
+                        {"name", "Test Admin"},
+                        {"email", "admin@example.com"},
+                        {"access", json::array{json::object{{"app", "global"}, {"admin", true}}}},
+                        {"company_id", company_id},
+                        {"company_name", "Example Ltd"},
+                        {"company_domain", "example-ltd"}};
+      return {200, json::serialize(json::object{{"success", true}, {"data", data}})};
+    }
+    if (method == "GET" && path == "/webhooks") {
+      json::array data;
+      for (const auto& [id, w] : hooks) data.push_back(webhook_json(w, company_id));
+      return {200, json::serialize(json::object{{"status", "ok"}, {"success", true}, {"data", data}})};
+    }
+    if (method == "POST" && path == "/webhooks") {
+      if (req.content_type.find("application/json") == std::string::npos)
+        return {400, bad_request("body", "expected application/json")};
+      json::error_code ec;
+      json::value v = json::parse(req.body, ec);
+      if (ec || !v.is_object()) return {400, bad_request("body", "invalid JSON")};
+      const json::object& o = v.as_object();
+      auto str = [&](const char* k) -> std::optional<std::string> {
+        auto* p = o.if_contains(k);
+        if (!p || !p->is_string()) return std::nullopt;
+        return std::string(p->as_string());
+      };
+      for (const char* required : {"subscription_url", "event_action", "event_object", "name"})
+        if (!str(required)) return {400, bad_request(required, "is required")};
+      const std::string action = *str("event_action"), object = *str("event_object");
+      if (action != "create" && action != "change" && action != "delete" && action != "*")
+        return {400, bad_request("event_action", "invalid value")};
+      static const std::vector<std::string> objects{"activity", "deal",    "lead",  "note", "organization", "person",
+                                                    "pipeline", "product", "stage", "user", "*"};
+      if (std::find(objects.begin(), objects.end(), object) == objects.end())
+        return {400, bad_request("event_object", "invalid value")};
+      const std::string version = str("version").value_or("2.0");
+      if (version != "1.0" && version != "2.0") return {400, bad_request("version", "invalid value")};
+      if (str("subscription_url")->rfind("http", 0) != 0)
+        return {400, bad_request("subscription_url", "invalid or non-reachable URL")};
+      fake_webhook w;
+      w.user_id = user_id;
+      if (auto* u = o.if_contains("user_id")) {
+        if (!u->is_int64()) return {400, bad_request("user_id", "must be an integer")};
+        w.user_id = u->as_int64();
+      }
+      std::size_t owned = 0;
+      for (const auto& [id, h] : hooks) owned += h.user_id == w.user_id;
+      if (owned >= 40) return {422, generic_error("Webhooks limit reached")};
+      w.id = next_id++;
+      w.event_action = action;
+      w.event_object = object;
+      w.subscription_url = *str("subscription_url");
+      w.version = version;
+      w.name = *str("name");
+      w.http_auth_user = str("http_auth_user").value_or("");
+      w.http_auth_password = str("http_auth_password").value_or("");
+      hooks[w.id] = w;
+      return {201, json::serialize(
+                       json::object{{"status", "ok"}, {"success", true}, {"data", webhook_json(w, company_id)}})};
+    }
+    if (method == "DELETE" && path.rfind("/webhooks/", 0) == 0) {
+      const std::string id_text = path.substr(10);
+      std::int64_t id = 0;
+      try {
+        id = std::stoll(id_text);
+      } catch (...) {
+        return {400, bad_request("id", "must be an integer")};
+      }
+      if (!hooks.erase(id))
+        return {404, json::serialize(json::object{
+                         {"status", "error"}, {"success", false}, {"errors", json::object{{"id", json::array{"not found"}}}}})};
+      return {200, json::serialize(json::object{{"status", "ok"}, {"success", true}})};
+    }
+    return {404, generic_error("Unknown method .")};
+  }
+
+  std::optional<fake_fault> take_fault(const std::string& method, const std::string& path) {
+    std::lock_guard lk(mu);
+    for (auto it = faults.begin(); it != faults.end(); ++it) {
+      if ((it->method.empty() || it->method == method) && (it->path.empty() || it->path == path)) {
+        fake_fault f = *it;
+        faults.erase(it);
+        return f;
+      }
+    }
+    return std::nullopt;
+  }
+
+  answer handle(const bhttp::request<bhttp::string_body>& req) {
+    fake_request r;
+    r.method = std::string(req.method_string());
+    r.target = std::string(req.target());
+    r.body = req.body();
+    r.api_token = std::string(req["x-api-token"]);
+    r.authorization = std::string(req[bhttp::field::authorization]);
+    r.content_type = std::string(req[bhttp::field::content_type]);
+    {
+      std::lock_guard lk(mu);
+      log.push_back(r);
+    }
+    if (r.target.rfind(prefix, 0) != 0) return {404, generic_error("Unknown path")};
+    const std::string path = r.target.substr(prefix.size());
+    auto fault = take_fault(r.method, path);
+    if (fault && fault->delay.count()) std::this_thread::sleep_for(fault->delay);
+    if (fault && fault->status && !fault->apply_then_fail) {
+      answer a{fault->status, fault->body.empty() ? generic_error("injected failure") : fault->body, fault->headers};
+      return a;
+    }
+    answer a = respond(r.method, path, r);
+    if (fault && fault->status) {  // applied, but the client is told it failed
+      a.status = fault->status;
+      a.body = fault->body.empty() ? generic_error("injected failure after applying") : fault->body;
+      a.headers = fault->headers;
+    }
+    return a;
+  }
+
+  template <class Stream>
+  void serve(Stream& stream) {
+    boost::beast::flat_buffer buffer;
+    for (;;) {
+      bhttp::request<bhttp::string_body> req;
+      boost::system::error_code ec;
+      bhttp::read(stream, buffer, req, ec);
+      if (ec) return;
+      answer a = handle(req);
+      bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(a.status), 11};
+      res.set(bhttp::field::content_type, "application/json");
+      res.set("x-ratelimit-limit", "40");
+      for (const auto& [k, v] : a.headers) res.set(k, v);
+      res.body() = a.body;
+      res.keep_alive(req.keep_alive());
+      res.prepare_payload();
+      bhttp::write(stream, res, ec);
+      if (ec || !req.keep_alive() || stopping) return;
+    }
+  }
+
+  void connection(std::shared_ptr<tcp::socket> sock) {
+    if (!tls) {
+      serve(*sock);
+    } else {
+      asio::ssl::stream<tcp::socket&> stream(*sock, *tls);
+      boost::system::error_code ec;
+      stream.handshake(asio::ssl::stream_base::server, ec);
+      if (!ec) serve(stream);
+    }
+    boost::system::error_code ec;
+    sock->shutdown(tcp::socket::shutdown_both, ec);
+    sock->close(ec);
+  }
+
+  void accept_loop() {
+    for (;;) {
+      auto sock = std::make_shared<tcp::socket>(ioc);
+      boost::system::error_code ec;
+      acceptor.accept(*sock, ec);
+      if (ec || stopping) return;
+      std::lock_guard lk(mu);
+      sockets.push_back(sock);
+      workers.emplace_back([this, sock] { connection(sock); });
+    }
+  }
+};
+
+fake_pipedrive::fake_pipedrive(std::string token, std::string prefix, std::optional<self_signed> cert,
+                               unsigned short port)
+    : p_(std::make_shared<impl>()), prefix_(prefix), tls_(cert.has_value()) {
+  p_->token = std::move(token);
+  p_->prefix = std::move(prefix);
+  if (cert) {
+    p_->tls.emplace(asio::ssl::context::tls_server);
+    p_->tls->use_certificate_chain(asio::buffer(cert->cert_pem));
+    p_->tls->use_private_key(asio::buffer(cert->key_pem), asio::ssl::context::pem);
+  }
+  tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), port);
+  p_->acceptor.open(ep.protocol());
+  p_->acceptor.set_option(tcp::acceptor::reuse_address(true));
+  p_->acceptor.bind(ep);
+  p_->acceptor.listen();
+  port_ = p_->acceptor.local_endpoint().port();
+  p_->accept_thread = std::thread([p = p_] { p->accept_loop(); });
+}
+
+fake_pipedrive::~fake_pipedrive() { stop(); }
+
+void fake_pipedrive::stop() {
+  if (p_->stopping.exchange(true)) return;
+  boost::system::error_code ec;
+  p_->acceptor.cancel(ec);
+  // Unblock accept() with a connection of our own, then close everything.
+  try {
+    tcp::socket poke(p_->ioc);
+    poke.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_), ec);
+  } catch (...) {
+  }
+  p_->accept_thread.join();
+  p_->acceptor.close(ec);
+  std::list<std::thread> workers;
+  {
+    std::lock_guard lk(p_->mu);
+    for (auto& s : p_->sockets) s->shutdown(tcp::socket::shutdown_both, ec);
+    workers.swap(p_->workers);
+  }
+  for (auto& t : workers) t.join();
+}
+
+std::string fake_pipedrive::base_url(const std::string& host) const {
+  return std::string(tls_ ? "https://" : "http://") + host + ":" + std::to_string(port_) + prefix_;
+}
+
+void fake_pipedrive::add_webhook(fake_webhook w) {
+  std::lock_guard lk(p_->mu);
+  if (w.id == 0) w.id = p_->next_id++;
+  else p_->next_id = std::max(p_->next_id, w.id + 1);
+  if (w.user_id == 0) w.user_id = fake_pipedrive::user_id;
+  if (w.version.empty()) w.version = "2.0";
+  if (w.name.empty()) w.name = "existing";
+  p_->hooks[w.id] = w;
+}
+
+std::vector<fake_webhook> fake_pipedrive::webhooks() const {
+  std::lock_guard lk(p_->mu);
+  std::vector<fake_webhook> out;
+  for (const auto& [id, w] : p_->hooks) out.push_back(w);
+  return out;
+}
+
+std::vector<fake_request> fake_pipedrive::requests() const {
+  std::lock_guard lk(p_->mu);
+  return p_->log;
+}
+
+std::size_t fake_pipedrive::count(const std::string& method) const {
+  std::lock_guard lk(p_->mu);
+  std::size_t n = 0;
+  for (const auto& r : p_->log) n += r.method == method;
+  return n;
+}
+
+void fake_pipedrive::inject(fake_fault f) {
+  std::lock_guard lk(p_->mu);
+  p_->faults.push_back(std::move(f));
+}
+
+}  // namespace pipehook::test

@@ -1,0 +1,589 @@
+// The registrar: planning rules (pure), the client and reconcile against a stateful fake of
+// Pipedrive's API over real sockets (HTTP and HTTPS), the `pipehook webhooks` CLI, and `serve`
+// registering its own webhooks.
+#include "fake_pipedrive.hpp"
+#include "pipehook/pipedrive/client.hpp"
+#include "pipehook/pipedrive/registrar.hpp"
+#include "support.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <gtest/gtest.h>
+
+#include <set>
+
+namespace pipehook {
+namespace {
+
+namespace asio = boost::asio;
+namespace pd = pipedrive;
+using test::fake_pipedrive;
+using test::fake_webhook;
+
+const std::string token = "tok-0123456789abcdef";
+const std::string public_url = "https://hooks.example.com/webhooks/pipedrive";
+
+template <class T>
+asio::awaitable<void> store_result(asio::awaitable<T> op, std::optional<T>* out) {
+  *out = co_await std::move(op);
+}
+
+// Runs one client coroutine to completion.
+template <class T>
+T run(asio::io_context& ioc, asio::awaitable<T> op) {
+  std::optional<T> out;
+  asio::co_spawn(ioc, store_result(std::move(op), &out), [](std::exception_ptr e) {
+    if (e) std::rethrow_exception(e);
+  });
+  ioc.restart();
+  ioc.run();
+  return std::move(*out);
+}
+
+config::pipedrive_config api_config(const std::string& base) {
+  config::pipedrive_config c;
+  c.api_base = base;
+  c.api_token = token;
+  c.connect_timeout_ms = 1'000;
+  c.timeout_ms = 2'000;
+  c.retry_base_ms = 20;
+  c.retry_max_ms = 3'000;
+  return c;
+}
+
+pd::desired_state desired(std::vector<config::webhook_subscription> subs, bool prune = false) {
+  pd::desired_state d;
+  d.subscription_url = public_url;
+  d.http_auth_user = test::test_user;
+  d.http_auth_password = test::test_password;
+  d.webhooks = std::move(subs);
+  d.prune = prune;
+  return d;
+}
+
+struct api_fixture {
+  asio::io_context ioc;
+  std::unique_ptr<pd::client> api;
+  std::vector<std::string> reports;
+  explicit api_fixture(const config::pipedrive_config& c) {
+    auto made = pd::client::create(ioc.get_executor(), c);
+    if (!made) throw std::runtime_error(made.error().message);
+    api = std::move(*made);
+  }
+  pd::api_result<pd::sync_result> sync(pd::desired_state d, bool dry_run = false) {
+    return run(ioc, pd::reconcile(*api, std::move(d), dry_run, [this](const std::string& l) { reports.push_back(l); }));
+  }
+};
+
+pd::webhook existing(std::int64_t id, std::string action, std::string object, std::string url = public_url,
+                     std::string user = test::test_user) {
+  pd::webhook w;
+  w.id = id;
+  w.user_id = fake_pipedrive::user_id;
+  w.event_action = std::move(action);
+  w.event_object = std::move(object);
+  w.subscription_url = std::move(url);
+  w.version = "2.0";
+  w.http_auth_user = std::move(user);
+  return w;
+}
+
+// ---- planning ------------------------------------------------------------------------------------
+
+TEST(registrar_plan, from_nothing_creates_every_subscription) {
+  auto p = pd::make_plan(desired({{"*", "deal"}, {"change", "person"}}), {}, fake_pipedrive::user_id);
+  ASSERT_EQ(p.create.size(), 2u);
+  EXPECT_TRUE(p.keep.empty());
+  EXPECT_TRUE(p.remove.empty());
+  EXPECT_FALSE(p.refusal);
+}
+
+TEST(registrar_plan, keeps_matching_webhooks_including_v1_action_names) {
+  std::vector<pd::webhook> have{existing(5, "updated", "deal"), existing(6, "create", "person", "https://other/x")};
+  auto p = pd::make_plan(desired({{"change", "deal"}, {"create", "person"}}), have, fake_pipedrive::user_id);
+  ASSERT_EQ(p.keep.size(), 1u);
+  EXPECT_EQ(p.keep[0].id, 5);
+  ASSERT_EQ(p.create.size(), 1u);  // #6 points elsewhere: not ours, not a match
+  EXPECT_EQ(p.create[0].event_object, "person");
+}
+
+TEST(registrar_plan, only_prune_deletes_and_only_at_our_url) {
+  std::vector<pd::webhook> have{existing(1, "change", "deal"), existing(2, "delete", "deal"),
+                                existing(3, "delete", "deal", "https://someone-else/hook")};
+  auto warned = pd::make_plan(desired({{"change", "deal"}}), have, fake_pipedrive::user_id);
+  EXPECT_TRUE(warned.remove.empty());
+  ASSERT_FALSE(warned.warnings.empty());
+  EXPECT_NE(warned.warnings[0].find("#2"), std::string::npos);
+  auto pruned = pd::make_plan(desired({{"change", "deal"}}, true), have, fake_pipedrive::user_id);
+  ASSERT_EQ(pruned.remove.size(), 1u);
+  EXPECT_EQ(pruned.remove[0].id, 2);
+}
+
+TEST(registrar_plan, a_webhook_with_other_credentials_or_version_is_not_a_match) {
+  auto stale = existing(1, "change", "deal", public_url, "old-user");
+  auto v1 = existing(2, "create", "deal");
+  v1.version = "1.0";
+  auto p = pd::make_plan(desired({{"change", "deal"}, {"create", "deal"}}, true), {stale, v1}, fake_pipedrive::user_id);
+  EXPECT_EQ(p.create.size(), 2u);
+  ASSERT_EQ(p.remove.size(), 2u);
+  EXPECT_NE(p.remove_why[0].find("old-user"), std::string::npos);
+}
+
+TEST(registrar_plan, duplicates_at_our_url_are_reported) {
+  auto p = pd::make_plan(desired({{"change", "deal"}}), {existing(1, "change", "deal"), existing(2, "change", "deal")},
+                         fake_pipedrive::user_id);
+  ASSERT_EQ(p.keep.size(), 1u);
+  ASSERT_EQ(p.warnings.size(), 1u);
+  EXPECT_NE(p.warnings[0].find("duplicates #1"), std::string::npos);
+}
+
+TEST(registrar_plan, overlapping_subscriptions_are_warned_about) {
+  auto p = pd::make_plan(desired({{"*", "deal"}, {"change", "deal"}, {"create", "person"}}), {}, fake_pipedrive::user_id);
+  ASSERT_EQ(p.warnings.size(), 1u);
+  EXPECT_NE(p.warnings[0].find("*.deal and change.deal overlap"), std::string::npos);
+  EXPECT_TRUE(pd::covers({"*", "*"}, {"delete", "lead"}));
+  EXPECT_FALSE(pd::covers({"change", "*"}, {"delete", "deal"}));
+}
+
+TEST(registrar_plan, refuses_to_pass_forty_webhooks_per_user) {
+  std::vector<pd::webhook> have;
+  for (int i = 1; i <= 39; ++i) have.push_back(existing(i, "change", "deal", "https://x/" + std::to_string(i)));
+  auto fits = pd::make_plan(desired({{"create", "deal"}}), have, fake_pipedrive::user_id);
+  EXPECT_FALSE(fits.refusal);
+  auto over = pd::make_plan(desired({{"create", "deal"}, {"delete", "deal"}}), have, fake_pipedrive::user_id);
+  ASSERT_TRUE(over.refusal);
+  EXPECT_NE(over.refusal->find("41 webhooks"), std::string::npos);
+  // Webhooks of other users do not count.
+  auto other = pd::make_plan(desired({{"create", "deal"}, {"delete", "deal"}}), have, 5);
+  EXPECT_FALSE(other.refusal);
+}
+
+// ---- the client and reconcile against the fake API -------------------------------------------------
+
+TEST(registrar_api, whoami_and_the_request_pipedrive_sees) {
+  fake_pipedrive fake(token);
+  api_fixture f(api_config(fake.base_url()));
+  auto me = run(f.ioc, f.api->whoami());
+  ASSERT_TRUE(me) << me.error().message;
+  EXPECT_EQ(me->id, fake_pipedrive::user_id);
+  EXPECT_EQ(me->company_id, fake_pipedrive::company_id);
+  EXPECT_EQ(me->company_domain, "example-ltd");
+  EXPECT_TRUE(me->is_admin);
+  auto reqs = fake.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].target, "/v1/users/me");
+  EXPECT_EQ(reqs[0].api_token, token);
+}
+
+TEST(registrar_api, oauth_tokens_go_in_a_bearer_header) {
+  fake_pipedrive fake(token);
+  auto c = api_config(fake.base_url());
+  c.api_token.clear();
+  c.oauth_token = token;
+  api_fixture f(c);
+  ASSERT_TRUE(run(f.ioc, f.api->whoami()));
+  EXPECT_EQ(fake.requests()[0].authorization, "Bearer " + token);
+  EXPECT_EQ(fake.requests()[0].api_token, "");
+}
+
+TEST(registrar_api, reconcile_from_empty_then_a_second_run_changes_nothing) {
+  fake_pipedrive fake(token);
+  api_fixture f(api_config(fake.base_url()));
+  auto first = f.sync(desired({{"*", "deal"}, {"change", "person"}, {"delete", "lead"}}));
+  ASSERT_TRUE(first) << first.error().message;
+  EXPECT_EQ(first->created.size(), 3u);
+  auto hooks = fake.webhooks();
+  ASSERT_EQ(hooks.size(), 3u);
+  for (const auto& w : hooks) {
+    EXPECT_EQ(w.subscription_url, public_url);
+    EXPECT_EQ(w.version, "2.0");
+    EXPECT_EQ(w.name, "pipehook");
+    EXPECT_EQ(w.http_auth_user, test::test_user);
+    EXPECT_EQ(w.http_auth_password, test::test_password);
+  }
+  const auto posts = fake.count("POST");
+  auto second = f.sync(desired({{"*", "deal"}, {"change", "person"}, {"delete", "lead"}}));
+  ASSERT_TRUE(second) << second.error().message;
+  EXPECT_TRUE(second->created.empty());
+  EXPECT_EQ(second->planned.keep.size(), 3u);
+  EXPECT_EQ(fake.count("POST"), posts);
+  EXPECT_EQ(fake.count("DELETE"), 0u);
+  EXPECT_EQ(fake.webhooks().size(), 3u);
+  EXPECT_EQ(second->managed.size(), 3u);
+  // One kept-alive connection served the whole first run.
+  EXPECT_LE(f.api->stats().connections, 2u);
+}
+
+TEST(registrar_api, reconcile_from_partial_creates_only_the_missing) {
+  fake_pipedrive fake(token);
+  fake.add_webhook({.id = 7, .event_action = "change", .event_object = "deal", .subscription_url = public_url,
+                    .http_auth_user = test::test_user});
+  fake.add_webhook({.id = 8, .event_action = "*", .event_object = "*", .subscription_url = "https://elsewhere/h"});
+  api_fixture f(api_config(fake.base_url()));
+  auto r = f.sync(desired({{"change", "deal"}, {"create", "deal"}}));
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(r->created.size(), 1u);
+  EXPECT_EQ(r->created[0].event_action, "create");
+  EXPECT_EQ(fake.count("POST"), 1u);
+  EXPECT_EQ(fake.webhooks().size(), 3u);  // someone else's webhook is untouched
+  EXPECT_EQ(std::set<std::int64_t>(r->managed.begin(), r->managed.end()).count(7), 1u);
+}
+
+TEST(registrar_api, prune_deletes_our_webhooks_that_are_no_longer_configured) {
+  fake_pipedrive fake(token);
+  fake.add_webhook({.id = 3, .event_action = "delete", .event_object = "person", .subscription_url = public_url,
+                    .http_auth_user = test::test_user});
+  fake.add_webhook({.id = 4, .event_action = "delete", .event_object = "person", .subscription_url = "https://x/other"});
+  api_fixture f(api_config(fake.base_url()));
+  auto dry = f.sync(desired({{"change", "deal"}}, true), true);
+  ASSERT_TRUE(dry);
+  EXPECT_EQ(fake.count("DELETE") + fake.count("POST"), 0u);  // a dry run writes nothing
+  EXPECT_EQ(dry->planned.remove.size(), 1u);
+  auto r = f.sync(desired({{"change", "deal"}}, true));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->deleted, std::vector<std::int64_t>{3});
+  std::set<std::int64_t> ids;
+  for (const auto& w : fake.webhooks()) ids.insert(w.id);
+  EXPECT_EQ(ids.count(3), 0u);
+  EXPECT_EQ(ids.count(4), 1u);
+  EXPECT_EQ(ids.size(), 2u);
+}
+
+TEST(registrar_api, a_plan_over_the_limit_is_refused_before_any_write) {
+  fake_pipedrive fake(token);
+  for (int i = 0; i < 40; ++i)
+    fake.add_webhook({.event_action = "change", .event_object = "deal", .subscription_url = "https://x/" + std::to_string(i)});
+  api_fixture f(api_config(fake.base_url()));
+  auto r = f.sync(desired({{"create", "deal"}}));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind, pd::api_errc::plan_refused);
+  EXPECT_NE(r.error().message.find("allows 40"), std::string::npos);
+  EXPECT_EQ(fake.count("POST"), 0u);
+}
+
+TEST(registrar_api, pipedrive_422_limit_reached_is_a_clear_error) {
+  fake_pipedrive fake(token);
+  fake.inject({.method = "POST", .status = 422,
+               .body = R"({"success":false,"error":"Webhooks limit reached","error_info":"Please check developers.pipedrive.com","data":null,"additional_data":null})"});
+  api_fixture f(api_config(fake.base_url()));
+  auto r = f.sync(desired({{"create", "deal"}}));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind, pd::api_errc::limit_reached);
+  EXPECT_EQ(r.error().status, 422u);
+  EXPECT_NE(r.error().message.find("Webhooks limit reached"), std::string::npos);
+  EXPECT_NE(r.error().message.find("40 webhooks"), std::string::npos);
+  EXPECT_EQ(fake.count("POST"), 1u);  // not retried
+}
+
+TEST(registrar_api, a_bad_token_is_refused_without_retrying_or_leaking_it) {
+  fake_pipedrive fake("the-right-token");
+  api_fixture f(api_config(fake.base_url()));
+  auto r = f.sync(desired({{"create", "deal"}}));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind, pd::api_errc::unauthorized);
+  EXPECT_NE(r.error().message.find("unauthorized access"), std::string::npos);
+  EXPECT_NE(r.error().message.find("PIPEDRIVE_API_TOKEN"), std::string::npos);
+  EXPECT_EQ(r.error().message.find(token), std::string::npos);
+  EXPECT_EQ(fake.requests().size(), 1u);
+}
+
+TEST(registrar_api, bad_request_errors_name_the_field) {
+  fake_pipedrive fake(token);
+  fake.inject({.method = "POST", .status = 400,
+               .body = R"({"status":"error","success":false,"errors":{"subscription_url":["invalid or non-reachable URL"]}})"});
+  api_fixture f(api_config(fake.base_url()));
+  auto r = f.sync(desired({{"create", "deal"}}));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind, pd::api_errc::bad_request);
+  EXPECT_NE(r.error().message.find("subscription_url: invalid or non-reachable URL"), std::string::npos);
+  EXPECT_EQ(r.error().message.find(test::test_password), std::string::npos);
+}
+
+TEST(registrar_api, rate_limited_429_waits_for_the_reset_then_succeeds) {
+  fake_pipedrive fake(token);
+  fake.inject({.method = "GET", .path = "/webhooks", .status = 429, .headers = {{"x-ratelimit-reset", "1"}}});
+  api_fixture f(api_config(fake.base_url()));
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = run(f.ioc, f.api->list_webhooks());
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_GE(waited, std::chrono::milliseconds(950));  // the header said 1 s; retry_base is 20 ms
+  EXPECT_EQ(f.api->stats().retries, 1u);
+  EXPECT_EQ(fake.count("GET"), 2u);
+}
+
+TEST(registrar_api, a_reset_beyond_retry_max_gives_up_and_says_so) {
+  fake_pipedrive fake(token);
+  fake.inject({.method = "GET", .status = 429, .headers = {{"x-ratelimit-reset", "3600"}}});
+  api_fixture f(api_config(fake.base_url()));
+  auto r = run(f.ioc, f.api->list_webhooks());
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind, pd::api_errc::rate_limited);
+  EXPECT_NE(r.error().message.find("3600 s"), std::string::npos);
+}
+
+TEST(registrar_api, server_errors_are_retried_then_succeed) {
+  fake_pipedrive fake(token);
+  fake.inject({.method = "GET", .path = "/webhooks", .status = 500});
+  fake.inject({.method = "GET", .path = "/webhooks", .status = 503});
+  api_fixture f(api_config(fake.base_url()));
+  auto r = run(f.ioc, f.api->list_webhooks());
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(f.api->stats().retries, 2u);
+}
+
+TEST(registrar_api, server_errors_that_persist_end_in_a_clear_error) {
+  fake_pipedrive fake(token);
+  for (int i = 0; i < 4; ++i) fake.inject({.method = "GET", .status = 502});
+  api_fixture f(api_config(fake.base_url()));
+  auto r = run(f.ioc, f.api->whoami());
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind, pd::api_errc::server_error);
+  EXPECT_NE(r.error().message.find("after 4 attempts"), std::string::npos);
+}
+
+TEST(registrar_api, a_create_answered_500_is_never_blindly_repeated) {
+  fake_pipedrive fake(token);
+  // The first create is applied but answered 500; the second fails before applying.
+  fake.inject({.method = "POST", .status = 500, .apply_then_fail = true});
+  fake.inject({.method = "POST", .status = 500});
+  api_fixture f(api_config(fake.base_url()));
+  auto r = f.sync(desired({{"create", "deal"}, {"change", "deal"}}));
+  ASSERT_TRUE(r) << r.error().message;
+  auto hooks = fake.webhooks();
+  ASSERT_EQ(hooks.size(), 2u);  // one each: no duplicate from the retry
+  EXPECT_NE(hooks[0].event_action, hooks[1].event_action);
+  EXPECT_EQ(r->managed.size(), 2u);
+}
+
+TEST(registrar_api, deleting_an_unknown_webhook_is_not_found) {
+  fake_pipedrive fake(token);
+  api_fixture f(api_config(fake.base_url()));
+  auto r = run(f.ioc, f.api->delete_webhook(424242));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind, pd::api_errc::not_found);
+  EXPECT_NE(r.error().message.find("id: not found"), std::string::npos);
+}
+
+TEST(registrar_api, a_slow_endpoint_hits_the_deadline) {
+  fake_pipedrive fake(token);
+  fake.inject({.method = "GET", .delay = std::chrono::milliseconds(1500)});
+  fake.inject({.method = "GET", .delay = std::chrono::milliseconds(1500)});
+  auto c = api_config(fake.base_url());
+  c.timeout_ms = 300;
+  c.max_attempts = 2;
+  api_fixture f(c);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = run(f.ioc, f.api->whoami());
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind, pd::api_errc::timeout);
+  EXPECT_NE(r.error().message.find("timed out (300 ms)"), std::string::npos);
+  EXPECT_EQ(f.api->stats().requests, 2u);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(1400));
+}
+
+TEST(registrar_api, an_endpoint_that_refuses_tls_fails_fast_and_clearly) {
+  fake_pipedrive plain(token);  // speaks HTTP where the client expects HTTPS
+  api_fixture f(api_config("https://127.0.0.1:" + std::to_string(plain.port()) + "/v1"));
+  auto r = run(f.ioc, f.api->whoami());
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind, pd::api_errc::tls);
+  EXPECT_NE(r.error().message.find("TLS handshake"), std::string::npos);
+  EXPECT_EQ(f.api->stats().requests, 0u);  // nothing was sent in clear text, and no retry
+}
+
+TEST(registrar_api, tls_verifies_the_certificate_and_the_host_name) {
+  const auto cert = test::make_self_signed_localhost();
+  fake_pipedrive fake(token, "/api/v1", cert);
+  {  // not signed by a trusted CA
+    api_fixture f(api_config(fake.base_url("localhost")));
+    auto r = run(f.ioc, f.api->whoami());
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().kind, pd::api_errc::tls);
+    EXPECT_NE(r.error().message.find("certificate"), std::string::npos) << r.error().message;
+  }
+  test::temp_dir dir;
+  test::write_file(dir.file("ca.pem"), cert.cert_pem);
+  {  // trusted through pipedrive.ca_file, and the name matches
+    auto c = api_config(fake.base_url("localhost"));
+    c.ca_file = dir.file("ca.pem");
+    api_fixture f(c);
+    auto r = run(f.ioc, f.api->whoami());
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->id, fake_pipedrive::user_id);
+  }
+  {  // trusted, but issued for localhost, not 127.0.0.1
+    auto c = api_config(fake.base_url("127.0.0.1"));
+    c.ca_file = dir.file("ca.pem");
+    api_fixture f(c);
+    auto r = run(f.ioc, f.api->whoami());
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().kind, pd::api_errc::tls);
+  }
+}
+
+TEST(registrar_api, an_unreachable_api_is_retried_then_reported) {
+  unsigned short port;
+  {
+    fake_pipedrive gone(token);
+    port = gone.port();
+  }
+  auto c = api_config("http://127.0.0.1:" + std::to_string(port) + "/v1");
+  c.max_attempts = 3;
+  api_fixture f(c);
+  auto r = run(f.ioc, f.api->whoami());
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind, pd::api_errc::unreachable);
+  EXPECT_TRUE(r.error().transient());
+  EXPECT_EQ(f.api->stats().retries, 2u);
+}
+
+// ---- the CLI -------------------------------------------------------------------------------------
+
+std::string cli_config(const test::temp_dir& dir, const fake_pipedrive& fake, const std::string& extra = "") {
+  const std::string path = dir.file("pipehook.toml");
+  test::write_file(path, "[auth]\nuser = \"" + test::test_user + "\"\n[pipedrive]\napi_base = \"" + fake.base_url() +
+                             "\"\nretry_base = \"20ms\"\n[registrar]\nsubscription_url = \"" + public_url +
+                             "\"\n[[registrar.webhooks]]\nevent_action = \"*\"\nevent_object = \"deal\"\n"
+                             "[[registrar.webhooks]]\nevent_action = \"change\"\nevent_object = \"person\"\n" +
+                             extra);
+  return path;
+}
+
+std::map<std::string, std::string> cli_env(const std::string& tok = token) {
+  return {{"PIPEDRIVE_API_TOKEN", tok}, {"PIPEHOOK_AUTH_PASSWORD", test::test_password}};
+}
+
+TEST(webhooks_cli, whoami_list_sync_delete) {
+  fake_pipedrive fake(token);
+  test::temp_dir dir;
+  const auto cfg = cli_config(dir, fake);
+
+  auto who = test::run_cli({"-c", cfg, "webhooks", "whoami"}, cli_env());
+  ASSERT_EQ(who.exit_code, 0) << who.err;
+  EXPECT_NE(who.out.find("1001 Test Admin"), std::string::npos) << who.out;
+  EXPECT_NE(who.out.find("example-ltd.pipedrive.com"), std::string::npos);
+
+  auto dry = test::run_cli({"-c", cfg, "webhooks", "sync", "--dry-run"}, cli_env());
+  ASSERT_EQ(dry.exit_code, 0) << dry.err;
+  EXPECT_NE(dry.out.find("create  *.deal v2.0 -> " + public_url), std::string::npos) << dry.out;
+  EXPECT_NE(dry.out.find("nothing was changed"), std::string::npos);
+  EXPECT_EQ(fake.count("POST"), 0u);
+
+  auto sync = test::run_cli({"-c", cfg, "webhooks", "sync"}, cli_env());
+  ASSERT_EQ(sync.exit_code, 0) << sync.err;
+  EXPECT_NE(sync.out.find("created webhook #1 *.deal"), std::string::npos) << sync.out;
+  EXPECT_NE(sync.out.find("2 webhook(s) in place (2 created, 0 deleted)"), std::string::npos) << sync.out;
+  EXPECT_EQ(sync.out.find(test::test_password), std::string::npos);
+
+  auto again = test::run_cli({"-c", cfg, "webhooks", "sync"}, cli_env());
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_NE(again.out.find("nothing to change"), std::string::npos) << again.out;
+  EXPECT_EQ(fake.count("POST"), 2u);
+
+  auto table = test::run_cli({"-c", cfg, "webhooks", "list"}, cli_env());
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_NE(table.out.find("change.person"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("(pipehook)"), std::string::npos);
+  auto json = test::run_cli({"-c", cfg, "webhooks", "list", "--format", "json"}, cli_env());
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  EXPECT_NE(json.out.find(R"("event":"*.deal")"), std::string::npos) << json.out;
+  EXPECT_NE(json.out.find(R"("ours":true)"), std::string::npos);
+  EXPECT_EQ(json.out.find("password"), std::string::npos);
+
+  auto del = test::run_cli({"-c", cfg, "webhooks", "delete", "1"}, cli_env());
+  ASSERT_EQ(del.exit_code, 0) << del.err;
+  EXPECT_EQ(fake.webhooks().size(), 1u);
+  auto gone = test::run_cli({"-c", cfg, "webhooks", "delete", "1"}, cli_env());
+  EXPECT_EQ(gone.exit_code, 1);
+  EXPECT_NE(gone.err.find("not found"), std::string::npos) << gone.err;
+}
+
+TEST(webhooks_cli, exit_codes_say_whose_fault_it_is) {
+  fake_pipedrive fake(token);
+  test::temp_dir dir;
+  const auto cfg = cli_config(dir, fake);
+  auto refused = test::run_cli({"-c", cfg, "webhooks", "list"}, cli_env("wrong-token"));
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("refused the token"), std::string::npos) << refused.err;
+  EXPECT_EQ(refused.err.find("wrong-token"), std::string::npos);
+
+  auto no_token = test::run_cli({"-c", cfg, "webhooks", "list"}, {});
+  EXPECT_EQ(no_token.exit_code, 2);
+  EXPECT_NE(no_token.err.find("PIPEDRIVE_API_TOKEN"), std::string::npos) << no_token.err;
+
+  auto no_password = test::run_cli({"-c", cfg, "webhooks", "sync"}, {{"PIPEDRIVE_API_TOKEN", token}});
+  EXPECT_EQ(no_password.exit_code, 2);
+  EXPECT_NE(no_password.err.find("password"), std::string::npos) << no_password.err;
+
+  auto bad_id = test::run_cli({"-c", cfg, "webhooks", "delete", "abc"}, cli_env());
+  EXPECT_EQ(bad_id.exit_code, 2);
+  EXPECT_EQ(fake.requests().size(), 1u);  // only the refused list reached the API
+}
+
+// ---- serve with the registrar --------------------------------------------------------------------
+
+config::config registrar_daemon_config(const test::temp_dir& dir, const std::string& api_base) {
+  auto c = test::test_config(dir);
+  c.pipedrive = api_config(api_base);
+  c.registrar.enabled = true;
+  c.registrar.subscription_url = public_url;
+  c.registrar.webhooks = {{"*", "deal"}, {"change", "person"}};
+  c.registrar.delete_on_shutdown = true;
+  return c;
+}
+
+bool wait_for(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < end) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return cond();
+}
+
+TEST(serve_registrar, registers_at_start_up_accepts_deliveries_and_deletes_on_shutdown) {
+  fake_pipedrive fake(token);
+  test::temp_dir dir;
+  test::running_daemon d(registrar_daemon_config(dir, fake.base_url()));
+  ASSERT_TRUE(wait_for([&] { return fake.webhooks().size() == 2; }, std::chrono::seconds(10)));
+  const auto hook = fake.webhooks()[0];
+  // A delivery as Pipedrive would make it, with the credentials it was given.
+  test::http_client client(d.port());
+  auto reply = client.post(test::samples().at("v2-change-deal.json"),
+                           test::basic_auth(hook.http_auth_user, hook.http_auth_password));
+  EXPECT_EQ(reply.status, 200u) << reply.body;
+  d.stop_and_wait();
+  EXPECT_TRUE(fake.webhooks().empty());  // delete_on_shutdown
+}
+
+TEST(serve_registrar, serves_while_pipedrive_is_unreachable_and_registers_once_it_is_back) {
+  unsigned short api_port;
+  {
+    fake_pipedrive probe(token);
+    api_port = probe.port();
+  }
+  test::temp_dir dir;
+  auto c = registrar_daemon_config(dir, "http://127.0.0.1:" + std::to_string(api_port) + "/v1");
+  c.pipedrive.max_attempts = 1;
+  test::running_daemon d(c);
+  test::http_client client(d.port());
+  EXPECT_EQ(client.request("GET", "/healthz").status, 200u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  fake_pipedrive fake(token, "/v1", {}, api_port);
+  EXPECT_TRUE(wait_for([&] { return fake.webhooks().size() == 2; }, std::chrono::seconds(15)));
+  auto reply = client.post(test::samples().at("v2-change-deal.json"), test::basic_auth(test::test_user, test::test_password));
+  EXPECT_EQ(reply.status, 200u);
+}
+
+TEST(serve_registrar, a_bad_registrar_config_stops_serve_with_a_usage_error) {
+  test::temp_dir dir;
+  auto c = registrar_daemon_config(dir, "http://127.0.0.1:9/v1");
+  c.pipedrive.api_token.clear();
+  auto d = cli::daemon::create(c);
+  ASSERT_FALSE(d);
+  EXPECT_NE(d.error().message.find("PIPEDRIVE_API_TOKEN"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace pipehook
