@@ -78,7 +78,9 @@ json::object webhook_json(const fake_webhook& w, std::int64_t company_id) {
   o["type"] = "general";
   if (w.http_auth_user.empty()) o["http_auth_user"] = nullptr;
   else o["http_auth_user"] = w.http_auth_user;
-  o["http_auth_password"] = w.http_auth_password.empty() ? json::value(nullptr) : json::value("******");
+  // The spec lists the password among the webhook's fields.
+  if (w.http_auth_password.empty()) o["http_auth_password"] = nullptr;
+  else o["http_auth_password"] = w.http_auth_password;
   o["remove_reason"] = nullptr;
   o["last_delivery_time"] = nullptr;
   o["last_http_status"] = nullptr;

@@ -129,6 +129,19 @@ TEST(registrar_plan, a_webhook_with_other_credentials_or_version_is_not_a_match)
   EXPECT_NE(p.remove_why[0].find("old-user"), std::string::npos);
 }
 
+TEST(registrar_plan, a_changed_password_is_reported_but_not_replaced) {
+  auto listed = existing(1, "change", "deal");
+  listed.http_auth_password = "old-password";
+  auto p = pd::make_plan(desired({{"change", "deal"}}, true), {listed}, fake_pipedrive::user_id);
+  EXPECT_EQ(p.keep.size(), 1u);
+  EXPECT_FALSE(p.changes());
+  ASSERT_EQ(p.warnings.size(), 1u);
+  EXPECT_NE(p.warnings[0].find("another Basic-auth password"), std::string::npos);
+  EXPECT_EQ(p.warnings[0].find("old-password"), std::string::npos);
+  listed.http_auth_password = test::test_password;
+  EXPECT_TRUE(pd::make_plan(desired({{"change", "deal"}}), {listed}, fake_pipedrive::user_id).warnings.empty());
+}
+
 TEST(registrar_plan, duplicates_at_our_url_are_reported) {
   auto p = pd::make_plan(desired({{"change", "deal"}}), {existing(1, "change", "deal"), existing(2, "change", "deal")},
                          fake_pipedrive::user_id);

@@ -165,6 +165,7 @@ webhook parse_webhook(simdjson::dom::element o) {
   w.name = str_field(o, "name");
   w.type = str_field(o, "type");
   w.http_auth_user = str_field(o, "http_auth_user");
+  w.http_auth_password = str_field(o, "http_auth_password");
   w.is_active = bool_field(o, "is_active", true);
   w.add_time = str_field(o, "add_time");
   w.last_delivery_time = str_field(o, "last_delivery_time");

@@ -102,6 +102,13 @@ plan make_plan(const desired_state& d, const std::vector<webhook>& existing, std
       continue;
     }
     p.keep.push_back(existing[*match]);
+    // Never replaced for this alone: an API that masks passwords would make every run replace it.
+    const std::string& listed_password = existing[*match].http_auth_password;
+    if (!listed_password.empty() && listed_password != d.http_auth_password)
+      p.warnings.push_back("webhook " + webhook_label(existing[*match]) +
+                           " has another Basic-auth password than pipehook's, so its deliveries are refused; "
+                           "delete it (pipehook webhooks delete " + std::to_string(existing[*match].id) +
+                           ") and sync again");
     if (!existing[*match].is_active)
       p.warnings.push_back("webhook " + webhook_label(existing[*match]) +
                            " is inactive: Pipedrive pauses a webhook for 30 minutes after 10 failed first deliveries");

@@ -32,6 +32,7 @@ struct webhook {
   std::string name;
   std::string type;                // general, application, automation
   std::string http_auth_user;      // "" when null
+  std::string http_auth_password;  // secret, "" when null: compared, never shown
   bool is_active = true;
   std::string add_time;
   std::string last_delivery_time;  // "" when null

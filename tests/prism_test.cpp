@@ -1,0 +1,153 @@
+// The requests pipehook sends to Pipedrive, validated against Pipedrive's official OpenAPI spec:
+// Stoplight Prism serves tests/data/pipedrive/openapi-v1.yaml as a validating mock and the real
+// `pipehook webhooks ...` commands run against it. Any request Prism flags fails the test; a
+// deliberately invalid request at the end proves the check can fail.
+#include "support.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+extern char** environ;
+
+namespace pipehook {
+namespace {
+
+std::string prism_path() {
+  if (const char* p = std::getenv("PIPEHOOK_PRISM")) return p;
+  return PIPEHOOK_PRISM;
+}
+
+unsigned short free_port() {
+  boost::asio::io_context ioc;
+  boost::asio::ip::tcp::acceptor a(ioc, {boost::asio::ip::make_address("127.0.0.1"), 0});
+  return a.local_endpoint().port();
+}
+
+// Prism as a child process in its own process group, its output in a log file.
+class prism_process {
+ public:
+  prism_process(unsigned short port, const std::string& log) : log_(log) {
+    std::vector<std::string> args{prism_path(), "mock", "-h", "127.0.0.1", "-p", std::to_string(port),
+                                  "--errors", PIPEHOOK_OPENAPI_SPEC};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&attr, 0);
+    const int rc = posix_spawn(&pid_, argv[0], &fa, &attr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    if (rc != 0) pid_ = -1;
+  }
+  ~prism_process() {
+    if (pid_ <= 0) return;
+    ::kill(-pid_, SIGTERM);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+  }
+  bool started() const { return pid_ > 0; }
+  std::string log() const { return test::read_file(log_); }
+  bool wait_listening(std::chrono::seconds timeout) const {
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < end) {
+      if (log().find("Prism is listening") != std::string::npos) return true;
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  }
+
+ private:
+  std::string log_;
+  pid_t pid_ = -1;
+};
+
+// Prism marks each violation with "✖" in its log.
+std::vector<std::string> violations(const std::string& log) {
+  std::vector<std::string> out;
+  std::size_t pos = 0;
+  while (pos < log.size()) {
+    const auto end = log.find('\n', pos);
+    const std::string line = log.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+    if (line.find("\xE2\x9C\x96") != std::string::npos) out.push_back(line);
+    if (end == std::string::npos) break;
+    pos = end + 1;
+  }
+  return out;
+}
+
+TEST(prism, pipehook_requests_follow_the_official_openapi_spec) {
+  if (::access(prism_path().c_str(), X_OK) != 0) {
+    if (std::getenv("CI")) FAIL() << "Prism is not installed at " << prism_path() << " (scripts/install-prism.sh)";
+    GTEST_SKIP() << "Prism is not installed: run scripts/install-prism.sh";
+  }
+  test::temp_dir dir;
+  const unsigned short port = free_port();
+  prism_process prism(port, dir.file("prism.log"));
+  ASSERT_TRUE(prism.started());
+  ASSERT_TRUE(prism.wait_listening(std::chrono::seconds(120))) << prism.log();
+
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);  // Prism serves the spec's paths at its root
+  const std::string webhooks =
+      "[[registrar.webhooks]]\nevent_action = \"*\"\nevent_object = \"deal\"\n"
+      "[[registrar.webhooks]]\nevent_action = \"change\"\nevent_object = \"person\"\n";
+  const std::string cfg = dir.file("pipehook.toml");
+  test::write_file(cfg, "[pipedrive]\napi_base = \"" + base + "\"\nmax_attempts = 1\n[registrar]\nsubscription_url = "
+                        "\"https://hooks.example.com/webhooks/pipedrive\"\nuser_id = 1\n" + webhooks);
+  const std::string oauth_cfg = dir.file("oauth.toml");
+  test::write_file(oauth_cfg, "[pipedrive]\napi_base = \"" + base + "\"\noauth_token = \"oauth-token\"\nmax_attempts = 1\n");
+  const std::map<std::string, std::string> env{{"PIPEDRIVE_API_TOKEN", "api-token"},
+                                               {"PIPEHOOK_AUTH_PASSWORD", test::test_password}};
+
+  struct step {
+    std::vector<std::string> args;
+    std::string expect;  // in stdout
+  };
+  const std::vector<step> steps = {
+      {{"-c", cfg, "webhooks", "whoami"}, "company:"},
+      {{"-c", oauth_cfg, "webhooks", "whoami"}, "company:"},
+      {{"-c", cfg, "webhooks", "list"}, "Example webhook"},
+      {{"-c", cfg, "webhooks", "list", "--format", "json"}, "\"id\":1"},
+      {{"-c", cfg, "webhooks", "sync", "--dry-run"}, "create  *.deal v2.0"},
+      {{"-c", cfg, "webhooks", "sync"}, "created webhook #1"},
+      {{"-c", cfg, "webhooks", "sync", "--prune"}, "webhook(s) in place"},
+      {{"-c", cfg, "webhooks", "delete", "1"}, "deleted webhook #1"},
+  };
+  for (const auto& s : steps) {
+    std::string shown;
+    for (const auto& a : s.args) shown += a + " ";
+    SCOPED_TRACE(shown);
+    auto r = test::run_cli(s.args, env);
+    EXPECT_EQ(r.exit_code, 0) << r.err << r.out;
+    EXPECT_NE(r.out.find(s.expect), std::string::npos) << r.out;
+  }
+  const std::string log = prism.log();
+  const auto flagged = violations(log);
+  EXPECT_TRUE(flagged.empty()) << "Prism flagged requests:\n" << log;
+  for (const char* seen : {"get /users/me", "get /webhooks", "post /webhooks", "delete /webhooks/1"})
+    EXPECT_NE(log.find(seen), std::string::npos) << seen << " never reached Prism";
+
+  // The check itself: a request outside the spec is flagged.
+  test::http_client raw(port);
+  auto bad = raw.request("POST", "/webhooks", R"({"subscription_url":"https://h/x","event_action":"updated","event_object":"deal","name":"n"})",
+                         {{"content-type", "application/json"}, {"x-api-token", "t"}});
+  EXPECT_EQ(bad.status, 400u);
+  EXPECT_EQ(violations(prism.log()).size(), flagged.size() + 2) << prism.log();  // Prism logs each violation twice
+}
+
+}  // namespace
+}  // namespace pipehook
