@@ -9,11 +9,7 @@
 
 #include <csignal>
 #include <cstdlib>
-#include <fcntl.h>
-#include <spawn.h>
 #include <sys/wait.h>
-
-extern char** environ;
 
 namespace pipehook {
 namespace {
@@ -33,24 +29,9 @@ unsigned short free_port() {
 class prism_process {
  public:
   prism_process(unsigned short port, const std::string& log) : log_(log) {
-    std::vector<std::string> args{prism_path(), "mock", "-h", "127.0.0.1", "-p", std::to_string(port),
-                                  "--errors", PIPEHOOK_OPENAPI_SPEC};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
-    posix_spawnattr_setpgroup(&attr, 0);
-    const int rc = posix_spawn(&pid_, argv[0], &fa, &attr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    if (rc != 0) pid_ = -1;
+    pid_ = test::spawn_process(prism_path(), {"mock", "-h", "127.0.0.1", "-p", std::to_string(port), "--errors",
+                                              PIPEHOOK_OPENAPI_SPEC},
+                               {}, log, log + ".stderr", true);
   }
   ~prism_process() {
     if (pid_ <= 0) return;
@@ -59,7 +40,7 @@ class prism_process {
     ::waitpid(pid_, &status, 0);
   }
   bool started() const { return pid_ > 0; }
-  std::string log() const { return test::read_file(log_); }
+  std::string log() const { return test::read_file(log_) + test::read_file(log_ + ".stderr"); }
   bool wait_listening(std::chrono::seconds timeout) const {
     const auto end = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < end) {

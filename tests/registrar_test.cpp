@@ -2,11 +2,11 @@
 // Pipedrive's API over real sockets (HTTP and HTTPS), the `pipehook webhooks` CLI, and `serve`
 // registering its own webhooks.
 #include "fake_pipedrive.hpp"
+#include "pipehook/core/run_blocking.hpp"
 #include "pipehook/pipedrive/client.hpp"
 #include "pipehook/pipedrive/registrar.hpp"
 #include "support.hpp"
 
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <gtest/gtest.h>
 
@@ -23,21 +23,10 @@ using test::fake_webhook;
 const std::string token = "tok-0123456789abcdef";
 const std::string public_url = "https://hooks.example.com/webhooks/pipedrive";
 
-template <class T>
-asio::awaitable<void> store_result(asio::awaitable<T> op, std::optional<T>* out) {
-  *out = co_await std::move(op);
-}
-
 // Runs one client coroutine to completion.
 template <class T>
 T run(asio::io_context& ioc, asio::awaitable<T> op) {
-  std::optional<T> out;
-  asio::co_spawn(ioc, store_result(std::move(op), &out), [](std::exception_ptr e) {
-    if (e) std::rethrow_exception(e);
-  });
-  ioc.restart();
-  ioc.run();
-  return std::move(*out);
+  return run_blocking(ioc, std::move(op));
 }
 
 config::pipedrive_config api_config(const std::string& base) {

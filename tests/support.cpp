@@ -230,11 +230,10 @@ void running_daemon::stop_and_wait() {
 
 running_daemon::~running_daemon() { stop_and_wait(); }
 
-namespace {
-
-pid_t spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env, const std::string& out_path,
-            const std::string& err_path) {
-  std::vector<std::string> argv_s{PIPEHOOK_BINARY};
+int spawn_process(const std::string& program, const std::vector<std::string>& args,
+                  const std::map<std::string, std::string>& env, const std::string& out_path, const std::string& err_path,
+                  bool own_group) {
+  std::vector<std::string> argv_s{program};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
@@ -254,10 +253,25 @@ pid_t spawn(const std::vector<std::string>& args, const std::map<std::string, st
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  if (own_group) {
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&attr, 0);
+  }
   pid_t pid = -1;
-  const int rc = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), envp.data());
+  const int rc = posix_spawn(&pid, argv[0], &fa, &attr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) throw std::runtime_error("posix_spawn failed");
+  posix_spawnattr_destroy(&attr);
+  return rc == 0 ? pid : -1;
+}
+
+namespace {
+
+pid_t spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env, const std::string& out_path,
+            const std::string& err_path) {
+  const int pid = spawn_process(PIPEHOOK_BINARY, args, env, out_path, err_path);
+  if (pid < 0) throw std::runtime_error("posix_spawn failed");
   return pid;
 }
 

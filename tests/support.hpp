@@ -115,6 +115,13 @@ class daemon_process {
   bool reaped_ = false;
 };
 
+// Starts `program` with `args`: stdin /dev/null, stdout and stderr to files, the environment of
+// this process without PIPEHOOK_* and PIPEDRIVE_* plus `env`; own_group puts it in a process group
+// of its own (kill(-pid) then stops its children too). Returns the pid, or -1.
+int spawn_process(const std::string& program, const std::vector<std::string>& args,
+                  const std::map<std::string, std::string>& env, const std::string& out_path, const std::string& err_path,
+                  bool own_group = false);
+
 // Runs the pipehook binary with args; returns exit code, stdout and stderr.
 struct run_result {
   int exit_code = -1;

@@ -2,6 +2,7 @@
 
 #include "pipehook/cli/daemon.hpp"
 #include "pipehook/config/config.hpp"
+#include "pipehook/core/run_blocking.hpp"
 #include "pipehook/core/time.hpp"
 #include "pipehook/event/json.hpp"
 #include "pipehook/pipedrive/client.hpp"
@@ -9,7 +10,6 @@
 #include "pipehook/store/reader.hpp"
 
 #include <CLI/CLI.hpp>
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/json/array.hpp>
 #include <boost/json/serialize.hpp>
@@ -163,22 +163,6 @@ int cmd_serve(const std::string& config_path, const std::string& log_level) {
 
 namespace asio = boost::asio;
 namespace pd = pipedrive;
-
-template <class T>
-asio::awaitable<void> store_result(asio::awaitable<T> op, std::optional<T>* out) {
-  *out = co_await std::move(op);
-}
-
-template <class T>
-T run_blocking(asio::io_context& ioc, asio::awaitable<T> op) {
-  std::optional<T> out;
-  asio::co_spawn(ioc, store_result(std::move(op), &out), [](std::exception_ptr e) {
-    if (e) std::rethrow_exception(e);
-  });
-  ioc.restart();
-  ioc.run();
-  return std::move(*out);
-}
 
 struct api_session {
   config::config cfg;
