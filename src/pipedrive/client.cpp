@@ -2,22 +2,13 @@
 
 #include "pipehook/core/url.hpp"
 
+#include "pipehook/http/client.hpp"
+
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/string_body.hpp>
-#include <boost/beast/http/write.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
-#include <openssl/ssl.h>
-#include <openssl/x509_vfy.h>
 #include <simdjson.h>
 #include <spdlog/spdlog.h>
 
@@ -31,13 +22,8 @@
 namespace pipehook::pipedrive {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace bhttp = boost::beast::http;
-namespace ssl = boost::asio::ssl;
-using tcp = asio::ip::tcp;
 using tuple_awaitable_t = asio::as_tuple_t<asio::use_awaitable_t<>>;
 constexpr tuple_awaitable_t use_tuple{};
-using clock = std::chrono::steady_clock;
 
 bool api_error::transient() const {
   return kind == api_errc::rate_limited || kind == api_errc::server_error || kind == api_errc::unreachable ||
@@ -46,53 +32,12 @@ bool api_error::transient() const {
 
 namespace {
 
-constexpr std::size_t response_body_limit = 8 * 1024 * 1024;
-// A kept-alive connection idle longer than this is not reused: servers close idle connections
-// (often after 5 s) and a request written into a closing connection fails halfway.
-constexpr auto reuse_window = std::chrono::seconds(4);
-
-struct exchange_result {
-  enum stage_t { sending, waiting, reading };
-  boost::system::error_code ec;
-  stage_t stage = sending;  // where it failed
-};
-
-struct raw_response {
-  unsigned status = 0;
-  std::string reason;
-  std::string content_type;
-  std::string body;
-  std::optional<double> wait_hint_s;  // x-ratelimit-reset or Retry-After, in seconds
-};
-
 api_error make_error(api_errc kind, std::string message, unsigned status = 0) {
   api_error e;
   e.kind = kind;
   e.status = status;
   e.message = std::move(message);
   return e;
-}
-
-std::optional<double> seconds_header(std::string_view v) {
-  while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
-  double d = 0;
-  auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), d);
-  if (ec != std::errc() || d < 0) return std::nullopt;
-  return d;
-}
-
-bool is_ip_literal(const std::string& host) {
-  boost::system::error_code ec;
-  asio::ip::make_address(host, ec);
-  return !ec;
-}
-
-// Bounded, printable excerpt of a response that was not what we expected.
-std::string snippet(std::string_view body) {
-  std::string out;
-  for (char c : body.substr(0, 160)) out += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? ' ' : c;
-  if (body.size() > 160) out += "...";
-  return out;
 }
 
 // --- JSON helpers over simdjson's DOM: absent and null read as empty / 0. -------------------------
@@ -176,166 +121,29 @@ webhook parse_webhook(simdjson::dom::element o) {
 }  // namespace
 
 struct client::impl {
-  asio::any_io_executor ex;
   config::pipedrive_config cfg;
   url base;
-  ssl::context tls{ssl::context::tls_client};
-  std::optional<beast::tcp_stream> plain;
-  std::optional<beast::ssl_stream<beast::tcp_stream>> secure;
-  clock::time_point last_used{};
-  tcp::resolver resolver;
+  std::unique_ptr<http::client_connection> conn;
   asio::steady_timer backoff;
   std::uint64_t generation = 0;  // cancel() bumps it; a call that sees it change stops
-  client_stats stats;
+  std::uint64_t retries = 0;
   std::mt19937_64 rng{std::random_device{}()};
 
-  impl(asio::any_io_executor e, config::pipedrive_config c) : ex(e), cfg(std::move(c)), resolver(e), backoff(e) {}
-
-  bool connected() const { return plain.has_value() || secure.has_value(); }
-
-  tcp::socket& socket() { return secure ? beast::get_lowest_layer(*secure).socket() : plain->socket(); }
-
-  void drop() {  // only when no operation is pending on the stream
-    boost::system::error_code ec;
-    if (connected()) socket().close(ec);
-    plain.reset();
-    secure.reset();
+  impl(asio::any_io_executor ex, config::pipedrive_config c, url b, std::shared_ptr<http::tls_settings> tls)
+      : cfg(std::move(c)), base(std::move(b)), backoff(ex) {
+    http::client_options o;
+    o.connect_timeout_ms = cfg.connect_timeout_ms;
+    o.timeout_ms = cfg.timeout_ms;
+    conn = std::make_unique<http::client_connection>(ex, base, o, std::move(tls));
   }
 
-  std::string where() const { return base.authority(); }
-
-  // A failure without an answer; `limit_ms` is the deadline that applied to that stage.
-  api_error transport_error(const char* stage, const boost::system::error_code& ec, std::int64_t limit_ms) {
-    if (ec == beast::error::timeout)
-      return make_error(api_errc::timeout,
-                        std::string(stage) + " " + where() + " timed out (" + std::to_string(limit_ms) + " ms)");
-    return make_error(api_errc::unreachable, std::string(stage) + " " + where() + " failed: " + ec.message());
-  }
-
-  asio::awaitable<std::optional<api_error>> connect() {
-    ++stats.connections;
-    asio::steady_timer guard(ex);  // the resolver has no deadline of its own
-    guard.expires_after(std::chrono::milliseconds(cfg.connect_timeout_ms));
-    guard.async_wait([r = &resolver](boost::system::error_code ec) {
-      if (!ec) r->cancel();
-    });
-    const std::string port = std::to_string(base.port);
-    auto resolve = resolver.async_resolve(base.host, port, use_tuple);
-    auto [rec, results] = co_await std::move(resolve);
-    guard.cancel();
-    if (rec == asio::error::operation_aborted)
-      co_return make_error(api_errc::timeout, "resolving " + base.host + " timed out");
-    if (rec) co_return make_error(api_errc::unreachable, "cannot resolve " + base.host + ": " + rec.message());
-
-    if (!base.tls()) {
-      plain.emplace(ex);
-      plain->expires_after(std::chrono::milliseconds(cfg.connect_timeout_ms));
-      auto op = plain->async_connect(results, use_tuple);
-      auto [cec, ep] = co_await std::move(op);
-      if (cec) {
-        drop();
-        co_return transport_error("connecting to", cec, cfg.connect_timeout_ms);
-      }
-      co_return std::nullopt;
-    }
-
-    secure.emplace(ex, tls);
-    if (!is_ip_literal(base.host)) SSL_set_tlsext_host_name(secure->native_handle(), base.host.c_str());  // SNI
-    secure->set_verify_mode(ssl::verify_peer);
-    secure->set_verify_callback(ssl::host_name_verification(base.host));
-    auto& lowest = beast::get_lowest_layer(*secure);
-    lowest.expires_after(std::chrono::milliseconds(cfg.connect_timeout_ms));
-    auto op = lowest.async_connect(results, use_tuple);
-    auto [cec, ep] = co_await std::move(op);
-    if (cec) {
-      drop();
-      co_return transport_error("connecting to", cec, cfg.connect_timeout_ms);
-    }
-    auto hs = secure->async_handshake(ssl::stream_base::client, use_tuple);
-    auto [hec] = co_await std::move(hs);
-    if (hec) {
-      std::string why = hec.message();
-      const long verify = SSL_get_verify_result(secure->native_handle());
-      if (verify != X509_V_OK) why += std::string(" (") + X509_verify_cert_error_string(verify) + ")";
-      if (hec == asio::error::eof || hec == asio::ssl::error::stream_truncated)
-        why = "the server closed the connection during the handshake (is it speaking TLS?)";
-      const bool timed_out = hec == beast::error::timeout;
-      drop();
-      if (timed_out) co_return transport_error("TLS handshake with", hec, cfg.connect_timeout_ms);
-      co_return make_error(api_errc::tls, "TLS handshake with " + where() + " failed: " + why);
-    }
-    co_return std::nullopt;
-  }
-
-  template <class Stream>
-  asio::awaitable<exchange_result> exchange_on(Stream& s, bhttp::request<bhttp::string_body>& req, raw_response& out) {
-    beast::get_lowest_layer(s).expires_after(std::chrono::milliseconds(cfg.timeout_ms));
-    auto w = bhttp::async_write(s, req, use_tuple);
-    auto [wec, wn] = co_await std::move(w);
-    if (wec) co_return exchange_result{wec, exchange_result::sending};
-    beast::flat_buffer buffer;
-    bhttp::response_parser<bhttp::string_body> parser;
-    parser.body_limit(response_body_limit);
-    auto r = bhttp::async_read(s, buffer, parser, use_tuple);
-    auto [rec, rn] = co_await std::move(r);
-    if (rec) co_return exchange_result{rec, parser.got_some() ? exchange_result::reading : exchange_result::waiting};
-    auto res = parser.release();
-    out.status = res.result_int();
-    out.reason = std::string(res.reason());
-    out.content_type = std::string(res[bhttp::field::content_type]);
-    out.body = std::move(res.body());
-    for (const char* h : {"x-ratelimit-reset", "retry-after"}) {
-      auto it = res.find(h);
-      if (it == res.end()) continue;
-      if (auto v = seconds_header(it->value())) out.wait_hint_s = std::max(out.wait_hint_s.value_or(0.0), *v);
-    }
-    if (!res.keep_alive()) drop();
-    co_return exchange_result{};
-  }
-
-  // One request on the kept-alive connection (or a new one).
-  asio::awaitable<api_result<raw_response>> attempt(bhttp::request<bhttp::string_body>& req, bool idempotent) {
-    for (int round = 0;; ++round) {
-      const bool reused = connected() && socket().is_open() && clock::now() - last_used < reuse_window;
-      if (connected() && (!reused || !socket().is_open())) drop();  // idle too long, or closed by cancel()
-      if (!connected()) {
-        auto c = connect();
-        if (auto err = co_await std::move(c)) co_return *err;
-      }
-      raw_response out;
-      ++stats.requests;
-      exchange_result r;
-      if (secure) {
-        auto op = exchange_on(*secure, req, out);
-        r = co_await std::move(op);
-      } else {
-        auto op = exchange_on(*plain, req, out);
-        r = co_await std::move(op);
-      }
-      last_used = clock::now();
-      const auto ec = r.ec;
-      if (!ec) co_return out;
-      drop();
-      // A reused connection the server had already closed: nothing was processed, send again.
-      if (reused && r.stage != exchange_result::reading && idempotent && round == 0 && ec != beast::error::timeout)
-        continue;
-      static constexpr const char* stages[] = {"sending the request to", "waiting for the answer from",
-                                               "reading the answer from"};
-      api_error e = transport_error(stages[r.stage], ec, cfg.timeout_ms);
-      e.may_have_applied = !idempotent;
-      if (ec == bhttp::error::body_limit)
-        e = make_error(api_errc::bad_response, "the answer from " + where() + " is larger than 8 MiB");
-      co_return e;
-    }
-  }
-
-  api_error from_status(const std::string& what, const raw_response& r) {
+  api_error from_status(const std::string& what, const http::client_response& r) {
     simdjson::dom::parser parser;
     simdjson::dom::element doc;
     std::string detail;
     const bool json = parser.parse(r.body).get(doc) == simdjson::SUCCESS && doc.is_object();
     if (json) detail = envelope_detail(doc);
-    if (detail.empty() && !r.body.empty() && !json) detail = "non-JSON answer: " + snippet(r.body);
+    if (detail.empty() && !r.body.empty() && !json) detail = "non-JSON answer: " + http::snippet(r.body);
     if (detail.empty()) detail = r.reason.empty() ? "no details" : r.reason;
     const std::string status = std::to_string(r.status);
     const std::string head = what + ": ";
@@ -385,37 +193,37 @@ struct client::impl {
   }
 
   // One API call: send, classify, retry what is worth retrying.
-  asio::awaitable<api_result<raw_response>> call(bhttp::verb verb, std::string path, std::string body) {
-    const std::string what = std::string(bhttp::to_string(verb)) + " " + path;
-    const bool idempotent = verb != bhttp::verb::post;
+  asio::awaitable<api_result<http::client_response>> call(std::string method, std::string path, std::string body) {
+    const std::string what = method + " " + path;
     const std::uint64_t gen = generation;
-    bhttp::request<bhttp::string_body> req{verb, base.path + path, 11};
-    req.set(bhttp::field::host, base.authority());
-    req.set(bhttp::field::user_agent, "pipehook/" PIPEHOOK_VERSION);
-    req.set(bhttp::field::accept, "application/json");
-    if (!cfg.oauth_token.empty()) req.set(bhttp::field::authorization, "Bearer " + cfg.oauth_token);
-    else req.set("x-api-token", cfg.api_token);
-    if (!body.empty()) {
-      req.set(bhttp::field::content_type, "application/json");
-      req.body() = std::move(body);
-    }
-    req.prepare_payload();
+    http::client_request req;
+    req.method = method;
+    req.target = base.path + path;
+    req.idempotent = method != "POST";
+    req.headers.emplace_back("Accept", "application/json");
+    if (!cfg.oauth_token.empty()) req.headers.emplace_back("Authorization", "Bearer " + cfg.oauth_token);
+    else req.headers.emplace_back("x-api-token", cfg.api_token);
+    if (!body.empty()) req.headers.emplace_back("Content-Type", "application/json");
+    req.body = std::move(body);
 
     for (unsigned n = 1;; ++n) {
-      auto op = attempt(req, idempotent);
-      api_result<raw_response> r = co_await std::move(op);
+      auto op = conn->request(req);
+      http::client_result r = co_await std::move(op);
       if (generation != gen) co_return make_error(api_errc::cancelled, what + ": cancelled");
       api_error e;
       std::optional<double> hint;
       if (r) {
-        if (r->status >= 200 && r->status < 300) co_return r;
+        if (r->status >= 200 && r->status < 300) co_return std::move(*r);
         e = from_status(what, *r);
-        hint = r->wait_hint_s;
+        for (const char* h : {"x-ratelimit-reset", "retry-after"})
+          if (auto v = http::seconds_header(r->header(h))) hint = std::max(hint.value_or(0.0), *v);
         // A server error on a create may have created the webhook: the caller re-reads first.
-        if (!idempotent && r->status >= 500) e.may_have_applied = true;
+        if (!req.idempotent && r->status >= 500) e.may_have_applied = true;
       } else {
-        e = r.error();
-        e.message = what + ": " + e.message;
+        static constexpr api_errc kinds[] = {api_errc::unreachable, api_errc::timeout, api_errc::tls,
+                                             api_errc::bad_response, api_errc::cancelled};
+        e = make_error(kinds[static_cast<int>(r.error().kind)], what + ": " + r.error().message);
+        e.may_have_applied = r.error().may_have_applied;
       }
       const bool more = e.transient() && n < cfg.max_attempts && !e.may_have_applied;
       if (!more) {
@@ -433,7 +241,7 @@ struct client::impl {
         wait = std::max(wait, hinted);
       }
       spdlog::info("{}; trying again in {} ms (attempt {} of {})", e.message, wait.count(), n + 1, cfg.max_attempts);
-      ++stats.retries;
+      ++retries;
       backoff.expires_after(wait);
       auto w = backoff.async_wait(use_tuple);
       co_await std::move(w);
@@ -443,10 +251,11 @@ struct client::impl {
 
   // Parses a 2xx body: the success envelope with its `data`.
   api_result<simdjson::dom::element> data_of(const std::string& what, simdjson::dom::parser& parser,
-                                             const raw_response& r) {
+                                             const http::client_response& r) {
     simdjson::dom::element doc;
     if (parser.parse(r.body).get(doc) != simdjson::SUCCESS || !doc.is_object())
-      return make_error(api_errc::bad_response, what + ": the answer is not a JSON object: " + snippet(r.body), r.status);
+      return make_error(api_errc::bad_response, what + ": the answer is not a JSON object: " + http::snippet(r.body),
+                        r.status);
     bool success = true;
     if (doc["success"].get_bool().get(success) == simdjson::SUCCESS && !success) {
       std::string detail = envelope_detail(doc);
@@ -467,26 +276,14 @@ client::~client() = default;
 outcome<std::unique_ptr<client>> client::create(asio::any_io_executor ex, const config::pipedrive_config& cfg) {
   auto base = parse_url(cfg.api_base, "pipedrive.api_base");
   if (!base) return base.error();
-  auto p = std::make_unique<impl>(ex, cfg);
-  p->base = *base;
-  while (!p->base.path.empty() && p->base.path.back() == '/') p->base.path.pop_back();
-  boost::system::error_code ec;
-  p->tls.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
-                         ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1,
-                     ec);
-  p->tls.set_default_verify_paths(ec);
-  if (ec) return make_failure(errc::io_error, "cannot load the system CA certificates: " + ec.message());
-  if (!cfg.ca_file.empty()) {
-    p->tls.load_verify_file(cfg.ca_file, ec);
-    if (ec)
-      return make_failure(errc::invalid_config,
-                          "pipedrive.ca_file \"" + cfg.ca_file + "\": cannot load it as PEM certificates: " + ec.message());
-  }
-  return std::unique_ptr<client>(new client(std::move(p)));
+  while (!base->path.empty() && base->path.back() == '/') base->path.pop_back();
+  auto tls = http::make_tls_settings(cfg.ca_file, "pipedrive.ca_file");
+  if (!tls) return tls.error();
+  return std::unique_ptr<client>(new client(std::make_unique<impl>(ex, cfg, std::move(*base), std::move(*tls))));
 }
 
 asio::awaitable<api_result<current_user>> client::whoami() {
-  auto op = p_->call(bhttp::verb::get, "/users/me", {});
+  auto op = p_->call("GET", "/users/me", {});
   auto r = co_await std::move(op);
   if (!r) co_return r.error();
   simdjson::dom::parser parser;
@@ -509,7 +306,7 @@ asio::awaitable<api_result<current_user>> client::whoami() {
 }
 
 asio::awaitable<api_result<std::vector<webhook>>> client::list_webhooks() {
-  auto op = p_->call(bhttp::verb::get, "/webhooks", {});
+  auto op = p_->call("GET", "/webhooks", {});
   auto r = co_await std::move(op);
   if (!r) co_return r.error();
   simdjson::dom::parser parser;
@@ -537,7 +334,7 @@ asio::awaitable<api_result<webhook>> client::create_webhook(new_webhook w) {
   if (w.user_id != 0) body["user_id"] = w.user_id;
   if (!w.http_auth_user.empty()) body["http_auth_user"] = w.http_auth_user;
   if (!w.http_auth_password.empty()) body["http_auth_password"] = w.http_auth_password;
-  auto op = p_->call(bhttp::verb::post, "/webhooks", boost::json::serialize(body));
+  auto op = p_->call("POST", "/webhooks", boost::json::serialize(body));
   auto r = co_await std::move(op);
   if (!r) co_return r.error();
   simdjson::dom::parser parser;
@@ -551,7 +348,7 @@ asio::awaitable<api_result<webhook>> client::create_webhook(new_webhook w) {
 
 asio::awaitable<api_result<void>> client::delete_webhook(std::int64_t id) {
   const std::string path = "/webhooks/" + std::to_string(id);
-  auto op = p_->call(bhttp::verb::delete_, path, {});
+  auto op = p_->call("DELETE", path, {});
   auto r = co_await std::move(op);
   if (!r) co_return r.error();
   co_return api_result<void>{};
@@ -560,12 +357,12 @@ asio::awaitable<api_result<void>> client::delete_webhook(std::int64_t id) {
 void client::cancel() {
   ++p_->generation;
   p_->backoff.cancel();
-  p_->resolver.cancel();
-  boost::system::error_code ec;
-  if (p_->connected()) p_->socket().close(ec);  // pending operations complete with an error
+  p_->conn->cancel();
 }
 
-client_stats client::stats() const { return p_->stats; }
+client_stats client::stats() const {
+  return {p_->conn->requests_sent(), p_->conn->connections_opened(), p_->retries};
+}
 std::string client::base_url() const { return p_->base.str(); }
 
 }  // namespace pipehook::pipedrive
