@@ -9,7 +9,8 @@ pkgs=(
   build-essential cmake ninja-build pkg-config
   libboost1.81-dev libboost-json1.81-dev   # Beast, Asio, JSON (1.81: the default 1.74 breaks GCC 12 coroutines)
   libsimdjson-dev libspdlog-dev libsqlite3-dev libtomlplusplus-dev libcli11-dev libssl-dev
-  libgtest-dev sqlite3 curl
+  libnats-dev                                 # the nats handler (NATS C client)
+  libgtest-dev sqlite3 curl nats-server       # nats-server: the JetStream the tests publish to
   clang libfuzzer-14-dev                      # the payload-parser fuzz target
 )
 if [[ "${1:-}" == "bench" ]]; then

@@ -1,5 +1,7 @@
 #include "pipehook/cli/daemon.hpp"
 
+#include "pipehook/dispatch/dispatcher.hpp"
+#include "pipehook/handlers/builtin.hpp"
 #include "pipehook/http/server.hpp"
 #include "pipehook/ingest/webhook.hpp"
 #include "pipehook/pipedrive/registrar_service.hpp"
@@ -26,6 +28,7 @@ namespace asio = boost::asio;
 struct daemon::impl {
   config::config cfg;
   asio::io_context ioc;
+  std::unique_ptr<dispatch::dispatcher> dispatch;  // built before the log: the log routes to it
   std::unique_ptr<store::event_log> log;
   std::unique_ptr<ingest::webhook_endpoint> endpoint;
   std::unique_ptr<http::server> server;
@@ -70,6 +73,7 @@ struct daemon::impl {
     spdlog::info("shutting down: no new connections; finishing requests in flight");
     endpoint->set_draining();
     server->stop();
+    if (dispatch) dispatch->stop(std::chrono::milliseconds(cfg.server.shutdown_timeout_ms));
     if (registrar) registrar->stop(std::chrono::milliseconds(std::max<std::int64_t>(cfg.server.shutdown_timeout_ms, 5'000)));
     boost::system::error_code ec;
     signals.cancel(ec);
@@ -113,7 +117,12 @@ struct ready_handle {
 
 daemon::daemon(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
 daemon::~daemon() {
-  if (impl_ && impl_->log) impl_->log->close();
+  if (!impl_) return;
+  if (impl_->dispatch) {
+    impl_->dispatch->stop(std::chrono::milliseconds(0));
+    impl_->dispatch->join();
+  }
+  if (impl_->log) impl_->log->close();
 }
 
 outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c) {
@@ -121,15 +130,23 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c) {
   auto p = std::make_unique<impl>();
   p->cfg = c;
 
+  handlers::register_builtin();
+  auto built = dispatch::dispatcher::create(c.handlers);
+  if (!built) return built.error();
+  p->dispatch = std::move(*built);
+
   store::sqlite_options store_opts;
   store_opts.path = c.store.path;
   store_opts.synchronous_full = c.store.sync == config::durability::full;
   store_opts.queue_capacity = c.store.queue_capacity;
   store_opts.batch_max = c.store.batch_max;
   store_opts.busy_timeout_ms = c.store.busy_timeout_ms;
+  store_opts.route = p->dispatch->router();
+  store_opts.on_deliveries = [d = p->dispatch.get()] { d->notify(); };
   auto log = store::open_sqlite_event_log(store_opts);
   if (!log) return log.error();
   p->log = std::move(*log);
+  if (auto started = p->dispatch->start(*p->log, c.store.path); !started) return started.error();
 
   ingest::options ingest_opts;
   ingest_opts.auth_enabled = c.auth.enabled;
@@ -190,13 +207,16 @@ void daemon::run(bool handle_signals) {
                PIPEHOOK_VERSION, self->bound.address().to_string(), self->bound.port(), c.server.path,
                c.auth.enabled ? "Basic" : "DISABLED", c.store.path,
                c.store.sync == config::durability::full ? "full" : "normal");
+  for (const auto& h : c.handlers)
+    spdlog::info("handler {} ({}): concurrency {}{}", h.name, h.type, h.concurrency, h.ordered ? ", per-entity order" : "");
 
   std::vector<std::thread> extra;
   for (unsigned i = 1; i < c.server.threads; ++i) extra.emplace_back([self] { self->ioc.run(); });
   self->ioc.run();
   for (auto& t : extra) t.join();
 
-  self->log->close();  // commits whatever is still queued
+  self->dispatch->join();  // its last verdicts are queued in the log
+  self->log->close();      // commits whatever is still queued
   self->log_summary("final period");
   spdlog::info("stopped");
 }

@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <limits>
 #include <set>
@@ -113,6 +114,7 @@ outcome<std::string> read_secret_file(const std::string& path, std::string_view 
 }
 
 outcome<void> secret_pair(const reader& r, const std::string& key, std::string& out, std::string& source);
+outcome<void> parse_handler(const toml::table& t, std::string where, handler_config& h);
 
 #define PIPEHOOK_TRY(expr)          \
   do {                              \
@@ -121,7 +123,7 @@ outcome<void> secret_pair(const reader& r, const std::string& key, std::string& 
   } while (0)
 
 outcome<void> apply(const toml::table& root, config& c) {
-  PIPEHOOK_TRY(only_known(root, "", {"server", "auth", "store", "log", "pipedrive", "registrar"}));
+  PIPEHOOK_TRY(only_known(root, "", {"server", "auth", "store", "log", "pipedrive", "registrar", "handlers"}));
 
   auto server = section(root, "server");
   if (!server) return server.error();
@@ -283,6 +285,110 @@ outcome<void> apply(const toml::table& root, config& c) {
     if (g.enabled) {
       if (g.subscription_url.empty()) return bad("registrar.enabled needs registrar.subscription_url");
       if (g.webhooks.empty()) return bad("registrar.enabled needs at least one [[registrar.webhooks]] table");
+    }
+  }
+  if (const toml::node* n = root.get("handlers")) {
+    const toml::array* arr = n->as_array();
+    if (!arr || !arr->is_array_of_tables()) return bad("handlers must be a list of tables: [[handlers]] with name and type");
+    std::size_t i = 0;
+    for (const toml::node& item : *arr) {
+      handler_config h;
+      PIPEHOOK_TRY(parse_handler(*item.as_table(), "handlers[" + std::to_string(i++) + "]", h));
+      for (const auto& other : c.handlers)
+        if (other.name == h.name) return bad(h.where + ": the name \"" + h.name + "\" is used twice");
+      c.handlers.push_back(std::move(h));
+    }
+  }
+  return {};
+}
+
+outcome<void> string_list(const toml::table& t, const std::string& where, std::string_view key,
+                          std::vector<std::string>& out) {
+  const toml::node* n = t.get(key);
+  if (!n) return {};
+  const std::string name = where + "." + std::string(key);
+  if (n->is_string()) {  // a single value is a list of one
+    out.push_back(n->as_string()->get());
+    return {};
+  }
+  const toml::array* arr = n->as_array();
+  if (!arr) return bad(name + " must be a string or a list of strings");
+  for (const toml::node& v : *arr) {
+    if (v.is_string()) out.push_back(v.as_string()->get());
+    else if (v.is_integer()) out.push_back(std::to_string(v.as_integer()->get()));  // company ids
+    else return bad(name + " must be a list of strings");
+  }
+  return {};
+}
+
+outcome<void> parse_handler(const toml::table& t, std::string where, handler_config& h) {
+  reader r{t, where};
+  PIPEHOOK_TRY(r.string("name", h.name));
+  if (h.name.empty()) return bad(where + ".name is required");
+  for (char ch : h.name)
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_')
+      return bad(where + ".name \"" + h.name + "\" may hold only letters, digits, '-' and '_'");
+  where = "handlers." + h.name;
+  h.where = where;
+  r.section = where;
+  PIPEHOOK_TRY(r.string("type", h.type));
+  if (h.type.empty()) return bad(where + ".type is required (http, nats or log)");
+  PIPEHOOK_TRY(r.boolean("ordered", h.ordered));
+  PIPEHOOK_TRY(r.integer("concurrency", h.concurrency, 1, 256));
+  if (const toml::node* m = t.get("match")) {
+    if (!m->is_table()) return bad(where + ".match must be a table");
+    const toml::table& mt = *m->as_table();
+    PIPEHOOK_TRY(only_known(mt, where + ".match", {"entity", "action", "company_id"}));
+    PIPEHOOK_TRY(string_list(mt, where + ".match", "entity", h.match.entity));
+    PIPEHOOK_TRY(string_list(mt, where + ".match", "action", h.match.action));
+    PIPEHOOK_TRY(string_list(mt, where + ".match", "company_id", h.match.company_id));
+    for (const auto& a : h.match.action)
+      if (a != "create" && a != "change" && a != "delete" && a != "*")
+        return bad(where + ".match.action: \"" + a + "\" is not create, change, delete or *");
+  }
+  if (const toml::node* rt = t.get("retry")) {
+    if (!rt->is_table()) return bad(where + ".retry must be a table");
+    const toml::table& tt = *rt->as_table();
+    PIPEHOOK_TRY(only_known(tt, where + ".retry", {"schedule", "max_age", "max_attempts"}));
+    reader rr{tt, where + ".retry"};
+    if (const toml::node* sch = tt.get("schedule")) {
+      const toml::array* arr = sch->as_array();
+      if (!arr || arr->empty()) return bad(where + ".retry.schedule must be a non-empty list of durations");
+      h.retry.schedule_ms.clear();
+      for (const toml::node& v : *arr) {
+        std::optional<std::int64_t> ms;
+        if (v.is_integer()) ms = v.as_integer()->get() * 1000;
+        else if (v.is_string()) ms = parse_duration_ms(v.as_string()->get());
+        if (!ms || *ms < 0 || *ms > 7LL * 24 * 3'600'000)
+          return bad(where + ".retry.schedule: each step must be a duration like \"5s\" or \"2m\" (up to 7 days)");
+        h.retry.schedule_ms.push_back(*ms);
+      }
+    }
+    PIPEHOOK_TRY(rr.duration("max_age", h.retry.max_age_ms, 1'000, 365LL * 24 * 3'600'000));
+    PIPEHOOK_TRY(rr.integer("max_attempts", h.retry.max_attempts, 0, 1'000'000));
+  }
+  // The rest belongs to the handler type, which checks it (unknown keys included) when built.
+  for (const auto& [key, node] : t) {
+    const std::string k(key.str());
+    if (k == "name" || k == "type" || k == "ordered" || k == "concurrency" || k == "match" || k == "retry") continue;
+    const std::string name = where + "." + k;
+    if (node.is_string()) h.settings[k] = node.as_string()->get();
+    else if (node.is_integer()) h.settings[k] = node.as_integer()->get();
+    else if (node.is_floating_point()) h.settings[k] = node.as_floating_point()->get();
+    else if (node.is_boolean()) h.settings[k] = node.as_boolean()->get();
+    else if (node.is_array()) {
+      std::vector<std::string> list;
+      PIPEHOOK_TRY(string_list(t, where, k, list));
+      h.settings[k] = std::move(list);
+    } else if (node.is_table()) {
+      std::map<std::string, std::string> table;
+      for (const auto& [tk, tv] : *node.as_table()) {
+        if (!tv.is_string()) return bad(name + "." + std::string(tk.str()) + " must be a string");
+        table[std::string(tk.str())] = tv.as_string()->get();
+      }
+      h.settings[k] = std::move(table);
+    } else {
+      return bad(name + " has an unsupported value type");
     }
   }
   return {};
@@ -468,6 +574,43 @@ std::string render_effective(const config& c) {
   for (const auto& w : g.webhooks)
     os << "\n[[registrar.webhooks]]\nevent_action = " << quoted(w.event_action)
        << "\nevent_object = " << quoted(w.event_object) << "\n";
+  auto list = [](const std::vector<std::string>& v) {
+    std::string out = "[";
+    for (std::size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + quoted(v[i]);
+    return out + "]";
+  };
+  for (const auto& h : c.handlers) {
+    os << "\n[[handlers]]\nname = " << quoted(h.name) << "\ntype = " << quoted(h.type)
+       << "\nordered = " << (h.ordered ? "true" : "false") << "\nconcurrency = " << h.concurrency << "\n";
+    for (const auto& [k, v] : h.settings) {
+      const bool secret = k.find("secret") != std::string::npos || k.find("password") != std::string::npos ||
+                          k.find("token") != std::string::npos;
+      os << k << " = ";
+      if (secret) os << "\"********\"";
+      else if (auto* sv = std::get_if<std::string>(&v)) os << quoted(*sv);
+      else if (auto* iv = std::get_if<std::int64_t>(&v)) os << *iv;
+      else if (auto* dv = std::get_if<double>(&v)) os << *dv;
+      else if (auto* bv = std::get_if<bool>(&v)) os << (*bv ? "true" : "false");
+      else if (auto* lv = std::get_if<std::vector<std::string>>(&v)) os << list(*lv);
+      else if (auto* mv = std::get_if<std::map<std::string, std::string>>(&v)) {
+        os << "{ ";
+        bool first = true;
+        for (const auto& [mk, mvv] : *mv) {
+          // Header values often carry credentials: shown only when they reference the environment.
+          const bool shown = mvv.rfind("${", 0) == 0;
+          os << (first ? "" : ", ") << quoted(mk) << " = " << (shown ? quoted(mvv) : "\"********\"");
+          first = false;
+        }
+        os << " }";
+      }
+      os << "\n";
+    }
+    os << "match = { entity = " << list(h.match.entity) << ", action = " << list(h.match.action)
+       << ", company_id = " << list(h.match.company_id) << " }\n";
+    os << "retry = { schedule = [";
+    for (std::size_t i = 0; i < h.retry.schedule_ms.size(); ++i) os << (i ? ", " : "") << duration_text(h.retry.schedule_ms[i]);
+    os << "], max_age = " << duration_text(h.retry.max_age_ms) << ", max_attempts = " << h.retry.max_attempts << " }\n";
+  }
   return os.str();
 }
 

@@ -54,4 +54,19 @@ boost::json::object to_json_detail(const stored_event& se) {
   return o;
 }
 
+boost::json::object to_json_envelope(const stored_event& se) {
+  boost::json::object o = to_json(se);
+  boost::system::error_code ec;
+  boost::json::value body = boost::json::parse(se.ev.body, ec);
+  const boost::json::object* b = ec ? nullptr : body.if_object();
+  auto field = [&](const char* key) -> boost::json::value {
+    if (!b) return nullptr;
+    if (const auto* v = b->if_contains(key)) return *v;
+    return nullptr;
+  };
+  o["data"] = field(se.ev.version == 1 ? "current" : "data");
+  o["previous"] = field("previous");
+  return o;
+}
+
 }  // namespace pipehook::event

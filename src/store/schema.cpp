@@ -2,6 +2,7 @@
 #include "sqlite.hpp"
 
 #include <array>
+#include <iterator>
 
 namespace pipehook::store::detail {
 
@@ -57,6 +58,77 @@ outcome<void> exec(sqlite3* db, std::string_view sql) {
   return {};
 }
 
+std::string event_columns(std::string_view alias) {
+  static constexpr std::string_view names[] = {
+      "id",           "event_key",  "version",      "entity",         "action",    "source_action",
+      "entity_id",    "company_id", "user_id",      "webhook_id",     "event_id",  "correlation_id",
+      "change_source", "type",      "host",         "merged_to_id",   "merged_from_id", "occurred_at",
+      "received_at",  "attempt",    "is_bulk",      "deliveries",     "last_attempt", "last_received_at"};
+  static_assert(std::size(names) == event_column_count);
+  std::string out;
+  for (auto n : names) {
+    if (!out.empty()) out += ", ";
+    if (!alias.empty()) out += std::string(alias) + ".";
+    out += n;
+  }
+  return out;
+}
+
+event::stored_event read_event(const statement& st, int f) {
+  event::stored_event se;
+  event::event& e = se.ev;
+  se.id = st.column_int(f + 0);
+  e.event_key = st.column_text(f + 1);
+  e.version = static_cast<int>(st.column_int(f + 2));
+  e.entity = st.column_text(f + 3);
+  e.action = st.column_text(f + 4);
+  e.source_action = st.column_text(f + 5);
+  e.entity_id = st.column_text(f + 6);
+  e.company_id = st.column_text(f + 7);
+  e.user_id = st.column_text(f + 8);
+  e.webhook_id = st.column_text(f + 9);
+  e.event_id = st.column_text(f + 10);
+  e.correlation_id = st.column_text(f + 11);
+  e.change_source = st.column_text(f + 12);
+  e.type = st.column_text(f + 13);
+  e.host = st.column_text(f + 14);
+  e.merged_to_id = st.column_text(f + 15);
+  e.merged_from_id = st.column_text(f + 16);
+  e.occurred_at_us = st.column_int(f + 17);
+  e.received_at_us = st.column_int(f + 18);
+  e.attempt = static_cast<int>(st.column_int(f + 19));
+  e.is_bulk = st.column_int(f + 20) != 0;
+  se.deliveries = static_cast<int>(st.column_int(f + 21));
+  se.last_attempt = static_cast<int>(st.column_int(f + 22));
+  se.last_received_at_us = st.column_int(f + 23);
+  return se;
+}
+
+void append_filter(std::string& sql, const event_filter& f, int& n, std::string_view alias) {
+  auto clause = [&](bool present, std::string_view column, std::string_view op) {
+    if (!present) return;
+    sql += " AND ";
+    if (!alias.empty()) sql += std::string(alias) + ".";
+    sql += column;
+    sql += op;
+    sql += "?" + std::to_string(++n);
+  };
+  clause(!f.entity.empty(), "entity", " = ");
+  clause(!f.action.empty(), "action", " = ");
+  clause(!f.entity_id.empty(), "entity_id", " = ");
+  clause(!f.company_id.empty(), "company_id", " = ");
+  clause(f.since_us.has_value(), "occurred_at", " >= ");
+  clause(f.until_us.has_value(), "occurred_at", " < ");
+  clause(f.before_id.has_value(), "id", " < ");
+}
+
+void bind_filter(const statement& st, const event_filter& f, int& i) {
+  for (const std::string* s : {&f.entity, &f.action, &f.entity_id, &f.company_id})
+    if (!s->empty()) st.bind_text(++i, *s);
+  for (const auto* t : {&f.since_us, &f.until_us, &f.before_id})
+    if (t->has_value()) st.bind_int(++i, **t);
+}
+
 namespace {
 
 // Migration N takes the database from user_version N-1 to N. Append, never edit.
@@ -106,6 +178,25 @@ CREATE TABLE quarantine (
 CREATE INDEX quarantine_received_idx ON quarantine(received_at);
 
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+)sql",
+    // 2: the handlers' outbox.
+    R"sql(
+CREATE TABLE deliveries (
+  id          INTEGER PRIMARY KEY,
+  handler     TEXT    NOT NULL,
+  event_id    INTEGER NOT NULL REFERENCES events(id),
+  state       TEXT    NOT NULL,          -- pending, done, dead
+  attempts    INTEGER NOT NULL DEFAULT 0,
+  due_at      INTEGER NOT NULL,          -- microseconds since the epoch: the next attempt
+  created_at  INTEGER NOT NULL,          -- queued at (max_age counts from here)
+  updated_at  INTEGER NOT NULL,
+  order_key   TEXT,                      -- entity/entity_id, for handlers that keep per-entity order
+  last_error  TEXT,
+  UNIQUE (handler, event_id)
+);
+CREATE INDEX deliveries_due_idx   ON deliveries(handler, due_at) WHERE state = 'pending';
+CREATE INDEX deliveries_order_idx ON deliveries(handler, order_key, id) WHERE state = 'pending';
+CREATE INDEX deliveries_state_idx ON deliveries(handler, state);
 )sql",
 };
 

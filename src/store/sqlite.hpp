@@ -2,6 +2,8 @@
 // Small RAII helpers over the SQLite C API, internal to the store module.
 
 #include "pipehook/core/error.hpp"
+#include "pipehook/event/event.hpp"
+#include "pipehook/store/reader.hpp"
 
 #include <sqlite3.h>
 
@@ -67,6 +69,17 @@ outcome<void> exec(sqlite3* db, std::string_view sql);
 outcome<void> migrate(sqlite3* db);
 
 // The schema version this build writes and reads.
-inline constexpr int schema_version = 1;
+inline constexpr int schema_version = 2;
+
+// The events columns a stored_event is read from, with a table alias ("e.id, e.event_key, ...").
+std::string event_columns(std::string_view alias = {});
+inline constexpr int event_column_count = 24;
+// Reads those columns starting at `first` (the body is not among them).
+event::stored_event read_event(const statement& st, int first);
+
+// The list filters as SQL: appends " AND <column> <op> ?N" for each field present (N counting on
+// from `n`), and binds the values in the same order (from `i`).
+void append_filter(std::string& sql, const event_filter& f, int& n, std::string_view alias = {});
+void bind_filter(const statement& st, const event_filter& f, int& i);
 
 }  // namespace pipehook::store::detail

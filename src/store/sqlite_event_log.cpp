@@ -20,7 +20,7 @@ using detail::statement;
 struct probe_request {};
 
 struct item {
-  std::variant<event::event, quarantined, probe_request> record;
+  std::variant<event::event, quarantined, probe_request, std::vector<delivery_update>> record;
   append_callback done;
 };
 
@@ -28,8 +28,12 @@ class sqlite_event_log final : public event_log {
  public:
   sqlite_event_log(detail::db_handle db, detail::db_handle checkpoint_db, const sqlite_options& o,
                    statement insert_event, statement insert_quarantine, statement probe, statement begin,
-                   statement commit, statement rollback)
-      : db_(std::move(db)),
+                   statement commit, statement rollback, statement insert_delivery, statement update_delivery)
+      : route_(o.route),
+        on_deliveries_(o.on_deliveries),
+        insert_delivery_(std::move(insert_delivery)),
+        update_delivery_(std::move(update_delivery)),
+        db_(std::move(db)),
         checkpoint_db_(std::move(checkpoint_db)),
         capacity_(o.queue_capacity),
         batch_max_(o.batch_max),
@@ -48,6 +52,9 @@ class sqlite_event_log final : public event_log {
   void append(event::event ev, append_callback done) override { enqueue(item{std::move(ev), std::move(done)}); }
   void append(quarantined q, append_callback done) override { enqueue(item{std::move(q), std::move(done)}); }
   void probe(append_callback done) override { enqueue(item{probe_request{}, std::move(done)}); }
+  void update_deliveries(std::vector<delivery_update> updates, append_callback done) override {
+    enqueue(item{std::move(updates), std::move(done)}, false);
+  }
 
   void close() override {
     {
@@ -69,14 +76,14 @@ class sqlite_event_log final : public event_log {
   }
 
  private:
-  void enqueue(item it) {
+  void enqueue(item it, bool bounded = true) {
     std::unique_lock lk(mu_);
     if (closing_) {
       lk.unlock();
       it.done(make_failure(errc::store_closed, "the event log is shutting down"));
       return;
     }
-    if (queue_.size() >= capacity_) {
+    if (bounded && queue_.size() >= capacity_) {
       lk.unlock();
       it.done(make_failure(errc::queue_full, "the event log's write queue is full (" + std::to_string(capacity_) + ")"));
       return;
@@ -124,6 +131,7 @@ class sqlite_event_log final : public event_log {
   // One transaction for the whole batch; every record's callback runs after COMMIT returned.
   void commit_batch(std::vector<item>& batch) {
     std::vector<appended> results(batch.size());
+    touched_deliveries_ = false;
     outcome<void> status = step_done(begin_, "begin transaction");
     for (std::size_t i = 0; status && i < batch.size(); ++i) {
       status = std::visit([&](auto& rec) { return write(rec, results[i]); }, batch[i].record);
@@ -140,6 +148,7 @@ class sqlite_event_log final : public event_log {
       return;
     }
     for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(results[i]);
+    if (touched_deliveries_ && on_deliveries_) on_deliveries_();
   }
 
   outcome<void> step_done(const statement& st, std::string_view what) {
@@ -182,10 +191,43 @@ class sqlite_event_log final : public event_log {
     st.bind_int(19, e.attempt);
     st.bind_int(20, e.is_bulk ? 1 : 0);
     st.bind_text(21, e.body);
-    return step_returning(st, "insert event", [&out](const statement& row) {
+    auto inserted = step_returning(st, "insert event", [&out](const statement& row) {
       out.id = row.column_int(0);
       out.status = row.column_int(1) == 1 ? append_status::stored : append_status::duplicate;  // deliveries
     });
+    if (!inserted || out.status != append_status::stored || !route_) return inserted;
+    // The outbox: one row per matching handler, in this same transaction.
+    routes_.clear();
+    route_(e, routes_);
+    const std::int64_t now = now_us();
+    for (const auto& r : routes_) {
+      const statement& d = insert_delivery_;
+      d.bind_text(1, r.handler);
+      d.bind_int(2, out.id);
+      d.bind_int(3, now);
+      if (r.ordered) d.bind_text(4, order_key_of(e));
+      else d.bind_null(4);
+      if (auto done = step_done(d, "queue delivery"); !done) return done;
+      touched_deliveries_ = true;
+    }
+    return inserted;
+  }
+
+  outcome<void> write(const std::vector<delivery_update>& updates, appended& out) {
+    out.status = append_status::updated;
+    const std::int64_t now = now_us();
+    for (const auto& u : updates) {
+      const statement& st = update_delivery_;
+      st.bind_int(1, u.id);
+      st.bind_text(2, to_string(u.state));
+      st.bind_int(3, u.attempts);
+      st.bind_int(4, u.due_at_us);
+      st.bind_text_or_null(5, u.last_error);
+      st.bind_int(6, now);
+      if (auto done = step_done(st, "update delivery"); !done) return done;
+    }
+    touched_deliveries_ = touched_deliveries_ || !updates.empty();
+    return {};
   }
 
   outcome<void> write(const quarantined& q, appended& out) {
@@ -205,6 +247,11 @@ class sqlite_event_log final : public event_log {
     return step_done(probe_, "readiness probe");
   }
 
+  router route_;
+  std::function<void()> on_deliveries_;
+  std::vector<route> routes_;        // writer thread only
+  bool touched_deliveries_ = false;  // writer thread only
+  statement insert_delivery_, update_delivery_;
   detail::db_handle db_;
   detail::db_handle checkpoint_db_;
   const std::size_t capacity_;
@@ -236,6 +283,14 @@ RETURNING id, deliveries)sql";
 
 constexpr std::string_view insert_quarantine_sql =
     "INSERT INTO quarantine (received_at, reason, content_type, remote, body) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id";
+
+constexpr std::string_view insert_delivery_sql = R"sql(
+INSERT INTO deliveries (handler, event_id, state, attempts, due_at, created_at, updated_at, order_key)
+VALUES (?1, ?2, 'pending', 0, ?3, ?3, ?3, ?4)
+ON CONFLICT (handler, event_id) DO NOTHING)sql";
+
+constexpr std::string_view update_delivery_sql =
+    "UPDATE deliveries SET state = ?2, attempts = ?3, due_at = ?4, last_error = ?5, updated_at = ?6 WHERE id = ?1";
 
 constexpr std::string_view probe_sql = "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_probe_us', ?1)";
 
@@ -280,11 +335,14 @@ outcome<std::unique_ptr<event_log>> open_sqlite_event_log(const sqlite_options& 
   auto begin = statement::prepare(db.db, "BEGIN IMMEDIATE");
   auto commit = statement::prepare(db.db, "COMMIT");
   auto rollback = statement::prepare(db.db, "ROLLBACK");
-  for (auto* st : {&insert_event, &insert_quarantine, &probe, &begin, &commit, &rollback})
+  auto insert_delivery = statement::prepare(db.db, insert_delivery_sql);
+  auto update_delivery = statement::prepare(db.db, update_delivery_sql);
+  for (auto* st : {&insert_event, &insert_quarantine, &probe, &begin, &commit, &rollback, &insert_delivery, &update_delivery})
     if (!*st) return st->error();
   return std::unique_ptr<event_log>(new sqlite_event_log(std::move(db), std::move(checkpoint_db), o, std::move(*insert_event),
                                                          std::move(*insert_quarantine), std::move(*probe),
-                                                         std::move(*begin), std::move(*commit), std::move(*rollback)));
+                                                         std::move(*begin), std::move(*commit), std::move(*rollback),
+                                                         std::move(*insert_delivery), std::move(*update_delivery)));
 }
 
 }  // namespace pipehook::store

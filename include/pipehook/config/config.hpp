@@ -6,8 +6,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 namespace pipehook::config {
@@ -80,6 +82,35 @@ struct registrar_config {
   std::vector<webhook_subscription> webhooks;
 };
 
+// A handler-specific setting as the config file gave it; the handler type validates its own keys.
+using setting_value = std::variant<std::string, std::int64_t, double, bool, std::vector<std::string>,
+                                   std::map<std::string, std::string>>;
+
+// Which events a handler gets: each list empty = any; entries may use '*' as a wildcard ("deal*").
+struct match_config {
+  std::vector<std::string> entity;
+  std::vector<std::string> action;
+  std::vector<std::string> company_id;
+};
+
+struct retry_config {
+  std::vector<std::int64_t> schedule_ms{1'000, 5'000, 30'000, 120'000, 600'000, 3'600'000};  // the last repeats
+  std::int64_t max_age_ms = 24LL * 3'600'000;  // then dead
+  std::uint32_t max_attempts = 0;               // 0: limited by max_age only
+};
+
+// One [[handlers]] table.
+struct handler_config {
+  std::string name;
+  std::string type;
+  std::string where;        // "handlers[0]" (or its name), for error messages
+  match_config match;
+  retry_config retry;
+  bool ordered = false;     // per-entity order: one stuck event holds back only its own entity
+  std::uint32_t concurrency = 8;
+  std::map<std::string, setting_value> settings;  // the type's own keys (url, subject, ...)
+};
+
 struct config {
   server_config server;
   auth_config auth;
@@ -87,6 +118,7 @@ struct config {
   log_config log;
   pipedrive_config pipedrive;
   registrar_config registrar;
+  std::vector<handler_config> handlers;
   std::string source;  // the file it came from, or "(defaults)"
 };
 

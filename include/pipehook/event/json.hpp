@@ -17,4 +17,8 @@ boost::json::object to_json(const stored_event& e);
 // JSON value; the raw text as a string if it somehow does not parse).
 boost::json::object to_json_detail(const stored_event& e);
 
+// What handlers forward as the "envelope" body: to_json plus the object's state, `data` and
+// `previous` (v2 `data`/`previous`, v1 `current`/`previous`; null when the payload has none).
+boost::json::object to_json_envelope(const stored_event& e);
+
 }  // namespace pipehook::event

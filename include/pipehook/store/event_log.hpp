@@ -4,11 +4,13 @@
 
 #include "pipehook/core/error.hpp"
 #include "pipehook/event/event.hpp"
+#include "pipehook/store/outbox.hpp"
 
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace pipehook::store {
 
@@ -21,7 +23,7 @@ struct quarantined {
   std::int64_t received_at_us = 0;
 };
 
-enum class append_status { stored, duplicate, quarantined, probed };
+enum class append_status { stored, duplicate, quarantined, probed, updated };
 
 struct appended {
   append_status status = append_status::stored;
@@ -44,6 +46,10 @@ class event_log {
   // A small write through the same queue and transaction path: succeeds when the log is writable.
   virtual void probe(append_callback done) = 0;
 
+  // Applies the dispatcher's verdicts on deliveries in the next commit batch (no fsync of their
+  // own). Not bounded by the queue capacity: the dispatcher bounds them by its concurrency.
+  virtual void update_deliveries(std::vector<delivery_update> updates, append_callback done) = 0;
+
   // Stops taking records, commits everything already queued, and joins the writer. Idempotent.
   virtual void close() = 0;
 
@@ -57,6 +63,8 @@ struct sqlite_options {
   std::uint32_t batch_max = 512;
   std::int64_t busy_timeout_ms = 2000;
   std::int64_t max_page_count = 0;     // >0 caps the database size (tests use it to simulate a full disk)
+  router route;                        // handlers' outbox rows for each new event (none when empty)
+  std::function<void()> on_deliveries; // after a commit that queued or updated deliveries (writer thread)
 };
 
 // Opens (creating it and its directory if needed) and migrates the database, then starts the writer.

@@ -1,0 +1,58 @@
+#pragma once
+// The dispatcher: feeds each handler from the outbox (DESIGN.md promise 5). It runs on a thread
+// and io_context of its own, so slow or failing handlers never touch the ingest path. Per handler a
+// worker takes due rows (bounded by the handler's concurrency; for ordered handlers, only the first
+// pending row of each entity), delivers them, and hands the verdict (done, retry at a time, dead)
+// to the event log's writer, which commits it with the next batch. The writer wakes the workers
+// after each commit that queued deliveries; a one-second poll also picks up CLI replays.
+
+#include "pipehook/config/config.hpp"
+#include "pipehook/core/error.hpp"
+#include "pipehook/store/event_log.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace pipehook::dispatch {
+
+struct handler_stats {
+  std::string name;
+  std::uint64_t delivered = 0;
+  std::uint64_t failed = 0;  // attempts that ended in retry or dead
+  std::uint64_t dead = 0;
+  std::uint64_t in_flight = 0;
+  std::string last_error;
+};
+
+// The event log's router for these handlers: their match filters and accepts(), evaluated on the
+// writer thread for each new event.
+class dispatcher {
+ public:
+  // Builds every handler (errors name the [[handlers]] key); no I/O yet.
+  static outcome<std::unique_ptr<dispatcher>> create(const std::vector<config::handler_config>& handlers);
+  ~dispatcher();
+
+  store::router router();
+
+  // Opens the outbox at `db_path` (after the event log migrated it) and starts the workers.
+  outcome<void> start(store::event_log& log, const std::string& db_path);
+  // New deliveries were committed (any thread).
+  void notify();
+  // Stops taking rows; deliveries in flight get `drain` to finish, then are cancelled. Any thread.
+  void stop(std::chrono::milliseconds drain);
+  // Waits for the workers' thread to end (after stop). Their last verdicts are queued in the log.
+  void join();
+
+  std::vector<handler_stats> stats() const;
+
+  struct impl;
+
+ private:
+  explicit dispatcher(std::unique_ptr<impl> p);
+  std::unique_ptr<impl> p_;
+};
+
+}  // namespace pipehook::dispatch

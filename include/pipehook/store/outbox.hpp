@@ -1,0 +1,90 @@
+#pragma once
+// The transactional outbox (DESIGN.md promise 5): one `deliveries` row per (handler, event),
+// written in the same transaction as the event, so a handler never misses an event that was
+// acknowledged. The writer thread inserts and updates the rows (store::event_log); this class is
+// the dispatcher's and the operators' own connection to them: what is due, counts per handler,
+// replay and retry.
+
+#include "pipehook/core/error.hpp"
+#include "pipehook/event/event.hpp"
+#include "pipehook/store/reader.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace pipehook::store {
+
+// Where a newly stored event goes: the handler, and whether it keeps per-entity order.
+struct route {
+  std::string handler;
+  bool ordered = false;
+};
+// Called on the writer thread for each new (not duplicate) event; fills `out`.
+using router = std::function<void(const event::event& ev, std::vector<route>& out)>;
+
+enum class delivery_state { pending, done, dead };
+std::string_view to_string(delivery_state s);
+
+// The dispatcher's verdict on one delivery, applied by the writer thread.
+struct delivery_update {
+  std::int64_t id = 0;
+  delivery_state state = delivery_state::done;
+  int attempts = 0;
+  std::int64_t due_at_us = 0;  // for pending: the next attempt
+  std::string last_error;      // bounded by the caller
+};
+
+struct pending_delivery {
+  std::int64_t id = 0;
+  int attempts = 0;
+  std::int64_t created_at_us = 0;  // queued at (max_age counts from here)
+  std::string order_key;           // "" unless the handler is ordered
+  event::stored_event ev;          // with its body
+};
+
+struct handler_counts {
+  std::string handler;
+  std::int64_t pending = 0;   // not tried yet
+  std::int64_t retrying = 0;  // failed at least once, will be tried again
+  std::int64_t dead = 0;
+  std::int64_t done = 0;
+  std::optional<std::int64_t> oldest_pending_us;  // queued at, of the oldest pending or retrying
+  std::string last_error;
+  std::int64_t last_error_at_us = 0;
+};
+
+// Events matched by a replay: the list filters, plus the handler's own match rule.
+using event_predicate = std::function<bool(const event::event&)>;
+
+class outbox {
+ public:
+  // Opens its own connection to the event log at `path` (read-write: replay and retry write).
+  static outcome<std::unique_ptr<outbox>> open(const std::string& path);
+  virtual ~outbox() = default;
+
+  // Due rows of a handler, oldest first, at most `limit`. For an ordered handler a row is due only
+  // when no earlier row of its entity (order_key) is still pending.
+  virtual outcome<std::vector<pending_delivery>> due(const std::string& handler, std::int64_t now_us, int limit,
+                                                     bool ordered) = 0;
+  // The earliest due_at after `now_us` among the handler's pending rows (nullopt: none).
+  virtual outcome<std::optional<std::int64_t>> next_due(const std::string& handler, std::int64_t now_us) = 0;
+  virtual outcome<std::vector<handler_counts>> counts() = 0;
+
+  // Events a replay would queue (the filter's limit is ignored: all of them).
+  virtual outcome<std::int64_t> count_matching(const event_filter& f, const event_predicate& p) = 0;
+  // Queues (again) every matching event for `handler`: pending, attempts 0, due now. Writes in
+  // small transactions so the daemon's writer is never held up long. Returns how many.
+  virtual outcome<std::int64_t> replay(const std::string& handler, bool ordered, const event_filter& f,
+                                       const event_predicate& p) = 0;
+  // Dead rows of `handler` back to pending. Returns how many.
+  virtual outcome<std::int64_t> retry_dead(const std::string& handler) = 0;
+};
+
+// The order key of an ordered handler's delivery: events of one entity share it.
+std::string order_key_of(const event::event& ev);
+
+}  // namespace pipehook::store

@@ -1,0 +1,60 @@
+#include "pipehook/dispatch/policy.hpp"
+
+#include <algorithm>
+
+namespace pipehook::dispatch {
+
+bool glob_match(std::string_view p, std::string_view t) {
+  // Iterative matching with backtracking to the last '*'.
+  std::size_t pi = 0, ti = 0, star = std::string_view::npos, mark = 0;
+  while (ti < t.size()) {
+    if (pi < p.size() && p[pi] == '*') {
+      star = pi++;
+      mark = ti;
+    } else if (pi < p.size() && p[pi] == t[ti]) {
+      ++pi;
+      ++ti;
+    } else if (star != std::string_view::npos) {
+      pi = star + 1;
+      ti = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (pi < p.size() && p[pi] == '*') ++pi;
+  return pi == p.size();
+}
+
+bool matches(const config::match_config& m, const event::event& e) {
+  auto any = [](const std::vector<std::string>& patterns, std::string_view value) {
+    if (patterns.empty()) return true;
+    return std::any_of(patterns.begin(), patterns.end(), [&](const std::string& p) { return glob_match(p, value); });
+  };
+  return any(m.entity, e.entity) && any(m.action, e.action) && any(m.company_id, e.company_id);
+}
+
+std::chrono::milliseconds retry_delay(const config::retry_config& r, int failures, double u) {
+  if (r.schedule_ms.empty()) return std::chrono::milliseconds(0);
+  const std::size_t step = std::min<std::size_t>(static_cast<std::size_t>(std::max(failures, 1) - 1), r.schedule_ms.size() - 1);
+  const double factor = 0.8 + 0.4 * std::clamp(u, 0.0, 0.999999);
+  return std::chrono::milliseconds(static_cast<std::int64_t>(static_cast<double>(r.schedule_ms[step]) * factor));
+}
+
+after_failure decide_after_failure(const config::retry_config& r, int attempts, std::int64_t created_at_us,
+                                   std::int64_t now_us, std::optional<std::chrono::milliseconds> retry_after, double u) {
+  after_failure out;
+  if (r.max_attempts != 0 && attempts >= static_cast<int>(r.max_attempts)) {
+    out.dead = true;
+    return out;
+  }
+  if (now_us - created_at_us >= r.max_age_ms * 1000) {
+    out.dead = true;
+    return out;
+  }
+  auto wait = retry_delay(r, attempts, u);
+  if (retry_after) wait = std::max(wait, *retry_after);
+  out.due_at_us = now_us + wait.count() * 1000;
+  return out;
+}
+
+}  // namespace pipehook::dispatch

@@ -1,0 +1,18 @@
+#include "pipehook/handlers/builtin.hpp"
+
+#include "handlers.hpp"
+
+#include <mutex>
+
+namespace pipehook::handlers {
+
+void register_builtin() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    register_http();
+    register_log();
+    register_nats();
+  });
+}
+
+}  // namespace pipehook::handlers

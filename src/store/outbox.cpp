@@ -1,0 +1,224 @@
+#include "pipehook/store/outbox.hpp"
+
+#include "pipehook/core/time.hpp"
+#include "sqlite.hpp"
+
+#include <filesystem>
+
+namespace pipehook::store {
+
+std::string_view to_string(delivery_state s) {
+  switch (s) {
+    case delivery_state::pending: return "pending";
+    case delivery_state::done: return "done";
+    case delivery_state::dead: return "dead";
+  }
+  return "pending";
+}
+
+std::string order_key_of(const event::event& ev) { return ev.entity + "/" + ev.entity_id; }
+
+namespace {
+
+using detail::statement;
+
+// Replay writes in transactions of this many rows: the daemon's writer waits at most for one.
+constexpr std::size_t replay_chunk = 500;
+
+class sqlite_outbox final : public outbox {
+ public:
+  sqlite_outbox(detail::db_handle db, statement due, statement due_ordered, statement next_due)
+      : db_(std::move(db)), due_(std::move(due)), due_ordered_(std::move(due_ordered)), next_due_(std::move(next_due)) {}
+
+  outcome<std::vector<pending_delivery>> due(const std::string& handler, std::int64_t now_us, int limit,
+                                             bool ordered) override {
+    const statement& st = ordered ? due_ordered_ : due_;
+    st.bind_text(1, handler);
+    st.bind_int(2, now_us);
+    st.bind_int(3, limit);
+    std::vector<pending_delivery> out;
+    int rc;
+    while ((rc = st.step()) == SQLITE_ROW) {
+      pending_delivery d;
+      d.id = st.column_int(0);
+      d.attempts = static_cast<int>(st.column_int(1));
+      d.created_at_us = st.column_int(2);
+      d.order_key = st.column_text(3);
+      d.ev = detail::read_event(st, 4);
+      d.ev.ev.body = st.column_text(4 + detail::event_column_count);
+      out.push_back(std::move(d));
+    }
+    st.reset();
+    if (rc != SQLITE_DONE) return detail::sqlite_failure(db_.db, rc, "read due deliveries");
+    return out;
+  }
+
+  outcome<std::optional<std::int64_t>> next_due(const std::string& handler, std::int64_t now_us) override {
+    next_due_.bind_text(1, handler);
+    next_due_.bind_int(2, now_us);
+    const int rc = next_due_.step();
+    std::optional<std::int64_t> out;
+    if (rc == SQLITE_ROW && sqlite3_column_type(next_due_.get(), 0) != SQLITE_NULL) out = next_due_.column_int(0);
+    next_due_.reset();
+    if (rc != SQLITE_ROW) return detail::sqlite_failure(db_.db, rc, "read next due delivery");
+    return out;
+  }
+
+  outcome<std::vector<handler_counts>> counts() override {
+    auto st = statement::prepare(db_.db, R"sql(
+SELECT handler,
+       sum(state = 'pending' AND attempts = 0), sum(state = 'pending' AND attempts > 0),
+       sum(state = 'dead'), sum(state = 'done'),
+       min(CASE WHEN state = 'pending' THEN created_at END)
+FROM deliveries GROUP BY handler ORDER BY handler)sql");
+    if (!st) return st.error();
+    auto last = statement::prepare(db_.db, R"sql(
+SELECT last_error, updated_at FROM deliveries
+WHERE handler = ?1 AND last_error IS NOT NULL ORDER BY updated_at DESC LIMIT 1)sql");
+    if (!last) return last.error();
+    std::vector<handler_counts> out;
+    int rc;
+    while ((rc = st->step()) == SQLITE_ROW) {
+      handler_counts c;
+      c.handler = st->column_text(0);
+      c.pending = st->column_int(1);
+      c.retrying = st->column_int(2);
+      c.dead = st->column_int(3);
+      c.done = st->column_int(4);
+      if (sqlite3_column_type(st->get(), 5) != SQLITE_NULL) c.oldest_pending_us = st->column_int(5);
+      last->bind_text(1, c.handler);
+      if (last->step() == SQLITE_ROW) {
+        c.last_error = last->column_text(0);
+        c.last_error_at_us = last->column_int(1);
+      }
+      last->reset();
+      out.push_back(std::move(c));
+    }
+    if (rc != SQLITE_DONE) return detail::sqlite_failure(db_.db, rc, "count deliveries");
+    return out;
+  }
+
+  outcome<std::int64_t> count_matching(const event_filter& f, const event_predicate& p) override {
+    std::int64_t n = 0;
+    auto r = matching(f, p, [&](const event::event&, std::int64_t) { ++n; });
+    if (!r) return r.error();
+    return n;
+  }
+
+  outcome<std::int64_t> replay(const std::string& handler, bool ordered, const event_filter& f,
+                               const event_predicate& p) override {
+    std::vector<std::pair<std::int64_t, std::string>> rows;  // event id, order key
+    auto r = matching(f, p, [&](const event::event& ev, std::int64_t id) {
+      rows.emplace_back(id, ordered ? order_key_of(ev) : std::string());
+    });
+    if (!r) return r.error();
+    auto up = statement::prepare(db_.db, R"sql(
+INSERT INTO deliveries (handler, event_id, state, attempts, due_at, created_at, updated_at, order_key)
+VALUES (?1, ?2, 'pending', 0, ?3, ?3, ?3, ?4)
+ON CONFLICT (handler, event_id) DO UPDATE SET
+  state = 'pending', attempts = 0, due_at = excluded.due_at, created_at = excluded.created_at,
+  updated_at = excluded.updated_at, order_key = excluded.order_key, last_error = NULL)sql");
+    if (!up) return up.error();
+    for (std::size_t start = 0; start < rows.size(); start += replay_chunk) {
+      if (auto b = detail::exec(db_.db, "BEGIN IMMEDIATE"); !b) return b.error();
+      const std::int64_t now = now_us();
+      for (std::size_t i = start; i < std::min(rows.size(), start + replay_chunk); ++i) {
+        up->bind_text(1, handler);
+        up->bind_int(2, rows[i].first);
+        up->bind_int(3, now);
+        if (ordered) up->bind_text(4, rows[i].second);
+        else up->bind_null(4);
+        const int rc = up->step();
+        up->reset();
+        if (rc != SQLITE_DONE) {
+          failure f2 = detail::sqlite_failure(db_.db, rc, "queue replay");
+          (void)detail::exec(db_.db, "ROLLBACK");
+          return f2;
+        }
+      }
+      if (auto c = detail::exec(db_.db, "COMMIT"); !c) {
+        (void)detail::exec(db_.db, "ROLLBACK");
+        return c.error();
+      }
+    }
+    return static_cast<std::int64_t>(rows.size());
+  }
+
+  outcome<std::int64_t> retry_dead(const std::string& handler) override {
+    auto st = statement::prepare(db_.db, R"sql(
+UPDATE deliveries SET state = 'pending', attempts = 0, due_at = ?2, created_at = ?2, updated_at = ?2, last_error = NULL
+WHERE handler = ?1 AND state = 'dead')sql");
+    if (!st) return st.error();
+    st->bind_text(1, handler);
+    st->bind_int(2, now_us());
+    const int rc = st->step();
+    if (rc != SQLITE_DONE) return detail::sqlite_failure(db_.db, rc, "retry dead deliveries");
+    return static_cast<std::int64_t>(sqlite3_changes(db_.db));
+  }
+
+ private:
+  template <class Each>
+  outcome<void> matching(const event_filter& f, const event_predicate& p, Each each) {
+    std::string sql = "SELECT " + detail::event_columns() + " FROM events WHERE 1";
+    int n = 0;
+    detail::append_filter(sql, f, n);
+    sql += " ORDER BY id";
+    auto st = statement::prepare(db_.db, sql);
+    if (!st) return st.error();
+    int i = 0;
+    detail::bind_filter(*st, f, i);
+    int rc;
+    while ((rc = st->step()) == SQLITE_ROW) {
+      event::stored_event se = detail::read_event(*st, 0);
+      if (!p || p(se.ev)) each(se.ev, se.id);
+    }
+    if (rc != SQLITE_DONE) return detail::sqlite_failure(db_.db, rc, "select events");
+    return {};
+  }
+
+  detail::db_handle db_;
+  statement due_, due_ordered_, next_due_;
+};
+
+std::string due_sql(bool ordered) {
+  std::string sql = "SELECT d.id, d.attempts, d.created_at, d.order_key, " + detail::event_columns("e") +
+                    ", e.body FROM deliveries d JOIN events e ON e.id = d.event_id "
+                    "WHERE d.handler = ?1 AND d.state = 'pending' AND d.due_at <= ?2";
+  // Ordered: a row waits while an earlier row of its entity is pending (in flight or retrying).
+  if (ordered)
+    sql += " AND NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.handler = d.handler AND p.state = 'pending' "
+           "AND p.order_key = d.order_key AND p.id < d.id)";
+  sql += " ORDER BY d.id LIMIT ?3";
+  return sql;
+}
+
+}  // namespace
+
+outcome<std::unique_ptr<outbox>> outbox::open(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec))
+    return make_failure(errc::not_found, "no event log at \"" + path + "\" (has `pipehook serve` run with this config?)");
+  auto opened = detail::open_connection(path, SQLITE_OPEN_READWRITE, 5000);
+  if (!opened) return opened.error();
+  detail::db_handle db = std::move(*opened);
+  auto version = statement::prepare(db.db, "PRAGMA user_version");
+  if (!version) return version.error();
+  const std::int64_t v = version->step() == SQLITE_ROW ? version->column_int(0) : -1;
+  version = {};
+  if (v < 2)
+    return make_failure(errc::store_io, "\"" + path + "\" has no handler outbox yet (schema " + std::to_string(v) +
+                                            "): run `pipehook serve` once with this version to upgrade it");
+  if (v > detail::schema_version)
+    return make_failure(errc::store_io, "\"" + path + "\" has schema version " + std::to_string(v) +
+                                            ", newer than this pipehook reads");
+  auto due = statement::prepare(db.db, due_sql(false));
+  auto due_ordered = statement::prepare(db.db, due_sql(true));
+  auto next_due =
+      statement::prepare(db.db, "SELECT min(due_at) FROM deliveries WHERE handler = ?1 AND state = 'pending' AND due_at > ?2");
+  for (auto* st : {&due, &due_ordered, &next_due})
+    if (!*st) return st->error();
+  return std::unique_ptr<outbox>(
+      new sqlite_outbox(std::move(db), std::move(*due), std::move(*due_ordered), std::move(*next_due)));
+}
+
+}  // namespace pipehook::store
