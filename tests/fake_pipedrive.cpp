@@ -1,64 +1,12 @@
 #include "fake_pipedrive.hpp"
 
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl/context.hpp>
-#include <boost/asio/ssl/stream.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/string_body.hpp>
-#include <boost/beast/http/write.hpp>
 #include <boost/json.hpp>
-#include <openssl/pem.h>
-#include <openssl/x509v3.h>
 
-#include <atomic>
-#include <list>
 #include <thread>
 
 namespace pipehook::test {
 
-namespace asio = boost::asio;
-namespace bhttp = boost::beast::http;
 namespace json = boost::json;
-using tcp = asio::ip::tcp;
-
-self_signed make_self_signed_localhost() {
-  EVP_PKEY* key = EVP_EC_gen("P-256");
-  X509* x = X509_new();
-  X509_set_version(x, 2);
-  ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-  X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-  X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-  X509_set_pubkey(x, key);
-  X509_NAME* name = X509_get_subject_name(x);
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("localhost"), -1, -1, 0);
-  X509_set_issuer_name(x, name);
-  X509V3_CTX ctx;
-  X509V3_set_ctx_nodb(&ctx);
-  X509V3_set_ctx(&ctx, x, x, nullptr, nullptr, 0);
-  for (auto [nid, value] : {std::pair{NID_subject_alt_name, "DNS:localhost"},
-                            std::pair{NID_basic_constraints, "critical,CA:TRUE"}}) {
-    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
-    X509_add_ext(x, ext, -1);
-    X509_EXTENSION_free(ext);
-  }
-  X509_sign(x, key, EVP_sha256());
-  auto to_pem = [](auto write) {
-    BIO* bio = BIO_new(BIO_s_mem());
-    write(bio);
-    char* data = nullptr;
-    const long n = BIO_get_mem_data(bio, &data);
-    std::string out(data, static_cast<std::size_t>(n));
-    BIO_free(bio);
-    return out;
-  };
-  self_signed s;
-  s.cert_pem = to_pem([&](BIO* b) { PEM_write_bio_X509(b, x); });
-  s.key_pem = to_pem([&](BIO* b) { PEM_write_bio_PrivateKey(b, key, nullptr, nullptr, 0, nullptr, nullptr); });
-  X509_free(x);
-  EVP_PKEY_free(key);
-  return s;
-}
 
 namespace {
 
@@ -108,12 +56,6 @@ std::string generic_error(const std::string& message) {
 struct fake_pipedrive::impl {
   std::string token;
   std::string prefix;
-  asio::io_context ioc;
-  tcp::acceptor acceptor{ioc};
-  std::optional<asio::ssl::context> tls;
-  std::thread accept_thread;
-  std::atomic<bool> stopping{false};
-
   mutable std::mutex mu;
   static constexpr std::int64_t user_id = fake_pipedrive::user_id;
   static constexpr std::int64_t company_id = fake_pipedrive::company_id;
@@ -121,14 +63,8 @@ struct fake_pipedrive::impl {
   std::map<std::int64_t, fake_webhook> hooks;
   std::vector<fake_request> log;
   std::deque<fake_fault> faults;
-  std::list<std::shared_ptr<tcp::socket>> sockets;
-  std::list<std::thread> workers;
 
-  struct answer {
-    unsigned status = 200;
-    std::string body;
-    std::map<std::string, std::string> headers;
-  };
+  using answer = canned_response;
 
   // The API itself, as the spec describes it.
   answer respond(const std::string& method, const std::string& path, const fake_request& req) {
@@ -225,14 +161,14 @@ struct fake_pipedrive::impl {
     return std::nullopt;
   }
 
-  answer handle(const bhttp::request<bhttp::string_body>& req) {
+  answer handle(const recorded_request& req) {
     fake_request r;
-    r.method = std::string(req.method_string());
-    r.target = std::string(req.target());
-    r.body = req.body();
-    r.api_token = std::string(req["x-api-token"]);
-    r.authorization = std::string(req[bhttp::field::authorization]);
-    r.content_type = std::string(req[bhttp::field::content_type]);
+    r.method = req.method;
+    r.target = req.target;
+    r.body = req.body;
+    r.api_token = req.header("x-api-token");
+    r.authorization = req.header("authorization");
+    r.content_type = req.header("content-type");
     {
       std::lock_guard lk(mu);
       log.push_back(r);
@@ -242,7 +178,10 @@ struct fake_pipedrive::impl {
     auto fault = take_fault(r.method, path);
     if (fault && fault->delay.count()) std::this_thread::sleep_for(fault->delay);
     if (fault && fault->status && !fault->apply_then_fail) {
-      answer a{fault->status, fault->body.empty() ? generic_error("injected failure") : fault->body, fault->headers};
+      answer a;
+      a.status = fault->status;
+      a.body = fault->body.empty() ? generic_error("injected failure") : fault->body;
+      a.headers = fault->headers;
       return a;
     }
     answer a = respond(r.method, path, r);
@@ -254,52 +193,6 @@ struct fake_pipedrive::impl {
     return a;
   }
 
-  template <class Stream>
-  void serve(Stream& stream) {
-    boost::beast::flat_buffer buffer;
-    for (;;) {
-      bhttp::request<bhttp::string_body> req;
-      boost::system::error_code ec;
-      bhttp::read(stream, buffer, req, ec);
-      if (ec) return;
-      answer a = handle(req);
-      bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(a.status), 11};
-      res.set(bhttp::field::content_type, "application/json");
-      res.set("x-ratelimit-limit", "40");
-      for (const auto& [k, v] : a.headers) res.set(k, v);
-      res.body() = a.body;
-      res.keep_alive(req.keep_alive());
-      res.prepare_payload();
-      bhttp::write(stream, res, ec);
-      if (ec || !req.keep_alive() || stopping) return;
-    }
-  }
-
-  void connection(std::shared_ptr<tcp::socket> sock) {
-    if (!tls) {
-      serve(*sock);
-    } else {
-      asio::ssl::stream<tcp::socket&> stream(*sock, *tls);
-      boost::system::error_code ec;
-      stream.handshake(asio::ssl::stream_base::server, ec);
-      if (!ec) serve(stream);
-    }
-    boost::system::error_code ec;
-    sock->shutdown(tcp::socket::shutdown_both, ec);
-    sock->close(ec);
-  }
-
-  void accept_loop() {
-    for (;;) {
-      auto sock = std::make_shared<tcp::socket>(ioc);
-      boost::system::error_code ec;
-      acceptor.accept(*sock, ec);
-      if (ec || stopping) return;
-      std::lock_guard lk(mu);
-      sockets.push_back(sock);
-      workers.emplace_back([this, sock] { connection(sock); });
-    }
-  }
 };
 
 fake_pipedrive::fake_pipedrive(std::string token, std::string prefix, std::optional<self_signed> cert,
@@ -307,42 +200,19 @@ fake_pipedrive::fake_pipedrive(std::string token, std::string prefix, std::optio
     : p_(std::make_shared<impl>()), prefix_(prefix), tls_(cert.has_value()) {
   p_->token = std::move(token);
   p_->prefix = std::move(prefix);
-  if (cert) {
-    p_->tls.emplace(asio::ssl::context::tls_server);
-    p_->tls->use_certificate_chain(asio::buffer(cert->cert_pem));
-    p_->tls->use_private_key(asio::buffer(cert->key_pem), asio::ssl::context::pem);
-  }
-  tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), port);
-  p_->acceptor.open(ep.protocol());
-  p_->acceptor.set_option(tcp::acceptor::reuse_address(true));
-  p_->acceptor.bind(ep);
-  p_->acceptor.listen();
-  port_ = p_->acceptor.local_endpoint().port();
-  p_->accept_thread = std::thread([p = p_] { p->accept_loop(); });
+  server_ = std::make_unique<http_test_server>(
+      [p = p_](const recorded_request& r) {
+        canned_response a = p->handle(r);
+        a.headers.emplace("x-ratelimit-limit", "40");
+        return a;
+      },
+      port, std::move(cert));
+  port_ = server_->port();
 }
 
 fake_pipedrive::~fake_pipedrive() { stop(); }
 
-void fake_pipedrive::stop() {
-  if (p_->stopping.exchange(true)) return;
-  boost::system::error_code ec;
-  p_->acceptor.cancel(ec);
-  // Unblock accept() with a connection of our own, then close everything.
-  try {
-    tcp::socket poke(p_->ioc);
-    poke.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_), ec);
-  } catch (...) {
-  }
-  p_->accept_thread.join();
-  p_->acceptor.close(ec);
-  std::list<std::thread> workers;
-  {
-    std::lock_guard lk(p_->mu);
-    for (auto& s : p_->sockets) s->shutdown(tcp::socket::shutdown_both, ec);
-    workers.swap(p_->workers);
-  }
-  for (auto& t : workers) t.join();
-}
+void fake_pipedrive::stop() { server_->stop(); }
 
 std::string fake_pipedrive::base_url(const std::string& host) const {
   return std::string(tls_ ? "https://" : "http://") + host + ":" + std::to_string(port_) + prefix_;

@@ -6,6 +6,8 @@
 // token checks as 401, and injected faults (a status with headers, or a delay) for the next
 // matching requests. Optionally HTTPS with a generated self-signed certificate.
 
+#include "http_sink.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -17,13 +19,6 @@
 #include <vector>
 
 namespace pipehook::test {
-
-// A self-signed certificate (it is its own CA) with subjectAltName DNS:localhost.
-struct self_signed {
-  std::string cert_pem;
-  std::string key_pem;
-};
-self_signed make_self_signed_localhost();
 
 struct fake_webhook {
   std::int64_t id = 0;
@@ -72,6 +67,7 @@ class fake_pipedrive {
  private:
   struct impl;
   std::shared_ptr<impl> p_;
+  std::unique_ptr<http_test_server> server_;
   unsigned short port_ = 0;
   std::string prefix_;
   bool tls_ = false;

@@ -535,20 +535,11 @@ config::config registrar_daemon_config(const test::temp_dir& dir, const std::str
   return c;
 }
 
-bool wait_for(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
-  const auto end = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < end) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return cond();
-}
-
 TEST(serve_registrar, registers_at_start_up_accepts_deliveries_and_deletes_on_shutdown) {
   fake_pipedrive fake(token);
   test::temp_dir dir;
   test::running_daemon d(registrar_daemon_config(dir, fake.base_url()));
-  ASSERT_TRUE(wait_for([&] { return fake.webhooks().size() == 2; }, std::chrono::seconds(10)));
+  ASSERT_TRUE(test::wait_for([&] { return fake.webhooks().size() == 2; }, std::chrono::seconds(10)));
   const auto hook = fake.webhooks()[0];
   // A delivery as Pipedrive would make it, with the credentials it was given.
   test::http_client client(d.port());
@@ -573,7 +564,7 @@ TEST(serve_registrar, serves_while_pipedrive_is_unreachable_and_registers_once_i
   EXPECT_EQ(client.request("GET", "/healthz").status, 200u);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   fake_pipedrive fake(token, "/v1", {}, api_port);
-  EXPECT_TRUE(wait_for([&] { return fake.webhooks().size() == 2; }, std::chrono::seconds(15)));
+  EXPECT_TRUE(test::wait_for([&] { return fake.webhooks().size() == 2; }, std::chrono::seconds(15)));
   auto reply = client.post(test::samples().at("v2-change-deal.json"), test::basic_auth(test::test_user, test::test_password));
   EXPECT_EQ(reply.status, 200u);
 }

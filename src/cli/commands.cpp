@@ -4,6 +4,11 @@
 #include "pipehook/config/config.hpp"
 #include "pipehook/core/run_blocking.hpp"
 #include "pipehook/core/time.hpp"
+#include "pipehook/dispatch/dispatcher.hpp"
+#include "pipehook/dispatch/handler.hpp"
+#include "pipehook/dispatch/policy.hpp"
+#include "pipehook/handlers/builtin.hpp"
+#include "pipehook/store/outbox.hpp"
 #include "pipehook/event/json.hpp"
 #include "pipehook/pipedrive/client.hpp"
 #include "pipehook/pipedrive/registrar.hpp"
@@ -19,6 +24,7 @@
 #include <cstdio>
 #include <iostream>
 #include <optional>
+#include <tuple>
 #include <variant>
 
 namespace pipehook::cli {
@@ -139,6 +145,8 @@ int cmd_check_config(const std::string& config_path) {
   auto cfg = load(config_path);
   if (!cfg) return fail(exit_usage, cfg.error().message);
   std::cout << config::render_effective(*cfg);
+  handlers::register_builtin();
+  if (auto built = dispatch::dispatcher::create(cfg->handlers); !built) return fail(exit_usage, built.error().message);
   if (auto ready = config::check_serve_ready(*cfg); !ready) return fail(exit_usage, ready.error().message);
   std::cerr << "configuration OK\n";
   return exit_ok;
@@ -286,6 +294,134 @@ int cmd_webhooks_sync(const std::string& config_path, bool dry_run, bool prune) 
   return exit_ok;
 }
 
+
+// ---- pipehook handlers / events replay: the outbox ----------------------------------------------
+
+std::string age(std::int64_t since_us) {
+  std::string r = relative(since_us);
+  return r.size() > 4 && r.compare(r.size() - 4, 4, " ago") == 0 ? r.substr(0, r.size() - 4) : r;
+}
+
+const config::handler_config* find_handler(const config::config& c, const std::string& name) {
+  for (const auto& h : c.handlers)
+    if (h.name == name) return &h;
+  return nullptr;
+}
+
+std::string handler_names(const config::config& c) {
+  std::string out;
+  for (const auto& h : c.handlers) out += (out.empty() ? "" : ", ") + h.name;
+  return out.empty() ? "none configured" : out;
+}
+
+int cmd_handlers_status(const std::string& config_path, const std::string& format) {
+  auto cfg = load(config_path);
+  if (!cfg) return fail(exit_usage, cfg.error().message);
+  auto ob = store::outbox::open(cfg->store.path);
+  if (!ob) return fail(exit_failed, ob.error().message);
+  auto counts = (*ob)->counts();
+  if (!counts) return fail(exit_failed, counts.error().message);
+  // Every configured handler, also those with no rows yet; rows of handlers no longer configured too.
+  std::vector<store::handler_counts> rows;
+  for (const auto& h : cfg->handlers) {
+    store::handler_counts c;
+    c.handler = h.name;
+    for (const auto& have : *counts)
+      if (have.handler == h.name) c = have;
+    rows.push_back(c);
+  }
+  for (const auto& have : *counts)
+    if (!find_handler(*cfg, have.handler)) rows.push_back(have);
+  if (format == "json") {
+    boost::json::array arr;
+    for (const auto& r : rows) {
+      boost::json::object o;
+      o["handler"] = r.handler;
+      o["configured"] = find_handler(*cfg, r.handler) != nullptr;
+      o["pending"] = r.pending;
+      o["retrying"] = r.retrying;
+      o["dead"] = r.dead;
+      o["done"] = r.done;
+      if (r.oldest_pending_us) o["oldest_pending_at"] = format_rfc3339_us(*r.oldest_pending_us);
+      else o["oldest_pending_at"] = nullptr;
+      if (r.last_error.empty()) o["last_error"] = nullptr;
+      else o["last_error"] = r.last_error;
+      if (r.last_error_at_us) o["last_error_at"] = format_rfc3339_us(r.last_error_at_us);
+      else o["last_error_at"] = nullptr;
+      arr.push_back(std::move(o));
+    }
+    std::cout << boost::json::serialize(arr) << "\n";
+    return exit_ok;
+  }
+  if (rows.empty()) {
+    std::cerr << "no handlers configured\n";
+    return exit_ok;
+  }
+  std::vector<std::vector<std::string>> cells;
+  cells.push_back({"HANDLER", "PENDING", "RETRYING", "DEAD", "DONE", "OLDEST_PENDING", "LAST_ERROR"});
+  for (const auto& r : rows) {
+    std::string name = r.handler + (find_handler(*cfg, r.handler) ? "" : " (not configured)");
+    std::string last = r.last_error.empty() ? "-" : relative(r.last_error_at_us) + ": " + r.last_error;
+    if (last.size() > 120) last = last.substr(0, 117) + "...";
+    cells.push_back({name, std::to_string(r.pending), std::to_string(r.retrying), std::to_string(r.dead),
+                     std::to_string(r.done), r.oldest_pending_us ? age(*r.oldest_pending_us) : "-", last});
+  }
+  print_cells(cells);
+  return exit_ok;
+}
+
+int cmd_handlers_retry(const std::string& config_path, const std::string& name) {
+  auto cfg = load(config_path);
+  if (!cfg) return fail(exit_usage, cfg.error().message);
+  if (!find_handler(*cfg, name))
+    return fail(exit_usage, "no handler named \"" + name + "\" in the config (" + handler_names(*cfg) + ")");
+  auto ob = store::outbox::open(cfg->store.path);
+  if (!ob) return fail(exit_failed, ob.error().message);
+  auto n = (*ob)->retry_dead(name);
+  if (!n) return fail(exit_failed, n.error().message);
+  std::cout << "moved " << *n << " dead deliveries of " << name << " back to pending\n";
+  return exit_ok;
+}
+
+constexpr std::int64_t replay_confirm_threshold = 1000;
+
+int cmd_events_replay(const std::string& config_path, const std::string& name, store::event_filter f,
+                      const std::string& since, const std::string& until, bool yes) {
+  for (auto [flag, text, out] : {std::tuple{"--since", &since, &f.since_us}, std::tuple{"--until", &until, &f.until_us}}) {
+    if (text->empty()) continue;
+    auto t = parse_time_arg(flag, *text);
+    if (!t) return fail(exit_usage, t.error().message);
+    *out = *t;
+  }
+  auto cfg = load(config_path);
+  if (!cfg) return fail(exit_usage, cfg.error().message);
+  const config::handler_config* hc = find_handler(*cfg, name);
+  if (!hc) return fail(exit_usage, "no handler named \"" + name + "\" in the config (" + handler_names(*cfg) + ")");
+  handlers::register_builtin();
+  asio::io_context ioc;
+  auto h = dispatch::make_handler(*hc, ioc.get_executor());
+  if (!h) return fail(exit_usage, h.error().message);
+  auto ob = store::outbox::open(cfg->store.path);
+  if (!ob) return fail(exit_failed, ob.error().message);
+  // The handler's own rule applies too: a replay never sends a handler what it would not get.
+  const dispatch::handler* handler = h->get();
+  store::event_predicate matches = [hc, handler](const event::event& e) {
+    return dispatch::matches(hc->match, e) && handler->accepts(e);
+  };
+  auto n = (*ob)->count_matching(f, matches);
+  if (!n) return fail(exit_failed, n.error().message);
+  std::cout << *n << " event(s) match for handler " << name << "\n";
+  if (*n == 0) return exit_ok;
+  if (*n > replay_confirm_threshold && !yes)
+    return fail(exit_usage, "more than " + std::to_string(replay_confirm_threshold) +
+                                " events: add --yes to re-queue them (narrow it with --entity, --since, ...)");
+  auto queued = (*ob)->replay(name, hc->ordered, f, matches);
+  if (!queued) return fail(exit_failed, queued.error().message);
+  std::cout << "re-queued " << *queued << " delivery(ies) for " << name
+            << "; a running pipehook delivers them within a second\n";
+  return exit_ok;
+}
+
 }  // namespace
 
 int run(int argc, char** argv) {
@@ -326,6 +462,28 @@ int run(int argc, char** argv) {
   show->add_option("id", show_id, "event id")->required()->check(CLI::PositiveNumber);
   show->add_option("--format", show_format, "table or json")->check(CLI::IsMember({"table", "json"}));
 
+  std::string replay_handler, replay_since, replay_until;
+  store::event_filter replay_filter;
+  bool replay_yes = false;
+  auto* replay = events->add_subcommand("replay", "re-queue matching events for a handler (at-least-once again)");
+  replay->add_option("--handler", replay_handler, "the handler's name")->required();
+  replay->add_option("--entity", replay_filter.entity, "entity, e.g. deal, person, lead");
+  replay->add_option("--action", replay_filter.action, "create, change or delete")
+      ->check(CLI::IsMember({"create", "change", "delete"}));
+  replay->add_option("--entity-id", replay_filter.entity_id, "the object's id");
+  replay->add_option("--company-id", replay_filter.company_id, "the Pipedrive company id");
+  replay->add_option("--since", replay_since, "occurred at or after (as for events list)");
+  replay->add_option("--until", replay_until, "occurred before (as for events list)");
+  replay->add_flag("--yes", replay_yes, "confirm a replay of more than 1000 events");
+
+  auto* handlers_cmd = app.add_subcommand("handlers", "the handlers' deliveries: status, retry the dead");
+  handlers_cmd->require_subcommand(1);
+  std::string status_format = "table", retry_handler;
+  auto* h_status = handlers_cmd->add_subcommand("status", "per handler: pending, retrying, dead, done, oldest, last error");
+  h_status->add_option("--format", status_format, "table or json")->check(CLI::IsMember({"table", "json"}));
+  auto* h_retry = handlers_cmd->add_subcommand("retry", "move a handler's dead deliveries back to pending");
+  h_retry->add_option("--handler", retry_handler, "the handler's name")->required();
+
   auto* webhooks = app.add_subcommand("webhooks", "the Pipedrive webhooks: list, sync with the config, delete");
   webhooks->require_subcommand(1);
   std::string wh_format = "table";
@@ -355,6 +513,9 @@ int run(int argc, char** argv) {
   if (*serve) return cmd_serve(config_path, log_level);
   if (*list) return cmd_events_list(config_path, filter, since, until, format);
   if (*show) return cmd_events_show(config_path, show_id, show_format);
+  if (*replay) return cmd_events_replay(config_path, replay_handler, replay_filter, replay_since, replay_until, replay_yes);
+  if (*h_status) return cmd_handlers_status(config_path, status_format);
+  if (*h_retry) return cmd_handlers_retry(config_path, retry_handler);
   if (*wh_list) return cmd_webhooks_list(config_path, wh_format);
   if (*wh_sync) return cmd_webhooks_sync(config_path, dry_run, prune);
   if (*wh_delete) return cmd_webhooks_delete(config_path, wh_delete_id);

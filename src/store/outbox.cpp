@@ -73,8 +73,8 @@ SELECT handler,
 FROM deliveries GROUP BY handler ORDER BY handler)sql");
     if (!st) return st.error();
     auto last = statement::prepare(db_.db, R"sql(
-SELECT last_error, updated_at FROM deliveries
-WHERE handler = ?1 AND last_error IS NOT NULL ORDER BY updated_at DESC LIMIT 1)sql");
+SELECT last_error, last_error_at FROM deliveries
+WHERE handler = ?1 AND last_error_at IS NOT NULL ORDER BY last_error_at DESC LIMIT 1)sql");
     if (!last) return last.error();
     std::vector<handler_counts> out;
     int rc;
@@ -117,7 +117,7 @@ INSERT INTO deliveries (handler, event_id, state, attempts, due_at, created_at, 
 VALUES (?1, ?2, 'pending', 0, ?3, ?3, ?3, ?4)
 ON CONFLICT (handler, event_id) DO UPDATE SET
   state = 'pending', attempts = 0, due_at = excluded.due_at, created_at = excluded.created_at,
-  updated_at = excluded.updated_at, order_key = excluded.order_key, last_error = NULL)sql");
+  updated_at = excluded.updated_at, order_key = excluded.order_key)sql");
     if (!up) return up.error();
     for (std::size_t start = 0; start < rows.size(); start += replay_chunk) {
       if (auto b = detail::exec(db_.db, "BEGIN IMMEDIATE"); !b) return b.error();
@@ -146,7 +146,7 @@ ON CONFLICT (handler, event_id) DO UPDATE SET
 
   outcome<std::int64_t> retry_dead(const std::string& handler) override {
     auto st = statement::prepare(db_.db, R"sql(
-UPDATE deliveries SET state = 'pending', attempts = 0, due_at = ?2, created_at = ?2, updated_at = ?2, last_error = NULL
+UPDATE deliveries SET state = 'pending', attempts = 0, due_at = ?2, created_at = ?2, updated_at = ?2
 WHERE handler = ?1 AND state = 'dead')sql");
     if (!st) return st.error();
     st->bind_text(1, handler);

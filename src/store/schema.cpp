@@ -191,12 +191,14 @@ CREATE TABLE deliveries (
   created_at  INTEGER NOT NULL,          -- queued at (max_age counts from here)
   updated_at  INTEGER NOT NULL,
   order_key   TEXT,                      -- entity/entity_id, for handlers that keep per-entity order
-  last_error  TEXT,
+  last_error  TEXT,                      -- the latest failure (kept after a later success)
+  last_error_at INTEGER,
   UNIQUE (handler, event_id)
 );
 CREATE INDEX deliveries_due_idx   ON deliveries(handler, due_at) WHERE state = 'pending';
 CREATE INDEX deliveries_order_idx ON deliveries(handler, order_key, id) WHERE state = 'pending';
 CREATE INDEX deliveries_state_idx ON deliveries(handler, state);
+CREATE INDEX deliveries_error_idx ON deliveries(handler, last_error_at) WHERE last_error_at IS NOT NULL;
 )sql",
 };
 

@@ -290,7 +290,9 @@ VALUES (?1, ?2, 'pending', 0, ?3, ?3, ?3, ?4)
 ON CONFLICT (handler, event_id) DO NOTHING)sql";
 
 constexpr std::string_view update_delivery_sql =
-    "UPDATE deliveries SET state = ?2, attempts = ?3, due_at = ?4, last_error = ?5, updated_at = ?6 WHERE id = ?1";
+    "UPDATE deliveries SET state = ?2, attempts = ?3, due_at = ?4, updated_at = ?6, "
+    "last_error = coalesce(?5, last_error), last_error_at = CASE WHEN ?5 IS NULL THEN last_error_at ELSE ?6 END "
+    "WHERE id = ?1";
 
 constexpr std::string_view probe_sql = "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_probe_us', ?1)";
 

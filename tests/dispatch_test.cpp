@@ -1,0 +1,486 @@
+// Dispatch: the rules (match filters, retry schedule, ordering), the outbox written with each new
+// event, and the http handler against a real HTTP sink on loopback: bodies, headers, signatures,
+// a sink that is down and comes back, 4xx to dead, a restart with deliveries pending, per-entity
+// order, replay and retry from the CLI.
+#include "http_sink.hpp"
+#include "pipehook/core/time.hpp"
+#include "pipehook/dispatch/policy.hpp"
+#include "pipehook/store/event_log.hpp"
+#include "pipehook/store/outbox.hpp"
+#include "support.hpp"
+
+#include <boost/json/parse.hpp>
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <future>
+#include <set>
+
+namespace pipehook {
+namespace {
+
+using test::canned_response;
+using test::http_test_server;
+using test::recorded_request;
+
+// ---- rules ---------------------------------------------------------------------------------------
+
+TEST(dispatch_rules, glob_patterns) {
+  struct row {
+    const char* pattern;
+    const char* text;
+    bool match;
+  };
+  for (const row& r : std::vector<row>{{"deal", "deal", true},
+                                       {"deal", "deal_product", false},
+                                       {"deal*", "deal_product", true},
+                                       {"*", "", true},
+                                       {"*product", "deal_product", true},
+                                       {"d*l*t", "deal_product", true},
+                                       {"d*x", "deal", false},
+                                       {"", "deal", false}}) {
+    SCOPED_TRACE(std::string(r.pattern) + " ~ " + r.text);
+    EXPECT_EQ(dispatch::glob_match(r.pattern, r.text), r.match);
+  }
+}
+
+TEST(dispatch_rules, match_filters_need_every_listed_field) {
+  event::event e;
+  e.entity = "deal";
+  e.action = "change";
+  e.company_id = "77";
+  config::match_config m;
+  EXPECT_TRUE(dispatch::matches(m, e));  // nothing listed: everything
+  m.entity = {"person", "deal*"};
+  EXPECT_TRUE(dispatch::matches(m, e));
+  m.action = {"create", "delete"};
+  EXPECT_FALSE(dispatch::matches(m, e));
+  m.action = {"*"};
+  m.company_id = {"78"};
+  EXPECT_FALSE(dispatch::matches(m, e));
+  m.company_id = {"77"};
+  EXPECT_TRUE(dispatch::matches(m, e));
+}
+
+TEST(dispatch_rules, retry_schedule_with_jitter_and_the_last_step_repeating) {
+  config::retry_config r;
+  r.schedule_ms = {1'000, 5'000, 30'000};
+  using std::chrono::milliseconds;
+  EXPECT_EQ(dispatch::retry_delay(r, 1, 0.0), milliseconds(800));
+  EXPECT_EQ(dispatch::retry_delay(r, 1, 0.5), milliseconds(1'000));
+  EXPECT_LT(dispatch::retry_delay(r, 1, 0.999), milliseconds(1'200));
+  EXPECT_EQ(dispatch::retry_delay(r, 2, 0.5), milliseconds(5'000));
+  EXPECT_EQ(dispatch::retry_delay(r, 3, 0.5), milliseconds(30'000));
+  EXPECT_EQ(dispatch::retry_delay(r, 9, 0.5), milliseconds(30'000));
+}
+
+TEST(dispatch_rules, dead_after_max_attempts_or_max_age_and_retry_after_is_honoured) {
+  config::retry_config r;
+  r.schedule_ms = {1'000};
+  r.max_age_ms = 60'000;
+  const std::int64_t t0 = 1'000'000'000'000;
+  auto next = dispatch::decide_after_failure(r, 1, t0, t0 + 1'000'000, std::nullopt, 0.5);
+  EXPECT_FALSE(next.dead);
+  EXPECT_EQ(next.due_at_us, t0 + 2'000'000);
+  next = dispatch::decide_after_failure(r, 1, t0, t0, std::chrono::milliseconds(30'000), 0.5);
+  EXPECT_EQ(next.due_at_us, t0 + 30'000'000);  // the receiver asked for 30 s
+  EXPECT_TRUE(dispatch::decide_after_failure(r, 5, t0, t0 + 60'000'000, std::nullopt, 0.5).dead);
+  r.max_attempts = 3;
+  EXPECT_FALSE(dispatch::decide_after_failure(r, 2, t0, t0, std::nullopt, 0.5).dead);
+  EXPECT_TRUE(dispatch::decide_after_failure(r, 3, t0, t0, std::nullopt, 0.5).dead);
+}
+
+// ---- the outbox ----------------------------------------------------------------------------------
+
+event::event make_event(const std::string& key, const std::string& entity, const std::string& id) {
+  event::event e;
+  e.event_key = key;
+  e.entity = entity;
+  e.action = "change";
+  e.source_action = "change";
+  e.entity_id = id;
+  e.occurred_at_us = e.received_at_us = now_us();
+  e.body = R"({"meta":{},"data":{"id":)" + id + "}}";
+  return e;
+}
+
+store::append_result append_sync(store::event_log& log, event::event e) {
+  std::promise<store::append_result> done;
+  auto f = done.get_future();
+  log.append(std::move(e), [&done](store::append_result r) { done.set_value(std::move(r)); });
+  return f.get();
+}
+
+void update_sync(store::event_log& log, std::vector<store::delivery_update> u) {
+  std::promise<void> done;
+  log.update_deliveries(std::move(u), [&done](store::append_result) { done.set_value(); });
+  done.get_future().get();
+}
+
+std::vector<std::string> due_entities(store::outbox& ob, const std::string& handler, bool ordered) {
+  auto rows = ob.due(handler, now_us(), 100, ordered);
+  EXPECT_TRUE(rows) << rows.error().message;
+  std::vector<std::string> out;
+  for (const auto& r : *rows) out.push_back(r.ev.ev.entity + "/" + r.ev.ev.entity_id + "#" + r.ev.ev.event_key);
+  return out;
+}
+
+TEST(outbox, rows_commit_with_new_events_only_and_follow_the_router) {
+  test::temp_dir dir;
+  store::sqlite_options o;
+  o.path = dir.file("e.db");
+  o.route = [](const event::event& e, std::vector<store::route>& out) {
+    out.push_back({"all", false});
+    if (e.entity == "deal") out.push_back({"deals", true});
+  };
+  auto log = store::open_sqlite_event_log(o);
+  ASSERT_TRUE(log);
+  ASSERT_TRUE(append_sync(**log, make_event("k1", "deal", "1")));
+  ASSERT_TRUE(append_sync(**log, make_event("k2", "person", "1")));
+  auto dup = append_sync(**log, make_event("k1", "deal", "1"));
+  ASSERT_TRUE(dup);
+  EXPECT_EQ(dup->status, store::append_status::duplicate);
+  auto ob = store::outbox::open(o.path);
+  ASSERT_TRUE(ob) << ob.error().message;
+  EXPECT_EQ(due_entities(**ob, "all", false).size(), 2u);  // the duplicate added nothing
+  EXPECT_EQ(due_entities(**ob, "deals", true), std::vector<std::string>{"deal/1#k1"});
+  auto counts = (*ob)->counts();
+  ASSERT_TRUE(counts);
+  ASSERT_EQ(counts->size(), 2u);
+  (*log)->close();
+}
+
+TEST(outbox, ordered_rows_wait_for_their_entity_and_only_for_it) {
+  test::temp_dir dir;
+  store::sqlite_options o;
+  o.path = dir.file("e.db");
+  o.route = [](const event::event&, std::vector<store::route>& out) { out.push_back({"h", true}); };
+  auto log = store::open_sqlite_event_log(o);
+  ASSERT_TRUE(log);
+  for (auto [key, entity, id] : {std::tuple{"a1", "deal", "1"}, std::tuple{"a2", "deal", "1"},
+                                 std::tuple{"b1", "deal", "2"}, std::tuple{"c1", "person", "1"}})
+    ASSERT_TRUE(append_sync(**log, make_event(key, entity, id)));
+  auto ob = store::outbox::open(o.path);
+  ASSERT_TRUE(ob);
+  EXPECT_EQ(due_entities(**ob, "h", true), (std::vector<std::string>{"deal/1#a1", "deal/2#b1", "person/1#c1"}));
+  EXPECT_EQ(due_entities(**ob, "h", false).size(), 4u);  // unordered: everything due
+
+  auto rows = (*ob)->due("h", now_us(), 100, true);
+  ASSERT_TRUE(rows);
+  const std::int64_t a1 = (*rows)[0].id;
+  // a1 fails and waits a minute: a2 (same deal) waits with it; the others do not.
+  update_sync(**log, {{a1, store::delivery_state::pending, 1, now_us() + 60'000'000, "HTTP 503"}});
+  EXPECT_EQ(due_entities(**ob, "h", true), (std::vector<std::string>{"deal/2#b1", "person/1#c1"}));
+  // a1 delivered: a2 is next in line for deal 1.
+  update_sync(**log, {{a1, store::delivery_state::done, 2, now_us(), ""}});
+  EXPECT_EQ(due_entities(**ob, "h", true), (std::vector<std::string>{"deal/1#a2", "deal/2#b1", "person/1#c1"}));
+  auto counts = (*ob)->counts();
+  ASSERT_TRUE(counts);
+  EXPECT_EQ((*counts)[0].done, 1);
+  EXPECT_EQ((*counts)[0].pending, 3);
+  EXPECT_EQ((*counts)[0].last_error, "HTTP 503");
+  (*log)->close();
+}
+
+// ---- the http handler against a real sink ----------------------------------------------------------
+
+const std::string secret_b64 = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";  // base64 of the signing key
+
+config::handler_config http_handler_config(const std::string& name, unsigned short port,
+                                           const std::string& body = "original") {
+  config::handler_config h;
+  h.name = name;
+  h.type = "http";
+  h.where = "handlers." + name;
+  h.concurrency = 4;
+  h.retry.schedule_ms = {100};
+  h.settings["url"] = "http://127.0.0.1:" + std::to_string(port) + "/hooks/in?src=pipehook";
+  h.settings["body"] = body;
+  h.settings["signing_secret"] = "whsec_" + secret_b64;
+  h.settings["timeout"] = std::string("2s");
+  h.settings["headers"] = std::map<std::string, std::string>{{"Authorization", "Bearer ${PIPEHOOK_TEST_SINK_TOKEN}"}};
+  return h;
+}
+
+std::string expected_signature(const recorded_request& r) {
+  unsigned char key[64];
+  const int key_len = EVP_DecodeBlock(key, reinterpret_cast<const unsigned char*>(secret_b64.data()),
+                                      static_cast<int>(secret_b64.size()));
+  const std::string content = r.header("webhook-id") + "." + r.header("webhook-timestamp") + "." + r.body;
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int mac_len = 0;
+  HMAC(EVP_sha256(), key, key_len, reinterpret_cast<const unsigned char*>(content.data()), content.size(), mac, &mac_len);
+  unsigned char b64[128];
+  const int n = EVP_EncodeBlock(b64, mac, static_cast<int>(mac_len));
+  return "v1," + std::string(reinterpret_cast<char*>(b64), static_cast<std::size_t>(n));
+}
+
+canned_response ok_response(const recorded_request&) { return {200, "{}", {}, "application/json"}; }
+
+std::set<std::string> ids_delivered(const http_test_server& sink) {
+  std::set<std::string> out;
+  for (const auto& r : sink.requests()) out.insert(r.header("webhook-id"));
+  return out;
+}
+
+struct dispatch_fixture : ::testing::Test {
+  void SetUp() override { ::setenv("PIPEHOOK_TEST_SINK_TOKEN", "sink-token", 1); }
+};
+
+TEST_F(dispatch_fixture, delivers_original_bodies_signed_with_the_event_key) {
+  http_test_server sink(ok_response);
+  test::temp_dir dir;
+  auto c = test::test_config(dir);
+  c.handlers = {http_handler_config("sink", sink.port())};
+  test::running_daemon d(c);
+  test::http_client client(d.port());
+  const auto samples = test::samples();
+  for (const auto& [name, body] : samples)
+    ASSERT_EQ(client.post(body, test::basic_auth(test::test_user, test::test_password)).status, 200u) << name;
+  ASSERT_TRUE(test::wait_for([&] { return sink.request_count() >= samples.size(); }, std::chrono::seconds(10)));
+  std::set<std::string> bodies;
+  for (const auto& [name, body] : samples) bodies.insert(body);
+  auto rd = store::reader::open(c.store.path);
+  ASSERT_TRUE(rd);
+  auto events = (*rd)->list({}, false);
+  ASSERT_TRUE(events);
+  std::set<std::string> keys;
+  for (const auto& e : *events) keys.insert(e.ev.event_key);
+  for (const auto& r : sink.requests()) {
+    EXPECT_EQ(r.method, "POST");
+    EXPECT_EQ(r.target, "/hooks/in?src=pipehook");
+    EXPECT_EQ(bodies.count(r.body), 1u) << "not an original body: " << r.body.substr(0, 80);
+    EXPECT_EQ(keys.count(r.header("webhook-id")), 1u);
+    EXPECT_EQ(r.header("content-type"), "application/json");
+    EXPECT_EQ(r.header("authorization"), "Bearer sink-token");  // from the environment
+    EXPECT_FALSE(r.header("x-pipehook-entity").empty());
+    EXPECT_FALSE(r.header("x-pipehook-action").empty());
+    EXPECT_LE(std::abs(std::stoll(r.header("webhook-timestamp")) - now_us() / 1'000'000), 60);
+    EXPECT_EQ(r.header("webhook-signature"), expected_signature(r));
+  }
+  EXPECT_EQ(ids_delivered(sink).size(), samples.size());
+}
+
+TEST_F(dispatch_fixture, the_envelope_carries_the_event_fields_and_the_object_state) {
+  http_test_server sink(ok_response);
+  test::temp_dir dir;
+  auto c = test::test_config(dir);
+  c.handlers = {http_handler_config("sink", sink.port(), "envelope")};
+  test::running_daemon d(c);
+  test::http_client client(d.port());
+  ASSERT_EQ(client.post(test::samples().at("v2-change-deal.json"), test::basic_auth(test::test_user, test::test_password)).status,
+            200u);
+  ASSERT_TRUE(test::wait_for([&] { return sink.request_count() == 1; }, std::chrono::seconds(10)));
+  const auto r = sink.requests()[0];
+  auto v = boost::json::parse(r.body).as_object();
+  EXPECT_EQ(v.at("entity").as_string(), "deal");
+  EXPECT_EQ(v.at("action").as_string(), "change");
+  EXPECT_EQ(v.at("event_key").as_string(), r.header("webhook-id"));
+  EXPECT_TRUE(v.at("data").is_object());
+  EXPECT_TRUE(v.at("previous").is_object());
+  EXPECT_EQ(r.header("webhook-signature"), expected_signature(r));
+}
+
+TEST_F(dispatch_fixture, a_sink_that_is_down_gets_every_event_once_it_is_back) {
+  const unsigned short port = test::reserve_port();
+  test::temp_dir dir;
+  auto c = test::test_config(dir);
+  c.handlers = {http_handler_config("sink", port)};
+  test::running_daemon d(c);
+  test::http_client client(d.port());
+  std::set<std::string> sent;
+  for (int i = 0; i < 30; ++i)
+    ASSERT_EQ(client.post(test::v2_body("evt-" + std::to_string(i), "deal", std::to_string(i % 5)),
+                          test::basic_auth(test::test_user, test::test_password))
+                  .status,
+              200u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));  // a few failed rounds
+  http_test_server sink(ok_response, port);
+  ASSERT_TRUE(test::wait_for([&] { return ids_delivered(sink).size() == 30; }, std::chrono::seconds(15)))
+      << ids_delivered(sink).size();
+  d.stop_and_wait();
+  auto ob = store::outbox::open(c.store.path);
+  ASSERT_TRUE(ob);
+  auto counts = (*ob)->counts();
+  ASSERT_TRUE(counts);
+  EXPECT_EQ((*counts)[0].done, 30);
+  EXPECT_EQ((*counts)[0].pending + (*counts)[0].retrying + (*counts)[0].dead, 0);
+  EXPECT_NE((*counts)[0].last_error.find("127.0.0.1:" + std::to_string(port)), std::string::npos);
+}
+
+TEST_F(dispatch_fixture, a_4xx_is_dead_with_the_reason_and_retry_brings_it_back) {
+  std::atomic<bool> refuse{true};
+  http_test_server sink([&](const recorded_request&) {
+    if (refuse) return canned_response{422, R"({"error":"unknown entity"})", {}, "application/json"};
+    return canned_response{204, "", {}, "application/json"};
+  });
+  test::temp_dir dir;
+  auto c = test::test_config(dir);
+  c.handlers = {http_handler_config("sink", sink.port())};
+  test::running_daemon d(c);
+  test::http_client client(d.port());
+  ASSERT_EQ(client.post(test::v2_body("evt-1"), test::basic_auth(test::test_user, test::test_password)).status, 200u);
+  auto ob = store::outbox::open(c.store.path);
+  ASSERT_TRUE(ob);
+  auto dead = [&] {
+    auto counts = (*ob)->counts();
+    return counts && !counts->empty() && (*counts)[0].dead == 1;
+  };
+  ASSERT_TRUE(test::wait_for(dead, std::chrono::seconds(10)));
+  auto counts = (*ob)->counts();
+  EXPECT_NE((*counts)[0].last_error.find("HTTP 422"), std::string::npos) << (*counts)[0].last_error;
+  EXPECT_NE((*counts)[0].last_error.find("unknown entity"), std::string::npos);
+  EXPECT_EQ(sink.request_count(), 1u);  // a permanent failure is not retried
+
+  refuse = false;
+  const std::string cfg_path = dir.file("p.toml");
+  test::write_file(cfg_path, "[store]\npath = \"" + c.store.path +
+                                 "\"\n[[handlers]]\nname = \"sink\"\ntype = \"http\"\nurl = \"http://127.0.0.1:" +
+                                 std::to_string(sink.port()) + "/\"\n");
+  auto retried = test::run_cli({"-c", cfg_path, "handlers", "retry", "--handler", "sink"});
+  ASSERT_EQ(retried.exit_code, 0) << retried.err;
+  EXPECT_NE(retried.out.find("moved 1 dead"), std::string::npos);
+  ASSERT_TRUE(test::wait_for([&] { return sink.request_count() == 2; }, std::chrono::seconds(10)));
+  auto status = test::run_cli({"-c", cfg_path, "handlers", "status"});
+  EXPECT_EQ(status.exit_code, 0);
+  EXPECT_NE(status.out.find("sink"), std::string::npos) << status.out;
+}
+
+TEST_F(dispatch_fixture, server_errors_are_retried_after_the_retry_after_the_sink_asks_for) {
+  std::atomic<int> calls{0};
+  http_test_server sink([&](const recorded_request&) {
+    if (calls++ == 0) return canned_response{503, "busy", {{"Retry-After", "1"}}, "text/plain"};
+    return canned_response{200, "{}", {}, "application/json"};
+  });
+  test::temp_dir dir;
+  auto c = test::test_config(dir);
+  c.handlers = {http_handler_config("sink", sink.port())};
+  test::running_daemon d(c);
+  test::http_client client(d.port());
+  ASSERT_EQ(client.post(test::v2_body("evt-1"), test::basic_auth(test::test_user, test::test_password)).status, 200u);
+  ASSERT_TRUE(test::wait_for([&] { return sink.request_count() == 2; }, std::chrono::seconds(10)));
+  auto reqs = sink.requests();
+  EXPECT_EQ(reqs[0].header("webhook-id"), reqs[1].header("webhook-id"));  // the same event, the same id
+}
+
+TEST_F(dispatch_fixture, deliveries_pending_at_shutdown_are_delivered_after_a_restart) {
+  const unsigned short port = test::reserve_port();
+  test::temp_dir dir;
+  auto c = test::test_config(dir);
+  c.handlers = {http_handler_config("sink", port)};
+  {
+    test::running_daemon d(c);
+    test::http_client client(d.port());
+    for (int i = 0; i < 20; ++i)
+      ASSERT_EQ(client.post(test::v2_body("evt-" + std::to_string(i)), test::basic_auth(test::test_user, test::test_password))
+                    .status,
+                200u);
+  }  // stopped with every delivery pending: the sink was never up
+  http_test_server sink(ok_response, port);
+  test::running_daemon again(c);
+  ASSERT_TRUE(test::wait_for([&] { return ids_delivered(sink).size() == 20; }, std::chrono::seconds(15)))
+      << ids_delivered(sink).size();
+}
+
+TEST_F(dispatch_fixture, an_ordered_handler_keeps_each_entitys_order_while_others_pass) {
+  std::atomic<int> first_of_deal_1{0};
+  http_test_server sink([&](const recorded_request& r) {
+    // The first attempt at deal 1's first event fails; everything else succeeds.
+    if (r.header("x-pipehook-entity-id") == "1" && first_of_deal_1++ == 0)
+      return canned_response{500, "hiccup", {}, "text/plain"};
+    return canned_response{200, "{}", {}, "application/json"};
+  });
+  test::temp_dir dir;
+  auto c = test::test_config(dir);
+  auto h = http_handler_config("sink", sink.port());
+  h.ordered = true;
+  h.retry.schedule_ms = {300};
+  c.handlers = {h};
+  test::running_daemon d(c);
+  test::http_client client(d.port());
+  const auto auth = test::basic_auth(test::test_user, test::test_password);
+  ASSERT_EQ(client.post(test::v2_body("d1-first", "deal", "1"), auth).status, 200u);
+  ASSERT_EQ(client.post(test::v2_body("d1-second", "deal", "1"), auth).status, 200u);
+  ASSERT_EQ(client.post(test::v2_body("d2-only", "deal", "2"), auth).status, 200u);
+  ASSERT_TRUE(test::wait_for([&] { return sink.request_count() == 4; }, std::chrono::seconds(10)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  auto reqs = sink.requests();
+  ASSERT_EQ(reqs.size(), 4u);
+  std::vector<std::string> deal1, all;
+  for (const auto& r : reqs) {
+    const std::string key = r.header("webhook-id");
+    all.push_back(r.header("x-pipehook-entity-id"));
+    if (r.header("x-pipehook-entity-id") == "1") deal1.push_back(key);
+  }
+  // deal 1: first (failed), first again, then second: never the second before the first succeeded.
+  ASSERT_EQ(deal1.size(), 3u);
+  EXPECT_EQ(deal1[0], deal1[1]);
+  EXPECT_NE(deal1[1], deal1[2]);
+  // deal 2 did not wait for deal 1's retry.
+  EXPECT_EQ(std::find(all.begin(), all.end(), "2") - all.begin() < 3, true);
+}
+
+TEST_F(dispatch_fixture, replay_requeues_matching_events_for_a_handler) {
+  http_test_server sink(ok_response);
+  test::temp_dir dir;
+  auto c = test::test_config(dir);
+  c.handlers = {http_handler_config("sink", sink.port())};
+  const std::string cfg_path = dir.file("p.toml");
+  test::write_file(cfg_path, "[store]\npath = \"" + c.store.path +
+                                 "\"\n[[handlers]]\nname = \"sink\"\ntype = \"http\"\nurl = \"http://127.0.0.1:" +
+                                 std::to_string(sink.port()) + "/\"\n");
+  test::running_daemon d(c);
+  test::http_client client(d.port());
+  const auto auth = test::basic_auth(test::test_user, test::test_password);
+  ASSERT_EQ(client.post(test::v2_body("p1", "person", "1"), auth).status, 200u);
+  ASSERT_EQ(client.post(test::v2_body("d1", "deal", "1"), auth).status, 200u);
+  ASSERT_EQ(client.post(test::v2_body("d2", "deal", "2"), auth).status, 200u);
+  ASSERT_TRUE(test::wait_for([&] { return sink.request_count() == 3; }, std::chrono::seconds(10)));
+  auto replay = test::run_cli({"-c", cfg_path, "events", "replay", "--handler", "sink", "--entity", "deal"});
+  ASSERT_EQ(replay.exit_code, 0) << replay.err;
+  EXPECT_NE(replay.out.find("2 event(s) match"), std::string::npos) << replay.out;
+  ASSERT_TRUE(test::wait_for([&] { return sink.request_count() == 5; }, std::chrono::seconds(10)));
+  auto unknown = test::run_cli({"-c", cfg_path, "events", "replay", "--handler", "nope"});
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_NE(unknown.err.find("no handler named \"nope\""), std::string::npos);
+}
+
+TEST(dispatch_config, handler_settings_are_checked_by_their_type) {
+  test::temp_dir dir;
+  struct row {
+    std::string text, message;
+  };
+  const std::vector<row> rows = {
+      {"[[handlers]]\nname = \"a\"\ntype = \"carrier-pigeon\"", "handlers.a.type \"carrier-pigeon\" is not a handler type (known: http, log, nats)"},
+      {"[[handlers]]\nname = \"a\"\ntype = \"http\"", "handlers.a.url is required"},
+      {"[[handlers]]\nname = \"a\"\ntype = \"http\"\nurl = \"http://x/\"\nurll = 1", "unknown key 'handlers.a.urll'"},
+      {"[[handlers]]\nname = \"a\"\ntype = \"http\"\nurl = \"http://x/\"\nbody = \"xml\"", "handlers.a.body must be one of original, envelope"},
+      {"[[handlers]]\nname = \"a\"\ntype = \"http\"\nurl = \"http://x/\"\nheaders = { X = \"${PIPEHOOK_TEST_UNSET_VAR}\" }",
+       "PIPEHOOK_TEST_UNSET_VAR, which is not set"},
+      {"[[handlers]]\nname = \"a\"\ntype = \"nats\"\nsubject = \"pd.{entiti}\"", "unknown placeholder"},
+      {"[[handlers]]\nname = \"a\"\ntype = \"log\"\n[[handlers]]\nname = \"a\"\ntype = \"log\"", "used twice"},
+      {"[[handlers]]\nname = \"a b\"\ntype = \"log\"", "may hold only letters"},
+      {"[[handlers]]\nname = \"a\"\ntype = \"log\"\nmatch.action = [\"update\"]", "is not create, change, delete or *"},
+      {"[[handlers]]\nname = \"a\"\ntype = \"log\"\nretry.schedule = []", "non-empty list of durations"},
+  };
+  for (const auto& r : rows) {
+    SCOPED_TRACE(r.text);
+    test::write_file(dir.file("h.toml"), r.text);
+    auto res = test::run_cli({"-c", dir.file("h.toml"), "check-config"}, {{"PIPEHOOK_AUTH_PASSWORD", "x"}});
+    EXPECT_EQ(res.exit_code, 2);
+    EXPECT_NE(res.err.find(r.message), std::string::npos) << res.err;
+  }
+  test::write_file(dir.file("ok.toml"),
+                   "[[handlers]]\nname = \"sink\"\ntype = \"http\"\nurl = \"https://sink.example.com/in\"\n"
+                   "signing_secret = \"whsec_" + secret_b64 + "\"\nheaders = { Authorization = \"Bearer literal-secret\" }\n"
+                   "ordered = true\nmatch.entity = [\"deal*\"]\nretry.schedule = [\"1s\", \"1m\"]\nretry.max_age = \"2h\"\n");
+  auto ok = test::run_cli({"-c", dir.file("ok.toml"), "check-config"}, {{"PIPEHOOK_AUTH_PASSWORD", "x"}});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_EQ(ok.out.find("literal-secret"), std::string::npos) << ok.out;  // secrets masked
+  EXPECT_EQ(ok.out.find(secret_b64), std::string::npos);
+  EXPECT_NE(ok.out.find("retry = { schedule = ['1s', '1m'], max_age = '2h'"), std::string::npos) << ok.out;
+}
+
+}  // namespace
+}  // namespace pipehook
