@@ -122,7 +122,7 @@ std::vector<std::string> due_entities(store::outbox& ob, const std::string& hand
   auto rows = ob.due(handler, now_us(), 100, ordered);
   EXPECT_TRUE(rows) << rows.error().message;
   std::vector<std::string> out;
-  for (const auto& r : *rows) out.push_back(r.ev.ev.entity + "/" + r.ev.ev.entity_id + "#" + r.ev.ev.event_key);
+  for (const auto& r : *rows) out.push_back(r.ev->ev.entity + "/" + r.ev->ev.entity_id + "#" + r.ev->ev.event_key);
   return out;
 }
 

@@ -142,7 +142,9 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c) {
   store_opts.batch_max = c.store.batch_max;
   store_opts.busy_timeout_ms = c.store.busy_timeout_ms;
   store_opts.route = p->dispatch->router();
-  store_opts.on_deliveries = [d = p->dispatch.get()] { d->notify(); };
+  store_opts.on_deliveries = [d = p->dispatch.get()](std::vector<store::fresh_deliveries>&& fresh) {
+    d->notify(std::move(fresh));
+  };
   auto log = store::open_sqlite_event_log(store_opts);
   if (!log) return log.error();
   p->log = std::move(*log);

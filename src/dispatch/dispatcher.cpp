@@ -13,7 +13,9 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
+#include <deque>
 #include <mutex>
+#include <pthread.h>
 #include <random>
 #include <set>
 #include <thread>
@@ -28,6 +30,7 @@ namespace {
 
 constexpr auto poll_interval = std::chrono::seconds(1);  // also catches replays made by the CLI
 constexpr std::size_t error_limit = 500;                 // bytes of an error kept in the outbox
+constexpr std::size_t max_queued = 2048;                 // rows handed over in memory, per handler
 
 std::string bounded(std::string s) {
   if (s.size() > error_limit) s = s.substr(0, error_limit) + "...";
@@ -40,9 +43,11 @@ struct worker {
   config::handler_config cfg;
   std::unique_ptr<handler> h;
   std::unique_ptr<asio::steady_timer> wake;
+  std::set<std::int64_t> queued;      // in `queue`
   std::set<std::int64_t> in_flight;   // being delivered
   std::set<std::int64_t> committing;  // delivered, verdict not committed yet
   std::set<std::string> busy_keys;    // ordered: entities with a row in flight or committing
+  std::deque<store::pending_delivery> queue;  // fetched, due, not started yet
   bool dirty = true;                  // something changed since the last look at the outbox
   bool loop_done = false;
   handler_stats stats;
@@ -59,6 +64,39 @@ struct dispatcher::impl {
   std::mt19937_64 rng{std::random_device{}()};
   mutable std::mutex stats_mu;
 
+  // Verdicts go to the writer in batches: one item in its queue at a time, holding all that
+  // finished meanwhile (it commits with the next ingest batch, no fsync of its own).
+  struct finished {
+    worker* w;
+    std::int64_t id;
+    std::string key;
+  };
+  std::vector<store::delivery_update> unsent;
+  std::vector<finished> unsent_rows;
+  bool flushing = false;
+
+  void flush() {
+    if (flushing || unsent.empty()) return;
+    flushing = true;
+    auto rows = std::make_shared<std::vector<finished>>(std::move(unsent_rows));
+    unsent_rows.clear();
+    std::vector<store::delivery_update> batch;
+    batch.swap(unsent);
+    log->update_deliveries(std::move(batch), [this, rows](store::append_result) {
+      asio::post(ioc, [this, rows] {
+        flushing = false;
+        for (const auto& f : *rows) {
+          f.w->committing.erase(f.id);
+          if (!f.key.empty()) f.w->busy_keys.erase(f.key);
+          // Ordered: the entity's next row is due now, and only the outbox knows it.
+          if (f.w->cfg.ordered) f.w->dirty = true;
+          f.w->wake->cancel();
+        }
+        flush();
+      });
+    });
+  }
+
   void wake_all() {
     for (auto& w : workers) {
       w->dirty = true;
@@ -70,7 +108,7 @@ struct dispatcher::impl {
 namespace {
 
 asio::awaitable<void> deliver_one(dispatcher::impl* self, worker* w, store::pending_delivery row) {
-  auto op = w->h->deliver(row.ev);
+  auto op = w->h->deliver(*row.ev);
   delivery_result r = co_await std::move(op);
   store::delivery_update u;
   u.id = row.id;
@@ -102,64 +140,75 @@ asio::awaitable<void> deliver_one(dispatcher::impl* self, worker* w, store::pend
         std::lock_guard lk(self->stats_mu);
         ++w->stats.dead;
       }
-      spdlog::error("handler {}: event {} ({} {} {}) is dead after {} attempt(s): {}", w->cfg.name, row.ev.id,
-                    row.ev.ev.entity, row.ev.ev.action, row.ev.ev.entity_id, u.attempts, u.last_error);
+      spdlog::error("handler {}: event {} ({} {} {}) is dead after {} attempt(s): {}", w->cfg.name, row.ev->id,
+                    row.ev->ev.entity, row.ev->ev.action, row.ev->ev.entity_id, u.attempts, u.last_error);
     } else {
       u.state = store::delivery_state::pending;
       u.due_at_us = next.due_at_us;
-      spdlog::warn("handler {}: event {} attempt {} failed ({}); next attempt in {} ms", w->cfg.name, row.ev.id,
+      spdlog::warn("handler {}: event {} attempt {} failed ({}); next attempt in {} ms", w->cfg.name, row.ev->id,
                    u.attempts, u.last_error, (next.due_at_us - now) / 1000);
     }
   }
   w->in_flight.erase(row.id);
   w->committing.insert(row.id);
-  const std::string key = row.order_key;
   // The verdict commits with the writer's next batch; until then the row stays out of reach.
-  self->log->update_deliveries({u}, [self, w, id = row.id, key](store::append_result) {
-    asio::post(self->ioc, [self, w, id, key] {
-      w->committing.erase(id);
-      if (!key.empty()) w->busy_keys.erase(key);
-      w->dirty = true;
-      w->wake->cancel();
-    });
-  });
+  self->unsent.push_back(std::move(u));
+  self->unsent_rows.push_back({w, row.id, row.order_key});
+  self->flush();
+  w->wake->cancel();  // room for the next delivery
 }
+
+// Rows fetched per look at the outbox, beyond those in flight: enough to keep every slot busy
+// between looks, few enough to keep memory flat (bodies come along).
+std::size_t fetch_size(const config::handler_config& c) { return std::max<std::size_t>(64, 4 * c.concurrency); }
 
 asio::awaitable<void> worker_loop(dispatcher::impl* self, worker* w) {
   const auto& cfg = w->cfg;
+  std::chrono::steady_clock::time_point next_look{};
   while (!self->stopping) {
-    std::chrono::steady_clock::duration wait = poll_interval;
-    const std::size_t room = cfg.concurrency > w->in_flight.size() ? cfg.concurrency - w->in_flight.size() : 0;
-    if (room > 0) {
+    const auto now_tp = std::chrono::steady_clock::now();
+    // Look at the outbox when the local queue ran dry and something changed, or on the poll.
+    if (w->queue.size() < fetch_size(cfg) / 2 && (w->dirty || now_tp >= next_look)) {
       w->dirty = false;
+      next_look = now_tp + poll_interval;
       const std::int64_t now = now_us();
-      const int limit = static_cast<int>(cfg.concurrency + w->in_flight.size() + w->committing.size());
+      const int limit =
+          static_cast<int>(fetch_size(cfg) + w->queued.size() + w->in_flight.size() + w->committing.size());
       auto rows = self->outbox->due(cfg.name, now, limit, cfg.ordered);
       if (!rows) {
         spdlog::error("handler {}: cannot read the outbox: {}", cfg.name, rows.error().message);
       } else {
-        std::size_t started = 0;
         for (auto& row : *rows) {
-          if (started == room) break;
-          if (w->in_flight.count(row.id) || w->committing.count(row.id)) continue;
-          if (cfg.ordered && !w->busy_keys.insert(row.order_key).second) continue;
-          w->in_flight.insert(row.id);
-          ++started;
-          asio::co_spawn(self->ioc, deliver_one(self, w, std::move(row)), asio::detached);
+          if (w->queued.count(row.id) || w->in_flight.count(row.id) || w->committing.count(row.id)) continue;
+          if (cfg.ordered && w->busy_keys.count(row.order_key)) continue;
+          w->queued.insert(row.id);
+          w->queue.push_back(std::move(row));
         }
-        // Sleep until the next retry falls due (or a commit or a finished delivery wakes us).
+        // A full page: more is waiting (a backlog after a restart or a replay); look again soon.
+        if (rows->size() == static_cast<std::size_t>(limit)) w->dirty = true;
+        // Sleep at most until the next retry falls due.
         auto next = self->outbox->next_due(cfg.name, now_us());
         if (next && *next) {
-          const auto until = std::chrono::microseconds(**next - now_us());
-          if (until < poll_interval) wait = std::max<std::chrono::steady_clock::duration>(until, std::chrono::milliseconds(1));
+          const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(**next - now_us());
+          next_look = std::min(next_look, until);
         }
       }
     }
-    if (w->dirty && room > 0) continue;
-    w->wake->expires_after(wait);
+    while (!w->queue.empty() && w->in_flight.size() < cfg.concurrency) {
+      store::pending_delivery row = std::move(w->queue.front());
+      w->queue.pop_front();
+      w->queued.erase(row.id);
+      if (cfg.ordered && !w->busy_keys.insert(row.order_key).second) continue;  // looked at again later
+      w->in_flight.insert(row.id);
+      asio::co_spawn(self->ioc, deliver_one(self, w, std::move(row)), asio::detached);
+    }
+    if (w->queue.empty() && w->dirty) continue;
+    w->wake->expires_at(w->queue.empty() ? next_look : std::chrono::steady_clock::now() + poll_interval);
     auto op = w->wake->async_wait(use_tuple);
     co_await std::move(op);
   }
+  w->queue.clear();
+  w->queued.clear();
   w->loop_done = true;
 }
 
@@ -206,13 +255,34 @@ outcome<void> dispatcher::start(store::event_log& log, const std::string& db_pat
   p_->outbox = std::move(*ob);
   p_->log = &log;
   for (auto& w : p_->workers) asio::co_spawn(p_->ioc, worker_loop(p_.get(), w.get()), asio::detached);
-  p_->thread = std::thread([p = p_.get()] { p->ioc.run(); });
+  p_->thread = std::thread([p = p_.get()] {
+    pthread_setname_np(pthread_self(), "ph-dispatch");
+    p->ioc.run();
+  });
   return {};
 }
 
-void dispatcher::notify() {
+void dispatcher::notify(std::vector<store::fresh_deliveries> fresh) {
   if (p_->workers.empty()) return;
-  asio::post(p_->ioc, [p = p_.get()] { p->wake_all(); });
+  asio::post(p_->ioc, [p = p_.get(), fresh = std::move(fresh)] {
+    for (auto& w : p->workers)
+      if (w->cfg.ordered) w->dirty = true;  // ordered handlers read their rows in order from the outbox
+    for (const auto& f : fresh)
+      for (const auto& [name, id] : f.rows)
+        for (auto& w : p->workers) {
+          if (w->cfg.name != name) continue;
+          // Bounded: beyond it the rows wait in the outbox for the worker's next look.
+          if (w->queue.size() >= max_queued) w->dirty = true;  // overflow: read it later from the outbox
+          if (p->stopping || w->queue.size() >= max_queued || w->queued.count(id) || w->in_flight.count(id)) break;
+          store::pending_delivery row;
+          row.id = id;
+          row.created_at_us = f.created_at_us;
+          row.ev = f.ev;
+          w->queued.insert(id);
+          w->queue.push_back(std::move(row));
+        }
+    for (auto& w : p->workers) w->wake->cancel();
+  });
 }
 
 void dispatcher::stop(std::chrono::milliseconds drain) {

@@ -44,8 +44,9 @@ class sqlite_outbox final : public outbox {
       d.attempts = static_cast<int>(st.column_int(1));
       d.created_at_us = st.column_int(2);
       d.order_key = st.column_text(3);
-      d.ev = detail::read_event(st, 4);
-      d.ev.ev.body = st.column_text(4 + detail::event_column_count);
+      auto se = std::make_shared<event::stored_event>(detail::read_event(st, 4));
+      se->ev.body = st.column_text(4 + detail::event_column_count);
+      d.ev = std::move(se);
       out.push_back(std::move(d));
     }
     st.reset();
@@ -187,7 +188,7 @@ std::string due_sql(bool ordered) {
   // Ordered: a row waits while an earlier row of its entity is pending (in flight or retrying).
   if (ordered)
     sql += " AND NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.handler = d.handler AND p.state = 'pending' "
-           "AND p.order_key = d.order_key AND p.id < d.id)";
+           "AND p.order_key IS NOT NULL AND p.order_key = d.order_key AND p.id < d.id)";
   sql += " ORDER BY d.id LIMIT ?3";
   return sql;
 }

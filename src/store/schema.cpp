@@ -195,9 +195,9 @@ CREATE TABLE deliveries (
   last_error_at INTEGER,
   UNIQUE (handler, event_id)
 );
+-- Few indexes: each one costs the single writer on every event. Counts scan (a CLI query).
 CREATE INDEX deliveries_due_idx   ON deliveries(handler, due_at) WHERE state = 'pending';
-CREATE INDEX deliveries_order_idx ON deliveries(handler, order_key, id) WHERE state = 'pending';
-CREATE INDEX deliveries_state_idx ON deliveries(handler, state);
+CREATE INDEX deliveries_order_idx ON deliveries(handler, order_key, id) WHERE state = 'pending' AND order_key IS NOT NULL;
 CREATE INDEX deliveries_error_idx ON deliveries(handler, last_error_at) WHERE last_error_at IS NOT NULL;
 )sql",
 };

@@ -8,6 +8,7 @@
 #include <deque>
 #include <filesystem>
 #include <mutex>
+#include <pthread.h>
 #include <thread>
 #include <variant>
 #include <vector>
@@ -43,8 +44,14 @@ class sqlite_event_log final : public event_log {
         begin_(std::move(begin)),
         commit_(std::move(commit)),
         rollback_(std::move(rollback)) {
-    writer_ = std::thread([this] { run(); });
-    checkpointer_ = std::thread([this] { checkpoint_loop(); });
+    writer_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "ph-writer");  // visible in top -H, perf, gdb
+      run();
+    });
+    checkpointer_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "ph-checkpoint");
+      checkpoint_loop();
+    });
   }
 
   ~sqlite_event_log() override { close(); }
@@ -132,6 +139,7 @@ class sqlite_event_log final : public event_log {
   void commit_batch(std::vector<item>& batch) {
     std::vector<appended> results(batch.size());
     touched_deliveries_ = false;
+    fresh_.clear();
     outcome<void> status = step_done(begin_, "begin transaction");
     for (std::size_t i = 0; status && i < batch.size(); ++i) {
       status = std::visit([&](auto& rec) { return write(rec, results[i]); }, batch[i].record);
@@ -148,7 +156,7 @@ class sqlite_event_log final : public event_log {
       return;
     }
     for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(results[i]);
-    if (touched_deliveries_ && on_deliveries_) on_deliveries_();
+    if (touched_deliveries_ && on_deliveries_) on_deliveries_(std::move(fresh_));
   }
 
   outcome<void> step_done(const statement& st, std::string_view what) {
@@ -168,7 +176,7 @@ class sqlite_event_log final : public event_log {
     return {};
   }
 
-  outcome<void> write(const event::event& e, appended& out) {
+  outcome<void> write(event::event& e, appended& out) {
     const statement& st = insert_event_;
     st.bind_text(1, e.event_key);
     st.bind_int(2, e.version);
@@ -200,6 +208,7 @@ class sqlite_event_log final : public event_log {
     routes_.clear();
     route_(e, routes_);
     const std::int64_t now = now_us();
+    fresh_deliveries fresh;
     for (const auto& r : routes_) {
       const statement& d = insert_delivery_;
       d.bind_text(1, r.handler);
@@ -207,8 +216,24 @@ class sqlite_event_log final : public event_log {
       d.bind_int(3, now);
       if (r.ordered) d.bind_text(4, order_key_of(e));
       else d.bind_null(4);
-      if (auto done = step_done(d, "queue delivery"); !done) return done;
+      std::int64_t delivery_id = 0;
+      const int rc = d.step();
+      if (rc == SQLITE_ROW) delivery_id = d.column_int(0);
+      d.reset();
+      if (rc != SQLITE_ROW && rc != SQLITE_DONE) return detail::sqlite_failure(db_.db, rc, "queue delivery");
       touched_deliveries_ = true;
+      if (delivery_id && !r.ordered) fresh.rows.emplace_back(r.handler, delivery_id);  // ordered: read in order
+    }
+    if (!fresh.rows.empty()) {
+      // The event is not needed here any more: it moves to the dispatcher (after the commit).
+      auto se = std::make_shared<event::stored_event>();
+      se->id = out.id;
+      se->ev = std::move(e);
+      se->last_attempt = se->ev.attempt;
+      se->last_received_at_us = se->ev.received_at_us;
+      fresh.created_at_us = now;
+      fresh.ev = std::move(se);
+      fresh_.push_back(std::move(fresh));
     }
     return inserted;
   }
@@ -248,8 +273,9 @@ class sqlite_event_log final : public event_log {
   }
 
   router route_;
-  std::function<void()> on_deliveries_;
+  std::function<void(std::vector<fresh_deliveries>&&)> on_deliveries_;
   std::vector<route> routes_;        // writer thread only
+  std::vector<fresh_deliveries> fresh_;  // writer thread only: this batch's new deliveries
   bool touched_deliveries_ = false;  // writer thread only
   statement insert_delivery_, update_delivery_;
   detail::db_handle db_;
@@ -287,7 +313,8 @@ constexpr std::string_view insert_quarantine_sql =
 constexpr std::string_view insert_delivery_sql = R"sql(
 INSERT INTO deliveries (handler, event_id, state, attempts, due_at, created_at, updated_at, order_key)
 VALUES (?1, ?2, 'pending', 0, ?3, ?3, ?3, ?4)
-ON CONFLICT (handler, event_id) DO NOTHING)sql";
+ON CONFLICT (handler, event_id) DO NOTHING
+RETURNING id)sql";
 
 constexpr std::string_view update_delivery_sql =
     "UPDATE deliveries SET state = ?2, attempts = ?3, due_at = ?4, updated_at = ?6, "

@@ -39,8 +39,9 @@ class dispatcher {
 
   // Opens the outbox at `db_path` (after the event log migrated it) and starts the workers.
   outcome<void> start(store::event_log& log, const std::string& db_path);
-  // New deliveries were committed (any thread).
-  void notify();
+  // Deliveries were committed (any thread): the new events' rows go straight to their workers
+  // (within a bound; beyond it, and for ordered handlers, the workers read the outbox).
+  void notify(std::vector<store::fresh_deliveries> fresh);
   // Stops taking rows; deliveries in flight get `drain` to finish, then are cancelled. Any thread.
   void stop(std::chrono::milliseconds drain);
   // Waits for the workers' thread to end (after stop). Their last verdicts are queued in the log.

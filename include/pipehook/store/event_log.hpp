@@ -64,7 +64,8 @@ struct sqlite_options {
   std::int64_t busy_timeout_ms = 2000;
   std::int64_t max_page_count = 0;     // >0 caps the database size (tests use it to simulate a full disk)
   router route;                        // handlers' outbox rows for each new event (none when empty)
-  std::function<void()> on_deliveries; // after a commit that queued or updated deliveries (writer thread)
+  // After a commit that queued or updated deliveries (writer thread): the new events' deliveries.
+  std::function<void(std::vector<fresh_deliveries>&&)> on_deliveries;
 };
 
 // Opens (creating it and its directory if needed) and migrates the database, then starts the writer.

@@ -10,6 +10,7 @@
 #include "pipehook/store/reader.hpp"
 
 #include <cstdint>
+#include <utility>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -43,7 +44,15 @@ struct pending_delivery {
   int attempts = 0;
   std::int64_t created_at_us = 0;  // queued at (max_age counts from here)
   std::string order_key;           // "" unless the handler is ordered
-  event::stored_event ev;          // with its body
+  std::shared_ptr<const event::stored_event> ev;  // with its body; shared by the handlers of one event
+};
+
+// Deliveries just committed for a new event, handed from the writer to the dispatcher in memory
+// so the hot path needs no read of the outbox (the rows are in it all the same).
+struct fresh_deliveries {
+  std::vector<std::pair<std::string, std::int64_t>> rows;  // handler, delivery id
+  std::int64_t created_at_us = 0;
+  std::shared_ptr<const event::stored_event> ev;
 };
 
 struct handler_counts {

@@ -1,0 +1,35 @@
+# Shared by the benchmark scripts: work directory and cleanup, dependencies and build, the wrk
+# payload templates, and helpers (wait_port, run_wrk). Source it; do not run it.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$PWD
+secs=${BENCH_SECONDS:-10}
+conns=${BENCH_CONNECTIONS:-32}
+work=$(mktemp -d /tmp/pipehook-bench.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+scripts/install-deps.sh bench >/dev/null
+scripts/build.sh >/dev/null
+python3 bench/make_templates.py tests/data/samples "$work/templates.lua"
+export BENCH_TEMPLATES="$work/templates.lua"
+password=bench-password
+export BENCH_AUTH="Basic $(printf 'pipedrive:%s' "$password" | base64 -w0)"
+
+wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 did not open" >&2; return 1; }
+peak_rss_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# run_wrk NAME PORT PID [DELAY_MS] -> prints a result line and records it
+declare -A rps p50 p99 rss
+run_wrk() {
+  local name=$1 port=$2 pid=$3 delay=${4:-0}
+  BENCH_DELAY_MS=$delay wrk -t1 -c"$conns" -d"${secs}s" --latency -s bench/wrk.lua "http://127.0.0.1:$port" > "$work/$name.txt"
+  rps[$name]=$(awk '/Requests\/sec/ {print $2}' "$work/$name.txt")
+  p50[$name]=$(awk '$1=="50%" {print $2}' "$work/$name.txt")
+  p99[$name]=$(awk '$1=="99%" {print $2}' "$work/$name.txt")
+  rss[$name]=$(( $(peak_rss_kib "$pid") / 1024 ))
+  local non2xx; non2xx=$(awk '/Non-2xx/ {print $NF}' "$work/$name.txt"); non2xx=${non2xx:-0}
+  printf '%-22s %10s req/s   p50 %8s   p99 %8s   peak RSS %4s MiB   non-2xx %s\n' \
+    "$name" "${rps[$name]}" "${p50[$name]}" "${p99[$name]}" "${rss[$name]}" "$non2xx"
+}
