@@ -11,6 +11,7 @@
 
 #include <boost/json/parse.hpp>
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -180,6 +181,49 @@ TEST(outbox, ordered_rows_wait_for_their_entity_and_only_for_it) {
   EXPECT_EQ((*counts)[0].done, 1);
   EXPECT_EQ((*counts)[0].pending, 3);
   EXPECT_EQ((*counts)[0].last_error, "HTTP 503");
+  (*log)->close();
+}
+
+TEST(outbox, a_version_1_event_log_is_upgraded_in_place_and_keeps_its_events) {
+  test::temp_dir dir;
+  const std::string path = dir.file("old.db");
+  {  // the schema pipehook 0.1 (issue 2) wrote, with one event in it
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    const char* v1 = R"sql(
+PRAGMA journal_mode=WAL;
+CREATE TABLE events (id INTEGER PRIMARY KEY, event_key TEXT NOT NULL UNIQUE, version INTEGER NOT NULL,
+  entity TEXT NOT NULL, action TEXT NOT NULL, source_action TEXT NOT NULL, entity_id TEXT, company_id TEXT,
+  user_id TEXT, webhook_id TEXT, event_id TEXT, correlation_id TEXT, change_source TEXT, type TEXT, host TEXT,
+  merged_to_id TEXT, merged_from_id TEXT, occurred_at INTEGER NOT NULL, received_at INTEGER NOT NULL,
+  attempt INTEGER NOT NULL, is_bulk INTEGER NOT NULL, deliveries INTEGER NOT NULL DEFAULT 1,
+  last_attempt INTEGER NOT NULL, last_received_at INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE TABLE quarantine (id INTEGER PRIMARY KEY, received_at INTEGER NOT NULL, reason TEXT NOT NULL,
+  content_type TEXT, remote TEXT, body TEXT NOT NULL);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+INSERT INTO events (event_key, version, entity, action, source_action, entity_id, occurred_at, received_at,
+  attempt, is_bulk, last_attempt, last_received_at, body)
+  VALUES ('old-key', 2, 'deal', 'change', 'change', '7', 1, 1, 1, 0, 1, 1, '{}');
+PRAGMA user_version = 1;
+)sql";
+    ASSERT_EQ(sqlite3_exec(db, v1, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+  ASSERT_FALSE(store::outbox::open(path));  // not yet: the daemon upgrades it
+  store::sqlite_options o;
+  o.path = path;
+  o.route = [](const event::event&, std::vector<store::route>& out) { out.push_back({"h", false}); };
+  auto log = store::open_sqlite_event_log(o);
+  ASSERT_TRUE(log) << log.error().message;
+  ASSERT_TRUE(append_sync(**log, make_event("new-key", "deal", "8")));
+  auto rd = store::reader::open(path);
+  ASSERT_TRUE(rd);
+  auto events = (*rd)->list({}, false);
+  ASSERT_TRUE(events);
+  EXPECT_EQ(events->size(), 2u);
+  auto ob = store::outbox::open(path);
+  ASSERT_TRUE(ob) << ob.error().message;
+  EXPECT_EQ(due_entities(**ob, "h", false), std::vector<std::string>{"deal/8#new-key"});  // old events are not sent
   (*log)->close();
 }
 
