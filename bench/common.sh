@@ -33,3 +33,25 @@ run_wrk() {
   printf '%-22s %10s req/s   p50 %8s   p99 %8s   peak RSS %4s MiB   non-2xx %s\n' \
     "$name" "${rps[$name]}" "${p50[$name]}" "${p99[$name]}" "${rss[$name]}" "$non2xx"
 }
+
+# start_nginx PORT 'RESPONSE DIRECTIVE' -> starts a one-worker nginx on 127.0.0.1:PORT answering
+# every request with the directive (e.g. "return 204;"); sets npid to its master's pid.
+start_nginx() {
+  local dir="$work/nginx-$1"
+  mkdir -p "$dir/logs"
+  cat > "$dir/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $dir/body;
+  client_max_body_size 4m;
+  server { listen 127.0.0.1:$1; location / { $2 } }
+}
+NGINX
+  nginx -p "$dir" -c "$dir/nginx.conf" & npid=$!; pids+=("$npid")
+  wait_port "$1"
+}

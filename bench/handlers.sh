@@ -10,24 +10,9 @@ source "$(dirname "$0")/common.sh"
 nats_bin=$(command -v nats-server || echo /usr/sbin/nats-server)
 
 # The http handler's sink: nginx answering 204.
-mkdir -p "$work/nginx/logs"
-cat > "$work/nginx/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/logs/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx/body;
-  client_max_body_size 4m;
-  server { listen 127.0.0.1:18091; location / { return 204; } }
-}
-NGINX
-nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" & pids+=($!)
+start_nginx 18091 "return 204;"
 mkdir -p "$work/js"
 "$nats_bin" -js -a 127.0.0.1 -p 18092 -sd "$work/js" > "$work/nats.log" 2>&1 & pids+=($!)
-wait_port 18091
 wait_port 18092
 
 write_config() {  # write_config FILE DB WITH_HANDLERS

@@ -34,25 +34,7 @@ echo "  (paced: ${delay_ms} ms between requests per connection, aiming at ~${hal
 kill -TERM "$pid"; wait "$pid" || true
 
 # --- nginx answering a constant 200 (the ceiling for an HTTP server on this machine)
-mkdir -p "$work/nginx/logs"
-cat > "$work/nginx/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/logs/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx/body;
-  client_max_body_size 1m;
-  server {
-    listen 127.0.0.1:18081;
-    location / { return 200 '{"status":"stored"}'; }
-  }
-}
-NGINX
-nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" & npid=$!; pids+=("$npid")
-wait_port 18081
+start_nginx 18081 "return 200 '{\"status\":\"stored\"}';"
 worker=$(pgrep -P "$npid" | head -1)
 run_wrk nginx-constant-200 18081 "${worker:-$npid}"
 kill -QUIT "$npid" 2>/dev/null || true; wait "$npid" 2>/dev/null || true

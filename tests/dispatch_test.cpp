@@ -268,20 +268,38 @@ std::set<std::string> ids_delivered(const http_test_server& sink) {
   return out;
 }
 
+// A daemon with the given handlers, and a client posting webhooks to it.
 struct dispatch_fixture : ::testing::Test {
+  test::temp_dir dir;
+  config::config c = test::test_config(dir);
+  std::unique_ptr<test::running_daemon> daemon;
+  std::unique_ptr<test::http_client> client;
+
   void SetUp() override { ::setenv("PIPEHOOK_TEST_SINK_TOKEN", "sink-token", 1); }
+  void start(std::vector<config::handler_config> handlers) {
+    c.handlers = std::move(handlers);
+    daemon = std::make_unique<test::running_daemon>(c);
+    client = std::make_unique<test::http_client>(daemon->port());
+  }
+  unsigned post(const std::string& body) {
+    return client->post(body, test::basic_auth(test::test_user, test::test_password)).status;
+  }
+  // A config file naming the same event log and handler, for the CLI.
+  std::string cli_config(unsigned short sink_port) {
+    const std::string path = dir.file("p.toml");
+    test::write_file(path, "[store]\npath = \"" + c.store.path +
+                               "\"\n[[handlers]]\nname = \"sink\"\ntype = \"http\"\nurl = \"http://127.0.0.1:" +
+                               std::to_string(sink_port) + "/\"\n");
+    return path;
+  }
 };
 
 TEST_F(dispatch_fixture, delivers_original_bodies_signed_with_the_event_key) {
   http_test_server sink(ok_response);
-  test::temp_dir dir;
-  auto c = test::test_config(dir);
-  c.handlers = {http_handler_config("sink", sink.port())};
-  test::running_daemon d(c);
-  test::http_client client(d.port());
+  start({http_handler_config("sink", sink.port())});
   const auto samples = test::samples();
   for (const auto& [name, body] : samples)
-    ASSERT_EQ(client.post(body, test::basic_auth(test::test_user, test::test_password)).status, 200u) << name;
+    ASSERT_EQ(post(body), 200u) << name;
   ASSERT_TRUE(test::wait_for([&] { return sink.request_count() >= samples.size(); }, std::chrono::seconds(10)));
   std::set<std::string> bodies;
   for (const auto& [name, body] : samples) bodies.insert(body);
@@ -308,12 +326,8 @@ TEST_F(dispatch_fixture, delivers_original_bodies_signed_with_the_event_key) {
 
 TEST_F(dispatch_fixture, the_envelope_carries_the_event_fields_and_the_object_state) {
   http_test_server sink(ok_response);
-  test::temp_dir dir;
-  auto c = test::test_config(dir);
-  c.handlers = {http_handler_config("sink", sink.port(), "envelope")};
-  test::running_daemon d(c);
-  test::http_client client(d.port());
-  ASSERT_EQ(client.post(test::samples().at("v2-change-deal.json"), test::basic_auth(test::test_user, test::test_password)).status,
+  start({http_handler_config("sink", sink.port(), "envelope")});
+  ASSERT_EQ(post(test::samples().at("v2-change-deal.json")),
             200u);
   ASSERT_TRUE(test::wait_for([&] { return sink.request_count() == 1; }, std::chrono::seconds(10)));
   const auto r = sink.requests()[0];
@@ -328,22 +342,13 @@ TEST_F(dispatch_fixture, the_envelope_carries_the_event_fields_and_the_object_st
 
 TEST_F(dispatch_fixture, a_sink_that_is_down_gets_every_event_once_it_is_back) {
   const unsigned short port = test::reserve_port();
-  test::temp_dir dir;
-  auto c = test::test_config(dir);
-  c.handlers = {http_handler_config("sink", port)};
-  test::running_daemon d(c);
-  test::http_client client(d.port());
-  std::set<std::string> sent;
-  for (int i = 0; i < 30; ++i)
-    ASSERT_EQ(client.post(test::v2_body("evt-" + std::to_string(i), "deal", std::to_string(i % 5)),
-                          test::basic_auth(test::test_user, test::test_password))
-                  .status,
-              200u);
+  start({http_handler_config("sink", port)});
+  for (int i = 0; i < 30; ++i) ASSERT_EQ(post(test::v2_body("evt-" + std::to_string(i), "deal", std::to_string(i % 5))), 200u);
   std::this_thread::sleep_for(std::chrono::milliseconds(600));  // a few failed rounds
   http_test_server sink(ok_response, port);
   ASSERT_TRUE(test::wait_for([&] { return ids_delivered(sink).size() == 30; }, std::chrono::seconds(15)))
       << ids_delivered(sink).size();
-  d.stop_and_wait();
+  daemon->stop_and_wait();
   auto ob = store::outbox::open(c.store.path);
   ASSERT_TRUE(ob);
   auto counts = (*ob)->counts();
@@ -359,12 +364,8 @@ TEST_F(dispatch_fixture, a_4xx_is_dead_with_the_reason_and_retry_brings_it_back)
     if (refuse) return canned_response{422, R"({"error":"unknown entity"})", {}, "application/json"};
     return canned_response{204, "", {}, "application/json"};
   });
-  test::temp_dir dir;
-  auto c = test::test_config(dir);
-  c.handlers = {http_handler_config("sink", sink.port())};
-  test::running_daemon d(c);
-  test::http_client client(d.port());
-  ASSERT_EQ(client.post(test::v2_body("evt-1"), test::basic_auth(test::test_user, test::test_password)).status, 200u);
+  start({http_handler_config("sink", sink.port())});
+  ASSERT_EQ(post(test::v2_body("evt-1")), 200u);
   auto ob = store::outbox::open(c.store.path);
   ASSERT_TRUE(ob);
   auto dead = [&] {
@@ -378,10 +379,7 @@ TEST_F(dispatch_fixture, a_4xx_is_dead_with_the_reason_and_retry_brings_it_back)
   EXPECT_EQ(sink.request_count(), 1u);  // a permanent failure is not retried
 
   refuse = false;
-  const std::string cfg_path = dir.file("p.toml");
-  test::write_file(cfg_path, "[store]\npath = \"" + c.store.path +
-                                 "\"\n[[handlers]]\nname = \"sink\"\ntype = \"http\"\nurl = \"http://127.0.0.1:" +
-                                 std::to_string(sink.port()) + "/\"\n");
+  const std::string cfg_path = cli_config(sink.port());
   auto retried = test::run_cli({"-c", cfg_path, "handlers", "retry", "--handler", "sink"});
   ASSERT_EQ(retried.exit_code, 0) << retried.err;
   EXPECT_NE(retried.out.find("moved 1 dead"), std::string::npos);
@@ -397,12 +395,8 @@ TEST_F(dispatch_fixture, server_errors_are_retried_after_the_retry_after_the_sin
     if (calls++ == 0) return canned_response{503, "busy", {{"Retry-After", "1"}}, "text/plain"};
     return canned_response{200, "{}", {}, "application/json"};
   });
-  test::temp_dir dir;
-  auto c = test::test_config(dir);
-  c.handlers = {http_handler_config("sink", sink.port())};
-  test::running_daemon d(c);
-  test::http_client client(d.port());
-  ASSERT_EQ(client.post(test::v2_body("evt-1"), test::basic_auth(test::test_user, test::test_password)).status, 200u);
+  start({http_handler_config("sink", sink.port())});
+  ASSERT_EQ(post(test::v2_body("evt-1")), 200u);
   ASSERT_TRUE(test::wait_for([&] { return sink.request_count() == 2; }, std::chrono::seconds(10)));
   auto reqs = sink.requests();
   EXPECT_EQ(reqs[0].header("webhook-id"), reqs[1].header("webhook-id"));  // the same event, the same id
@@ -410,17 +404,10 @@ TEST_F(dispatch_fixture, server_errors_are_retried_after_the_retry_after_the_sin
 
 TEST_F(dispatch_fixture, deliveries_pending_at_shutdown_are_delivered_after_a_restart) {
   const unsigned short port = test::reserve_port();
-  test::temp_dir dir;
-  auto c = test::test_config(dir);
-  c.handlers = {http_handler_config("sink", port)};
-  {
-    test::running_daemon d(c);
-    test::http_client client(d.port());
-    for (int i = 0; i < 20; ++i)
-      ASSERT_EQ(client.post(test::v2_body("evt-" + std::to_string(i)), test::basic_auth(test::test_user, test::test_password))
-                    .status,
-                200u);
-  }  // stopped with every delivery pending: the sink was never up
+  start({http_handler_config("sink", port)});
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(post(test::v2_body("evt-" + std::to_string(i))), 200u);
+  client.reset();
+  daemon.reset();  // stopped with every delivery pending: the sink was never up
   http_test_server sink(ok_response, port);
   test::running_daemon again(c);
   ASSERT_TRUE(test::wait_for([&] { return ids_delivered(sink).size() == 20; }, std::chrono::seconds(15)))
@@ -435,18 +422,13 @@ TEST_F(dispatch_fixture, an_ordered_handler_keeps_each_entitys_order_while_other
       return canned_response{500, "hiccup", {}, "text/plain"};
     return canned_response{200, "{}", {}, "application/json"};
   });
-  test::temp_dir dir;
-  auto c = test::test_config(dir);
   auto h = http_handler_config("sink", sink.port());
   h.ordered = true;
   h.retry.schedule_ms = {300};
-  c.handlers = {h};
-  test::running_daemon d(c);
-  test::http_client client(d.port());
-  const auto auth = test::basic_auth(test::test_user, test::test_password);
-  ASSERT_EQ(client.post(test::v2_body("d1-first", "deal", "1"), auth).status, 200u);
-  ASSERT_EQ(client.post(test::v2_body("d1-second", "deal", "1"), auth).status, 200u);
-  ASSERT_EQ(client.post(test::v2_body("d2-only", "deal", "2"), auth).status, 200u);
+  start({h});
+  ASSERT_EQ(post(test::v2_body("d1-first", "deal", "1")), 200u);
+  ASSERT_EQ(post(test::v2_body("d1-second", "deal", "1")), 200u);
+  ASSERT_EQ(post(test::v2_body("d2-only", "deal", "2")), 200u);
   ASSERT_TRUE(test::wait_for([&] { return sink.request_count() == 4; }, std::chrono::seconds(10)));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   auto reqs = sink.requests();
@@ -467,19 +449,11 @@ TEST_F(dispatch_fixture, an_ordered_handler_keeps_each_entitys_order_while_other
 
 TEST_F(dispatch_fixture, replay_requeues_matching_events_for_a_handler) {
   http_test_server sink(ok_response);
-  test::temp_dir dir;
-  auto c = test::test_config(dir);
-  c.handlers = {http_handler_config("sink", sink.port())};
-  const std::string cfg_path = dir.file("p.toml");
-  test::write_file(cfg_path, "[store]\npath = \"" + c.store.path +
-                                 "\"\n[[handlers]]\nname = \"sink\"\ntype = \"http\"\nurl = \"http://127.0.0.1:" +
-                                 std::to_string(sink.port()) + "/\"\n");
-  test::running_daemon d(c);
-  test::http_client client(d.port());
-  const auto auth = test::basic_auth(test::test_user, test::test_password);
-  ASSERT_EQ(client.post(test::v2_body("p1", "person", "1"), auth).status, 200u);
-  ASSERT_EQ(client.post(test::v2_body("d1", "deal", "1"), auth).status, 200u);
-  ASSERT_EQ(client.post(test::v2_body("d2", "deal", "2"), auth).status, 200u);
+  start({http_handler_config("sink", sink.port())});
+  const std::string cfg_path = cli_config(sink.port());
+  ASSERT_EQ(post(test::v2_body("p1", "person", "1")), 200u);
+  ASSERT_EQ(post(test::v2_body("d1", "deal", "1")), 200u);
+  ASSERT_EQ(post(test::v2_body("d2", "deal", "2")), 200u);
   ASSERT_TRUE(test::wait_for([&] { return sink.request_count() == 3; }, std::chrono::seconds(10)));
   auto replay = test::run_cli({"-c", cfg_path, "events", "replay", "--handler", "sink", "--entity", "deal"});
   ASSERT_EQ(replay.exit_code, 0) << replay.err;

@@ -93,18 +93,35 @@ void print_table(const std::vector<event::stored_event>& rows) {
   print_cells(cells);
 }
 
-int cmd_events_list(const std::string& config_path, store::event_filter f, const std::string& since,
-                    const std::string& until, const std::string& format) {
-  if (!since.empty()) {
-    auto t = parse_time_arg("--since", since);
-    if (!t) return fail(exit_usage, t.error().message);
-    f.since_us = *t;
+// The event filters of `events list` and `events replay`, with --since/--until as text until parsed.
+struct filter_args {
+  store::event_filter f;
+  std::string since, until;
+
+  void add_to(CLI::App* cmd) {
+    cmd->add_option("--entity", f.entity, "entity, e.g. deal, person, lead");
+    cmd->add_option("--action", f.action, "create, change or delete")->check(CLI::IsMember({"create", "change", "delete"}));
+    cmd->add_option("--entity-id", f.entity_id, "the object's id");
+    cmd->add_option("--company-id", f.company_id, "the Pipedrive company id");
+    cmd->add_option("--since", since, "occurred at or after: RFC 3339, a date, epoch seconds, or an age like 2h");
+    cmd->add_option("--until", until, "occurred before (same forms as --since)");
   }
-  if (!until.empty()) {
-    auto t = parse_time_arg("--until", until);
-    if (!t) return fail(exit_usage, t.error().message);
-    f.until_us = *t;
+  outcome<store::event_filter> parsed() const {
+    store::event_filter out = f;
+    for (auto [flag, text, slot] : {std::tuple{"--since", &since, &out.since_us}, std::tuple{"--until", &until, &out.until_us}}) {
+      if (text->empty()) continue;
+      auto t = parse_time_arg(flag, *text);
+      if (!t) return t.error();
+      *slot = *t;
+    }
+    return out;
   }
+};
+
+int cmd_events_list(const std::string& config_path, const filter_args& args, const std::string& format) {
+  auto parsed = args.parsed();
+  if (!parsed) return fail(exit_usage, parsed.error().message);
+  const store::event_filter& f = *parsed;
   auto cfg = load(config_path);
   if (!cfg) return fail(exit_usage, cfg.error().message);
   auto rd = store::reader::open(cfg->store.path);
@@ -385,14 +402,10 @@ int cmd_handlers_retry(const std::string& config_path, const std::string& name) 
 
 constexpr std::int64_t replay_confirm_threshold = 1000;
 
-int cmd_events_replay(const std::string& config_path, const std::string& name, store::event_filter f,
-                      const std::string& since, const std::string& until, bool yes) {
-  for (auto [flag, text, out] : {std::tuple{"--since", &since, &f.since_us}, std::tuple{"--until", &until, &f.until_us}}) {
-    if (text->empty()) continue;
-    auto t = parse_time_arg(flag, *text);
-    if (!t) return fail(exit_usage, t.error().message);
-    *out = *t;
-  }
+int cmd_events_replay(const std::string& config_path, const std::string& name, const filter_args& args, bool yes) {
+  auto parsed = args.parsed();
+  if (!parsed) return fail(exit_usage, parsed.error().message);
+  const store::event_filter& f = *parsed;
   auto cfg = load(config_path);
   if (!cfg) return fail(exit_usage, cfg.error().message);
   const config::handler_config* hc = find_handler(*cfg, name);
@@ -443,17 +456,11 @@ int run(int argc, char** argv) {
 
   auto* events = app.add_subcommand("events", "query the event log (read-only; safe while serve runs)");
   events->require_subcommand(1);
-  store::event_filter filter;
-  std::string since, until, format = "table";
+  filter_args list_args;
+  std::string format = "table";
   auto* list = events->add_subcommand("list", "list events, newest first");
-  list->add_option("--entity", filter.entity, "entity, e.g. deal, person, lead");
-  list->add_option("--action", filter.action, "create, change or delete")
-      ->check(CLI::IsMember({"create", "change", "delete"}));
-  list->add_option("--entity-id", filter.entity_id, "the object's id");
-  list->add_option("--company-id", filter.company_id, "the Pipedrive company id");
-  list->add_option("--since", since, "occurred at or after: RFC 3339, a date, epoch seconds, or an age like 2h");
-  list->add_option("--until", until, "occurred before (same forms as --since)");
-  list->add_option("--limit", filter.limit, "at most this many (default 50)")->check(CLI::Range(1, 100000));
+  list_args.add_to(list);
+  list->add_option("--limit", list_args.f.limit, "at most this many (default 50)")->check(CLI::Range(1, 100000));
   list->add_option("--format", format, "table or ndjson")->check(CLI::IsMember({"table", "ndjson"}));
 
   std::int64_t show_id = 0;
@@ -462,18 +469,12 @@ int run(int argc, char** argv) {
   show->add_option("id", show_id, "event id")->required()->check(CLI::PositiveNumber);
   show->add_option("--format", show_format, "table or json")->check(CLI::IsMember({"table", "json"}));
 
-  std::string replay_handler, replay_since, replay_until;
-  store::event_filter replay_filter;
+  std::string replay_handler;
+  filter_args replay_args;
   bool replay_yes = false;
   auto* replay = events->add_subcommand("replay", "re-queue matching events for a handler (at-least-once again)");
   replay->add_option("--handler", replay_handler, "the handler's name")->required();
-  replay->add_option("--entity", replay_filter.entity, "entity, e.g. deal, person, lead");
-  replay->add_option("--action", replay_filter.action, "create, change or delete")
-      ->check(CLI::IsMember({"create", "change", "delete"}));
-  replay->add_option("--entity-id", replay_filter.entity_id, "the object's id");
-  replay->add_option("--company-id", replay_filter.company_id, "the Pipedrive company id");
-  replay->add_option("--since", replay_since, "occurred at or after (as for events list)");
-  replay->add_option("--until", replay_until, "occurred before (as for events list)");
+  replay_args.add_to(replay);
   replay->add_flag("--yes", replay_yes, "confirm a replay of more than 1000 events");
 
   auto* handlers_cmd = app.add_subcommand("handlers", "the handlers' deliveries: status, retry the dead");
@@ -511,9 +512,9 @@ int run(int argc, char** argv) {
   }
   if (*check) return cmd_check_config(config_path);
   if (*serve) return cmd_serve(config_path, log_level);
-  if (*list) return cmd_events_list(config_path, filter, since, until, format);
+  if (*list) return cmd_events_list(config_path, list_args, format);
   if (*show) return cmd_events_show(config_path, show_id, show_format);
-  if (*replay) return cmd_events_replay(config_path, replay_handler, replay_filter, replay_since, replay_until, replay_yes);
+  if (*replay) return cmd_events_replay(config_path, replay_handler, replay_args, replay_yes);
   if (*h_status) return cmd_handlers_status(config_path, status_format);
   if (*h_retry) return cmd_handlers_retry(config_path, retry_handler);
   if (*wh_list) return cmd_webhooks_list(config_path, wh_format);

@@ -3,7 +3,6 @@
 #include "pipehook/core/time.hpp"
 #include "sqlite.hpp"
 
-#include <filesystem>
 
 namespace pipehook::store {
 
@@ -196,22 +195,9 @@ std::string due_sql(bool ordered) {
 }  // namespace
 
 outcome<std::unique_ptr<outbox>> outbox::open(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec))
-    return make_failure(errc::not_found, "no event log at \"" + path + "\" (has `pipehook serve` run with this config?)");
-  auto opened = detail::open_connection(path, SQLITE_OPEN_READWRITE, 5000);
+  auto opened = detail::open_existing(path, SQLITE_OPEN_READWRITE, 2);  // 2: the outbox
   if (!opened) return opened.error();
   detail::db_handle db = std::move(*opened);
-  auto version = statement::prepare(db.db, "PRAGMA user_version");
-  if (!version) return version.error();
-  const std::int64_t v = version->step() == SQLITE_ROW ? version->column_int(0) : -1;
-  version = {};
-  if (v < 2)
-    return make_failure(errc::store_io, "\"" + path + "\" has no handler outbox yet (schema " + std::to_string(v) +
-                                            "): run `pipehook serve` once with this version to upgrade it");
-  if (v > detail::schema_version)
-    return make_failure(errc::store_io, "\"" + path + "\" has schema version " + std::to_string(v) +
-                                            ", newer than this pipehook reads");
   auto due = statement::prepare(db.db, due_sql(false));
   auto due_ordered = statement::prepare(db.db, due_sql(true));
   auto next_due =

@@ -2,7 +2,6 @@
 
 #include "sqlite.hpp"
 
-#include <filesystem>
 
 namespace pipehook::store {
 namespace {
@@ -65,28 +64,9 @@ class sqlite_reader final : public reader {
 }  // namespace
 
 outcome<std::unique_ptr<reader>> reader::open(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec))
-    return make_failure(errc::not_found, "no event log at \"" + path + "\" (has `pipehook serve` run with this config?)");
-  auto opened = detail::open_connection(path, SQLITE_OPEN_READONLY, 5000);
-  if (!opened) return opened.error();
-  detail::db_handle db = std::move(*opened);
-  auto st = statement::prepare(db.db, "PRAGMA user_version");
-  if (!st) {
-    failure f = st.error();
-    f.message = path + ": " + f.message;
-    return f;
-  }
-  const int step = st->step();
-  const std::int64_t version = step == SQLITE_ROW ? st->column_int(0) : -1;
-  st = {};
-  if (step != SQLITE_ROW) return detail::sqlite_failure(db.db, step, path);
-  if (version == 0) return make_failure(errc::store_io, "\"" + path + "\" is not a pipehook event log");
-  if (version > detail::schema_version)
-    return make_failure(errc::store_io, "\"" + path + "\" has schema version " + std::to_string(version) +
-                                            ", newer than this pipehook reads (" +
-                                            std::to_string(detail::schema_version) + ")");
-  return std::unique_ptr<reader>(new sqlite_reader(std::move(db)));
+  auto db = detail::open_existing(path, SQLITE_OPEN_READONLY, 1);
+  if (!db) return db.error();
+  return std::unique_ptr<reader>(new sqlite_reader(std::move(*db)));
 }
 
 }  // namespace pipehook::store

@@ -2,6 +2,7 @@
 #include "sqlite.hpp"
 
 #include <array>
+#include <filesystem>
 #include <iterator>
 
 namespace pipehook::store::detail {
@@ -127,6 +128,33 @@ void bind_filter(const statement& st, const event_filter& f, int& i) {
     if (!s->empty()) st.bind_text(++i, *s);
   for (const auto* t : {&f.since_us, &f.until_us, &f.before_id})
     if (t->has_value()) st.bind_int(++i, **t);
+}
+
+outcome<db_handle> open_existing(const std::string& path, int flags, int min_version) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec))
+    return make_failure(errc::not_found, "no event log at \"" + path + "\" (has `pipehook serve` run with this config?)");
+  auto opened = open_connection(path, flags, 5000);
+  if (!opened) return opened.error();
+  db_handle db = std::move(*opened);
+  auto st = statement::prepare(db.db, "PRAGMA user_version");
+  if (!st) {
+    failure f = st.error();
+    f.message = path + ": " + f.message;
+    return f;
+  }
+  const int step = st->step();
+  const std::int64_t version = step == SQLITE_ROW ? st->column_int(0) : -1;
+  st = {};
+  if (step != SQLITE_ROW) return sqlite_failure(db.db, step, path);
+  if (version == 0) return make_failure(errc::store_io, "\"" + path + "\" is not a pipehook event log");
+  if (version > schema_version)
+    return make_failure(errc::store_io, "\"" + path + "\" has schema version " + std::to_string(version) +
+                                            ", newer than this pipehook reads (" + std::to_string(schema_version) + ")");
+  if (version < min_version)
+    return make_failure(errc::store_io, "\"" + path + "\" has schema version " + std::to_string(version) +
+                                            ": run `pipehook serve` once with this version to upgrade it");
+  return db;
 }
 
 namespace {

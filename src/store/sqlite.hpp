@@ -62,6 +62,10 @@ failure sqlite_failure(sqlite3* db, int rc, std::string_view what);
 // thread at a time) with extended result codes and a busy timeout. Errors name the path.
 outcome<db_handle> open_connection(const std::string& path, int flags, std::int64_t busy_timeout_ms);
 
+// Opens an existing event log for the CLI and the dispatcher: errors name the path (missing, not
+// a pipehook database, a schema newer than this build, or older than `min_version`).
+outcome<db_handle> open_existing(const std::string& path, int flags, int min_version);
+
 // Runs SQL with no results (pragmas, DDL, BEGIN/COMMIT).
 outcome<void> exec(sqlite3* db, std::string_view sql);
 
