@@ -214,7 +214,8 @@ class sqlite_event_log final : public event_log {
       d.bind_text(1, r.handler);
       d.bind_int(2, out.id);
       d.bind_int(3, now);
-      if (r.ordered) d.bind_text(4, order_key_of(e));
+      const std::string key = r.ordered ? order_key_of(e) : std::string();  // bound by reference: outlives step()
+      if (r.ordered) d.bind_text(4, key);
       else d.bind_null(4);
       std::int64_t delivery_id = 0;
       const int rc = d.step();
