@@ -1,4 +1,6 @@
 // The pipehook binary as users run it: signals, SIGKILL under load, and the CLI.
+#include "http_sink.hpp"
+#include "pipehook/store/outbox.hpp"
 #include "pipehook/store/reader.hpp"
 #include "support.hpp"
 
@@ -21,6 +23,36 @@ std::string write_config(const test::temp_dir& dir, const std::string& extra = "
   test::write_file(path, "[server]\nlisten = \"127.0.0.1:0\"\n" + extra + "[auth]\npassword = \"" + test::test_password +
                              "\"\n[store]\npath = \"" + dir.file("events.db") + "\"\n");
   return path;
+}
+
+TEST(process, a_hanging_handler_does_not_hold_up_shutdown_and_its_delivery_waits_for_the_next_run) {
+  std::atomic<bool> release{false};
+  test::http_test_server sink([&](const test::recorded_request&) {
+    for (int i = 0; i < 300 && !release; ++i) std::this_thread::sleep_for(100ms);  // hangs until released
+    return test::canned_response{200, "{}", {}, "application/json"};
+  });
+  test::temp_dir dir;
+  const std::string path = dir.file("pipehook.toml");
+  test::write_file(path, "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_timeout = \"1s\"\n[auth]\npassword = \"" +
+                             test::test_password + "\"\n[store]\npath = \"" + dir.file("events.db") +
+                             "\"\n[[handlers]]\nname = \"slow\"\ntype = \"http\"\ntimeout = \"60s\"\nurl = \"http://127.0.0.1:" +
+                             std::to_string(sink.port()) + "/\"\n");
+  test::daemon_process d(path, dir.file("log"));
+  test::http_client client(d.port());
+  ASSERT_EQ(client.post(test::v2_body("hang-1"), good_auth).status, 200u);
+  ASSERT_TRUE(test::wait_for([&] { return sink.request_count() == 1; }, 10s));
+  const auto t0 = std::chrono::steady_clock::now();
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait(10s), 0) << test::read_file(dir.file("log"));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 4s);  // shutdown_timeout, then the delivery is cancelled
+  release = true;
+  auto ob = store::outbox::open(dir.file("events.db"));
+  ASSERT_TRUE(ob);
+  auto counts = (*ob)->counts();
+  ASSERT_TRUE(counts);
+  ASSERT_EQ(counts->size(), 1u);
+  EXPECT_EQ((*counts)[0].done, 0);
+  EXPECT_EQ((*counts)[0].pending + (*counts)[0].retrying, 1);  // delivered again by the next run
 }
 
 TEST(process, sigterm_finishes_the_request_in_flight_then_exits_0) {
