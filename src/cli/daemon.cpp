@@ -155,6 +155,20 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c) {
   ingest_opts.user = c.auth.user;
   ingest_opts.password = c.auth.password;
   ingest_opts.retry_after_s = c.store.retry_after_s;
+  auto ranges = [](const std::vector<std::string>& texts, const char* key) -> outcome<std::vector<cidr>> {
+    std::vector<cidr> out;
+    for (const auto& t : texts) {
+      auto r = parse_cidr(t, key);
+      if (!r) return r.error();
+      out.push_back(*r);
+    }
+    return out;
+  };
+  auto allow = ranges(c.server.allow_from, "server.allow_from");
+  if (!allow) return allow.error();
+  ingest_opts.allow_from = std::move(*allow);
+  auto trusted = ranges(c.server.trusted_proxies, "server.trusted_proxies");
+  if (!trusted) return trusted.error();
   p->endpoint = std::make_unique<ingest::webhook_endpoint>(ingest_opts, *p->log);
 
   http::server_options http_opts;
@@ -165,6 +179,7 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c) {
   http_opts.read_timeout = std::chrono::milliseconds(c.server.read_timeout_ms);
   http_opts.idle_timeout = std::chrono::milliseconds(c.server.idle_timeout_ms);
   http_opts.shutdown_timeout = std::chrono::milliseconds(c.server.shutdown_timeout_ms);
+  http_opts.trusted_proxies = std::move(*trusted);
   impl* raw = p.get();
   http_opts.on_response = [raw](const http::request_head& h, const http::response& r, std::chrono::microseconds e) {
     raw->on_response(h, r, e);

@@ -1,5 +1,6 @@
 #include "pipehook/config/config.hpp"
 
+#include "pipehook/core/cidr.hpp"
 #include "pipehook/core/time.hpp"
 #include "pipehook/core/url.hpp"
 
@@ -115,6 +116,8 @@ outcome<std::string> read_secret_file(const std::string& path, std::string_view 
 
 outcome<void> secret_pair(const reader& r, const std::string& key, std::string& out, std::string& source);
 outcome<void> parse_handler(const toml::table& t, std::string where, handler_config& h);
+outcome<void> string_list(const toml::table& t, const std::string& where, std::string_view key,
+                          std::vector<std::string>& out);
 
 #define PIPEHOOK_TRY(expr)          \
   do {                              \
@@ -130,7 +133,8 @@ outcome<void> apply(const toml::table& root, config& c) {
   if (*server) {
     const toml::table& t = **server;
     PIPEHOOK_TRY(only_known(t, "server", {"listen", "path", "max_body_bytes", "max_connections", "read_timeout",
-                                          "idle_timeout", "shutdown_timeout", "threads"}));
+                                          "idle_timeout", "shutdown_timeout", "threads", "trusted_proxies",
+                                          "allow_from"}));
     reader r{t, "server"};
     std::string listen;
     PIPEHOOK_TRY(r.string("listen", listen));
@@ -144,6 +148,14 @@ outcome<void> apply(const toml::table& root, config& c) {
     PIPEHOOK_TRY(r.duration("idle_timeout", c.server.idle_timeout_ms, 100, 3'600'000));
     PIPEHOOK_TRY(r.duration("shutdown_timeout", c.server.shutdown_timeout_ms, 0, 3'600'000));
     PIPEHOOK_TRY(r.integer("threads", c.server.threads, 1, 64));
+    for (auto [key, list] : {std::pair{"trusted_proxies", &c.server.trusted_proxies},
+                             std::pair{"allow_from", &c.server.allow_from}}) {
+      PIPEHOOK_TRY(string_list(t, "server", key, *list));
+      for (const auto& range : *list) {
+        auto parsed = parse_cidr(range, std::string("server.") + key);
+        if (!parsed) return parsed.error();
+      }
+    }
   }
 
   auto auth = section(root, "auth");
@@ -431,6 +443,12 @@ std::string quoted(std::string_view s) {
   return os.str();
 }
 
+std::string list_text(const std::vector<std::string>& v) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + quoted(v[i]);
+  return out + "]";
+}
+
 std::string duration_text(std::int64_t ms) {
   if (ms != 0 && ms % 3'600'000 == 0) return quoted(std::to_string(ms / 3'600'000) + "h");
   if (ms != 0 && ms % 60'000 == 0) return quoted(std::to_string(ms / 60'000) + "m");
@@ -532,7 +550,9 @@ std::string render_effective(const config& c) {
      << "read_timeout = " << duration_text(c.server.read_timeout_ms) << "\n"
      << "idle_timeout = " << duration_text(c.server.idle_timeout_ms) << "\n"
      << "shutdown_timeout = " << duration_text(c.server.shutdown_timeout_ms) << "\n"
-     << "threads = " << c.server.threads << "\n\n"
+     << "threads = " << c.server.threads << "\n"
+     << "trusted_proxies = " << list_text(c.server.trusted_proxies) << "\n"
+     << "allow_from = " << list_text(c.server.allow_from) << "\n\n"
      << "[auth]\n"
      << "enabled = " << (c.auth.enabled ? "true" : "false") << "\n"
      << "user = " << quoted(c.auth.user) << "\n"
@@ -574,11 +594,7 @@ std::string render_effective(const config& c) {
   for (const auto& w : g.webhooks)
     os << "\n[[registrar.webhooks]]\nevent_action = " << quoted(w.event_action)
        << "\nevent_object = " << quoted(w.event_object) << "\n";
-  auto list = [](const std::vector<std::string>& v) {
-    std::string out = "[";
-    for (std::size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + quoted(v[i]);
-    return out + "]";
-  };
+  const auto list = list_text;
   for (const auto& h : c.handlers) {
     os << "\n[[handlers]]\nname = " << quoted(h.name) << "\ntype = " << quoted(h.type)
        << "\nordered = " << (h.ordered ? "true" : "false") << "\nconcurrency = " << h.concurrency << "\n";

@@ -1,6 +1,7 @@
 #include "pipehook/http/server.hpp"
 
 #include "padded_body.hpp"
+#include "pipehook/http/proxy.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/optional/optional.hpp>
@@ -169,6 +170,13 @@ asio::awaitable<void> run_session(state_ptr st, tcp::socket socket) {
     self = st->connections.insert(st->connections.end(), conn);
   }
   const std::string remote = peer_of(stream);
+  std::optional<asio::ip::address> peer_ip;
+  {
+    beast::error_code pec;
+    const auto ep = stream.socket().remote_endpoint(pec);
+    if (!pec) peer_ip = parse_address(ep.address().to_string());
+  }
+  const std::string peer_text = peer_ip ? peer_ip->to_string() : std::string("?");
   beast::flat_buffer buffer;
 
   for (;;) {
@@ -192,6 +200,7 @@ asio::awaitable<void> run_session(state_ptr st, tcp::socket socket) {
     auto [hec, hn] = co_await bhttp::async_read_header(stream, buffer, head_parser, use_tuple);
     request_head head;
     head.remote = remote;
+    head.client = peer_text;
     if (hec) {
       if (hec == beast::error::timeout || hec == asio::error::operation_aborted || hec == bhttp::error::end_of_stream ||
           hec == asio::error::eof || hec == asio::error::connection_reset) {
@@ -213,6 +222,20 @@ asio::awaitable<void> run_session(state_ptr st, tcp::socket socket) {
 
     const auto& req = head_parser.get();
     fill_head(head, req);
+    if (!st->opt.trusted_proxies.empty() && peer_ip) {
+      auto joined = [&req](std::string_view name) {  // a header sent several times is one list
+        std::string v;
+        for (auto [it, end] = req.equal_range(name); it != end; ++it) v += (v.empty() ? "" : ",") + std::string(it->value());
+        return v;
+      };
+      const client_address c = resolve_client(*peer_ip, joined("Forwarded"), joined("X-Forwarded-For"),
+                                              joined("X-Forwarded-Proto"), st->opt.trusted_proxies);
+      if (c.forwarded) {
+        head.client = c.address;
+        head.proto = c.proto;
+        head.remote = c.address + " via " + remote;
+      }
+    }
     if (auto len = head_parser.content_length()) head.content_length = *len;
     const unsigned version = req.version();
 

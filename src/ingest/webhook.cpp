@@ -124,6 +124,12 @@ webhook_endpoint::webhook_endpoint(options opt, store::event_log& log) : opt_(st
 }
 
 std::optional<http::response> webhook_endpoint::check(const http::request_head& head) const {
+  if (!opt_.allow_from.empty()) {
+    const auto client = parse_address(head.client);
+    if (!client || !in_ranges(opt_.allow_from, *client))
+      return http::json_error(403, "forbidden",
+                              "the client address " + head.client + " is not in server.allow_from");
+  }
   if (opt_.auth_enabled) {
     const auto creds = basic_credentials(head.authorization);
     // Compare digests so the time taken does not depend on where the strings differ, or their length.

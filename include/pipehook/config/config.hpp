@@ -24,6 +24,8 @@ struct server_config {
   std::int64_t idle_timeout_ms = 60'000;     // a keep-alive connection may wait this long for a request
   std::int64_t shutdown_timeout_ms = 15'000; // in-flight requests get this long after SIGTERM
   unsigned threads = 1;                      // I/O threads (the SQLite writer has its own)
+  std::vector<std::string> trusted_proxies;  // CIDRs whose Forwarded / X-Forwarded-* headers are believed
+  std::vector<std::string> allow_from;       // CIDRs allowed to POST webhooks (empty: anyone)
 };
 
 struct auth_config {

@@ -2,6 +2,7 @@
 // The HTTP/1.1 server: one coroutine per connection, keep-alive, header and body limits, read and
 // idle timeouts, a connection cap, and graceful shutdown.
 
+#include "pipehook/core/cidr.hpp"
 #include "pipehook/core/error.hpp"
 #include "pipehook/http/types.hpp"
 
@@ -23,6 +24,7 @@ struct server_options {
   std::chrono::milliseconds read_timeout{10'000};
   std::chrono::milliseconds idle_timeout{60'000};
   std::chrono::milliseconds shutdown_timeout{15'000};
+  std::vector<cidr> trusted_proxies;     // whose Forwarded / X-Forwarded-* headers are believed
   // Called after each response is written (or a request abandoned): logging and counters.
   std::function<void(const request_head&, const response&, std::chrono::microseconds elapsed)> on_response;
 };

@@ -22,7 +22,9 @@ struct request_head {
   std::string_view content_type;
   std::string_view authorization;
   std::optional<std::uint64_t> content_length;  // absent for chunked bodies
-  std::string remote;        // peer address "ip:port"
+  std::string remote;        // for logs: the peer "ip:port", or "client via ip:port" behind a trusted proxy
+  std::string client;        // the client's address: the peer's, or as a trusted proxy forwarded it
+  std::string proto;         // "https"/"http" as a trusted proxy forwarded it; "" otherwise
 };
 
 struct response {

@@ -2,6 +2,7 @@
 // The webhook endpoint's business logic, apart from the transport: Basic auth and content type on
 // the head, then parse -> commit -> answer. Also the health and readiness checks.
 
+#include "pipehook/core/cidr.hpp"
 #include "pipehook/http/types.hpp"
 #include "pipehook/store/event_log.hpp"
 
@@ -9,6 +10,7 @@
 #include <atomic>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace pipehook::ingest {
 
@@ -17,13 +19,15 @@ struct options {
   std::string user;
   std::string password;             // secret
   std::uint32_t retry_after_s = 5;  // sent with 503
+  std::vector<cidr> allow_from;     // clients allowed to POST (empty: anyone); others get 403
 };
 
 class webhook_endpoint {
  public:
   webhook_endpoint(options opt, store::event_log& log);
 
-  // 401 (missing/wrong credentials, with WWW-Authenticate) or 415 (not JSON), from the head alone.
+  // 403 (client not in allow_from), 401 (missing/wrong credentials, with WWW-Authenticate) or 415
+  // (not JSON), from the head alone.
   std::optional<http::response> check(const http::request_head& head) const;
 
   // 400 invalid JSON; 200 stored/duplicate; 202 quarantined; 503 + Retry-After when the log cannot

@@ -1,0 +1,111 @@
+// Behind a reverse proxy: address ranges, who the client is (forwarding headers believed only from
+// trusted proxies), and server.allow_from answering 403 to others, over real sockets.
+#include "pipehook/core/cidr.hpp"
+#include "pipehook/http/proxy.hpp"
+#include "support.hpp"
+
+#include <gtest/gtest.h>
+
+namespace pipehook {
+namespace {
+
+std::vector<cidr> ranges(std::initializer_list<const char*> texts) {
+  std::vector<cidr> out;
+  for (const char* t : texts) out.push_back(*parse_cidr(t, "test"));
+  return out;
+}
+
+boost::asio::ip::address addr(const char* t) { return *parse_address(t); }
+
+TEST(proxy, address_ranges) {
+  const auto r = ranges({"10.0.0.0/8", "192.168.1.7", "2001:db8::/32"});
+  EXPECT_TRUE(in_ranges(r, addr("10.200.3.4")));
+  EXPECT_FALSE(in_ranges(r, addr("11.0.0.1")));
+  EXPECT_TRUE(in_ranges(r, addr("192.168.1.7")));
+  EXPECT_FALSE(in_ranges(r, addr("192.168.1.8")));
+  EXPECT_TRUE(in_ranges(r, addr("2001:db8:ffff::1")));
+  EXPECT_FALSE(in_ranges(r, addr("2001:db9::1")));
+  EXPECT_TRUE(in_ranges(r, addr("::ffff:10.1.2.3")));  // IPv4-mapped counts as IPv4
+  EXPECT_TRUE(in_ranges(ranges({"0.0.0.0/0"}), addr("8.8.8.8")));
+  EXPECT_TRUE(in_ranges(ranges({"10.1.2.128/25"}), addr("10.1.2.200")));
+  EXPECT_FALSE(in_ranges(ranges({"10.1.2.128/25"}), addr("10.1.2.100")));
+  for (const char* bad : {"10.0.0.0/33", "10.0.0/8", "example.com", "::1/129", "10.0.0.0/", "1.2.3.4/x"})
+    EXPECT_FALSE(parse_cidr(bad, "server.allow_from")) << bad;
+}
+
+TEST(proxy, forwarding_headers_are_believed_only_from_trusted_proxies) {
+  const auto trusted = ranges({"127.0.0.1", "10.0.0.0/8"});
+  using http::resolve_client;
+  // Not from a proxy: the headers are ignored.
+  auto c = resolve_client(addr("198.51.100.9"), "", "203.0.113.7", "https", trusted);
+  EXPECT_EQ(c.address, "198.51.100.9");
+  EXPECT_FALSE(c.forwarded);
+  // From the proxy: the nearest untrusted hop, skipping trusted ones, never a spoofed left part.
+  c = resolve_client(addr("127.0.0.1"), "", "6.6.6.6, 203.0.113.7, 10.1.1.1", "https", trusted);
+  EXPECT_EQ(c.address, "203.0.113.7");
+  EXPECT_EQ(c.proto, "https");
+  EXPECT_TRUE(c.forwarded);
+  // RFC 7239 wins over X-Forwarded-For; ports and brackets are stripped.
+  c = resolve_client(addr("127.0.0.1"), R"(for="[2001:db8::5]:4711";proto=https, for=10.0.0.2)", "9.9.9.9", "",
+                     trusted);
+  EXPECT_EQ(c.address, "2001:db8::5");
+  EXPECT_EQ(c.proto, "https");
+  c = resolve_client(addr("127.0.0.1"), "", "203.0.113.7:5555", "", trusted);
+  EXPECT_EQ(c.address, "203.0.113.7");
+  // A proxy that hides the client.
+  c = resolve_client(addr("127.0.0.1"), "for=unknown", "", "", trusted);
+  EXPECT_EQ(c.address, "unknown");
+  // A trusted proxy with no forwarding headers: the peer itself.
+  c = resolve_client(addr("127.0.0.1"), "", "", "", trusted);
+  EXPECT_EQ(c.address, "127.0.0.1");
+  EXPECT_FALSE(c.forwarded);
+}
+
+struct allow_case {
+  std::vector<std::string> trusted;
+  std::map<std::string, std::string> headers;
+  unsigned status;
+};
+
+TEST(proxy, allow_from_uses_the_forwarded_client_only_behind_a_trusted_proxy) {
+  const std::vector<allow_case> cases = {
+      {{"127.0.0.1/32"}, {{"X-Forwarded-For", "203.0.113.7"}}, 200},
+      {{"127.0.0.1/32"}, {{"X-Forwarded-For", "198.51.100.1"}}, 403},
+      {{"127.0.0.1/32"}, {{"Forwarded", "for=203.0.113.9;proto=https"}}, 200},
+      {{"127.0.0.1/32"}, {}, 403},                                       // the proxy itself is not allowed
+      {{}, {{"X-Forwarded-For", "203.0.113.7"}}, 403},                  // not a trusted proxy: header ignored
+      {{"10.0.0.0/8"}, {{"X-Forwarded-For", "203.0.113.7"}}, 403},      // 127.0.0.1 is not among the trusted
+  };
+  for (const auto& k : cases) {
+    SCOPED_TRACE(k.trusted.empty() ? "no trusted proxy" : k.trusted[0]);
+    test::temp_dir dir;
+    auto c = test::test_config(dir);
+    c.server.trusted_proxies = k.trusted;
+    c.server.allow_from = {"203.0.113.0/24"};
+    test::running_daemon d(c);
+    test::http_client client(d.port());
+    auto headers = k.headers;
+    headers["Authorization"] = test::basic_auth(test::test_user, test::test_password);
+    headers["Content-Type"] = "application/json";
+    auto r = client.request("POST", "/webhooks/pipedrive", test::v2_body("evt-1"), headers);
+    EXPECT_EQ(r.status, k.status) << r.body;
+    if (k.status == 403) EXPECT_NE(r.body.find("is not in server.allow_from"), std::string::npos) << r.body;
+    // Health checks are not subject to the allowlist (the proxy and the container probe them).
+    EXPECT_EQ(client.request("GET", "/healthz").status, 200u);
+  }
+}
+
+TEST(proxy, config_checks_the_ranges) {
+  auto env = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
+  auto bad = config::parse_config("[server]\nallow_from = [\"10.0.0.0/40\"]", "t.toml", env);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("server.allow_from: \"10.0.0.0/40\" is not an address range"), std::string::npos);
+  auto ok = config::parse_config("[server]\ntrusted_proxies = [\"127.0.0.1\", \"::1\"]\nallow_from = \"203.0.113.0/24\"",
+                                 "t.toml", env);
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(ok->server.trusted_proxies.size(), 2u);
+  EXPECT_EQ(ok->server.allow_from, std::vector<std::string>{"203.0.113.0/24"});
+}
+
+}  // namespace
+}  // namespace pipehook
