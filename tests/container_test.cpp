@@ -1,0 +1,62 @@
+// The container's runtime stage installs exactly the shared libraries the binary links: every
+// library `ldd` lists comes from a package the Dockerfile installs (or the slim base image has),
+// and every library package it installs is needed. No Docker engine runs here, so this is the check.
+#include "support.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <regex>
+#include <set>
+
+namespace pipehook {
+namespace {
+
+std::string run(const std::string& cmd) {
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return out;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  ::pclose(p);
+  return out;
+}
+
+// The Debian package owning a file (merged /usr: dpkg may know it under /lib or /usr/lib).
+std::string package_of(const std::string& path) {
+  for (const std::string& candidate : {path, path.rfind("/usr", 0) == 0 ? path.substr(4) : "/usr" + path}) {
+    const std::string out = run("dpkg-query -S '" + candidate + "' 2>/dev/null");
+    if (!out.empty()) return out.substr(0, out.find(':'));
+  }
+  return {};
+}
+
+TEST(container, the_runtime_stage_installs_what_the_binary_links) {
+  const std::string dockerfile = test::read_file(std::string(PIPEHOOK_SOURCE_DIR) + "/docker/Dockerfile");
+  const auto runtime = dockerfile.substr(dockerfile.find("FROM debian:bookworm-slim"));
+  const auto install_at = runtime.find("apt-get install");
+  ASSERT_NE(install_at, std::string::npos);
+  const std::string install = runtime.substr(install_at, runtime.find("&& rm -rf", install_at) - install_at);
+  std::set<std::string> installed;
+  const std::regex word(R"(\b(lib[a-z0-9.+-]+))");
+  for (std::sregex_iterator it(install.begin(), install.end(), word), end; it != end; ++it) installed.insert((*it)[1]);
+
+  const std::set<std::string> in_slim_base{"libc6", "libgcc-s1", "libstdc++6"};
+  std::set<std::string> needed;
+  const std::string ldd = run(std::string("ldd '") + PIPEHOOK_BINARY + "'");
+  const std::regex lib(R"(=>\s+(\S+)\s+\()");
+  for (std::sregex_iterator it(ldd.begin(), ldd.end(), lib), end; it != end; ++it) {
+    const std::string pkg = package_of((*it)[1]);
+    ASSERT_FALSE(pkg.empty()) << "no package owns " << (*it)[1];
+    if (in_slim_base.count(pkg)) continue;
+    needed.insert(pkg);
+    EXPECT_TRUE(installed.count(pkg)) << (*it)[1] << " comes from " << pkg
+                                      << ", which docker/Dockerfile's runtime stage does not install";
+  }
+  for (const auto& pkg : installed)
+    EXPECT_TRUE(needed.count(pkg)) << "docker/Dockerfile installs " << pkg << ", which the binary does not link";
+}
+
+}  // namespace
+}  // namespace pipehook
