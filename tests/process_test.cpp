@@ -4,12 +4,14 @@
 #include "pipehook/store/reader.hpp"
 #include "support.hpp"
 
+#include <boost/json/parse.hpp>
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <csignal>
 #include <mutex>
 #include <set>
+#include <sstream>
 
 namespace pipehook {
 namespace {
@@ -53,6 +55,47 @@ TEST(process, a_hanging_handler_does_not_hold_up_shutdown_and_its_delivery_waits
   ASSERT_EQ(counts->size(), 1u);
   EXPECT_EQ((*counts)[0].done, 0);
   EXPECT_EQ((*counts)[0].pending + (*counts)[0].retrying, 1);  // delivered again by the next run
+}
+
+TEST(process, sighup_reopens_a_json_log_reloads_credentials_and_names_what_needs_a_restart) {
+  test::temp_dir dir;
+  const std::string path = dir.file("pipehook.toml"), log = dir.file("pipehook.log");
+  auto config_text = [&](const std::string& password, const std::string& path_setting) {
+    return "[server]\nlisten = \"127.0.0.1:0\"\npath = \"" + path_setting + "\"\n[auth]\npassword = \"" + password +
+           "\"\n[store]\npath = \"" + dir.file("events.db") + "\"\n[log]\nformat = \"json\"\nfile = \"" + log + "\"\n";
+  };
+  test::write_file(path, config_text(test::test_password, "/webhooks/pipedrive"));
+  test::daemon_process d(path, dir.file("stderr"), log);
+  test::http_client client(d.port());
+  ASSERT_EQ(client.post(test::v2_body("hup-1"), good_auth).status, 200u);
+
+  // logrotate: move the file away, then SIGHUP; the new password and a new path in the file.
+  std::filesystem::rename(log, log + ".1");
+  test::write_file(path, config_text("rotated-password", "/hooks/new"));
+  d.signal(SIGHUP);
+  ASSERT_TRUE(test::wait_for([&] { return std::filesystem::exists(log) && test::read_file(log).find("SIGHUP") != std::string::npos; },
+                             10s));
+  EXPECT_EQ(client.post(test::v2_body("hup-2"), good_auth).status, 401u);
+  EXPECT_EQ(client.post(test::v2_body("hup-3"), test::basic_auth(test::test_user, "rotated-password")).status, 200u);
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait(10s), 0);
+
+  // Every line of both files is one JSON object with time, level and msg.
+  std::string all;
+  for (const auto& f : {log + ".1", log}) {
+    std::istringstream in(test::read_file(f));
+    for (std::string line; std::getline(in, line);) {
+      boost::system::error_code ec;
+      auto v = boost::json::parse(line, ec);
+      ASSERT_FALSE(ec) << f << ": " << line;
+      ASSERT_TRUE(v.is_object());
+      EXPECT_TRUE(v.as_object().contains("time") && v.as_object().contains("level") && v.as_object().contains("msg"));
+      all += std::string(v.as_object().at("msg").as_string()) + "\n";
+    }
+  }
+  EXPECT_NE(test::read_file(log + ".1").find("listening on"), std::string::npos);
+  EXPECT_NE(all.find("SIGHUP: reloaded log (reopened), auth"), std::string::npos) << all;
+  EXPECT_NE(all.find("SIGHUP: changed but applied only by a restart: server"), std::string::npos) << all;
 }
 
 TEST(process, sigterm_finishes_the_request_in_flight_then_exits_0) {

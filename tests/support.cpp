@@ -283,12 +283,14 @@ int decode_status(int status) {
 
 }  // namespace
 
-daemon_process::daemon_process(const std::string& config_path, const std::string& log_path) {
+daemon_process::daemon_process(const std::string& config_path, const std::string& log_path,
+                               const std::string& listen_log) {
   pid_ = spawn({"--config", config_path, "serve"}, {}, "/dev/null", log_path);
+  const std::string& watched = listen_log.empty() ? log_path : listen_log;
   // The daemon logs "listening on 127.0.0.1:PORT" once bound.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (std::chrono::steady_clock::now() < deadline) {
-    const std::string log = read_file(log_path);
+    const std::string log = std::filesystem::exists(watched) ? read_file(watched) : std::string();
     const auto at = log.find("listening on 127.0.0.1:");
     if (at != std::string::npos) {
       port_ = static_cast<unsigned short>(std::stoi(log.substr(at + 23)));

@@ -101,7 +101,8 @@ class running_daemon {
 // The pipehook binary as a child process (stderr to a file), for signal and crash tests.
 class daemon_process {
  public:
-  daemon_process(const std::string& config_path, const std::string& log_path);
+  // stderr goes to log_path; the "listening on" line is looked for in listen_log (log.file), or log_path.
+  daemon_process(const std::string& config_path, const std::string& log_path, const std::string& listen_log = "");
   ~daemon_process();
   unsigned short port() const { return port_; }
   void signal(int sig);

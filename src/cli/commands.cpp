@@ -172,7 +172,8 @@ int cmd_check_config(const std::string& config_path) {
 int cmd_serve(const std::string& config_path, const std::string& log_level) {
   auto cfg = load(config_path);
   if (!cfg) return fail(exit_usage, cfg.error().message);
-  setup_logging(log_level.empty() ? cfg->log.level : log_level);
+  if (!log_level.empty()) cfg->log.level = log_level;  // until a SIGHUP rereads the file
+  if (auto logged = setup_logging(cfg->log); !logged) return fail(exit_usage, logged.error().message);
   auto d = daemon::create(*cfg);
   if (!d) {
     const bool usage = d.error().code == make_error_code(errc::invalid_config);

@@ -14,10 +14,13 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <map>
+#include <sstream>
 #include <mutex>
 #include <thread>
 
@@ -65,6 +68,68 @@ struct daemon::impl {
     std::string line;
     for (const auto& [outcome, n] : snapshot) line += " " + outcome + "=" + std::to_string(n);
     spdlog::info("requests in the {}:{} (queue depth {})", period, line, log->queue_depth());
+  }
+
+  void wait_signal() {
+    signals.async_wait([this](boost::system::error_code ec, int sig) {
+      if (ec) return;
+      if (sig == SIGHUP) {
+        reload();
+        wait_signal();
+        return;
+      }
+      spdlog::info("received {}", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      begin_stop();
+    });
+  }
+
+  // SIGHUP: reopen the log, and apply what can change without a restart (log, auth); say what
+  // else changed in the file but waits for a restart.
+  void reload() {
+    auto fresh = config::load_config(cfg.source == "(defaults)" ? "" : cfg.source, config::process_env());
+    if (!fresh) {
+      spdlog::error("SIGHUP: the config could not be reloaded, the running one stays: {}", fresh.error().message);
+      return;
+    }
+    std::vector<std::string> applied, refused;
+    if (auto logged = setup_logging(fresh->log); logged) {
+      cfg.log = fresh->log;
+      applied.push_back("log (reopened)");
+    } else {
+      refused.push_back(logged.error().message);
+    }
+    if (auto ready = config::check_serve_ready(*fresh); ready) {
+      endpoint->set_credentials(fresh->auth.enabled, fresh->auth.user, fresh->auth.password);
+      cfg.auth = fresh->auth;
+      applied.push_back("auth");
+    } else {
+      refused.push_back("auth: " + ready.error().message);
+    }
+    // Everything else is only compared: each section that differs is named.
+    auto sections = [](const config::config& c) {
+      std::map<std::string, std::string> out;
+      std::string current;
+      std::istringstream in(config::render_effective(c));
+      for (std::string line; std::getline(in, line);) {
+        if (line.rfind("[", 0) == 0) current = line.substr(line.find_first_not_of('['), line.find(']') - line.find_first_not_of('['));
+        if (current != "log" && current != "auth" && !current.empty()) out[current] += line + "\n";
+      }
+      return out;
+    };
+    const auto before = sections(cfg), after = sections(*fresh);
+    std::vector<std::string> pending;
+    for (const auto& [name, text] : after)
+      if (!before.count(name) || before.at(name) != text) pending.push_back(name);
+    for (const auto& [name, text] : before)
+      if (!after.count(name)) pending.push_back(name);
+    auto join = [](const std::vector<std::string>& v) {
+      std::string out;
+      for (const auto& x : v) out += (out.empty() ? "" : ", ") + x;
+      return out;
+    };
+    spdlog::info("SIGHUP: reloaded {}", applied.empty() ? "nothing" : join(applied));
+    for (const auto& r : refused) spdlog::error("SIGHUP: not reloaded: {}", r);
+    if (!pending.empty()) spdlog::warn("SIGHUP: changed but applied only by a restart: {}", join(pending));
   }
 
   void begin_stop() {  // on the io_context
@@ -210,11 +275,8 @@ void daemon::run(bool handle_signals) {
   if (handle_signals) {
     self->signals.add(SIGINT);
     self->signals.add(SIGTERM);
-    self->signals.async_wait([self](boost::system::error_code ec, int sig) {
-      if (ec) return;
-      spdlog::info("received {}", sig == SIGINT ? "SIGINT" : "SIGTERM");
-      self->begin_stop();
-    });
+    self->signals.add(SIGHUP);
+    self->wait_signal();
   }
   asio::co_spawn(self->ioc, summary_loop(self), asio::detached);
   const auto& c = self->cfg;
@@ -243,12 +305,54 @@ void daemon::stop() {
   asio::post(self->ioc, [self] { self->begin_stop(); });
 }
 
-void setup_logging(const std::string& level) {
-  auto logger = std::make_shared<spdlog::logger>("pipehook", std::make_shared<spdlog::sinks::stderr_sink_mt>());
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ %v");
-  logger->set_level(spdlog::level::from_str(level));
+namespace {
+
+// The message as a JSON string body (the pattern supplies the quotes).
+class json_escaped_message final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+    static constexpr char hex[] = "0123456789abcdef";
+    for (char c : std::string_view(msg.payload.data(), msg.payload.size())) {
+      const auto u = static_cast<unsigned char>(c);
+      if (c == '"' || c == '\\') {
+        dest.push_back('\\');
+        dest.push_back(c);
+      } else if (u < 0x20) {
+        const char esc[] = {'\\', 'u', '0', '0', hex[u >> 4], hex[u & 15]};
+        dest.append(esc, esc + 6);
+      } else {
+        dest.push_back(c);
+      }
+    }
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<json_escaped_message>(); }
+};
+
+}  // namespace
+
+outcome<void> setup_logging(const config::log_config& c) {
+  spdlog::sink_ptr sink;
+  if (c.file.empty()) {
+    sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  } else {
+    try {  // opened anew each time: after logrotate moved the file, SIGHUP starts a new one
+      sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(c.file, false);
+    } catch (const spdlog::spdlog_ex& e) {
+      return make_failure(errc::invalid_config, "log.file \"" + c.file + "\": " + e.what());
+    }
+  }
+  auto logger = std::make_shared<spdlog::logger>("pipehook", std::move(sink));
+  if (c.format == "json") {
+    auto f = std::make_unique<spdlog::pattern_formatter>();
+    f->add_flag<json_escaped_message>('*').set_pattern(R"({"time":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","msg":"%*"})");
+    logger->set_formatter(std::move(f));
+  } else {
+    logger->set_pattern(c.file.empty() ? "%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ %v" : "%Y-%m-%dT%H:%M:%S.%e%z %l %v");
+  }
+  logger->set_level(spdlog::level::from_str(c.level));
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(std::move(logger));
+  return {};
 }
 
 }  // namespace pipehook::cli

@@ -205,9 +205,13 @@ outcome<void> apply(const toml::table& root, config& c) {
   if (!log) return log.error();
   if (*log) {
     const toml::table& t = **log;
-    PIPEHOOK_TRY(only_known(t, "log", {"level"}));
+    PIPEHOOK_TRY(only_known(t, "log", {"level", "format", "file"}));
     reader r{t, "log"};
     PIPEHOOK_TRY(r.string("level", c.log.level));
+    PIPEHOOK_TRY(r.string("format", c.log.format));
+    if (c.log.format != "text" && c.log.format != "json")
+      return bad("log.format must be \"text\" or \"json\" (got \"" + c.log.format + "\")");
+    PIPEHOOK_TRY(r.string("file", c.log.file));
     static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "critical", "off"};
     if (!levels.count(c.log.level))
       return bad("log.level must be one of trace, debug, info, warn, error, critical, off (got \"" + c.log.level + "\")");
@@ -566,7 +570,9 @@ std::string render_effective(const config& c) {
      << "busy_timeout = " << duration_text(c.store.busy_timeout_ms) << "\n"
      << "retry_after = " << duration_text(c.store.retry_after_s * 1000LL) << "\n\n"
      << "[log]\n"
-     << "level = " << quoted(c.log.level) << "\n\n";
+     << "level = " << quoted(c.log.level) << "\n"
+     << "format = " << quoted(c.log.format) << "\n"
+     << "file = " << quoted(c.log.file) << "\n\n";
   const auto& p = c.pipedrive;
   auto secret = [](const std::string& v, const std::string& from) {
     return v.empty() ? std::string("\"\"  # not set") : "\"********\"  # from " + from;

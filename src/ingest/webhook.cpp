@@ -120,7 +120,14 @@ asio::awaitable<store::append_result> commit(Submit submit) {
 }  // namespace
 
 webhook_endpoint::webhook_endpoint(options opt, store::event_log& log) : opt_(std::move(opt)), log_(log) {
-  expected_digest_ = sha256(opt_.user + ":" + opt_.password);
+  set_credentials(opt_.auth_enabled, opt_.user, opt_.password);
+}
+
+void webhook_endpoint::set_credentials(bool enabled, const std::string& user, const std::string& password) {
+  const auto digest = sha256(user + ":" + password);
+  std::lock_guard lk(cred_mu_);
+  auth_enabled_ = enabled;
+  expected_digest_ = digest;
 }
 
 std::optional<http::response> webhook_endpoint::check(const http::request_head& head) const {
@@ -130,11 +137,18 @@ std::optional<http::response> webhook_endpoint::check(const http::request_head& 
       return http::json_error(403, "forbidden",
                               "the client address " + head.client + " is not in server.allow_from");
   }
-  if (opt_.auth_enabled) {
+  bool enabled;
+  std::array<unsigned char, 32> expected;
+  {
+    std::lock_guard lk(cred_mu_);
+    enabled = auth_enabled_;
+    expected = expected_digest_;
+  }
+  if (enabled) {
     const auto creds = basic_credentials(head.authorization);
     // Compare digests so the time taken does not depend on where the strings differ, or their length.
     const auto given = sha256(creds ? *creds : std::string_view("\x01"));
-    if (!creds || CRYPTO_memcmp(given.data(), expected_digest_.data(), given.size()) != 0) {
+    if (!creds || CRYPTO_memcmp(given.data(), expected.data(), given.size()) != 0) {
       http::response r = http::json_error(
           401, "unauthorized",
           head.authorization.empty() ? "Basic credentials are required" : "the Basic credentials are not valid");

@@ -20,7 +20,8 @@ class daemon {
   // The bound address (the real port when the config asked for port 0).
   boost::asio::ip::tcp::endpoint endpoint() const;
 
-  // Serves until SIGINT/SIGTERM (if handle_signals) or stop(); returns once in-flight requests are
+  // Serves until SIGINT/SIGTERM (if handle_signals; SIGHUP then reloads, see reload()) or stop();
+  // returns once in-flight requests are
   // answered and the writer has committed everything queued.
   void run(bool handle_signals);
 
@@ -34,7 +35,8 @@ class daemon {
   std::unique_ptr<impl> impl_;
 };
 
-// Sets up spdlog: stderr, the given level ("info", "debug", ...).
-void setup_logging(const std::string& level);
+// Sets up spdlog as log.* says: level, text or JSON lines, stderr or a file (opened anew: call it
+// again after log rotation). Fails when the file cannot be opened.
+outcome<void> setup_logging(const config::log_config& c);
 
 }  // namespace pipehook::cli

@@ -47,7 +47,9 @@ struct store_config {
 };
 
 struct log_config {
-  std::string level = "info";  // trace, debug, info, warn, error, critical, off
+  std::string level = "info";   // trace, debug, info, warn, error, critical, off
+  std::string format = "text";  // "text" or "json" (one JSON object per line)
+  std::string file;             // "" = stderr; else appended to, reopened on SIGHUP (log rotation)
 };
 
 // How pipehook talks to Pipedrive's REST API (the registrar and `pipehook webhooks`).

@@ -8,6 +8,7 @@
 
 #include <array>
 #include <atomic>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -40,6 +41,9 @@ class webhook_endpoint {
   // GET /readyz: 200 when a write through the event log commits now, else 503.
   boost::asio::awaitable<http::response> ready();
 
+  // SIGHUP: new Basic-auth settings for the requests that follow (any thread).
+  void set_credentials(bool enabled, const std::string& user, const std::string& password);
+
   // Marks the endpoint as shutting down: /readyz answers 503 so a proxy stops sending.
   void set_draining() { draining_ = true; }
 
@@ -48,6 +52,8 @@ class webhook_endpoint {
 
   options opt_;
   store::event_log& log_;
+  mutable std::mutex cred_mu_;                       // guards the two below (SIGHUP may change them)
+  bool auth_enabled_ = true;
   std::array<unsigned char, 32> expected_digest_{};  // SHA-256 of "user:password"
   std::atomic<bool> draining_{false};
 };
