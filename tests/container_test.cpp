@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <regex>
+#include <unistd.h>
 #include <set>
 
 namespace pipehook {
@@ -56,6 +58,37 @@ TEST(container, the_runtime_stage_installs_what_the_binary_links) {
   }
   for (const auto& pkg : installed)
     EXPECT_TRUE(needed.count(pkg)) << "docker/Dockerfile installs " << pkg << ", which the binary does not link";
+}
+
+TEST(install, cmake_install_puts_the_binary_the_example_config_and_a_unit_that_runs_it) {
+  test::temp_dir dir;
+  const std::string prefix = dir.file("root");
+  const std::string out = run("cmake --install '" + std::string(PIPEHOOK_BUILD_DIR) + "' --prefix '" + prefix + "' 2>&1");
+  for (const char* f : {"/bin/pipehook", "/share/pipehook/pipehook.toml", "/lib/systemd/system/pipehook.service"})
+    EXPECT_TRUE(std::filesystem::exists(prefix + f)) << f << " not installed:\n" << out;
+  const std::string unit = test::read_file(prefix + "/lib/systemd/system/pipehook.service");
+  // The unit names the binary where the configured prefix puts it, reloads with SIGHUP, and is hardened.
+  EXPECT_NE(unit.find("ExecStart=" + std::string(PIPEHOOK_INSTALL_BINDIR) + "/pipehook --config /etc/pipehook/pipehook.toml serve"),
+            std::string::npos)
+      << unit;
+  for (const char* line : {"ExecReload=/bin/kill -HUP $MAINPID", "DynamicUser=yes", "StateDirectory=pipehook",
+                           "ProtectSystem=strict", "NoNewPrivileges=yes", "Type=exec"})
+    EXPECT_NE(unit.find(line), std::string::npos) << line;
+  EXPECT_FALSE(std::regex_search(unit, std::regex("@[A-Z_]+@"))) << "an unconfigured @VARIABLE@ is left";
+  // systemd's own check of the unit (with ExecStart pointed at the binary just installed).
+  if (::access("/usr/bin/systemd-analyze", X_OK) == 0) {
+    std::string local = unit;
+    const std::string from = "ExecStart=" + std::string(PIPEHOOK_INSTALL_BINDIR) + "/pipehook";
+    local.replace(local.find(from), from.size(), "ExecStart=" + prefix + "/bin/pipehook");
+    test::write_file(dir.file("pipehook.service"), local);
+    const std::string verify = run("systemd-analyze verify '" + dir.file("pipehook.service") + "' 2>&1");
+    EXPECT_EQ(verify.find("pipehook.service:"), std::string::npos) << verify;
+  }
+  // The installed binary runs (its libraries resolve) and the installed example config is valid.
+  EXPECT_NE(run("'" + prefix + "/bin/pipehook' version").find("pipehook "), std::string::npos);
+  const std::string check = run("PIPEHOOK_AUTH_PASSWORD=x '" + prefix + "/bin/pipehook' --config '" + prefix +
+                                "/share/pipehook/pipehook.toml' check-config 2>&1");
+  EXPECT_NE(check.find("configuration OK"), std::string::npos) << check;
 }
 
 }  // namespace
