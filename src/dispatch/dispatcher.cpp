@@ -1,5 +1,7 @@
 #include "pipehook/dispatch/dispatcher.hpp"
 
+#include "pipehook/core/use_tuple.hpp"
+
 #include "pipehook/core/time.hpp"
 #include "pipehook/dispatch/handler.hpp"
 #include "pipehook/dispatch/policy.hpp"
@@ -23,8 +25,6 @@
 namespace pipehook::dispatch {
 
 namespace asio = boost::asio;
-using tuple_awaitable_t = asio::as_tuple_t<asio::use_awaitable_t<>>;
-constexpr tuple_awaitable_t use_tuple{};
 
 namespace {
 
@@ -50,7 +50,6 @@ struct worker {
   std::deque<store::pending_delivery> queue;  // fetched, due, not started yet
   bool dirty = true;                  // something changed since the last look at the outbox
   bool loop_done = false;
-  handler_stats stats;
 };
 
 struct dispatcher::impl {
@@ -62,7 +61,6 @@ struct dispatcher::impl {
   bool stopping = false;  // on ioc
   asio::steady_timer drain_timer{ioc};
   std::mt19937_64 rng{std::random_device{}()};
-  mutable std::mutex stats_mu;
 
   // Verdicts go to the writer in batches: one item in its queue at a time, holding all that
   // finished meanwhile (it commits with the next ingest batch, no fsync of its own).
@@ -114,15 +112,6 @@ asio::awaitable<void> deliver_one(dispatcher::impl* self, worker* w, store::pend
   u.id = row.id;
   u.attempts = row.attempts + 1;
   const std::int64_t now = now_us();
-  {
-    std::lock_guard lk(self->stats_mu);
-    if (r.v == verdict::done) {
-      ++w->stats.delivered;
-    } else {
-      ++w->stats.failed;
-      w->stats.last_error = r.error;
-    }
-  }
   if (r.v == verdict::done) {
     u.state = store::delivery_state::done;
     u.due_at_us = now;
@@ -136,10 +125,6 @@ asio::awaitable<void> deliver_one(dispatcher::impl* self, worker* w, store::pend
     if (next.dead) {
       u.state = store::delivery_state::dead;
       u.due_at_us = now;
-      {
-        std::lock_guard lk(self->stats_mu);
-        ++w->stats.dead;
-      }
       spdlog::error("handler {}: event {} ({} {} {}) is dead after {} attempt(s): {}", w->cfg.name, row.ev->id,
                     row.ev->ev.entity, row.ev->ev.action, row.ev->ev.entity_id, u.attempts, u.last_error);
     } else {
@@ -232,7 +217,6 @@ outcome<std::unique_ptr<dispatcher>> dispatcher::create(const std::vector<config
     w->cfg = hc;
     w->h = std::move(*h);
     w->wake = std::make_unique<asio::steady_timer>(p->ioc);
-    w->stats.name = hc.name;
     p->workers.push_back(std::move(w));
   }
   return std::unique_ptr<dispatcher>(new dispatcher(std::move(p)));
@@ -319,13 +303,6 @@ void dispatcher::stop(std::chrono::milliseconds drain) {
 
 void dispatcher::join() {
   if (p_->thread.joinable()) p_->thread.join();
-}
-
-std::vector<handler_stats> dispatcher::stats() const {
-  std::lock_guard lk(p_->stats_mu);
-  std::vector<handler_stats> out;
-  for (const auto& w : p_->workers) out.push_back(w->stats);
-  return out;
 }
 
 }  // namespace pipehook::dispatch

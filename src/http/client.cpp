@@ -1,5 +1,7 @@
 #include "pipehook/http/client.hpp"
 
+#include "pipehook/core/use_tuple.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
@@ -25,8 +27,6 @@ namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 namespace ssl = boost::asio::ssl;
 using tcp = asio::ip::tcp;
-using tuple_awaitable_t = asio::as_tuple_t<asio::use_awaitable_t<>>;
-constexpr tuple_awaitable_t use_tuple{};
 using clock = std::chrono::steady_clock;
 
 // A kept-alive connection idle longer than this is not reused: servers close idle connections
@@ -281,6 +281,5 @@ void client_connection::cancel() {
 bool client_connection::busy() const { return p_->in_request; }
 std::uint64_t client_connection::connections_opened() const { return p_->connections; }
 std::uint64_t client_connection::requests_sent() const { return p_->requests; }
-const url& client_connection::origin() const { return p_->origin; }
 
 }  // namespace pipehook::http

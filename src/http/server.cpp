@@ -1,5 +1,7 @@
 #include "pipehook/http/server.hpp"
 
+#include "pipehook/core/use_tuple.hpp"
+
 #include "padded_body.hpp"
 #include "pipehook/http/proxy.hpp"
 
@@ -32,8 +34,6 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using asio::ip::tcp;
-using tuple_awaitable_t = asio::as_tuple_t<asio::use_awaitable_t<>>;
-constexpr tuple_awaitable_t use_tuple{};
 
 response json_error(unsigned status, std::string_view error, std::string_view detail) {
   response r;

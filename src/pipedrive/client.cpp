@@ -1,5 +1,7 @@
 #include "pipehook/pipedrive/client.hpp"
 
+#include "pipehook/core/use_tuple.hpp"
+
 #include "pipehook/core/url.hpp"
 
 #include "pipehook/http/client.hpp"
@@ -22,8 +24,6 @@
 namespace pipehook::pipedrive {
 
 namespace asio = boost::asio;
-using tuple_awaitable_t = asio::as_tuple_t<asio::use_awaitable_t<>>;
-constexpr tuple_awaitable_t use_tuple{};
 
 bool api_error::transient() const {
   return kind == api_errc::rate_limited || kind == api_errc::server_error || kind == api_errc::unreachable ||

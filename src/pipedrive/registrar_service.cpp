@@ -1,5 +1,7 @@
 #include "pipehook/pipedrive/registrar_service.hpp"
 
+#include "pipehook/core/use_tuple.hpp"
+
 #include "pipehook/pipedrive/registrar.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -11,14 +13,11 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
-#include <mutex>
 #include <random>
 
 namespace pipehook::pipedrive {
 
 namespace asio = boost::asio;
-using tuple_awaitable_t = asio::as_tuple_t<asio::use_awaitable_t<>>;
-constexpr tuple_awaitable_t use_tuple{};
 
 struct registrar_service::impl {
   asio::strand<asio::any_io_executor> strand;
@@ -30,16 +29,9 @@ struct registrar_service::impl {
   asio::steady_timer deadline_timer;
   bool stopping = false;  // on the strand
   std::chrono::milliseconds stop_deadline{10'000};
-  mutable std::mutex status_mu;
-  registrar_status st;
+  std::vector<std::int64_t> managed;  // the desired webhooks now in Pipedrive (on the strand)
 
   explicit impl(asio::any_io_executor ex) : strand(asio::make_strand(ex)), wait_timer(strand), deadline_timer(strand) {}
-
-  void set_status(std::string state, std::string error = {}) {
-    std::lock_guard lk(status_mu);
-    st.state = std::move(state);
-    st.last_error = std::move(error);
-  }
 };
 
 namespace {
@@ -57,11 +49,7 @@ std::chrono::milliseconds retry_delay(unsigned failures) {
 }
 
 asio::awaitable<void> delete_managed(std::shared_ptr<registrar_service::impl> self) {
-  std::vector<std::int64_t> ids;
-  {
-    std::lock_guard lk(self->status_mu);
-    ids = self->st.managed;
-  }
+  const std::vector<std::int64_t> ids = self->managed;
   self->deadline_timer.expires_after(self->stop_deadline);
   self->deadline_timer.async_wait([s = self.get()](boost::system::error_code ec) {
     if (!ec) s->api->cancel();
@@ -88,21 +76,14 @@ asio::awaitable<void> run_loop(std::shared_ptr<registrar_service::impl> self) {
     std::chrono::milliseconds wait = self->resync;
     if (r) {
       failures = 0;
-      {
-        std::lock_guard lk(self->status_mu);
-        self->st.managed = r->managed;
-        ++self->st.reconciles;
-      }
-      self->set_status("synced");
+      self->managed = r->managed;
       spdlog::info("registrar: {} webhook(s) in place at {} ({} created, {} deleted, {} kept) for user {} of {}",
                    r->managed.size(), self->desired.subscription_url, r->created.size(), r->deleted.size(),
                    r->planned.keep.size(), r->me.id, r->me.company_domain.empty() ? "?" : r->me.company_domain);
     } else if (r.error().transient()) {
       wait = retry_delay(++failures);
-      self->set_status("retrying", r.error().message);
       spdlog::warn("registrar: {}; trying again in {:.1f} s", r.error().message, wait.count() / 1000.0);
     } else {
-      self->set_status("failed", r.error().message);
       spdlog::error("registrar: {}; webhooks are not registered{}", r.error().message,
                     self->resync.count() ? "; trying again at the next resync" : "; fix it and restart");
     }
@@ -115,7 +96,6 @@ asio::awaitable<void> run_loop(std::shared_ptr<registrar_service::impl> self) {
     auto op = delete_managed(self);
     co_await std::move(op);
   }
-  self->set_status("stopped");
 }
 
 }  // namespace
@@ -145,11 +125,6 @@ void registrar_service::stop(std::chrono::milliseconds deadline) {
     self->wait_timer.cancel();
     self->api->cancel();  // a reconcile in progress ends now; the loop then deletes if asked
   });
-}
-
-registrar_status registrar_service::status() const {
-  std::lock_guard lk(p_->status_mu);
-  return p_->st;
 }
 
 }  // namespace pipehook::pipedrive

@@ -18,15 +18,6 @@
 
 namespace pipehook::dispatch {
 
-struct handler_stats {
-  std::string name;
-  std::uint64_t delivered = 0;
-  std::uint64_t failed = 0;  // attempts that ended in retry or dead
-  std::uint64_t dead = 0;
-  std::uint64_t in_flight = 0;
-  std::string last_error;
-};
-
 // The event log's router for these handlers: their match filters and accepts(), evaluated on the
 // writer thread for each new event.
 class dispatcher {
@@ -46,8 +37,6 @@ class dispatcher {
   void stop(std::chrono::milliseconds drain);
   // Waits for the workers' thread to end (after stop). Their last verdicts are queued in the log.
   void join();
-
-  std::vector<handler_stats> stats() const;
 
   struct impl;
 

@@ -69,7 +69,6 @@ class client_connection {
   bool busy() const;
   std::uint64_t connections_opened() const;
   std::uint64_t requests_sent() const;
-  const url& origin() const;
 
   struct impl;
 

@@ -12,17 +12,8 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
-#include <string>
-#include <vector>
 
 namespace pipehook::pipedrive {
-
-struct registrar_status {
-  std::string state = "starting";  // starting, synced, retrying, failed, stopped
-  std::string last_error;
-  std::vector<std::int64_t> managed;
-  std::uint64_t reconciles = 0;
-};
 
 class registrar_service {
  public:
@@ -34,7 +25,6 @@ class registrar_service {
   // Stops retrying; with delete_on_shutdown, deletes the managed webhooks (bounded by `deadline`)
   // before the service's work ends. Callable from any thread.
   void stop(std::chrono::milliseconds deadline);
-  registrar_status status() const;
 
   struct impl;
 
