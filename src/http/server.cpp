@@ -1,8 +1,7 @@
 #include "pipehook/http/server.hpp"
 
-#include "pipehook/core/use_tuple.hpp"
-
 #include "padded_body.hpp"
+#include "pipehook/core/use_tuple.hpp"
 #include "pipehook/http/proxy.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -151,12 +150,15 @@ asio::awaitable<void> refuse(beast::tcp_stream& stream, server::state& st, reque
   if (!ec && drain) co_await lingering_close(stream, st.opt.max_body_bytes);
 }
 
-std::string peer_of(beast::tcp_stream& stream) {
+// The peer's address (IPv4-mapped IPv6 unmapped) and "ip:port" for logs; nullopt and "?" when the
+// socket is already gone.
+std::pair<std::optional<asio::ip::address>, std::string> peer_of(beast::tcp_stream& stream) {
   beast::error_code ec;
   const auto ep = stream.socket().remote_endpoint(ec);
-  if (ec) return "?";
-  const auto addr = ep.address();
-  return (addr.is_v6() ? "[" + addr.to_string() + "]" : addr.to_string()) + ":" + std::to_string(ep.port());
+  if (ec) return {std::nullopt, "?"};
+  const auto addr = parse_address(ep.address().to_string());
+  const std::string text = addr ? addr->to_string() : ep.address().to_string();
+  return {addr, (addr && addr->is_v6() ? "[" + text + "]" : text) + ":" + std::to_string(ep.port())};
 }
 
 asio::awaitable<void> run_session(state_ptr st, tcp::socket socket) {
@@ -169,13 +171,7 @@ asio::awaitable<void> run_session(state_ptr st, tcp::socket socket) {
     std::lock_guard lk(st->mu);
     self = st->connections.insert(st->connections.end(), conn);
   }
-  const std::string remote = peer_of(stream);
-  std::optional<asio::ip::address> peer_ip;
-  {
-    beast::error_code pec;
-    const auto ep = stream.socket().remote_endpoint(pec);
-    if (!pec) peer_ip = parse_address(ep.address().to_string());
-  }
+  const auto [peer_ip, remote] = peer_of(stream);
   const std::string peer_text = peer_ip ? peer_ip->to_string() : std::string("?");
   beast::flat_buffer buffer;
 
