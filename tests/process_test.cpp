@@ -22,7 +22,7 @@ const std::string good_auth = test::basic_auth(test::test_user, test::test_passw
 
 std::string write_config(const test::temp_dir& dir, const std::string& extra = "") {
   const std::string path = dir.file("pipehook.toml");
-  test::write_file(path, "[server]\nlisten = \"127.0.0.1:0\"\n" + extra + "[auth]\npassword = \"" + test::test_password +
+  test::write_file(path, "[admin]\nlisten = \"127.0.0.1:0\"\n[server]\nlisten = \"127.0.0.1:0\"\n" + extra + "[auth]\npassword = \"" + test::test_password +
                              "\"\n[store]\npath = \"" + dir.file("events.db") + "\"\n");
   return path;
 }
@@ -35,7 +35,7 @@ TEST(process, a_hanging_handler_does_not_hold_up_shutdown_and_its_delivery_waits
   });
   test::temp_dir dir;
   const std::string path = dir.file("pipehook.toml");
-  test::write_file(path, "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_timeout = \"1s\"\n[auth]\npassword = \"" +
+  test::write_file(path, "[admin]\nlisten = \"127.0.0.1:0\"\n[server]\nlisten = \"127.0.0.1:0\"\nshutdown_timeout = \"1s\"\n[auth]\npassword = \"" +
                              test::test_password + "\"\n[store]\npath = \"" + dir.file("events.db") +
                              "\"\n[[handlers]]\nname = \"slow\"\ntype = \"http\"\ntimeout = \"60s\"\nurl = \"http://127.0.0.1:" +
                              std::to_string(sink.port()) + "/\"\n");
@@ -61,7 +61,7 @@ TEST(process, sighup_reopens_a_json_log_reloads_credentials_and_names_what_needs
   test::temp_dir dir;
   const std::string path = dir.file("pipehook.toml"), log = dir.file("pipehook.log");
   auto config_text = [&](const std::string& password, const std::string& path_setting) {
-    return "[server]\nlisten = \"127.0.0.1:0\"\npath = \"" + path_setting + "\"\n[auth]\npassword = \"" + password +
+    return "[admin]\nlisten = \"127.0.0.1:0\"\n[server]\nlisten = \"127.0.0.1:0\"\npath = \"" + path_setting + "\"\n[auth]\npassword = \"" + password +
            "\"\n[store]\npath = \"" + dir.file("events.db") + "\"\n[log]\nformat = \"json\"\nfile = \"" + log + "\"\n";
   };
   test::write_file(path, config_text(test::test_password, "/webhooks/pipedrive"));

@@ -207,6 +207,7 @@ config::config test_config(const temp_dir& dir) {
   config::config c;
   c.source = "(test)";
   c.server.port = 0;
+  c.admin.port = 0;  // tests run in parallel: never the fixed default
   c.store.path = dir.file("events.db");
   c.auth.user = test_user;
   c.auth.password = test_password;
@@ -219,6 +220,7 @@ running_daemon::running_daemon(const config::config& c) {
   if (!d) throw std::runtime_error("daemon::create: " + d.error().message);
   d_ = std::move(*d);
   port_ = d_->endpoint().port();
+  admin_port_ = d_->admin_endpoint().port();
   thread_ = std::thread([this] { d_->run(false); });
 }
 
@@ -294,6 +296,9 @@ daemon_process::daemon_process(const std::string& config_path, const std::string
     const auto at = log.find("listening on 127.0.0.1:");
     if (at != std::string::npos) {
       port_ = static_cast<unsigned short>(std::stoi(log.substr(at + 23)));
+      constexpr std::string_view admin_line = "admin API and web page on http://127.0.0.1:";
+      if (const auto a = log.find(admin_line); a != std::string::npos)
+        admin_port_ = static_cast<unsigned short>(std::stoi(log.substr(a + admin_line.size())));
       return;
     }
     int status = 0;

@@ -90,12 +90,13 @@ class running_daemon {
   explicit running_daemon(const config::config& c);
   ~running_daemon();
   unsigned short port() const { return port_; }
+  unsigned short admin_port() const { return admin_port_; }
   void stop_and_wait();
 
  private:
   std::unique_ptr<cli::daemon> d_;
   std::thread thread_;
-  unsigned short port_ = 0;
+  unsigned short port_ = 0, admin_port_ = 0;
 };
 
 // The pipehook binary as a child process (stderr to a file), for signal and crash tests.
@@ -105,6 +106,7 @@ class daemon_process {
   daemon_process(const std::string& config_path, const std::string& log_path, const std::string& listen_log = "");
   ~daemon_process();
   unsigned short port() const { return port_; }
+  unsigned short admin_port() const { return admin_port_; }  // 0 when the log did not name one
   void signal(int sig);
   // Waits for exit; returns the exit status (or 128+signal), nullopt on timeout.
   std::optional<int> wait(std::chrono::milliseconds timeout);
@@ -112,7 +114,7 @@ class daemon_process {
 
  private:
   int pid_ = -1;
-  unsigned short port_ = 0;
+  unsigned short port_ = 0, admin_port_ = 0;
   bool reaped_ = false;
 };
 

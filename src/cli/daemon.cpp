@@ -1,6 +1,9 @@
 #include "pipehook/cli/daemon.hpp"
 
+#include "pipehook/admin/api.hpp"
+#include "pipehook/core/time.hpp"
 #include "pipehook/dispatch/dispatcher.hpp"
+#include "pipehook/store/reader.hpp"
 #include "pipehook/handlers/builtin.hpp"
 #include "pipehook/http/server.hpp"
 #include "pipehook/ingest/webhook.hpp"
@@ -19,7 +22,10 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <boost/json/object.hpp>
+
 #include <map>
+#include <pthread.h>
 #include <sstream>
 #include <mutex>
 #include <thread>
@@ -37,17 +43,27 @@ struct daemon::impl {
   std::unique_ptr<http::server> server;
   std::unique_ptr<pipedrive::registrar_service> registrar;  // when registrar.enabled
   asio::ip::tcp::endpoint bound;
+  // The admin listener: its own io_context and thread, so operators' queries never hold up webhooks.
+  asio::io_context admin_ioc;
+  std::unique_ptr<admin::api> admin_api;
+  std::unique_ptr<http::server> admin_server;
+  asio::ip::tcp::endpoint admin_bound;
+  std::thread admin_thread;
+  std::unique_ptr<store::reader> retention_reader;  // main io_context only
+  asio::steady_timer retention_timer{ioc};
   asio::signal_set signals{ioc};
   asio::steady_timer summary_timer{ioc};
   bool stopping = false;  // touched on the io_context only
 
   std::mutex counts_mu;
-  std::map<std::string, std::uint64_t> counts;  // outcome -> requests since the last summary
+  std::map<std::string, std::uint64_t> counts;    // outcome -> requests since the last summary
+  std::map<std::string, std::uint64_t> rejected;  // outcome -> webhook requests refused (4xx/5xx) since start
 
   void on_response(const http::request_head& head, const http::response& res, std::chrono::microseconds elapsed) {
     {
       std::lock_guard lk(counts_mu);
       ++counts[res.outcome];
+      if (res.status >= 400 || res.status == 202) ++rejected[res.outcome];
     }
     spdlog::debug("{} {} {} -> {} {} ({}) in {} us", head.remote, head.method, head.target, res.status, res.outcome,
                   res.note, elapsed.count());
@@ -138,6 +154,8 @@ struct daemon::impl {
     spdlog::info("shutting down: no new connections; finishing requests in flight");
     endpoint->set_draining();
     server->stop();
+    if (admin_server) admin_server->stop();
+    retention_timer.cancel();
     if (dispatch) dispatch->stop(std::chrono::milliseconds(cfg.server.shutdown_timeout_ms));
     if (registrar) registrar->stop(std::chrono::milliseconds(std::max<std::int64_t>(cfg.server.shutdown_timeout_ms, 5'000)));
     boost::system::error_code ec;
@@ -154,6 +172,67 @@ asio::awaitable<void> summary_loop(daemon::impl* self) {
     auto [ec] = co_await self->summary_timer.async_wait(asio::as_tuple(asio::use_awaitable));
     if (ec || self->stopping) co_return;
     self->log_summary("last minute");
+  }
+}
+
+struct purge_submit {
+  store::event_log* log;
+  std::int64_t before_us;
+  void operator()(store::append_callback cb) const { log->purge(before_us, 500, std::move(cb)); }
+};
+
+// One retention pass: batches of 500 through the writer (each its own short transaction, ingest
+// interleaved) until nothing older than max_age is left and the data fits max_bytes.
+asio::awaitable<std::int64_t> retention_pass(daemon::impl* self) {
+  const auto& c = self->cfg.store;
+  std::int64_t total = 0;
+  auto run = [](daemon::impl* s, std::int64_t before_us) { return ingest::await_commit(purge_submit{s->log.get(), before_us}); };
+  if (c.retention_max_age_ms > 0) {
+    for (;;) {
+      auto op = run(self, now_us() - c.retention_max_age_ms * 1000);
+      store::append_result r = co_await std::move(op);
+      if (!r) {
+        spdlog::error("retention: {}", r.error().message);
+        co_return total;
+      }
+      total += r->id;
+      if (r->id == 0 || self->stopping) break;
+    }
+  }
+  if (c.retention_max_bytes > 0) {
+    for (;;) {
+      auto used = self->retention_reader->used_bytes();
+      if (!used) {
+        spdlog::error("retention: {}", used.error().message);
+        co_return total;
+      }
+      if (static_cast<std::uint64_t>(*used) <= c.retention_max_bytes || self->stopping) break;
+      auto op = run(self, INT64_MAX);
+      store::append_result r = co_await std::move(op);
+      if (!r) {
+        spdlog::error("retention: {}", r.error().message);
+        co_return total;
+      }
+      total += r->id;
+      if (r->id == 0) {
+        spdlog::warn("retention: the event log holds {} bytes, over store.retention.max_bytes = {}, but what is left "
+                     "has deliveries still pending", *used, c.retention_max_bytes);
+        break;
+      }
+    }
+  }
+  co_return total;
+}
+
+asio::awaitable<void> retention_loop(daemon::impl* self) {
+  for (;;) {
+    auto pass = retention_pass(self);
+    const std::int64_t deleted = co_await std::move(pass);
+    if (deleted > 0) spdlog::info("retention: deleted {} old rows", deleted);
+    if (self->stopping) co_return;
+    self->retention_timer.expires_after(std::chrono::milliseconds(self->cfg.store.retention_interval_ms));
+    auto [ec] = co_await self->retention_timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec || self->stopping) co_return;
   }
 }
 
@@ -183,6 +262,10 @@ struct ready_handle {
 daemon::daemon(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
 daemon::~daemon() {
   if (!impl_) return;
+  if (impl_->admin_thread.joinable()) {
+    impl_->admin_server->stop();
+    impl_->admin_thread.join();
+  }
   if (impl_->dispatch) {
     impl_->dispatch->stop(std::chrono::milliseconds(0));
     impl_->dispatch->join();
@@ -251,6 +334,44 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c) {
   };
   std::vector<http::route> routes;
   routes.push_back({"POST", c.server.path, ingest_check{raw->endpoint.get()}, ingest_handle{raw->endpoint.get()}});
+  if (c.admin.enabled) {
+    admin::api_options admin_opts;
+    admin_opts.store_path = c.store.path;
+    admin_opts.token = c.admin.token;
+    admin_opts.runtime_stats = [raw] {
+      boost::json::object rejected;
+      std::lock_guard lk(raw->counts_mu);
+      for (const auto& [outcome, n] : raw->rejected) rejected[outcome] = n;
+      return boost::json::object{{"rejected_since_start", std::move(rejected)}};
+    };
+    auto api = admin::api::create(std::move(admin_opts), *p->log);
+    if (!api) return api.error();
+    p->admin_api = std::move(*api);
+    http::server_options admin_http;
+    admin_http.host = c.admin.host;
+    admin_http.port = c.admin.port;
+    admin_http.max_body_bytes = 64 * 1024;
+    admin_http.max_connections = 64;
+    admin_http.read_timeout = http_opts.read_timeout;
+    admin_http.idle_timeout = http_opts.idle_timeout;
+    admin_http.shutdown_timeout = http_opts.shutdown_timeout;
+    admin_http.on_response = [](const http::request_head& h, const http::response& r, std::chrono::microseconds e) {
+      spdlog::debug("admin: {} {} {} -> {} {} in {} us", h.remote, h.method, h.target, r.status, r.note, e.count());
+    };
+    p->admin_server = std::make_unique<http::server>(p->admin_ioc, admin_http, p->admin_api->routes());
+    auto admin_bound = p->admin_server->listen();
+    if (!admin_bound) {
+      failure f = admin_bound.error();
+      f.message = "admin listener: " + f.message + " (set admin.listen, or admin.enabled = false)";
+      return f;
+    }
+    p->admin_bound = *admin_bound;
+  }
+  if (c.store.retention_max_age_ms > 0 || c.store.retention_max_bytes > 0) {
+    auto rd = store::reader::open(c.store.path);
+    if (!rd) return rd.error();
+    p->retention_reader = std::move(*rd);
+  }
   for (const char* m : {"GET", "HEAD"}) {
     routes.push_back({m, "/healthz", {}, health_handle{raw->endpoint.get()}});
     routes.push_back({m, "/readyz", {}, ready_handle{raw->endpoint.get()}});
@@ -268,6 +389,7 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c) {
 }
 
 asio::ip::tcp::endpoint daemon::endpoint() const { return impl_->bound; }
+asio::ip::tcp::endpoint daemon::admin_endpoint() const { return impl_->admin_bound; }
 
 void daemon::run(bool handle_signals) {
   impl* self = impl_.get();
@@ -279,13 +401,29 @@ void daemon::run(bool handle_signals) {
     self->wait_signal();
   }
   asio::co_spawn(self->ioc, summary_loop(self), asio::detached);
+  if (self->retention_reader) asio::co_spawn(self->ioc, retention_loop(self), asio::detached);
+  if (self->admin_server) {
+    self->admin_server->start();
+    self->admin_thread = std::thread([self] {
+      pthread_setname_np(pthread_self(), "ph-admin");
+      self->admin_ioc.run();
+    });
+  }
   const auto& c = self->cfg;
   // Listening first, then registering: Pipedrive's first deliveries find the server up.
   if (self->registrar) self->registrar->start();
+  if (self->admin_server)
+    spdlog::info("admin API and web page on http://{}:{}/ ({})", self->admin_bound.address().to_string(),
+                 self->admin_bound.port(), c.admin.token.empty() ? "no token: loopback only" : "bearer token required");
   spdlog::info("pipehook {} listening on {}:{} (webhooks at POST {}, auth {}), event log {} (durability {})",
                PIPEHOOK_VERSION, self->bound.address().to_string(), self->bound.port(), c.server.path,
                c.auth.enabled ? "Basic" : "DISABLED", c.store.path,
                c.store.sync == config::durability::full ? "full" : "normal");
+  if (self->retention_reader)
+    spdlog::info("retention: max_age {}, max_bytes {}, checked every {} ms",
+                 c.store.retention_max_age_ms ? std::to_string(c.store.retention_max_age_ms / 1000) + " s" : "none",
+                 c.store.retention_max_bytes ? std::to_string(c.store.retention_max_bytes) : "none",
+                 c.store.retention_interval_ms);
   for (const auto& h : c.handlers)
     spdlog::info("handler {} ({}): concurrency {}{}", h.name, h.type, h.concurrency, h.ordered ? ", per-entity order" : "");
 
@@ -293,6 +431,7 @@ void daemon::run(bool handle_signals) {
   for (unsigned i = 1; i < c.server.threads; ++i) extra.emplace_back([self] { self->ioc.run(); });
   self->ioc.run();
   for (auto& t : extra) t.join();
+  if (self->admin_thread.joinable()) self->admin_thread.join();  // before the log closes: reparse writes through it
 
   self->dispatch->join();  // its last verdicts are queued in the log
   self->log->close();      // commits whatever is still queued

@@ -80,6 +80,28 @@ struct reader {
   }
 };
 
+// "500MB", "10GB", "2GiB", "1048576": bytes (decimal and binary units).
+std::optional<std::uint64_t> parse_size(std::string_view text) {
+  std::size_t i = 0;
+  std::uint64_t value = 0;
+  while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+    if (value > 1'000'000'000'000ULL) return std::nullopt;
+    value = value * 10 + static_cast<std::uint64_t>(text[i++] - '0');
+  }
+  if (i == 0) return std::nullopt;
+  std::string unit(text.substr(i));
+  for (char& ch : unit) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  for (auto [name, factor] : {std::pair{"", 1ULL}, {"B", 1ULL}, {"KB", 1000ULL}, {"MB", 1000ULL * 1000},
+                              {"GB", 1000ULL * 1000 * 1000}, {"KIB", 1024ULL}, {"MIB", 1024ULL * 1024},
+                              {"GIB", 1024ULL * 1024 * 1024}})
+    if (unit == name) return value * factor;
+  return std::nullopt;
+}
+
+bool is_loopback_host(const std::string& host) {
+  return host.rfind("127.", 0) == 0 || host == "::1" || host == "localhost";
+}
+
 outcome<const toml::table*> section(const toml::table& root, std::string_view key) {
   const toml::node* n = root.get(key);
   if (!n) return nullptr;
@@ -87,19 +109,20 @@ outcome<const toml::table*> section(const toml::table& root, std::string_view ke
   return n->as_table();
 }
 
-outcome<void> parse_listen(const std::string& text, server_config& s) {
+outcome<void> parse_listen(const std::string& text, std::string_view key, std::string& out_host, std::uint16_t& out_port) {
+  const std::string k(key);
   const auto colon = text.rfind(':');
   if (colon == std::string::npos || colon + 1 == text.size())
-    return bad("server.listen must be \"host:port\", like \"127.0.0.1:8080\" or \"[::1]:8080\" (got \"" + text + "\")");
+    return bad(k + " must be \"host:port\", like \"127.0.0.1:8080\" or \"[::1]:8080\" (got \"" + text + "\")");
   std::string host = text.substr(0, colon);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
   const std::string port = text.substr(colon + 1);
   char* end = nullptr;
   const long p = std::strtol(port.c_str(), &end, 10);
   if (host.empty() || *end != '\0' || p < 0 || p > 65535)
-    return bad("server.listen must be \"host:port\" with a port from 0 to 65535 (got \"" + text + "\")");
-  s.host = host;
-  s.port = static_cast<std::uint16_t>(p);
+    return bad(k + " must be \"host:port\" with a port from 0 to 65535 (got \"" + text + "\")");
+  out_host = host;
+  out_port = static_cast<std::uint16_t>(p);
   return {};
 }
 
@@ -126,7 +149,7 @@ outcome<void> string_list(const toml::table& t, const std::string& where, std::s
   } while (0)
 
 outcome<void> apply(const toml::table& root, config& c) {
-  PIPEHOOK_TRY(only_known(root, "", {"server", "auth", "store", "log", "pipedrive", "registrar", "handlers"}));
+  PIPEHOOK_TRY(only_known(root, "", {"server", "auth", "admin", "store", "log", "pipedrive", "registrar", "handlers"}));
 
   auto server = section(root, "server");
   if (!server) return server.error();
@@ -138,7 +161,7 @@ outcome<void> apply(const toml::table& root, config& c) {
     reader r{t, "server"};
     std::string listen;
     PIPEHOOK_TRY(r.string("listen", listen));
-    if (!listen.empty()) PIPEHOOK_TRY(parse_listen(listen, c.server));
+    if (!listen.empty()) PIPEHOOK_TRY(parse_listen(listen, "server.listen", c.server.host, c.server.port));
     PIPEHOOK_TRY(r.string("path", c.server.path));
     if (c.server.path.empty() || c.server.path[0] != '/' || c.server.path.find_first_of("?# ") != std::string::npos)
       return bad("server.path must start with '/' and hold no query, fragment or space (got \"" + c.server.path + "\")");
@@ -180,11 +203,42 @@ outcome<void> apply(const toml::table& root, config& c) {
     }
   }
 
+  auto admin = section(root, "admin");
+  if (!admin) return admin.error();
+  if (*admin) {
+    const toml::table& t = **admin;
+    PIPEHOOK_TRY(only_known(t, "admin", {"enabled", "listen", "token", "token_file"}));
+    reader r{t, "admin"};
+    PIPEHOOK_TRY(r.boolean("enabled", c.admin.enabled));
+    std::string listen;
+    PIPEHOOK_TRY(r.string("listen", listen));
+    if (!listen.empty()) PIPEHOOK_TRY(parse_listen(listen, "admin.listen", c.admin.host, c.admin.port));
+    PIPEHOOK_TRY(secret_pair(r, "token", c.admin.token, c.admin.token_source));
+  }
+
   auto store = section(root, "store");
   if (!store) return store.error();
   if (*store) {
     const toml::table& t = **store;
-    PIPEHOOK_TRY(only_known(t, "store", {"path", "durability", "queue_capacity", "batch_max", "busy_timeout", "retry_after"}));
+    PIPEHOOK_TRY(only_known(t, "store", {"path", "durability", "queue_capacity", "batch_max", "busy_timeout", "retry_after",
+                                         "retention"}));
+    auto retention = section(t, "retention");
+    if (!retention) return bad("store.retention must be a table ([store.retention])");
+    if (*retention) {
+      const toml::table& rt = **retention;
+      PIPEHOOK_TRY(only_known(rt, "store.retention", {"max_age", "max_bytes", "interval"}));
+      reader rr{rt, "store.retention"};
+      PIPEHOOK_TRY(rr.duration("max_age", c.store.retention_max_age_ms, 60'000, 100LL * 365 * 86'400'000));
+      PIPEHOOK_TRY(rr.duration("interval", c.store.retention_interval_ms, 100, 86'400'000));
+      if (const toml::node* n = rt.get("max_bytes")) {
+        std::optional<std::uint64_t> bytes;
+        if (n->is_integer() && n->as_integer()->get() > 0) bytes = static_cast<std::uint64_t>(n->as_integer()->get());
+        else if (n->is_string()) bytes = parse_size(n->as_string()->get());
+        if (!bytes) return bad("store.retention.max_bytes must be a size like \"500MB\", \"10GB\" or a number of bytes");
+        if (*bytes < 1024 * 1024) return bad("store.retention.max_bytes must be at least 1MB");
+        c.store.retention_max_bytes = *bytes;
+      }
+    }
     reader r{t, "store"};
     PIPEHOOK_TRY(r.string("path", c.store.path));
     if (c.store.path.empty()) return bad("store.path must not be empty");
@@ -428,6 +482,10 @@ outcome<void> secret_pair(const reader& r, const std::string& key, std::string& 
 }
 
 void apply_env(config& c, const env_lookup& env) {
+  if (auto tok = env("PIPEHOOK_ADMIN_TOKEN"); tok && !tok->empty()) {
+    c.admin.token = *tok;
+    c.admin.token_source = "PIPEHOOK_ADMIN_TOKEN";
+  }
   if (auto pw = env("PIPEHOOK_AUTH_PASSWORD"); pw && !pw->empty()) {
     c.auth.password = *pw;
     c.auth.password_source = "PIPEHOOK_AUTH_PASSWORD";
@@ -510,6 +568,11 @@ outcome<void> check_serve_ready(const config& c) {
   if (c.auth.enabled && c.auth.password.empty())
     return bad("no webhook password: set PIPEHOOK_AUTH_PASSWORD, auth.password or auth.password_file "
                "(or disable Basic auth explicitly with auth.enabled = false)");
+  if (c.admin.enabled && c.admin.token.empty() && !is_loopback_host(c.admin.host))
+    return bad("admin.listen = " + c.admin.host + " is reachable beyond this machine: set an admin token "
+               "(PIPEHOOK_ADMIN_TOKEN, admin.token or admin.token_file), or listen on 127.0.0.1");
+  if (c.admin.enabled && c.admin.host == c.server.host && c.admin.port == c.server.port && c.admin.port != 0)
+    return bad("admin.listen and server.listen are the same address: the admin API needs its own listener");
   return {};
 }
 
@@ -562,13 +625,21 @@ std::string render_effective(const config& c) {
      << "user = " << quoted(c.auth.user) << "\n"
      << "password = " << (c.auth.password.empty() ? "\"\"  # not set" : "\"********\"  # from " + c.auth.password_source)
      << "\n\n"
+     << "[admin]\n"
+     << "enabled = " << (c.admin.enabled ? "true" : "false") << "\n"
+     << "listen = " << quoted((c.admin.host.find(':') != std::string::npos ? "[" + c.admin.host + "]" : c.admin.host) + ":" +
+                              std::to_string(c.admin.port)) << "\n"
+     << "token = " << (c.admin.token.empty() ? "\"\"  # not set" : "\"********\"  # from " + c.admin.token_source) << "\n\n"
      << "[store]\n"
      << "path = " << quoted(c.store.path) << "\n"
      << "durability = " << (c.store.sync == durability::full ? "\"full\"" : "\"normal\"") << "\n"
      << "queue_capacity = " << c.store.queue_capacity << "\n"
      << "batch_max = " << c.store.batch_max << "\n"
      << "busy_timeout = " << duration_text(c.store.busy_timeout_ms) << "\n"
-     << "retry_after = " << duration_text(c.store.retry_after_s * 1000LL) << "\n\n"
+     << "retry_after = " << duration_text(c.store.retry_after_s * 1000LL) << "\n"
+     << "retention = { max_age = " << (c.store.retention_max_age_ms ? duration_text(c.store.retention_max_age_ms) : "\"\"")
+     << ", max_bytes = " << c.store.retention_max_bytes << ", interval = " << duration_text(c.store.retention_interval_ms)
+     << " }\n\n"
      << "[log]\n"
      << "level = " << quoted(c.log.level) << "\n"
      << "format = " << quoted(c.log.format) << "\n"

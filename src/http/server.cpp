@@ -18,7 +18,9 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/chunk_encode.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/object.hpp>
 #include <spdlog/spdlog.h>
@@ -86,7 +88,7 @@ using state_ptr = std::shared_ptr<server::state>;
 
 const route* find_route(const server::state& st, std::string_view path, std::string_view method, std::string& allow) {
   for (const route& r : st.routes) {
-    if (r.path != path) continue;
+    if (r.prefix ? !path.starts_with(r.path) : r.path != path) continue;
     if (r.method == method) return &r;
     if (!allow.empty()) allow += ", ";
     allow += r.method;
@@ -96,13 +98,18 @@ const route* find_route(const server::state& st, std::string_view path, std::str
 
 // A response to a HEAD request carries the headers of the GET answer (Content-Length included)
 // and no body.
-bhttp::response<bhttp::string_body> to_beast(const response& r, unsigned version, bool keep_alive, bool head_request) {
-  bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), version};
+template <class Body>
+void set_head(bhttp::response<Body>& res, const response& r, bool keep_alive) {
   res.set(bhttp::field::server, "pipehook/" PIPEHOOK_VERSION);
   if (!r.content_type.empty()) res.set(bhttp::field::content_type, r.content_type);
   res.set(bhttp::field::cache_control, "no-store");
   for (const auto& [name, value] : r.headers) res.set(name, value);
   res.keep_alive(keep_alive);
+}
+
+bhttp::response<bhttp::string_body> to_beast(const response& r, unsigned version, bool keep_alive, bool head_request) {
+  bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), version};
+  set_head(res, r, keep_alive);
   if (head_request) {
     res.content_length(r.body.size());
   } else {
@@ -120,6 +127,38 @@ void fill_head(request_head& head, const Message& m) {
   head.path = head.target.substr(0, head.target.find('?'));
   head.content_type = m[bhttp::field::content_type];
   head.authorization = m[bhttp::field::authorization];
+  head.accept = m[bhttp::field::accept];
+}
+
+// Writes a streamed response: the head, then each chunk as the producer makes it. False when the
+// connection cannot be used further (write error, or the producer failed mid-body).
+asio::awaitable<bool> write_streamed(beast::tcp_stream& stream, const response& r, unsigned version, bool keep_alive,
+                                     bool head_request, std::chrono::milliseconds timeout) {
+  bhttp::response<bhttp::empty_body> res{static_cast<bhttp::status>(r.status), version};
+  set_head(res, r, keep_alive);
+  res.chunked(true);
+  bhttp::response_serializer<bhttp::empty_body> sr{res};
+  stream.expires_after(timeout);
+  auto [hec, hn] = co_await bhttp::async_write_header(stream, sr, use_tuple);
+  if (hec) co_return false;
+  if (head_request) co_return true;
+  std::string chunk;
+  for (;;) {
+    chunk.clear();
+    const chunk_status more = r.stream(chunk);
+    if (more == chunk_status::failed) co_return false;
+    if (!chunk.empty()) {
+      stream.expires_after(timeout);
+      const auto body = bhttp::make_chunk(asio::buffer(chunk));  // named: no class temporaries in a co_await (GCC 12)
+      auto [ec, n] = co_await asio::async_write(stream, body, use_tuple);
+      if (ec) co_return false;
+    }
+    if (more == chunk_status::done) break;
+  }
+  stream.expires_after(timeout);
+  const auto last = bhttp::make_chunk_last();
+  auto [ec, n] = co_await asio::async_write(stream, last, use_tuple);
+  co_return !ec;
 }
 
 // After refusing a request whose body we will not read: stop sending, then drain what the client
@@ -308,6 +347,13 @@ asio::awaitable<void> run_session(state_ptr st, tcp::socket socket) {
       r = json_error(500, "internal_error", "no handler");
     }
     const bool again = keep_alive && !st->stopping;
+    if (r.stream) {
+      auto op = write_streamed(stream, r, version, again, head.method == "HEAD", st->opt.read_timeout);
+      const bool ok = co_await std::move(op);
+      st->report(head, r, start);
+      if (!ok || !again) break;
+      continue;
+    }
     auto res = to_beast(r, version, again, head.method == "HEAD");
     stream.expires_after(st->opt.read_timeout);
     auto [wec, wn] = co_await bhttp::async_write(stream, res, use_tuple);

@@ -109,15 +109,16 @@ struct submit_probe {
   void operator()(store::append_callback cb) const { log->probe(std::move(cb)); }
 };
 
-// The awaitable for one commit. Callers build it in a statement of its own and then co_await the
-// named object: GCC 12 destroys class temporaries of a co_await full-expression twice.
-template <class Submit>
-asio::awaitable<store::append_result> commit(Submit submit) {
-  return asio::async_initiate<const asio::use_awaitable_t<>&, void(store::append_result)>(append_initiation{}, asio::use_awaitable,
-                                                                                        std::move(submit));
+asio::awaitable<store::append_result> commit(std::function<void(store::append_callback)> submit) {
+  return await_commit(std::move(submit));
 }
 
 }  // namespace
+
+asio::awaitable<store::append_result> await_commit(std::function<void(store::append_callback)> submit) {
+  return asio::async_initiate<const asio::use_awaitable_t<>&, void(store::append_result)>(append_initiation{}, asio::use_awaitable,
+                                                                                        std::move(submit));
+}
 
 webhook_endpoint::webhook_endpoint(options opt, store::event_log& log) : opt_(std::move(opt)), log_(log) {
   set_credentials(opt_.auth_enabled, opt_.user, opt_.password);

@@ -16,7 +16,8 @@ class sqlite_reader final : public reader {
     std::string sql = "SELECT " + detail::event_columns() + (with_body ? ", body" : "") + " FROM events WHERE 1";
     int n = 0;
     detail::append_filter(sql, f, n);
-    sql += " ORDER BY id DESC LIMIT ?" + std::to_string(++n);
+    sql += f.ascending ? " ORDER BY id ASC" : " ORDER BY id DESC";
+    sql += " LIMIT ?" + std::to_string(++n);
 
     auto st = statement::prepare(db_.db, sql);
     if (!st) return st.error();
@@ -46,10 +47,89 @@ class sqlite_reader final : public reader {
     return se;
   }
 
+  outcome<store::stats> stats(std::int64_t since_us, std::int64_t until_us) override {
+    store::stats out;
+    auto by = statement::prepare(db_.db,
+                                 "SELECT entity, action, count(*), sum(deliveries - 1) FROM events "
+                                 "WHERE received_at >= ?1 AND received_at < ?2 GROUP BY entity, action ORDER BY entity, action");
+    if (!by) return by.error();
+    by->bind_int(1, since_us);
+    by->bind_int(2, until_us);
+    int rc;
+    while ((rc = by->step()) == SQLITE_ROW) {
+      count_row r{by->column_text(0), by->column_text(1), by->column_int(2), by->column_int(3)};
+      out.events += r.events;
+      out.duplicates += r.duplicates;
+      out.by_entity_action.push_back(std::move(r));
+    }
+    if (rc != SQLITE_DONE) return detail::sqlite_failure(db_.db, rc, "stats");
+    auto hours = statement::prepare(db_.db,
+                                    "SELECT received_at / 3600000000 * 3600000000 AS h, count(*) FROM events "
+                                    "WHERE received_at >= ?1 AND received_at < ?2 GROUP BY h ORDER BY h");
+    if (!hours) return hours.error();
+    hours->bind_int(1, since_us);
+    hours->bind_int(2, until_us);
+    while ((rc = hours->step()) == SQLITE_ROW) out.per_hour.emplace_back(hours->column_int(0), hours->column_int(1));
+    if (rc != SQLITE_DONE) return detail::sqlite_failure(db_.db, rc, "stats per hour");
+    auto q = count_between("SELECT count(*) FROM quarantine WHERE received_at >= ?1 AND received_at < ?2", since_us, until_us);
+    if (!q) return q.error();
+    out.quarantined = *q;
+    return out;
+  }
+
+  outcome<std::vector<quarantine_row>> quarantine(std::optional<std::int64_t> before_id, int limit) override {
+    auto st = statement::prepare(db_.db,
+                                 "SELECT id, received_at, reason, content_type, remote FROM quarantine "
+                                 "WHERE id < ?1 ORDER BY id DESC LIMIT ?2");
+    if (!st) return st.error();
+    st->bind_int(1, before_id.value_or(INT64_MAX));
+    st->bind_int(2, limit);
+    std::vector<quarantine_row> out;
+    int rc;
+    while ((rc = st->step()) == SQLITE_ROW) out.push_back(read_quarantine(*st));
+    if (rc != SQLITE_DONE) return detail::sqlite_failure(db_.db, rc, "list quarantine");
+    return out;
+  }
+
+  outcome<quarantine_row> quarantined(std::int64_t id) override {
+    auto st = statement::prepare(db_.db, "SELECT id, received_at, reason, content_type, remote, body FROM quarantine WHERE id = ?1");
+    if (!st) return st.error();
+    st->bind_int(1, id);
+    const int rc = st->step();
+    if (rc == SQLITE_DONE) return make_failure(errc::not_found, "no quarantined body with id " + std::to_string(id));
+    if (rc != SQLITE_ROW) return detail::sqlite_failure(db_.db, rc, "get quarantined");
+    quarantine_row r = read_quarantine(*st);
+    r.body = st->column_text(5);
+    return r;
+  }
+
+  outcome<std::int64_t> count_purgeable(std::int64_t before_us) override {
+    return count_between(detail::purgeable_sql, before_us, 0);
+  }
+
+  outcome<std::int64_t> used_bytes() override {
+    return count("SELECT (page_count - freelist_count) * page_size FROM pragma_page_count(), pragma_freelist_count(), "
+                 "pragma_page_size()");
+  }
+
   outcome<std::int64_t> count_events() override { return count("SELECT count(*) FROM events"); }
   outcome<std::int64_t> count_quarantined() override { return count("SELECT count(*) FROM quarantine"); }
 
  private:
+  static quarantine_row read_quarantine(const statement& st) {
+    return {st.column_int(0), st.column_int(1), st.column_text(2), st.column_text(3), st.column_text(4), {}};
+  }
+
+  outcome<std::int64_t> count_between(std::string_view sql, std::int64_t a, std::int64_t b) {
+    auto st = statement::prepare(db_.db, sql);
+    if (!st) return st.error();
+    st->bind_int(1, a);
+    st->bind_int(2, b);
+    const int rc = st->step();
+    if (rc != SQLITE_ROW) return detail::sqlite_failure(db_.db, rc, "count");
+    return st->column_int(0);
+  }
+
   outcome<std::int64_t> count(std::string_view sql) {
     auto st = statement::prepare(db_.db, sql);
     if (!st) return st.error();

@@ -1,6 +1,8 @@
 // Schema and its versioned migrations, plus the SQLite helpers shared by writer and reader.
 #include "sqlite.hpp"
 
+#include "pipehook/event/diff.hpp"
+
 #include <array>
 #include <filesystem>
 #include <iterator>
@@ -42,12 +44,34 @@ failure sqlite_failure(sqlite3* db, int rc, std::string_view what) {
   return make_failure(code, std::move(msg));
 }
 
+namespace {
+
+// ph_changes_match(body, version, needle): the `q` filter, with the same diff as the timeline.
+void changes_match_fn(sqlite3_context* ctx, int, sqlite3_value** argv) {
+  const auto* body = reinterpret_cast<const char*>(sqlite3_value_text(argv[0]));
+  const auto* needle = reinterpret_cast<const char*>(sqlite3_value_text(argv[2]));
+  if (!body || !needle) {
+    sqlite3_result_int(ctx, 0);
+    return;
+  }
+  const std::string_view b(body, static_cast<std::size_t>(sqlite3_value_bytes(argv[0])));
+  sqlite3_result_int(ctx, event::changes_match(b, sqlite3_value_int(argv[1]), needle) ? 1 : 0);
+}
+
+void register_functions(sqlite3* db) {
+  sqlite3_create_function_v2(db, "ph_changes_match", 3, SQLITE_UTF8 | SQLITE_DETERMINISTIC, nullptr, changes_match_fn,
+                             nullptr, nullptr, nullptr);
+}
+
+}  // namespace
+
 outcome<db_handle> open_connection(const std::string& path, int flags, std::int64_t busy_timeout_ms) {
   sqlite3* raw = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX, nullptr);
   db_handle db(raw);
   if (rc != SQLITE_OK) return sqlite_failure(raw, rc, "open " + path);
   sqlite3_extended_result_codes(db.db, 1);
+  register_functions(db.db);
   sqlite3_busy_timeout(db.db, static_cast<int>(busy_timeout_ms));
   return db;
 }
@@ -118,16 +142,25 @@ void append_filter(std::string& sql, const event_filter& f, int& n, std::string_
   clause(!f.action.empty(), "action", " = ");
   clause(!f.entity_id.empty(), "entity_id", " = ");
   clause(!f.company_id.empty(), "company_id", " = ");
+  clause(!f.user_id.empty(), "user_id", " = ");
+  clause(!f.webhook_id.empty(), "webhook_id", " = ");
+  clause(!f.change_source.empty(), "change_source", " = ");
   clause(f.since_us.has_value(), "occurred_at", " >= ");
   clause(f.until_us.has_value(), "occurred_at", " < ");
   clause(f.before_id.has_value(), "id", " < ");
+  clause(f.after_id.has_value(), "id", " > ");
+  if (!f.q.empty()) {
+    const std::string a = alias.empty() ? "" : std::string(alias) + ".";
+    sql += " AND ph_changes_match(" + a + "body, " + a + "version, ?" + std::to_string(++n) + ")";
+  }
 }
 
 void bind_filter(const statement& st, const event_filter& f, int& i) {
-  for (const std::string* s : {&f.entity, &f.action, &f.entity_id, &f.company_id})
+  for (const std::string* s : {&f.entity, &f.action, &f.entity_id, &f.company_id, &f.user_id, &f.webhook_id, &f.change_source})
     if (!s->empty()) st.bind_text(++i, *s);
-  for (const auto* t : {&f.since_us, &f.until_us, &f.before_id})
+  for (const auto* t : {&f.since_us, &f.until_us, &f.before_id, &f.after_id})
     if (t->has_value()) st.bind_int(++i, **t);
+  if (!f.q.empty()) st.bind_text(++i, f.q);
 }
 
 outcome<db_handle> open_existing(const std::string& path, int flags, int min_version) {
@@ -228,6 +261,10 @@ CREATE INDEX deliveries_due_idx   ON deliveries(handler, due_at) WHERE state = '
 CREATE INDEX deliveries_order_idx ON deliveries(handler, order_key, id) WHERE state = 'pending' AND order_key IS NOT NULL;
 CREATE INDEX deliveries_error_idx ON deliveries(handler, last_error_at) WHERE last_error_at IS NOT NULL;
 )sql",
+    // 3: retention deletes an event's deliveries with it (and skips events with pending ones).
+    R"sql(
+CREATE INDEX deliveries_event_idx ON deliveries(event_id);
+)sql",
 };
 
 }  // namespace
@@ -242,6 +279,10 @@ outcome<void> migrate(sqlite3* db) {
     return make_failure(errc::store_io, "the database schema version " + std::to_string(current) +
                                             " is newer than this pipehook supports (" + std::to_string(schema_version) +
                                             "): upgrade pipehook");
+  // Retention hands freed pages back to the file system (PRAGMA incremental_vacuum): possible only
+  // when set before the first table; older databases are converted once by a VACUUM below.
+  if (current == 0)
+    if (auto r = exec(db, "PRAGMA auto_vacuum = INCREMENTAL"); !r) return r;
   for (int v = current; v < schema_version; ++v) {
     if (auto r = exec(db, "BEGIN IMMEDIATE"); !r) return r;
     auto r = exec(db, migrations[static_cast<std::size_t>(v)]);
@@ -251,6 +292,18 @@ outcome<void> migrate(sqlite3* db) {
       (void)exec(db, "ROLLBACK");
       failure f = r.error();
       f.message = "schema migration to version " + std::to_string(v + 1) + " failed: " + f.message;
+      return f;
+    }
+  }
+  auto mode = statement::prepare(db, "PRAGMA auto_vacuum");
+  if (!mode) return mode.error();
+  const bool incremental = mode->step() == SQLITE_ROW && mode->column_int(0) == 2;
+  mode = {};
+  if (!incremental) {
+    if (auto r = exec(db, "PRAGMA auto_vacuum = INCREMENTAL"); !r) return r;
+    if (auto r = exec(db, "VACUUM"); !r) {
+      failure f = r.error();
+      f.message = "converting the database to incremental vacuum (a one-time VACUUM) failed: " + f.message;
       return f;
     }
   }

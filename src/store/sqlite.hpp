@@ -73,7 +73,7 @@ outcome<void> exec(sqlite3* db, std::string_view sql);
 outcome<void> migrate(sqlite3* db);
 
 // The schema version this build writes and reads.
-inline constexpr int schema_version = 2;
+inline constexpr int schema_version = 3;
 
 // The events columns a stored_event is read from, with a table alias ("e.id, e.event_key, ...").
 std::string event_columns(std::string_view alias = {});
@@ -85,5 +85,16 @@ event::stored_event read_event(const statement& st, int first);
 // from `n`), and binds the values in the same order (from `i`).
 void append_filter(std::string& sql, const event_filter& f, int& n, std::string_view alias = {});
 void bind_filter(const statement& st, const event_filter& f, int& i);
+
+// Retention, one small batch in the caller's transaction: deletes up to `limit` of the oldest
+// events received before `before_us` whose deliveries are all settled (done or dead), with those
+// deliveries, and up to `limit` quarantined rows received before it. Returns the rows deleted.
+outcome<std::int64_t> purge_batch(sqlite3* db, std::int64_t before_us, int limit);
+
+// What purge_batch would take in all (its batches added up), for --dry-run.
+inline constexpr std::string_view purgeable_sql =
+    "SELECT (SELECT count(*) FROM events e WHERE e.received_at < ?1 AND NOT EXISTS "
+    "(SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.state = 'pending')) + "
+    "(SELECT count(*) FROM quarantine WHERE received_at < ?1)";
 
 }  // namespace pipehook::store::detail

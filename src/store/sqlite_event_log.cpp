@@ -19,9 +19,17 @@ namespace {
 using detail::statement;
 
 struct probe_request {};
+struct reparse_request {
+  std::int64_t quarantine_id = 0;
+  event::event ev;
+};
+struct purge_request {
+  std::int64_t before_us = 0;
+  int limit = 0;
+};
 
 struct item {
-  std::variant<event::event, quarantined, probe_request, std::vector<delivery_update>> record;
+  std::variant<event::event, quarantined, probe_request, std::vector<delivery_update>, reparse_request, purge_request> record;
   append_callback done;
 };
 
@@ -29,8 +37,10 @@ class sqlite_event_log final : public event_log {
  public:
   sqlite_event_log(detail::db_handle db, detail::db_handle checkpoint_db, const sqlite_options& o,
                    statement insert_event, statement insert_quarantine, statement probe, statement begin,
-                   statement commit, statement rollback, statement insert_delivery, statement update_delivery)
+                   statement commit, statement rollback, statement insert_delivery, statement update_delivery,
+                   statement delete_quarantined)
       : route_(o.route),
+        delete_quarantined_(std::move(delete_quarantined)),
         on_deliveries_(o.on_deliveries),
         insert_delivery_(std::move(insert_delivery)),
         update_delivery_(std::move(update_delivery)),
@@ -61,6 +71,13 @@ class sqlite_event_log final : public event_log {
   void probe(append_callback done) override { enqueue(item{probe_request{}, std::move(done)}); }
   void update_deliveries(std::vector<delivery_update> updates, append_callback done) override {
     enqueue(item{std::move(updates), std::move(done)}, false);
+  }
+
+  void append_reparsed(std::int64_t quarantine_id, event::event ev, append_callback done) override {
+    enqueue(item{reparse_request{quarantine_id, std::move(ev)}, std::move(done)});
+  }
+  void purge(std::int64_t before_us, int limit, append_callback done) override {
+    enqueue(item{purge_request{before_us, limit}, std::move(done)}, false);
   }
 
   void close() override {
@@ -267,6 +284,21 @@ class sqlite_event_log final : public event_log {
     return step_returning(st, "insert quarantine", [&out](const statement& row) { out.id = row.column_int(0); });
   }
 
+  outcome<void> write(reparse_request& r, appended& out) {
+    auto stored = write(r.ev, out);
+    if (!stored) return stored;
+    delete_quarantined_.bind_int(1, r.quarantine_id);
+    return step_done(delete_quarantined_, "delete quarantined");
+  }
+
+  outcome<void> write(const purge_request& p, appended& out) {
+    out.status = append_status::purged;
+    auto deleted = detail::purge_batch(db_.db, p.before_us, p.limit);
+    if (!deleted) return deleted.error();
+    out.id = *deleted;
+    return {};
+  }
+
   outcome<void> write(const probe_request&, appended& out) {
     probe_.bind_int(1, now_us());
     out.status = append_status::probed;
@@ -274,6 +306,7 @@ class sqlite_event_log final : public event_log {
   }
 
   router route_;
+  statement delete_quarantined_;
   std::function<void(std::vector<fresh_deliveries>&&)> on_deliveries_;
   std::vector<route> routes_;        // writer thread only
   std::vector<fresh_deliveries> fresh_;  // writer thread only: this batch's new deliveries
@@ -367,12 +400,15 @@ outcome<std::unique_ptr<event_log>> open_sqlite_event_log(const sqlite_options& 
   auto rollback = statement::prepare(db.db, "ROLLBACK");
   auto insert_delivery = statement::prepare(db.db, insert_delivery_sql);
   auto update_delivery = statement::prepare(db.db, update_delivery_sql);
-  for (auto* st : {&insert_event, &insert_quarantine, &probe, &begin, &commit, &rollback, &insert_delivery, &update_delivery})
+  auto delete_quarantined = statement::prepare(db.db, "DELETE FROM quarantine WHERE id = ?1");
+  for (auto* st : {&insert_event, &insert_quarantine, &probe, &begin, &commit, &rollback, &insert_delivery, &update_delivery,
+                   &delete_quarantined})
     if (!*st) return st->error();
   return std::unique_ptr<event_log>(new sqlite_event_log(std::move(db), std::move(checkpoint_db), o, std::move(*insert_event),
                                                          std::move(*insert_quarantine), std::move(*probe),
                                                          std::move(*begin), std::move(*commit), std::move(*rollback),
-                                                         std::move(*insert_delivery), std::move(*update_delivery)));
+                                                         std::move(*insert_delivery), std::move(*update_delivery),
+                                                         std::move(*delete_quarantined)));
 }
 
 }  // namespace pipehook::store

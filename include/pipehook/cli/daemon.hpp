@@ -19,6 +19,8 @@ class daemon {
 
   // The bound address (the real port when the config asked for port 0).
   boost::asio::ip::tcp::endpoint endpoint() const;
+  // The admin listener's bound address (port 0 in the config: the real one); unset when disabled.
+  boost::asio::ip::tcp::endpoint admin_endpoint() const;
 
   // Serves until SIGINT/SIGTERM (if handle_signals; SIGHUP then reloads, see reload()) or stop();
   // returns once in-flight requests are

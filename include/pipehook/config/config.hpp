@@ -44,6 +44,19 @@ struct store_config {
   std::uint32_t batch_max = 512;         // events per transaction (group commit)
   std::int64_t busy_timeout_ms = 2'000;  // wait for a lock held by another process before giving up
   std::uint32_t retry_after_s = 5;       // Retry-After sent with 503 when the store cannot take an event
+  // [store.retention]: 0 = no limit. Old rows go in small batches; pending deliveries keep theirs.
+  std::int64_t retention_max_age_ms = 0;
+  std::uint64_t retention_max_bytes = 0;
+  std::int64_t retention_interval_ms = 60'000;
+};
+
+// The admin listener: query API, web page, metrics. Never the webhook port.
+struct admin_config {
+  bool enabled = true;
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8081;
+  std::string token;         // secret: "Authorization: Bearer <token>"; required beyond loopback
+  std::string token_source;
 };
 
 struct log_config {
@@ -118,6 +131,7 @@ struct handler_config {
 struct config {
   server_config server;
   auth_config auth;
+  admin_config admin;
   store_config store;
   log_config log;
   pipedrive_config pipedrive;

@@ -21,15 +21,22 @@ struct request_head {
   std::string_view path;     // target without the query
   std::string_view content_type;
   std::string_view authorization;
+  std::string_view accept;
   std::optional<std::uint64_t> content_length;  // absent for chunked bodies
   std::string remote;        // for logs: the peer "ip:port", or "client via ip:port" behind a trusted proxy
   std::string client;        // the client's address: the peer's, or as a trusted proxy forwarded it
   std::string proto;         // "https"/"http" as a trusted proxy forwarded it; "" otherwise
 };
 
+enum class chunk_status { more, done, failed };
+
 struct response {
   unsigned status = 200;
   std::string body;
+  // A body of any size, sent chunked: called on the connection's strand until it returns done
+  // (after its last chunk) or failed (the connection is then closed without the final chunk, so
+  // the client can tell the body is incomplete). Each chunk is written before the next is asked.
+  std::function<chunk_status(std::string& chunk)> stream;
   std::string content_type = "application/json";
   std::vector<std::pair<std::string, std::string>> headers;
   std::string outcome;  // a short tag for logs and counters: "stored", "unauthorized", ...
@@ -39,13 +46,14 @@ struct response {
 // {"error": error, "detail": detail} with the given status; `error` is also the outcome tag.
 response json_error(unsigned status, std::string_view error, std::string_view detail);
 
-// A route: an exact path and method. `check` runs on the head before the body is read and may
+// A route: an exact path (or, with `prefix`, every path that starts with it) and method. `check` runs on the head before the body is read and may
 // refuse the request (401, 415, ...); `handle` gets the whole body. Both may be empty.
 struct route {
   std::string method;
   std::string path;
   std::function<std::optional<response>(const request_head&)> check;
   std::function<boost::asio::awaitable<response>(const request_head&, std::string body)> handle;
+  bool prefix = false;
 };
 
 // Room left after every request body for parsers that read past the end (simdjson reads 64 bytes).

@@ -23,11 +23,11 @@ struct quarantined {
   std::int64_t received_at_us = 0;
 };
 
-enum class append_status { stored, duplicate, quarantined, probed, updated };
+enum class append_status { stored, duplicate, quarantined, probed, updated, purged };
 
 struct appended {
   append_status status = append_status::stored;
-  std::int64_t id = 0;  // events.id (stored, duplicate) or quarantine.id
+  std::int64_t id = 0;  // events.id (stored, duplicate), quarantine.id, or rows deleted (purged)
 };
 
 using append_result = outcome<appended>;
@@ -49,6 +49,14 @@ class event_log {
   // Applies the dispatcher's verdicts on deliveries in the next commit batch (no fsync of their
   // own). Not bounded by the queue capacity: the dispatcher bounds them by its concurrency.
   virtual void update_deliveries(std::vector<delivery_update> updates, append_callback done) = 0;
+
+  // Stores an event re-parsed from quarantined row `quarantine_id` and deletes that row, in one
+  // transaction (an event already in the log counts as a duplicate; the row goes all the same).
+  virtual void append_reparsed(std::int64_t quarantine_id, event::event ev, append_callback done) = 0;
+
+  // Retention: one small batch (store::detail::purge_batch) in the next commit; `id` of the
+  // result is the number of rows deleted. Not bounded by the queue capacity.
+  virtual void purge(std::int64_t before_us, int limit, append_callback done) = 0;
 
   // Stops taking records, commits everything already queued, and joins the writer. Idempotent.
   virtual void close() = 0;

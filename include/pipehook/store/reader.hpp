@@ -1,6 +1,6 @@
 #pragma once
-// Read-only access to the event log for operators (CLI now, admin API later). Opens its own
-// read-only connection: safe while the daemon writes (WAL readers never block the writer).
+// Read-only access to the event log for operators (CLI and admin API). Opens its own read-only
+// connection: safe while the daemon writes (WAL readers never block the writer).
 
 #include "pipehook/core/error.hpp"
 #include "pipehook/event/event.hpp"
@@ -14,10 +14,32 @@
 namespace pipehook::store {
 
 struct event_filter {
-  std::string entity, action, entity_id, company_id;  // empty = any
+  std::string entity, action, entity_id, company_id, user_id, webhook_id, change_source;  // empty = any
+  std::string q;                                       // a changed field's name contains this (case-insensitive)
   std::optional<std::int64_t> since_us, until_us;      // on occurred_at: since <= t < until
-  std::optional<std::int64_t> before_id;               // paging: ids below this one
+  std::optional<std::int64_t> before_id;               // paging (newest first): ids below this one
+  std::optional<std::int64_t> after_id;                // paging (oldest first): ids above this one
+  bool ascending = false;                              // order by id: oldest first
   int limit = 50;
+};
+
+struct quarantine_row {
+  std::int64_t id = 0;
+  std::int64_t received_at_us = 0;
+  std::string reason, content_type, remote;
+  std::string body;  // empty unless asked for
+};
+
+struct count_row {
+  std::string entity, action;
+  std::int64_t events = 0;
+  std::int64_t duplicates = 0;  // deliveries beyond the first
+};
+
+struct stats {
+  std::vector<count_row> by_entity_action;              // sorted by entity, action
+  std::vector<std::pair<std::int64_t, std::int64_t>> per_hour;  // hour start (µs), events received
+  std::int64_t events = 0, duplicates = 0, quarantined = 0;
 };
 
 class reader {
@@ -26,11 +48,24 @@ class reader {
   static outcome<std::unique_ptr<reader>> open(const std::string& path);
   virtual ~reader() = default;
 
-  // Newest first. Bodies are left empty unless with_body.
+  // Newest first (or oldest first with f.ascending). Bodies are left empty unless with_body.
   virtual outcome<std::vector<event::stored_event>> list(const event_filter& f, bool with_body) = 0;
 
   // One event with its body; errc::not_found when there is no such id.
   virtual outcome<event::stored_event> get(std::int64_t id) = 0;
+
+  // Counts over received_at in [since, until): by entity and action, per hour, quarantined.
+  virtual outcome<stats> stats(std::int64_t since_us, std::int64_t until_us) = 0;
+
+  // Quarantined bodies, newest first, ids below before_id when given.
+  virtual outcome<std::vector<quarantine_row>> quarantine(std::optional<std::int64_t> before_id, int limit) = 0;
+  virtual outcome<quarantine_row> quarantined(std::int64_t id) = 0;
+
+  // Events received before `before_us` that a purge would delete (deliveries still pending keep theirs).
+  virtual outcome<std::int64_t> count_purgeable(std::int64_t before_us) = 0;
+
+  // Bytes the database's pages hold (free pages not counted): what store.retention.max_bytes bounds.
+  virtual outcome<std::int64_t> used_bytes() = 0;
 
   // Row counts, for check-config and status lines.
   virtual outcome<std::int64_t> count_events() = 0;

@@ -1,0 +1,42 @@
+#pragma once
+// The admin listener's routes: the query API (/api/v1/...), the web page, and /metrics. Meant for
+// a server of its own on its own thread (cli::daemon runs it on "ph-admin"): its SQLite reads
+// never stall the webhook listener, and WAL readers never block the writer.
+
+#include "pipehook/core/error.hpp"
+#include "pipehook/http/types.hpp"
+#include "pipehook/store/event_log.hpp"
+
+#include <boost/json/object.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace pipehook::admin {
+
+struct api_options {
+  std::string store_path;
+  std::string token;  // "" = no token asked for (loopback only; config refuses otherwise)
+  // Prometheus text for GET /metrics (empty: no /metrics route).
+  std::function<std::string()> metrics;
+  // Extra members for GET /api/v1/stats that only the running process knows (rejected requests).
+  std::function<boost::json::object()> runtime_stats;
+};
+
+class api {
+ public:
+  // Opens the read connections; `log` takes re-parsed quarantined bodies.
+  static outcome<std::unique_ptr<api>> create(api_options opt, store::event_log& log);
+  ~api();
+  std::vector<http::route> routes();
+
+  struct impl;
+
+ private:
+  explicit api(std::unique_ptr<impl> p);
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace pipehook::admin

@@ -1,0 +1,55 @@
+#pragma once
+// The operators' queries, shared by the admin API and the CLI so both take the same parameters,
+// give the same errors and print the same JSON: parameters in, store queries, JSON out.
+
+#include "pipehook/core/error.hpp"
+#include "pipehook/event/diff.hpp"
+#include "pipehook/store/outbox.hpp"
+#include "pipehook/store/reader.hpp"
+
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace pipehook::admin {
+
+// name=value pairs: a URL query string (decoded) or the CLI's flags under the same names.
+using params = std::vector<std::pair<std::string, std::string>>;
+
+// "a=1&b=x%20y" -> {{"a","1"},{"b","x y"}}; '+' is a space. Malformed escapes are an error.
+outcome<params> parse_query_string(std::string_view query);
+
+// --since/--until and since/until: RFC 3339 or a date ("2024-05-01"), epoch seconds, or an age
+// ("30m", "2h", "7d" ago). `name` is used in the error.
+outcome<std::int64_t> parse_time(std::string_view name, std::string_view text);
+
+struct list_query {
+  store::event_filter filter;
+  bool ndjson = false;  // format=ndjson: every matching event, streamed (limit ignored)
+};
+
+// The list filters: entity, action, entity_id, company_id, user_id, webhook_id, since, until,
+// change_source, q, limit (1..1000, default 50), cursor, order (desc|asc), format (json|ndjson).
+// Unknown parameters and bad values are errors that name the parameter.
+outcome<list_query> parse_list_query(const params& p);
+
+// The opaque cursor of the page after the last event of this one (keyset on the id, with the order).
+std::string encode_cursor(bool ascending, std::int64_t last_id);
+
+// Field changes: [{"field", "kind": added|removed|changed, "before", "after"}].
+boost::json::array changes_json(const std::vector<event::field_change>& changes);
+// event::to_json plus "changes" (the diff of its body).
+boost::json::object timeline_entry_json(const event::stored_event& e);
+
+boost::json::object quarantine_json(const store::quarantine_row& q);
+boost::json::object handler_json(const store::handler_counts& h);
+boost::json::object stats_json(const store::stats& s, std::int64_t since_us, std::int64_t until_us);
+
+// The stats window: since (default 24 h ago), until (default now).
+outcome<std::pair<std::int64_t, std::int64_t>> parse_window(const params& p);
+
+}  // namespace pipehook::admin

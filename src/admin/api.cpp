@@ -1,0 +1,342 @@
+#include "pipehook/admin/api.hpp"
+
+#include "pipehook/admin/query.hpp"
+#include "pipehook/core/time.hpp"
+#include "pipehook/event/json.hpp"
+#include "pipehook/ingest/webhook.hpp"
+#include "pipehook/pipedrive/parse.hpp"
+#include "pipehook/store/outbox.hpp"
+#include "pipehook/store/reader.hpp"
+#include "web_assets.hpp"
+
+#include <boost/json/serialize.hpp>
+#include <openssl/crypto.h>
+
+#include <charconv>
+
+namespace pipehook::admin {
+namespace {
+
+namespace asio = boost::asio;
+using http::json_error;
+
+http::response json_response(unsigned status, const boost::json::value& v, std::string outcome = "ok") {
+  http::response r;
+  r.status = status;
+  r.body = boost::json::serialize(v);
+  r.body += '\n';
+  r.outcome = std::move(outcome);
+  return r;
+}
+
+// A store or parameter failure as an HTTP error: 400 names the parameter, 404, else 500.
+http::response failure_response(const failure& f) {
+  if (f.code == errc::invalid_argument) return json_error(400, "bad_request", f.message);
+  if (f.code == errc::not_found) return json_error(404, "not_found", f.message);
+  return json_error(500, "store_error", f.message);
+}
+
+std::optional<std::int64_t> to_id(std::string_view s) {
+  std::int64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || v < 1) return std::nullopt;
+  return v;
+}
+
+// The path segments after `prefix` ("/api/v1/events/12" -> {"12"}).
+std::vector<std::string_view> segments_after(std::string_view path, std::string_view prefix) {
+  std::vector<std::string_view> out;
+  std::string_view rest = path.substr(prefix.size());
+  while (!rest.empty()) {
+    const auto slash = rest.find('/');
+    out.push_back(rest.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    rest = rest.substr(slash + 1);
+  }
+  return out;
+}
+
+outcome<params> query_of(const http::request_head& head) {
+  const auto q = head.target.find('?');
+  return parse_query_string(q == std::string_view::npos ? std::string_view() : head.target.substr(q + 1));
+}
+
+}  // namespace
+
+struct api::impl {
+  api_options opt;
+  store::event_log& log;
+  std::unique_ptr<store::reader> reader;   // the admin thread's own read connection
+  std::unique_ptr<store::outbox> outbox;   // handler counts (reads only)
+
+  impl(api_options o, store::event_log& l) : opt(std::move(o)), log(l) {}
+
+  std::optional<http::response> check_token(const http::request_head& head) const {
+    if (opt.token.empty()) return std::nullopt;
+    constexpr std::string_view scheme = "Bearer ";
+    const std::string_view given = head.authorization;
+    const bool ok = given.size() == scheme.size() + opt.token.size() && given.starts_with(scheme) &&
+                    CRYPTO_memcmp(given.data() + scheme.size(), opt.token.data(), opt.token.size()) == 0;
+    if (ok) return std::nullopt;
+    auto r = json_error(401, "unauthorized",
+                        given.empty() ? "this API needs \"Authorization: Bearer <admin token>\"" : "the admin token is not valid");
+    r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"pipehook-admin\"");
+    return r;
+  }
+
+  http::response list_events(const http::request_head& head) {
+    auto p = query_of(head);
+    if (!p) return failure_response(p.error());
+    auto q = parse_list_query(*p);
+    if (!q) return failure_response(q.error());
+    if (q->ndjson) return export_events(q->filter);
+    store::event_filter f = q->filter;
+    f.limit += 1;  // one more tells whether there is a next page
+    auto rows = reader->list(f, false);
+    if (!rows) return failure_response(rows.error());
+    return page_response(*rows, q->filter, "events", [](const event::stored_event& e) { return event::to_json(e); });
+  }
+
+  template <class ToJson>
+  http::response page_response(std::vector<event::stored_event>& rows, const store::event_filter& f, const char* key,
+                               ToJson to_json) {
+    boost::json::value next = nullptr;
+    if (rows.size() > static_cast<std::size_t>(f.limit)) {
+      rows.resize(static_cast<std::size_t>(f.limit));
+      next = encode_cursor(f.ascending, rows.back().id);
+    }
+    boost::json::array items;
+    items.reserve(rows.size());
+    for (const auto& r : rows) items.push_back(to_json(r));
+    boost::json::object o;
+    o[key] = std::move(items);
+    o["next_cursor"] = std::move(next);
+    return json_response(200, o);
+  }
+
+  // format=ndjson: every matching event, a page of rows at a time (each page its own short read
+  // transaction: the WAL is never pinned by a long export, and memory stays flat).
+  http::response export_events(store::event_filter f) {
+    http::response r;
+    r.content_type = "application/x-ndjson";
+    r.outcome = "export";
+    f.limit = 1000;
+    auto* rd = reader.get();
+    auto state = std::make_shared<store::event_filter>(std::move(f));
+    r.stream = [rd, state](std::string& chunk) {
+      auto rows = rd->list(*state, false);
+      if (!rows) return http::chunk_status::failed;
+      for (const auto& e : *rows) {
+        chunk += boost::json::serialize(event::to_json(e));
+        chunk += '\n';
+      }
+      if (rows->size() < static_cast<std::size_t>(state->limit)) return http::chunk_status::done;
+      (state->ascending ? state->after_id : state->before_id) = rows->back().id;
+      return http::chunk_status::more;
+    };
+    return r;
+  }
+
+  http::response get_event(const http::request_head& head) {
+    const auto seg = segments_after(head.path, "/api/v1/events/");
+    if (seg.size() != 1) return json_error(404, "not_found", "no resource at " + std::string(head.path));
+    const auto id = to_id(seg[0]);
+    if (!id) return json_error(400, "bad_request", "id: \"" + std::string(seg[0]) + "\" is not an event id");
+    auto e = reader->get(*id);
+    if (!e) return failure_response(e.error());
+    boost::json::object o = event::to_json_detail(*e);
+    o["changes"] = changes_json(event::diff_body(e->ev.body, e->ev.version));
+    return json_response(200, o);
+  }
+
+  http::response timeline(const http::request_head& head) {
+    const auto seg = segments_after(head.path, "/api/v1/entities/");
+    if (seg.size() != 3 || seg[2] != "timeline" || seg[0].empty() || seg[1].empty())
+      return json_error(404, "not_found", "no resource at " + std::string(head.path) +
+                                              " (the timeline is /api/v1/entities/{entity}/{entity_id}/timeline)");
+    auto p = query_of(head);
+    if (!p) return failure_response(p.error());
+    bool has_order = false;
+    for (const auto& [name, value] : *p) {
+      if (name != "limit" && name != "cursor" && name != "order" && name != "since" && name != "until")
+        return json_error(400, "bad_request", name + ": unknown parameter (the timeline takes limit, cursor, order, since, until)");
+      has_order = has_order || name == "order";
+    }
+    if (!has_order) p->emplace_back("order", "asc");  // a timeline reads oldest first
+    auto q = parse_list_query(*p);
+    if (!q) return failure_response(q.error());
+    store::event_filter f = q->filter;
+    f.entity = std::string(seg[0]);
+    f.entity_id = std::string(seg[1]);
+    f.limit += 1;
+    auto rows = reader->list(f, true);
+    if (!rows) return failure_response(rows.error());
+    f.limit -= 1;
+    auto r = page_response(*rows, f, "events", timeline_entry_json);
+    return r;
+  }
+
+  http::response stats(const http::request_head& head) {
+    auto p = query_of(head);
+    if (!p) return failure_response(p.error());
+    auto window = parse_window(*p);
+    if (!window) return failure_response(window.error());
+    auto s = reader->stats(window->first, window->second);
+    if (!s) return failure_response(s.error());
+    boost::json::object o = stats_json(*s, window->first, window->second);
+    auto counts = outbox->counts();
+    if (!counts) return failure_response(counts.error());
+    boost::json::array handlers;
+    for (const auto& h : *counts) handlers.push_back(handler_json(h));
+    o["handlers"] = std::move(handlers);
+    if (opt.runtime_stats)
+      for (auto& [k, v] : opt.runtime_stats()) o[k] = v;
+    return json_response(200, o);
+  }
+
+  http::response handlers() {
+    auto counts = outbox->counts();
+    if (!counts) return failure_response(counts.error());
+    boost::json::array out;
+    for (const auto& h : *counts) out.push_back(handler_json(h));
+    return json_response(200, boost::json::object{{"handlers", std::move(out)}});
+  }
+
+  http::response list_quarantine(const http::request_head& head) {
+    auto p = query_of(head);
+    if (!p) return failure_response(p.error());
+    std::optional<std::int64_t> before;
+    int limit = 50;
+    for (const auto& [name, value] : *p) {
+      if (name == "limit") {
+        auto n = to_id(value);
+        if (!n || *n > 1000) return json_error(400, "bad_request", "limit: must be a number from 1 to 1000 (got \"" + value + "\")");
+        limit = static_cast<int>(*n);
+      } else if (name == "cursor") {
+        auto q = parse_list_query({{"cursor", value}});
+        if (!q) return failure_response(q.error());
+        before = q->filter.before_id;
+      } else {
+        return json_error(400, "bad_request", name + ": unknown parameter (quarantine takes limit, cursor)");
+      }
+    }
+    auto rows = reader->quarantine(before, limit + 1);
+    if (!rows) return failure_response(rows.error());
+    boost::json::value next = nullptr;
+    if (rows->size() > static_cast<std::size_t>(limit)) {
+      rows->resize(static_cast<std::size_t>(limit));
+      next = encode_cursor(false, rows->back().id);
+    }
+    boost::json::array items;
+    for (const auto& q : *rows) items.push_back(quarantine_json(q));
+    return json_response(200, boost::json::object{{"quarantine", std::move(items)}, {"next_cursor", std::move(next)}});
+  }
+
+  http::response get_quarantined(const http::request_head& head) {
+    const auto seg = segments_after(head.path, "/api/v1/quarantine/");
+    if (seg.size() != 1) return json_error(404, "not_found", "no resource at " + std::string(head.path));
+    const auto id = to_id(seg[0]);
+    if (!id) return json_error(400, "bad_request", "id: \"" + std::string(seg[0]) + "\" is not a quarantine id");
+    auto q = reader->quarantined(*id);
+    if (!q) return failure_response(q.error());
+    return json_response(200, quarantine_json(*q));
+  }
+};
+
+namespace {
+
+struct submit_reparsed {
+  store::event_log* log;
+  std::int64_t quarantine_id;
+  std::shared_ptr<event::event> ev;
+  void operator()(store::append_callback cb) const { log->append_reparsed(quarantine_id, std::move(*ev), std::move(cb)); }
+};
+
+// POST /api/v1/quarantine/{id}/reparse: the body through today's parser; an event now is stored
+// (a duplicate if it already is) and leaves the quarantine in the same transaction.
+asio::awaitable<http::response> reparse(api::impl* self, std::string path) {
+  const auto seg = segments_after(path, "/api/v1/quarantine/");
+  if (seg.size() != 2 || seg[1] != "reparse") co_return json_error(404, "not_found", "no resource at " + path);
+  const auto id = to_id(seg[0]);
+  if (!id) co_return json_error(400, "bad_request", "id: \"" + std::string(seg[0]) + "\" is not a quarantine id");
+  auto q = self->reader->quarantined(*id);
+  if (!q) co_return failure_response(q.error());
+  std::string body = std::move(q->body);
+  body.reserve(body.size() + pipedrive::parse_padding);
+  auto parsed = pipedrive::parse_webhook(std::move(body), q->received_at_us);
+  if (parsed.status != pipedrive::parse_status::event)
+    co_return json_error(422, "not_an_event", "quarantined body " + std::to_string(*id) + " still does not parse as a Pipedrive event: " +
+                                                  parsed.reason);
+  auto ev = std::make_shared<event::event>(std::move(parsed.ev));
+  auto op = ingest::await_commit(submit_reparsed{&self->log, *id, ev});
+  store::append_result res = co_await std::move(op);
+  if (!res) co_return json_error(503, "store_unavailable", res.error().message);
+  const bool dup = res->status == store::append_status::duplicate;
+  co_return json_response(200, boost::json::object{{"status", dup ? "duplicate" : "stored"}, {"event_id", res->id}},
+                          dup ? "duplicate" : "stored");
+}
+
+asio::awaitable<http::response> ready(http::response r) { co_return r; }
+
+http::response asset(std::string_view content_type, std::string_view body) {
+  http::response r;
+  r.content_type = std::string(content_type);
+  r.body = std::string(body);
+  r.outcome = "asset";
+  r.headers.emplace_back("Content-Security-Policy", "default-src 'self'; style-src 'self'; script-src 'self'; img-src 'self' data:");
+  r.headers.emplace_back("X-Content-Type-Options", "nosniff");
+  return r;
+}
+
+}  // namespace
+
+api::api(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
+api::~api() = default;
+
+outcome<std::unique_ptr<api>> api::create(api_options opt, store::event_log& log) {
+  auto p = std::make_unique<impl>(std::move(opt), log);
+  auto rd = store::reader::open(p->opt.store_path);
+  if (!rd) return rd.error();
+  p->reader = std::move(*rd);
+  auto ob = store::outbox::open(p->opt.store_path);
+  if (!ob) return ob.error();
+  p->outbox = std::move(*ob);
+  return std::unique_ptr<api>(new api(std::move(p)));
+}
+
+std::vector<http::route> api::routes() {
+  impl* self = impl_.get();
+  auto check = [self](const http::request_head& head) { return self->check_token(head); };
+  auto get = [](auto fn) {  // a synchronous handler as a route: reads are quick, this thread serves only operators
+    return [fn](const http::request_head& head, std::string) { return ready(fn(head)); };
+  };
+  const bool prefix = true, exact = false;
+  std::vector<http::route> out = {
+      {"GET", "/api/v1/events", check, get([self](const auto& h) { return self->list_events(h); }), exact},
+      {"GET", "/api/v1/events/", check, get([self](const auto& h) { return self->get_event(h); }), prefix},
+      {"GET", "/api/v1/entities/", check, get([self](const auto& h) { return self->timeline(h); }), prefix},
+      {"GET", "/api/v1/stats", check, get([self](const auto& h) { return self->stats(h); }), exact},
+      {"GET", "/api/v1/handlers", check, get([self](const auto&) { return self->handlers(); }), exact},
+      {"GET", "/api/v1/quarantine", check, get([self](const auto& h) { return self->list_quarantine(h); }), exact},
+      {"GET", "/api/v1/quarantine/", check, get([self](const auto& h) { return self->get_quarantined(h); }), prefix},
+      {"POST", "/api/v1/quarantine/", check,
+       [self](const http::request_head& head, std::string) { return reparse(self, std::string(head.path)); }, prefix},
+      // The page itself holds no data: it asks for the token and sends it with each API call.
+      {"GET", "/", {}, get([](const auto&) { return asset("text/html; charset=utf-8", web::index_html); }), exact},
+      {"GET", "/app.js", {}, get([](const auto&) { return asset("text/javascript; charset=utf-8", web::app_js); }), exact},
+      {"GET", "/app.css", {}, get([](const auto&) { return asset("text/css; charset=utf-8", web::app_css); }), exact},
+  };
+  if (self->opt.metrics) {
+    out.push_back({"GET", "/metrics", check, get([self](const auto&) {
+                     http::response r;
+                     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+                     r.body = self->opt.metrics();
+                     r.outcome = "metrics";
+                     return r;
+                   }),
+                   exact});
+  }
+  return out;
+}
+
+}  // namespace pipehook::admin

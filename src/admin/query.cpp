@@ -1,0 +1,252 @@
+#include "pipehook/admin/query.hpp"
+
+#include "pipehook/core/time.hpp"
+#include "pipehook/event/json.hpp"
+
+#include <boost/json/parse.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <set>
+
+namespace pipehook::admin {
+namespace {
+
+outcome<void> bad_param(std::string_view name, const std::string& why) {
+  return make_failure(errc::invalid_argument, std::string(name) + ": " + why);
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::optional<std::int64_t> to_int(std::string_view s) {
+  std::int64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+constexpr std::string_view base64url = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+std::string b64_encode(std::string_view in) {
+  std::string out;
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (unsigned char c : in) {
+    acc = (acc << 8) | c;
+    bits += 8;
+    while (bits >= 6) out += base64url[(acc >> (bits -= 6)) & 63];
+  }
+  if (bits > 0) out += base64url[(acc << (6 - bits)) & 63];
+  return out;
+}
+
+std::optional<std::string> b64_decode(std::string_view in) {
+  std::string out;
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (char c : in) {
+    const auto pos = base64url.find(c);
+    if (pos == std::string_view::npos) return std::nullopt;
+    acc = (acc << 6) | static_cast<std::uint32_t>(pos);
+    bits += 6;
+    if (bits >= 8) out += static_cast<char>((acc >> (bits -= 8)) & 0xff);
+  }
+  return out;
+}
+
+boost::json::value json_or_null(const std::optional<std::string>& text) {
+  if (!text) return nullptr;
+  boost::system::error_code ec;
+  auto v = boost::json::parse(*text, ec);
+  if (ec) return boost::json::string(*text);
+  return v;
+}
+
+}  // namespace
+
+outcome<params> parse_query_string(std::string_view query) {
+  params out;
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (pair.empty()) continue;
+    const auto eq = pair.find('=');
+    std::string parts[2];
+    const std::string_view raw[2] = {pair.substr(0, eq), eq == std::string_view::npos ? "" : pair.substr(eq + 1)};
+    for (int k = 0; k < 2; ++k) {
+      for (std::size_t i = 0; i < raw[k].size(); ++i) {
+        const char c = raw[k][i];
+        if (c == '+') parts[k] += ' ';
+        else if (c == '%') {
+          if (i + 2 >= raw[k].size())
+            return make_failure(errc::invalid_argument, "malformed query string: '%' must be followed by two hex digits");
+          const int h = hex_value(raw[k][i + 1]), l = hex_value(raw[k][i + 2]);
+          if (h < 0 || l < 0)
+            return make_failure(errc::invalid_argument, "malformed query string: '%' must be followed by two hex digits");
+          parts[k] += static_cast<char>(h * 16 + l);
+          i += 2;
+        } else {
+          parts[k] += c;
+        }
+      }
+    }
+    out.emplace_back(std::move(parts[0]), std::move(parts[1]));
+  }
+  return out;
+}
+
+outcome<std::int64_t> parse_time(std::string_view name, std::string_view text) {
+  if (auto t = parse_iso8601_us(text)) return *t;
+  if (!text.empty() && text.size() <= 12 && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return *to_int(text) * 1'000'000;
+  if (auto ms = parse_duration_ms(text); ms && std::any_of(text.begin(), text.end(), [](char c) { return c > '9'; }))
+    return now_us() - *ms * 1000;
+  return make_failure(errc::invalid_argument, std::string(name) + ": \"" + std::string(text) +
+                                                  "\" is not a time: use RFC 3339 (2024-05-01T10:00:00Z), a date "
+                                                  "(2024-05-01), epoch seconds, or an age like 30m, 2h, 7d");
+}
+
+std::string encode_cursor(bool ascending, std::int64_t last_id) {
+  return b64_encode(std::string(ascending ? "a:" : "d:") + std::to_string(last_id));
+}
+
+outcome<list_query> parse_list_query(const params& p) {
+  list_query out;
+  store::event_filter& f = out.filter;
+  std::string cursor, order = "desc";
+  std::set<std::string_view> seen;
+  for (const auto& [name, value] : p) {
+    if (!seen.insert(name).second) return bad_param(name, "given more than once").error();
+    std::string* text = nullptr;
+    if (name == "entity") text = &f.entity;
+    else if (name == "action") text = &f.action;
+    else if (name == "entity_id") text = &f.entity_id;
+    else if (name == "company_id") text = &f.company_id;
+    else if (name == "user_id") text = &f.user_id;
+    else if (name == "webhook_id") text = &f.webhook_id;
+    else if (name == "change_source") text = &f.change_source;
+    else if (name == "q") text = &f.q;
+    else if (name == "cursor") text = &cursor;
+    else if (name == "order") text = &order;
+    if (text) {
+      if (value.empty()) return bad_param(name, "must not be empty").error();
+      *text = value;
+      continue;
+    }
+    if (name == "since" || name == "until") {
+      auto t = parse_time(name, value);
+      if (!t) return t.error();
+      (name == "since" ? f.since_us : f.until_us) = *t;
+    } else if (name == "limit") {
+      auto n = to_int(value);
+      if (!n || *n < 1 || *n > 1000) return bad_param(name, "must be a number from 1 to 1000 (got \"" + value + "\")").error();
+      f.limit = static_cast<int>(*n);
+    } else if (name == "format") {
+      if (value != "json" && value != "ndjson") return bad_param(name, "must be json or ndjson (got \"" + value + "\")").error();
+      out.ndjson = value == "ndjson";
+    } else {
+      return bad_param(name, "unknown parameter (filters: entity, action, entity_id, company_id, user_id, webhook_id, since, "
+                             "until, change_source, q; paging: limit, cursor, order; format)")
+          .error();
+    }
+  }
+  if (!f.action.empty() && f.action != "create" && f.action != "change" && f.action != "delete")
+    return bad_param("action", "must be create, change or delete (got \"" + f.action + "\")").error();
+  if (order != "desc" && order != "asc") return bad_param("order", "must be desc or asc (got \"" + order + "\")").error();
+  f.ascending = order == "asc";
+  if (f.since_us && f.until_us && *f.since_us > *f.until_us) return bad_param("since", "is after until").error();
+  if (!cursor.empty()) {
+    const auto decoded = b64_decode(cursor);
+    const auto id = decoded && decoded->size() > 2 ? to_int(std::string_view(*decoded).substr(2)) : std::nullopt;
+    if (!id || (*decoded)[1] != ':' || ((*decoded)[0] != 'a' && (*decoded)[0] != 'd'))
+      return bad_param("cursor", "is not a cursor this API returned").error();
+    if (((*decoded)[0] == 'a') != f.ascending)
+      return bad_param("cursor", "belongs to the other order; keep `order` as it was for the first page").error();
+    (f.ascending ? f.after_id : f.before_id) = *id;
+  }
+  return out;
+}
+
+boost::json::array changes_json(const std::vector<event::field_change>& changes) {
+  boost::json::array out;
+  for (const auto& c : changes) {
+    boost::json::object o;
+    o["field"] = c.field;
+    o["kind"] = !c.before ? "added" : !c.after ? "removed" : "changed";
+    o["before"] = json_or_null(c.before);
+    o["after"] = json_or_null(c.after);
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
+boost::json::object timeline_entry_json(const event::stored_event& e) {
+  boost::json::object o = event::to_json(e);
+  o["changes"] = changes_json(event::diff_body(e.ev.body, e.ev.version));
+  return o;
+}
+
+boost::json::object quarantine_json(const store::quarantine_row& q) {
+  boost::json::object o;
+  o["id"] = q.id;
+  o["received_at"] = format_rfc3339_us(q.received_at_us);
+  o["reason"] = q.reason;
+  o["content_type"] = q.content_type.empty() ? boost::json::value(nullptr) : boost::json::value(q.content_type);
+  o["remote"] = q.remote.empty() ? boost::json::value(nullptr) : boost::json::value(q.remote);
+  if (!q.body.empty()) o["body"] = q.body;
+  return o;
+}
+
+boost::json::object handler_json(const store::handler_counts& h) {
+  boost::json::object o;
+  o["handler"] = h.handler;
+  o["pending"] = h.pending;
+  o["retrying"] = h.retrying;
+  o["dead"] = h.dead;
+  o["done"] = h.done;
+  o["oldest_pending_at"] = h.oldest_pending_us ? boost::json::value(format_rfc3339_us(*h.oldest_pending_us)) : nullptr;
+  o["last_error"] = h.last_error.empty() ? boost::json::value(nullptr) : boost::json::value(h.last_error);
+  o["last_error_at"] = h.last_error_at_us ? boost::json::value(format_rfc3339_us(h.last_error_at_us)) : nullptr;
+  return o;
+}
+
+boost::json::object stats_json(const store::stats& s, std::int64_t since_us, std::int64_t until_us) {
+  boost::json::object o;
+  o["since"] = format_rfc3339_us(since_us);
+  o["until"] = format_rfc3339_us(until_us);
+  o["events"] = s.events;
+  o["duplicates"] = s.duplicates;
+  o["quarantined"] = s.quarantined;
+  boost::json::array by;
+  for (const auto& r : s.by_entity_action)
+    by.push_back({{"entity", r.entity}, {"action", r.action}, {"events", r.events}, {"duplicates", r.duplicates}});
+  o["by_entity_action"] = std::move(by);
+  boost::json::array hours;
+  for (const auto& [h, n] : s.per_hour) hours.push_back({{"hour", format_rfc3339_us(h)}, {"events", n}});
+  o["per_hour"] = std::move(hours);
+  return o;
+}
+
+outcome<std::pair<std::int64_t, std::int64_t>> parse_window(const params& p) {
+  std::int64_t until = now_us(), since = until - 24LL * 3600 * 1'000'000;
+  bool since_given = false;
+  for (const auto& [name, value] : p) {
+    if (name != "since" && name != "until")
+      return bad_param(name, "unknown parameter (the stats window: since, until)").error();
+    auto t = parse_time(name, value);
+    if (!t) return t.error();
+    if (name == "since") since = *t, since_given = true;
+    else until = *t;
+  }
+  if (!since_given && since > until) since = until - 24LL * 3600 * 1'000'000;
+  if (since > until) return bad_param("since", "is after until").error();
+  return std::pair{since, until};
+}
+
+}  // namespace pipehook::admin
