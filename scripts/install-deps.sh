@@ -12,6 +12,7 @@ pkgs=(
   libnats-dev                                 # the nats handler (NATS C client)
   libgtest-dev sqlite3 curl nats-server       # nats-server: the JetStream the tests publish to
   clang libfuzzer-14-dev                      # the payload-parser fuzz target
+  chromium                                    # the admin web page test (headless, driven by playwright-core)
 )
 if [[ "${1:-}" == "bench" ]]; then
   pkgs+=(wrk nginx-light)

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build.sh
-scripts/install-prism.sh   # for the test that checks our Pipedrive requests against the OpenAPI spec
+scripts/install-npm-tools.sh   # Prism (Pipedrive API spec checks) and playwright-core (web page test)
 ctest --test-dir build --output-on-failure -j 2 --timeout 300
 
 fuzz_seconds=${PIPEHOOK_FUZZ_SECONDS:-30}

@@ -73,8 +73,8 @@ std::vector<std::string> violations(const std::string& log) {
 
 TEST(prism, pipehook_requests_follow_the_official_openapi_spec) {
   if (::access(prism_path().c_str(), X_OK) != 0) {
-    if (std::getenv("CI")) FAIL() << "Prism is not installed at " << prism_path() << " (scripts/install-prism.sh)";
-    GTEST_SKIP() << "Prism is not installed: run scripts/install-prism.sh";
+    if (std::getenv("CI")) FAIL() << "Prism is not installed at " << prism_path() << " (scripts/install-npm-tools.sh)";
+    GTEST_SKIP() << "Prism is not installed: run scripts/install-npm-tools.sh";
   }
   test::temp_dir dir;
   const unsigned short port = free_port();

@@ -216,7 +216,7 @@ boost::json::object handler_json(const store::handler_counts& h) {
   return o;
 }
 
-boost::json::object stats_json(const store::stats& s, std::int64_t since_us, std::int64_t until_us) {
+boost::json::object stats_json(const store::event_stats& s, std::int64_t since_us, std::int64_t until_us) {
   boost::json::object o;
   o["since"] = format_rfc3339_us(since_us);
   o["until"] = format_rfc3339_us(until_us);

@@ -1,5 +1,6 @@
 #include "pipehook/cli/commands.hpp"
 
+#include "pipehook/admin/query.hpp"
 #include "pipehook/cli/daemon.hpp"
 #include "pipehook/config/config.hpp"
 #include "pipehook/core/run_blocking.hpp"
@@ -13,6 +14,7 @@
 #include "pipehook/pipedrive/client.hpp"
 #include "pipehook/pipedrive/registrar.hpp"
 #include "pipehook/store/reader.hpp"
+#include "pipehook/store/retention.hpp"
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
@@ -37,19 +39,6 @@ constexpr int exit_usage = 2;
 int fail(int code, const std::string& message) {
   std::cerr << "pipehook: " << message << "\n";
   return code;
-}
-
-// --since/--until: RFC 3339 or a date ("2024-05-01"), epoch seconds, or a duration meaning "ago" ("2h").
-outcome<std::int64_t> parse_time_arg(const std::string& flag, const std::string& text) {
-  if (auto t = parse_iso8601_us(text)) return *t;
-  if (!text.empty() && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
-      text.size() <= 12)
-    return std::stoll(text) * 1'000'000;
-  if (auto ms = parse_duration_ms(text); ms && std::any_of(text.begin(), text.end(), [](char c) { return c > '9'; }))
-    return now_us() - *ms * 1000;
-  return make_failure(errc::invalid_argument, flag + " \"" + text +
-                                                  "\" is not a time: use RFC 3339 (2024-05-01T10:00:00Z), a date "
-                                                  "(2024-05-01), epoch seconds, or an age like 30m, 2h, 7d");
 }
 
 outcome<config::config> load(const std::string& path) {
@@ -93,68 +82,253 @@ void print_table(const std::vector<event::stored_event>& rows) {
   print_cells(cells);
 }
 
-// The event filters of `events list` and `events replay`, with --since/--until as text until parsed.
+// The event filters of `events list|export|replay`: the admin API's parameters under flag names
+// (--entity-id for entity_id), parsed by the same code so both accept and refuse the same things.
 struct filter_args {
-  store::event_filter f;
-  std::string since, until;
-
-  void add_to(CLI::App* cmd) {
-    cmd->add_option("--entity", f.entity, "entity, e.g. deal, person, lead");
-    cmd->add_option("--action", f.action, "create, change or delete")->check(CLI::IsMember({"create", "change", "delete"}));
-    cmd->add_option("--entity-id", f.entity_id, "the object's id");
-    cmd->add_option("--company-id", f.company_id, "the Pipedrive company id");
-    cmd->add_option("--since", since, "occurred at or after: RFC 3339, a date, epoch seconds, or an age like 2h");
-    cmd->add_option("--until", until, "occurred before (same forms as --since)");
-  }
-  outcome<store::event_filter> parsed() const {
-    store::event_filter out = f;
-    for (auto [flag, text, slot] : {std::tuple{"--since", &since, &out.since_us}, std::tuple{"--until", &until, &out.until_us}}) {
-      if (text->empty()) continue;
-      auto t = parse_time_arg(flag, *text);
-      if (!t) return t.error();
-      *slot = *t;
+  std::map<std::string, std::string> values;  // API parameter name -> flag value
+  void add_to(CLI::App* cmd, bool paging) {
+    auto opt = [&](const std::string& name, const std::string& help) {
+      std::string flag = "--" + name;
+      std::replace(flag.begin(), flag.end(), '_', '-');
+      cmd->add_option(flag, values[name], help);
+    };
+    opt("entity", "entity, e.g. deal, person, lead");
+    opt("action", "create, change or delete");
+    opt("entity_id", "the object's id");
+    opt("company_id", "the Pipedrive company id");
+    opt("user_id", "the user who made the change");
+    opt("webhook_id", "the webhook that delivered it");
+    opt("change_source", "app, api, ...");
+    opt("q", "a changed field's name contains this (case-insensitive)");
+    opt("since", "occurred at or after: RFC 3339, a date, epoch seconds, or an age like 2h");
+    opt("until", "occurred before (same forms as --since)");
+    if (paging) {
+      opt("limit", "at most this many (1-1000, default 50)");
+      opt("cursor", "the next_cursor of the previous page");
+      opt("order", "desc (newest first, default) or asc");
     }
-    return out;
+  }
+  admin::params as_params() const {
+    admin::params p;
+    for (const auto& [k, v] : values)
+      if (!v.empty()) p.emplace_back(k, v);
+    return p;
+  }
+  outcome<admin::list_query> parsed() const { return flag_errors(admin::parse_list_query(as_params())); }
+
+  // "entity_id: ..." -> "--entity-id: ...": the error names the flag the user typed.
+  template <class T>
+  static outcome<T> flag_errors(outcome<T> r) {
+    if (r) return r;
+    failure f = r.error();
+    const auto colon = f.message.find(':');
+    if (colon != std::string::npos && colon < 20) {
+      std::string flag = "--" + f.message.substr(0, colon);
+      std::replace(flag.begin(), flag.end(), '_', '-');
+      f.message = flag + f.message.substr(colon);
+    }
+    return f;
   }
 };
 
-int cmd_events_list(const std::string& config_path, const filter_args& args, const std::string& format) {
-  auto parsed = args.parsed();
-  if (!parsed) return fail(exit_usage, parsed.error().message);
-  const store::event_filter& f = *parsed;
+outcome<std::unique_ptr<store::reader>> open_reader(const std::string& config_path) {
   auto cfg = load(config_path);
-  if (!cfg) return fail(exit_usage, cfg.error().message);
-  auto rd = store::reader::open(cfg->store.path);
-  if (!rd) return fail(exit_failed, rd.error().message);
+  if (!cfg) return cfg.error();
+  return store::reader::open(cfg->store.path);
+}
+
+// Exit codes: a bad flag or config is a usage error (2), the store failing is 1.
+int fail_with(const failure& f) {
+  return fail(f.code == errc::invalid_argument || f.code == errc::invalid_config ? exit_usage : exit_failed, f.message);
+}
+
+int cmd_events_list(const std::string& config_path, const filter_args& args, const std::string& format) {
+  auto q = args.parsed();
+  if (!q) return fail_with(q.error());
+  auto rd = open_reader(config_path);
+  if (!rd) return fail_with(rd.error());
+  store::event_filter f = q->filter;
+  f.limit += 1;
   auto rows = (*rd)->list(f, false);
-  if (!rows) return fail(exit_failed, rows.error().message);
+  if (!rows) return fail_with(rows.error());
+  std::optional<std::string> next;
+  if (rows->size() > static_cast<std::size_t>(q->filter.limit)) {
+    rows->resize(static_cast<std::size_t>(q->filter.limit));
+    next = admin::encode_cursor(f.ascending, rows->back().id);
+  }
   if (format == "ndjson") {
     for (const auto& r : *rows) std::cout << boost::json::serialize(event::to_json(r)) << "\n";
+  } else if (format == "json") {
+    boost::json::array items;
+    for (const auto& r : *rows) items.push_back(event::to_json(r));
+    boost::json::object o{{"events", std::move(items)}};
+    o["next_cursor"] = next ? boost::json::value(*next) : boost::json::value(nullptr);
+    std::cout << boost::json::serialize(o) << "\n";
   } else if (rows->empty()) {
     std::cerr << "no events match\n";
   } else {
     print_table(*rows);
+    if (next) std::cerr << "more: --cursor " << *next << "\n";
   }
   return exit_ok;
 }
 
+// Every matching event as NDJSON, a page at a time: constant memory, short read transactions.
+int cmd_events_export(const std::string& config_path, const filter_args& args) {
+  auto q = args.parsed();
+  if (!q) return fail_with(q.error());
+  auto rd = open_reader(config_path);
+  if (!rd) return fail_with(rd.error());
+  store::event_filter f = q->filter;
+  f.limit = 1000;
+  std::string out;
+  for (;;) {
+    auto rows = (*rd)->list(f, false);
+    if (!rows) return fail_with(rows.error());
+    out.clear();
+    for (const auto& r : *rows) {
+      out += boost::json::serialize(event::to_json(r));
+      out += '\n';
+    }
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    if (rows->size() < static_cast<std::size_t>(f.limit)) break;
+    (f.ascending ? f.after_id : f.before_id) = rows->back().id;
+  }
+  std::fflush(stdout);
+  return std::ferror(stdout) ? fail(exit_failed, "writing to stdout failed") : exit_ok;
+}
+
+// "before -> after" of one change, JSON texts shortened for a terminal.
+std::string change_text(const event::field_change& c) {
+  auto shorten = [](const std::optional<std::string>& v) {
+    if (!v) return std::string("(none)");
+    return v->size() > 60 ? v->substr(0, 57) + "..." : *v;
+  };
+  return shorten(c.before) + " -> " + shorten(c.after);
+}
+
+void print_changes(const event::stored_event& e) {
+  const auto changes = event::diff_body(e.ev.body, e.ev.version);
+  if (changes.empty()) std::cout << "    (no field changes)\n";
+  std::size_t width = 0;
+  for (const auto& c : changes) width = std::max(width, c.field.size());
+  for (const auto& c : changes)
+    std::cout << "    " << c.field << std::string(width - c.field.size() + 2, ' ') << change_text(c) << "\n";
+}
+
 int cmd_events_show(const std::string& config_path, std::int64_t id, const std::string& format) {
-  auto cfg = load(config_path);
-  if (!cfg) return fail(exit_usage, cfg.error().message);
-  auto rd = store::reader::open(cfg->store.path);
-  if (!rd) return fail(exit_failed, rd.error().message);
+  auto rd = open_reader(config_path);
+  if (!rd) return fail_with(rd.error());
   auto ev = (*rd)->get(id);
-  if (!ev) return fail(exit_failed, ev.error().message);
+  if (!ev) return fail_with(ev.error());
+  boost::json::object o = event::to_json_detail(*ev);
   if (format == "json") {
-    std::cout << boost::json::serialize(event::to_json_detail(*ev)) << "\n";
+    o["changes"] = admin::changes_json(event::diff_body(ev->ev.body, ev->ev.version));
+    std::cout << boost::json::serialize(o) << "\n";
     return exit_ok;
   }
-  const boost::json::object o = event::to_json_detail(*ev);
   for (const auto& [key, value] : o) {
     if (key == "body") continue;
     std::cout << key << ": " << (value.is_string() ? std::string(value.as_string()) : boost::json::serialize(value)) << "\n";
   }
+  std::cout << "changes:\n";
+  print_changes(*ev);
   std::cout << "body:\n" << ev->ev.body << "\n";
+  return exit_ok;
+}
+
+int cmd_events_timeline(const std::string& config_path, const std::string& entity, const std::string& entity_id,
+                        const std::string& limit, const std::string& format) {
+  admin::params p{{"order", "asc"}};
+  if (!limit.empty()) p.emplace_back("limit", limit);
+  auto q = filter_args::flag_errors(admin::parse_list_query(p));
+  if (!q) return fail_with(q.error());
+  auto rd = open_reader(config_path);
+  if (!rd) return fail_with(rd.error());
+  store::event_filter f = q->filter;
+  f.entity = entity;
+  f.entity_id = entity_id;
+  auto rows = (*rd)->list(f, true);
+  if (!rows) return fail_with(rows.error());
+  if (format == "json" || format == "ndjson") {
+    boost::json::array items;
+    for (const auto& r : *rows) {
+      if (format == "ndjson") std::cout << boost::json::serialize(admin::timeline_entry_json(r)) << "\n";
+      else items.push_back(admin::timeline_entry_json(r));
+    }
+    if (format == "json") std::cout << boost::json::serialize(boost::json::object{{"events", std::move(items)}}) << "\n";
+    return exit_ok;
+  }
+  if (rows->empty()) {
+    std::cerr << "no events for " << entity << " " << entity_id << "\n";
+    return exit_ok;
+  }
+  for (const auto& r : *rows) {
+    std::cout << "#" << r.id << "  " << format_rfc3339_us(r.ev.occurred_at_us) << " (" << relative(r.ev.occurred_at_us)
+              << ")  " << r.ev.action << (r.ev.user_id.empty() ? "" : " by user " + r.ev.user_id)
+              << (r.ev.change_source.empty() ? "" : " via " + r.ev.change_source) << "\n";
+    print_changes(r);
+  }
+  return exit_ok;
+}
+
+int cmd_events_stats(const std::string& config_path, const std::string& since, const std::string& until,
+                     const std::string& format) {
+  admin::params p;
+  if (!since.empty()) p.emplace_back("since", since);
+  if (!until.empty()) p.emplace_back("until", until);
+  auto window = filter_args::flag_errors(admin::parse_window(p));
+  if (!window) return fail_with(window.error());
+  auto cfg = load(config_path);
+  if (!cfg) return fail_with(cfg.error());
+  auto rd = store::reader::open(cfg->store.path);
+  if (!rd) return fail_with(rd.error());
+  auto s = (*rd)->stats(window->first, window->second);
+  if (!s) return fail_with(s.error());
+  auto ob = store::outbox::open(cfg->store.path);
+  if (!ob) return fail_with(ob.error());
+  auto counts = (*ob)->counts();
+  if (!counts) return fail_with(counts.error());
+  boost::json::object o = admin::stats_json(*s, window->first, window->second);
+  boost::json::array hs;
+  for (const auto& h : *counts) hs.push_back(admin::handler_json(h));
+  o["handlers"] = std::move(hs);
+  if (format == "json") {
+    std::cout << boost::json::serialize(o) << "\n";
+    return exit_ok;
+  }
+  std::cout << "from " << format_rfc3339_us(window->first) << " to " << format_rfc3339_us(window->second) << ": "
+            << s->events << " events, " << s->duplicates << " duplicate deliveries, " << s->quarantined << " quarantined\n";
+  if (!s->by_entity_action.empty()) {
+    std::vector<std::vector<std::string>> cells{{"ENTITY", "ACTION", "EVENTS", "DUPLICATES"}};
+    for (const auto& r : s->by_entity_action)
+      cells.push_back({r.entity, r.action, std::to_string(r.events), std::to_string(r.duplicates)});
+    print_cells(cells);
+  }
+  std::int64_t peak = 1;
+  for (const auto& [h, n] : s->per_hour) peak = std::max(peak, n);
+  for (const auto& [h, n] : s->per_hour)
+    std::cout << format_rfc3339_us(h).substr(0, 16) << "  " << std::string(static_cast<std::size_t>(n * 40 / peak), '#')
+              << " " << n << "\n";
+  return exit_ok;
+}
+
+int cmd_events_purge(const std::string& config_path, const std::string& before, bool dry_run) {
+  auto t = filter_args::flag_errors(admin::parse_time("before", before));
+  if (!t) return fail_with(t.error());
+  auto cfg = load(config_path);
+  if (!cfg) return fail_with(cfg.error());
+  auto rd = store::reader::open(cfg->store.path);
+  if (!rd) return fail_with(rd.error());
+  auto n = (*rd)->count_purgeable(*t);
+  if (!n) return fail_with(n.error());
+  std::cout << *n << " row(s) received before " << format_rfc3339_us(*t)
+            << " can be deleted (events whose deliveries are settled, and quarantined bodies)\n";
+  if (dry_run || *n == 0) return exit_ok;
+  rd->reset();
+  auto deleted = store::purge_before(cfg->store.path, *t);
+  if (!deleted) return fail_with(deleted.error());
+  std::cout << "deleted " << *deleted << " row(s)\n";
   return exit_ok;
 }
 
@@ -353,19 +527,8 @@ int cmd_handlers_status(const std::string& config_path, const std::string& forma
   if (format == "json") {
     boost::json::array arr;
     for (const auto& r : rows) {
-      boost::json::object o;
-      o["handler"] = r.handler;
+      boost::json::object o = admin::handler_json(r);
       o["configured"] = find_handler(*cfg, r.handler) != nullptr;
-      o["pending"] = r.pending;
-      o["retrying"] = r.retrying;
-      o["dead"] = r.dead;
-      o["done"] = r.done;
-      if (r.oldest_pending_us) o["oldest_pending_at"] = format_rfc3339_us(*r.oldest_pending_us);
-      else o["oldest_pending_at"] = nullptr;
-      if (r.last_error.empty()) o["last_error"] = nullptr;
-      else o["last_error"] = r.last_error;
-      if (r.last_error_at_us) o["last_error_at"] = format_rfc3339_us(r.last_error_at_us);
-      else o["last_error_at"] = nullptr;
       arr.push_back(std::move(o));
     }
     std::cout << boost::json::serialize(arr) << "\n";
@@ -406,7 +569,7 @@ constexpr std::int64_t replay_confirm_threshold = 1000;
 int cmd_events_replay(const std::string& config_path, const std::string& name, const filter_args& args, bool yes) {
   auto parsed = args.parsed();
   if (!parsed) return fail(exit_usage, parsed.error().message);
-  const store::event_filter& f = *parsed;
+  const store::event_filter& f = parsed->filter;
   auto cfg = load(config_path);
   if (!cfg) return fail(exit_usage, cfg.error().message);
   const config::handler_config* hc = find_handler(*cfg, name);
@@ -459,23 +622,46 @@ int run(int argc, char** argv) {
   events->require_subcommand(1);
   filter_args list_args;
   std::string format = "table";
-  auto* list = events->add_subcommand("list", "list events, newest first");
-  list_args.add_to(list);
-  list->add_option("--limit", list_args.f.limit, "at most this many (default 50)")->check(CLI::Range(1, 100000));
-  list->add_option("--format", format, "table or ndjson")->check(CLI::IsMember({"table", "ndjson"}));
+  auto* list = events->add_subcommand("list", "list events, newest first (a page; --cursor for the next)");
+  list_args.add_to(list, true);
+  list->add_option("--format", format, "table, json or ndjson")->check(CLI::IsMember({"table", "json", "ndjson"}));
+
+  filter_args export_args;
+  auto* export_cmd = events->add_subcommand("export", "every matching event as NDJSON (constant memory)");
+  export_args.add_to(export_cmd, false);
+  export_cmd->add_option("--order", export_args.values["order"], "desc (default) or asc");
 
   std::int64_t show_id = 0;
   std::string show_format = "table";
-  auto* show = events->add_subcommand("show", "show one event with its body");
+  auto* show = events->add_subcommand("show", "show one event with its field changes and body");
   show->add_option("id", show_id, "event id")->required()->check(CLI::PositiveNumber);
   show->add_option("--format", show_format, "table or json")->check(CLI::IsMember({"table", "json"}));
+
+  std::string tl_entity, tl_id, tl_limit, tl_format = "table";
+  auto* timeline = events->add_subcommand("timeline", "one object's events, oldest first, with what each changed");
+  timeline->add_option("entity", tl_entity, "entity, e.g. deal")->required();
+  timeline->add_option("entity_id", tl_id, "the object's id")->required();
+  timeline->add_option("--limit", tl_limit, "at most this many (1-1000, default 50)");
+  timeline->add_option("--format", tl_format, "table, json or ndjson")->check(CLI::IsMember({"table", "json", "ndjson"}));
+
+  std::string st_since, st_until, st_format = "table";
+  auto* stats = events->add_subcommand("stats", "counts by entity and action, per hour, duplicates, quarantined, handlers");
+  stats->add_option("--since", st_since, "window start (default: 24h ago)");
+  stats->add_option("--until", st_until, "window end (default: now)");
+  stats->add_option("--format", st_format, "table or json")->check(CLI::IsMember({"table", "json"}));
+
+  std::string purge_before;
+  bool purge_dry = false;
+  auto* purge = events->add_subcommand("purge", "delete rows received before a time (pending deliveries keep theirs)");
+  purge->add_option("--before", purge_before, "RFC 3339, a date, epoch seconds, or an age like 30d")->required();
+  purge->add_flag("--dry-run", purge_dry, "only count what would be deleted");
 
   std::string replay_handler;
   filter_args replay_args;
   bool replay_yes = false;
   auto* replay = events->add_subcommand("replay", "re-queue matching events for a handler (at-least-once again)");
   replay->add_option("--handler", replay_handler, "the handler's name")->required();
-  replay_args.add_to(replay);
+  replay_args.add_to(replay, false);
   replay->add_flag("--yes", replay_yes, "confirm a replay of more than 1000 events");
 
   auto* handlers_cmd = app.add_subcommand("handlers", "the handlers' deliveries: status, retry the dead");
@@ -515,6 +701,10 @@ int run(int argc, char** argv) {
   if (*serve) return cmd_serve(config_path, log_level);
   if (*list) return cmd_events_list(config_path, list_args, format);
   if (*show) return cmd_events_show(config_path, show_id, show_format);
+  if (*export_cmd) return cmd_events_export(config_path, export_args);
+  if (*timeline) return cmd_events_timeline(config_path, tl_entity, tl_id, tl_limit, tl_format);
+  if (*stats) return cmd_events_stats(config_path, st_since, st_until, st_format);
+  if (*purge) return cmd_events_purge(config_path, purge_before, purge_dry);
   if (*replay) return cmd_events_replay(config_path, replay_handler, replay_args, replay_yes);
   if (*h_status) return cmd_handlers_status(config_path, status_format);
   if (*h_retry) return cmd_handlers_retry(config_path, retry_handler);

@@ -47,8 +47,8 @@ class sqlite_reader final : public reader {
     return se;
   }
 
-  outcome<store::stats> stats(std::int64_t since_us, std::int64_t until_us) override {
-    store::stats out;
+  outcome<store::event_stats> stats(std::int64_t since_us, std::int64_t until_us) override {
+    store::event_stats out;
     auto by = statement::prepare(db_.db,
                                  "SELECT entity, action, count(*), sum(deliveries - 1) FROM events "
                                  "WHERE received_at >= ?1 AND received_at < ?2 GROUP BY entity, action ORDER BY entity, action");

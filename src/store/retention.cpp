@@ -1,4 +1,5 @@
 // Retention: small delete batches that never hold the write lock for long.
+#include "pipehook/store/retention.hpp"
 #include "sqlite.hpp"
 
 #include <vector>
@@ -46,3 +47,27 @@ outcome<std::int64_t> purge_batch(sqlite3* db, std::int64_t before_us, int limit
 }
 
 }  // namespace pipehook::store::detail
+
+namespace pipehook::store {
+
+outcome<std::int64_t> purge_before(const std::string& path, std::int64_t before_us, int batch) {
+  auto db = detail::open_existing(path, SQLITE_OPEN_READWRITE, detail::schema_version);
+  if (!db) return db.error();
+  std::int64_t total = 0;
+  for (;;) {
+    if (auto r = detail::exec(db->db, "BEGIN IMMEDIATE"); !r) return r.error();
+    auto n = detail::purge_batch(db->db, before_us, batch);
+    if (n) {
+      if (auto r = detail::exec(db->db, "COMMIT"); !r) n = r.error();
+    }
+    if (!n) {
+      (void)detail::exec(db->db, "ROLLBACK");
+      return n.error();
+    }
+    total += *n;
+    if (*n == 0) break;
+  }
+  return total;
+}
+
+}  // namespace pipehook::store

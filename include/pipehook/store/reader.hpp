@@ -36,7 +36,7 @@ struct count_row {
   std::int64_t duplicates = 0;  // deliveries beyond the first
 };
 
-struct stats {
+struct event_stats {
   std::vector<count_row> by_entity_action;              // sorted by entity, action
   std::vector<std::pair<std::int64_t, std::int64_t>> per_hour;  // hour start (µs), events received
   std::int64_t events = 0, duplicates = 0, quarantined = 0;
@@ -55,7 +55,7 @@ class reader {
   virtual outcome<event::stored_event> get(std::int64_t id) = 0;
 
   // Counts over received_at in [since, until): by entity and action, per hour, quarantined.
-  virtual outcome<stats> stats(std::int64_t since_us, std::int64_t until_us) = 0;
+  virtual outcome<event_stats> stats(std::int64_t since_us, std::int64_t until_us) = 0;
 
   // Quarantined bodies, newest first, ids below before_id when given.
   virtual outcome<std::vector<quarantine_row>> quarantine(std::optional<std::int64_t> before_id, int limit) = 0;

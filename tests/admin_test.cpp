@@ -1,0 +1,730 @@
+// The operators' side of the event log: field diffs of v1 and v2 bodies, the admin API over real
+// sockets (every endpoint and filter, cursors while events arrive, NDJSON export, quarantine
+// re-parse, the token rules, bad parameters), retention with ingest running, and the CLI's
+// timeline / stats / export / purge.
+#include "http_sink.hpp"
+#include "pipehook/admin/query.hpp"
+#include "pipehook/core/time.hpp"
+#include "pipehook/event/diff.hpp"
+#include "pipehook/store/event_log.hpp"
+#include "pipehook/store/outbox.hpp"
+#include "pipehook/store/reader.hpp"
+#include "support.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <filesystem>
+#include <csignal>
+#include <sys/wait.h>
+#include <future>
+#include <set>
+#include <sstream>
+
+namespace pipehook {
+namespace {
+
+using namespace std::chrono_literals;
+namespace json = boost::json;
+
+const std::string good_auth = test::basic_auth(test::test_user, test::test_password);
+
+// A v2 body with chosen meta and data/previous objects.
+std::string v2(const std::string& id, const std::string& entity, const std::string& entity_id, const std::string& action,
+               const std::string& data, const std::string& previous, const std::string& user = "12",
+               const std::string& source = "app", const std::string& timestamp = "2024-05-01T10:00:00.000Z",
+               const std::string& webhook = "99", const std::string& company = "777") {
+  return R"({"data":)" + data + R"(,"previous":)" + previous + R"(,"meta":{"action":")" + action +
+         R"(","company_id":")" + company + R"(","correlation_id":"c","entity_id":")" + entity_id + R"(","entity":")" +
+         entity + R"(","id":")" + id + R"(","is_bulk_edit":false,"timestamp":")" + timestamp +
+         R"(","type":"general","user_id":")" + user + R"(","version":"2.0","webhook_id":")" + webhook +
+         R"(","webhook_owner_id":"12","change_source":")" + source + R"(","attempt":1,"host":"acme.pipedrive.com"}})";
+}
+
+// A v1 body as documented in guide-for-webhooks.md.
+std::string v1(const std::string& action, const std::string& object, const std::string& id, const std::string& current,
+               const std::string& previous, const std::string& ts_micro) {
+  return R"({"v":1,"matches_filters":{"current":[],"previous":[]},"meta":{"v":1,"action":")" + action +
+         R"(","object":")" + object + R"(","change_source":"app","id":)" + id +
+         R"(,"company_id":123456,"user_id":654321,"host":"company.pipedrive.com","timestamp":1523440213,"timestamp_micro":)" +
+         ts_micro + R"(,"webhook_id":77},"retry":0,"current":)" + current + R"(,"previous":)" + previous +
+         R"(,"event":")" + action + "." + object + R"("})";
+}
+
+std::map<std::string, const event::field_change*> by_field(const std::vector<event::field_change>& v) {
+  std::map<std::string, const event::field_change*> out;
+  for (const auto& c : v) out[c.field] = &c;
+  return out;
+}
+
+// ---- diffs ---------------------------------------------------------------------------------------
+
+TEST(diff, v2_change_lists_the_fields_in_previous_with_custom_fields_one_by_one) {
+  const auto changes = event::diff_body(test::samples().at("v2-change-deal.json"), 2);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].field, "custom_fields.3d0fa3429dfa2d3dec265b4fc5dc8258ab66cdf3");
+  EXPECT_EQ(changes[0].before, "null");
+  ASSERT_TRUE(changes[0].after);
+  EXPECT_NE(changes[0].after->find("\"value\":\"Tallinn, Estonia\""), std::string::npos);
+
+  const auto c = event::diff_body(v2("e", "deal", "1", "change", R"({"id":1,"value":200,"stage_id":3,"title":"T"})",
+                                     R"({"value":100,"stage_id":2})"), 2);
+  auto m = by_field(c);
+  ASSERT_EQ(c.size(), 2u);
+  EXPECT_EQ(m["value"]->before, "100");
+  EXPECT_EQ(m["value"]->after, "200");
+  EXPECT_EQ(m["stage_id"]->after, "3");
+}
+
+TEST(diff, v2_delete_lists_every_field_as_removed_and_create_as_added) {
+  const auto del = event::diff_body(test::samples().at("v2-delete-note.json"), 2);
+  auto m = by_field(del);
+  ASSERT_TRUE(m.count("content"));
+  EXPECT_EQ(m["content"]->before, "\"Deal note (updated)\"");
+  EXPECT_FALSE(m["content"]->after);
+  EXPECT_EQ(del.size(), 14u);
+
+  const auto add = event::diff_body(v2("e", "deal", "1", "create", R"({"id":1,"title":"New"})", "null"), 2);
+  ASSERT_EQ(add.size(), 2u);
+  EXPECT_FALSE(add[1].before);
+  EXPECT_EQ(add[1].field, "title");
+  EXPECT_EQ(add[1].after, "\"New\"");
+}
+
+TEST(diff, v1_compares_whole_objects_and_keeps_only_what_changed_custom_fields_included) {
+  const std::string hash = "0123456789abcdef0123456789abcdef01234567";
+  const auto c = event::diff_body(
+      v1("updated", "deal", "5", R"({"id":5,"title":"A","value":10,")" + hash + R"(":"gold","stage_id":2})",
+         R"({"id":5,"title":"A","value":5,")" + hash + R"(":"silver","stage_id":2})", "1"),
+      1);
+  auto m = by_field(c);
+  ASSERT_EQ(c.size(), 2u);
+  EXPECT_EQ(m["value"]->before, "5");
+  EXPECT_EQ(m["value"]->after, "10");
+  EXPECT_EQ(m[hash]->before, "\"silver\"");
+  EXPECT_EQ(m[hash]->after, "\"gold\"");
+
+  const auto del = event::diff_body(v1("deleted", "deal", "5", "null", R"({"id":5,"title":"A"})", "2"), 1);
+  ASSERT_EQ(del.size(), 2u);
+  for (const auto& d : del) EXPECT_FALSE(d.after) << d.field;
+
+  EXPECT_TRUE(event::changes_match(test::samples().at("v2-change-deal.json"), 2, "CUSTOM"));
+  EXPECT_FALSE(event::changes_match(test::samples().at("v2-change-deal.json"), 2, "stage"));
+  EXPECT_TRUE(event::diff_body("not json", 2).empty());
+}
+
+// ---- the API -------------------------------------------------------------------------------------
+
+template <class T, class U>
+T or_else(const outcome<T>& r, U fallback) {
+  return r ? *r : static_cast<T>(fallback);
+}
+
+json::value parse_json(const std::string& s) {
+  boost::system::error_code ec;
+  auto v = json::parse(s, ec);
+  EXPECT_FALSE(ec) << s;
+  return v;
+}
+
+std::vector<std::int64_t> ids_of(const json::value& page) {
+  std::vector<std::int64_t> out;
+  for (const auto& e : page.at("events").as_array()) out.push_back(e.at("id").as_int64());
+  return out;
+}
+
+struct admin_fixture : ::testing::Test {
+  test::temp_dir dir;
+  config::config cfg = test::test_config(dir);
+  std::unique_ptr<test::running_daemon> d;
+  std::unique_ptr<test::http_client> ingest, admin;
+
+  void start() {
+    d = std::make_unique<test::running_daemon>(cfg);
+    ingest = std::make_unique<test::http_client>(d->port());
+    admin = std::make_unique<test::http_client>(d->admin_port());
+  }
+  void post(const std::string& body, unsigned expected = 200) {
+    ASSERT_EQ(ingest->post(body, good_auth).status, expected) << body;
+  }
+  test::http_reply get(const std::string& target, const std::map<std::string, std::string>& headers = {}) {
+    return admin->request("GET", target, {}, headers);
+  }
+  json::value get_json(const std::string& target) {
+    auto r = get(target);
+    EXPECT_EQ(r.status, 200u) << target << ": " << r.body;
+    return parse_json(r.body);
+  }
+  // A small varied log: 3 deals (ids 1,2,3), a person, a v1 deal; users 12/13; sources app/api.
+  void seed() {
+    post(v2("a1", "deal", "1", "create", R"({"id":1,"title":"One","value":10})", "null", "12", "app", "2024-05-01T10:00:00Z"));
+    post(v2("a2", "deal", "1", "change", R"({"id":1,"title":"One","value":20,"stage_id":2})", R"({"value":10,"stage_id":1})",
+            "13", "api", "2024-05-01T11:00:00Z"));
+    post(v2("a3", "deal", "2", "create", R"({"id":2,"title":"Two"})", "null", "12", "app", "2024-05-02T10:00:00Z", "98"));
+    post(v2("a4", "person", "7", "change", R"({"id":7,"name":"Ann","email":"a@x"})", R"({"email":"b@x"})", "12", "app",
+            "2024-05-03T10:00:00Z", "99", "778"));
+    post(v2("a5", "deal", "1", "delete", "null", R"({"id":1,"title":"One","value":20})", "12", "app", "2024-05-04T10:00:00Z"));
+    post(v1("updated", "deal", "3", R"({"id":3,"value":9})", R"({"id":3,"value":8})", "1714600000000000"));
+  }
+};
+
+TEST_F(admin_fixture, lists_events_newest_first_and_filters_by_every_parameter) {
+  start();
+  seed();
+  auto all = get_json("/api/v1/events");
+  EXPECT_EQ(ids_of(all), (std::vector<std::int64_t>{6, 5, 4, 3, 2, 1}));
+  EXPECT_TRUE(all.at("next_cursor").is_null());
+  const auto& first = all.at("events").as_array()[0].as_object();
+  for (const char* key : {"id", "event_key", "version", "entity", "action", "entity_id", "company_id", "user_id",
+                          "webhook_id", "occurred_at", "received_at", "change_source"})
+    EXPECT_TRUE(first.contains(key)) << key;
+
+  struct row {
+    std::string query;
+    std::vector<std::int64_t> ids;
+  };
+  for (const row& r : std::vector<row>{
+           {"entity=deal", {6, 5, 3, 2, 1}},
+           {"entity=deal&entity_id=1", {5, 2, 1}},
+           {"action=delete", {5}},
+           {"action=create&entity=deal", {3, 1}},
+           {"company_id=778", {4}},
+           {"user_id=13", {2}},
+           {"webhook_id=98", {3}},
+           {"change_source=api", {2}},
+           {"since=2024-05-02&until=2024-05-04", {4, 3}},
+           {"q=stage", {2}},
+           {"q=EMAIL", {4}},
+           {"q=value&entity=deal", {6, 5, 2, 1}},
+           {"order=asc&entity=person", {4}},
+           {"order=asc&limit=2", {1, 2}},
+           {"entity=lead", {}},
+       }) {
+    SCOPED_TRACE(r.query);
+    EXPECT_EQ(ids_of(get_json("/api/v1/events?" + r.query)), r.ids);
+  }
+  // The v1 event's time comes from timestamp_micro (2024-05-01T21:46:40Z).
+  EXPECT_EQ(ids_of(get_json("/api/v1/events?since=2024-05-01T21:00:00Z&until=2024-05-01T22:00:00Z")),
+            (std::vector<std::int64_t>{6}));
+  // Percent-encoding and '+' in the query.
+  EXPECT_EQ(ids_of(get_json("/api/v1/events?since=2024-05-01T10%3A30%3A00Z&until=2024-05-01T11:30:00Z")),
+            (std::vector<std::int64_t>{2}));
+}
+
+TEST_F(admin_fixture, cursors_page_through_everything_once_even_while_events_arrive) {
+  start();
+  for (int i = 0; i < 25; ++i) post(test::v2_body("p" + std::to_string(i), "deal", std::to_string(i % 4)));
+  for (const std::string order : {"desc", "asc"}) {
+    SCOPED_TRACE(order);
+    std::vector<std::int64_t> seen;
+    std::string cursor;
+    int pages = 0, arrived = 0;
+    do {
+      auto page = get_json("/api/v1/events?limit=7&order=" + order + (cursor.empty() ? "" : "&cursor=" + cursor));
+      for (auto id : ids_of(page)) seen.push_back(id);
+      cursor = page.at("next_cursor").is_null() ? "" : std::string(page.at("next_cursor").as_string());
+      // New events arrive between pages: newest-first paging never shows them twice or skips old ones.
+      if (order == "desc" && !cursor.empty()) post(test::v2_body(order + std::to_string(arrived++)));
+      ++pages;
+    } while (!cursor.empty() && pages < 20);
+    std::set<std::int64_t> unique(seen.begin(), seen.end());
+    EXPECT_EQ(unique.size(), seen.size()) << "an event was shown twice";
+    EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end(), [&](auto a, auto b) { return order == "asc" ? a < b : a > b; }));
+    if (order == "desc") {
+      EXPECT_EQ(seen.size(), 25u);  // exactly the events that existed when paging began
+      EXPECT_EQ(seen.back(), 1);
+    } else {
+      EXPECT_EQ(seen.size(), 25u + 3u);  // asc paging reaches the ones that arrived meanwhile
+    }
+  }
+}
+
+TEST_F(admin_fixture, ndjson_export_streams_every_matching_event_in_chunks) {
+  start();
+  for (int i = 0; i < 2100; ++i) post(test::v2_body("x" + std::to_string(i), i % 3 ? "deal" : "person", std::to_string(i)));
+  auto r = get("/api/v1/events?format=ndjson&entity=deal&limit=5");  // limit is a page size; an export is everything
+  ASSERT_EQ(r.status, 200u);
+  EXPECT_EQ(r.headers["content-type"], "application/x-ndjson");
+  EXPECT_EQ(r.headers["transfer-encoding"], "chunked");
+  std::istringstream lines(r.body);
+  std::int64_t count = 0, last = INT64_MAX;
+  for (std::string line; std::getline(lines, line);) {
+    auto v = parse_json(line);
+    EXPECT_EQ(v.at("entity").as_string(), "deal");
+    EXPECT_LT(v.at("id").as_int64(), last);
+    last = v.at("id").as_int64();
+    ++count;
+  }
+  EXPECT_EQ(count, 1400);
+  // The connection is still good for the next request (the stream ended with its last chunk).
+  EXPECT_EQ(get("/api/v1/events?limit=1").status, 200u);
+  auto asc = get("/api/v1/events?format=ndjson&order=asc&entity=person");
+  EXPECT_EQ(std::count(asc.body.begin(), asc.body.end(), '\n'), 700);
+  EXPECT_EQ(asc.body.rfind("{\"id\":1,", 0), 0u);
+}
+
+TEST_F(admin_fixture, event_detail_timeline_stats_and_handlers) {
+  start();
+  seed();
+  post(v2("a2", "deal", "1", "change", R"({"id":1,"title":"One","value":20,"stage_id":2})", R"({"value":10,"stage_id":1})",
+          "13", "api", "2024-05-01T11:00:00Z"));  // Pipedrive's retry: a duplicate
+  ASSERT_EQ(ingest->post(R"({"hello":"world"})", good_auth).status, 202u);      // quarantined
+  ASSERT_EQ(ingest->post("{}", test::basic_auth("x", "y")).status, 401u);     // rejected
+
+  auto detail = get_json("/api/v1/events/2");
+  EXPECT_EQ(detail.at("entity_id").as_string(), "1");
+  EXPECT_EQ(detail.at("deliveries").as_int64(), 2);
+  EXPECT_EQ(detail.at("body").at("meta").at("id").as_string(), "a2");
+  ASSERT_EQ(detail.at("changes").as_array().size(), 2u);
+
+  auto tl = get_json("/api/v1/entities/deal/1/timeline");
+  EXPECT_EQ(ids_of(tl), (std::vector<std::int64_t>{1, 2, 5}));
+  const auto& entries = tl.at("events").as_array();
+  EXPECT_EQ(entries[0].at("changes").as_array().size(), 3u);  // create: id, title, value added
+  const auto& change = entries[1].at("changes").as_array();
+  ASSERT_EQ(change.size(), 2u);
+  EXPECT_EQ(change[0].at("field").as_string(), "stage_id");
+  EXPECT_EQ(change[0].at("kind").as_string(), "changed");
+  EXPECT_EQ(change[0].at("before").as_int64(), 1);
+  EXPECT_EQ(change[0].at("after").as_int64(), 2);
+  for (const auto& c : entries[2].at("changes").as_array()) EXPECT_EQ(c.at("kind").as_string(), "removed");
+  auto tl_page = get_json("/api/v1/entities/deal/1/timeline?limit=2");
+  EXPECT_EQ(ids_of(tl_page), (std::vector<std::int64_t>{1, 2}));
+  EXPECT_EQ(ids_of(get_json("/api/v1/entities/deal/1/timeline?cursor=" +
+                            std::string(tl_page.at("next_cursor").as_string()))),
+            (std::vector<std::int64_t>{5}));
+  auto v1_tl = get_json("/api/v1/entities/deal/3/timeline");
+  ASSERT_EQ(v1_tl.at("events").as_array()[0].at("changes").as_array().size(), 1u);  // only value changed
+
+  auto stats = get_json("/api/v1/stats?since=1h");
+  EXPECT_EQ(stats.at("events").as_int64(), 6);
+  EXPECT_EQ(stats.at("duplicates").as_int64(), 1);
+  EXPECT_EQ(stats.at("quarantined").as_int64(), 1);
+  bool found = false;
+  for (const auto& r : stats.at("by_entity_action").as_array())
+    if (r.at("entity") == "deal" && r.at("action") == "change") {
+      EXPECT_EQ(r.at("events").as_int64(), 2);  // the v2 change and the v1 update
+      EXPECT_EQ(r.at("duplicates").as_int64(), 1);
+      found = true;
+    }
+  EXPECT_TRUE(found);
+  ASSERT_EQ(stats.at("per_hour").as_array().size(), 1u);
+  EXPECT_EQ(stats.at("per_hour").as_array()[0].at("events").as_int64(), 6);
+  EXPECT_EQ(stats.at("rejected_since_start").at("unauthorized").as_int64(), 1);
+  EXPECT_EQ(stats.at("rejected_since_start").at("quarantined").as_int64(), 1);
+  EXPECT_TRUE(stats.at("handlers").as_array().empty());
+  EXPECT_EQ(get_json("/api/v1/stats?since=2000-01-01&until=2000-01-02").at("events").as_int64(), 0);
+  EXPECT_TRUE(get_json("/api/v1/handlers").at("handlers").as_array().empty());
+
+  auto page = get("/");
+  EXPECT_EQ(page.status, 200u);
+  EXPECT_NE(page.body.find("<title>pipehook"), std::string::npos);
+  EXPECT_EQ(get("/app.js").headers["content-type"], "text/javascript; charset=utf-8");
+}
+
+TEST_F(admin_fixture, quarantined_bodies_are_listed_and_reparsed_into_events) {
+  start();
+  ASSERT_EQ(ingest->post(R"({"not":"an event"})", good_auth).status, 202u);
+  auto q = get_json("/api/v1/quarantine");
+  ASSERT_EQ(q.at("quarantine").as_array().size(), 1u);
+  const auto qid = q.at("quarantine").as_array()[0].at("id").as_int64();
+  EXPECT_FALSE(q.at("quarantine").as_array()[0].at("reason").as_string().empty());
+  EXPECT_EQ(get_json("/api/v1/quarantine/" + std::to_string(qid)).at("body").as_string(), R"({"not":"an event"})");
+  auto still = admin->request("POST", "/api/v1/quarantine/" + std::to_string(qid) + "/reparse");
+  EXPECT_EQ(still.status, 422u) << still.body;
+  EXPECT_NE(still.body.find("still does not parse"), std::string::npos);
+
+  // A body an older version quarantined but this one understands (written as that version would have).
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(cfg.store.path.c_str(), &db), SQLITE_OK);
+    const std::string sql = "INSERT INTO quarantine (received_at, reason, body) VALUES (1700000000000000, 'old', '" +
+                            test::v2_body("from-quarantine", "deal", "55") + "')";
+    ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+  auto listed = get_json("/api/v1/quarantine?limit=1");
+  const auto new_qid = listed.at("quarantine").as_array()[0].at("id").as_int64();
+  ASSERT_FALSE(listed.at("next_cursor").is_null());
+  EXPECT_EQ(get_json("/api/v1/quarantine?cursor=" + std::string(listed.at("next_cursor").as_string()))
+                .at("quarantine").as_array()[0].at("id").as_int64(), qid);
+  auto ok = admin->request("POST", "/api/v1/quarantine/" + std::to_string(new_qid) + "/reparse");
+  ASSERT_EQ(ok.status, 200u) << ok.body;
+  auto res = parse_json(ok.body);
+  EXPECT_EQ(res.at("status").as_string(), "stored");
+  auto ev = get_json("/api/v1/events/" + std::to_string(res.at("event_id").as_int64()));
+  EXPECT_EQ(ev.at("entity_id").as_string(), "55");
+  EXPECT_EQ(ev.at("received_at").as_string(), "2023-11-14T22:13:20Z");  // when it first arrived
+  EXPECT_EQ(get("/api/v1/quarantine/" + std::to_string(new_qid)).status, 404u);  // left the quarantine
+  EXPECT_EQ(admin->request("POST", "/api/v1/quarantine/" + std::to_string(new_qid) + "/reparse").status, 404u);
+}
+
+TEST_F(admin_fixture, bad_parameters_are_400s_that_name_the_parameter) {
+  start();
+  seed();
+  struct row {
+    std::string target;
+    unsigned status;
+    std::string mentions;
+  };
+  for (const row& r : std::vector<row>{
+           {"/api/v1/events?limit=0", 400, "limit"},
+           {"/api/v1/events?limit=abc", 400, "limit"},
+           {"/api/v1/events?limit=1001", 400, "limit"},
+           {"/api/v1/events?since=yesterday", 400, "since"},
+           {"/api/v1/events?until=2024-13-45", 400, "until"},
+           {"/api/v1/events?since=2024-05-02&until=2024-05-01", 400, "since"},
+           {"/api/v1/events?action=update", 400, "action"},
+           {"/api/v1/events?order=sideways", 400, "order"},
+           {"/api/v1/events?format=xml", 400, "format"},
+           {"/api/v1/events?cursor=garbage!", 400, "cursor"},
+           {"/api/v1/events?entity=", 400, "entity"},
+           {"/api/v1/events?colour=red", 400, "colour"},
+           {"/api/v1/events?entity=deal&entity=person", 400, "more than once"},
+           {"/api/v1/events?q=%zz", 400, "malformed query"},
+           {"/api/v1/events/abc", 400, "id"},
+           {"/api/v1/events/999", 404, "no event with id 999"},
+           {"/api/v1/events/1/extra", 404, "no resource"},
+           {"/api/v1/entities/deal/1", 404, "timeline"},
+           {"/api/v1/entities/deal/1/timeline?entity=x", 400, "entity"},
+           {"/api/v1/stats?since=soon", 400, "since"},
+           {"/api/v1/stats?entity=deal", 400, "entity"},
+           {"/api/v1/quarantine?limit=0", 400, "limit"},
+           {"/api/v1/quarantine/77", 404, "77"},
+           {"/api/v1/nothing", 404, "no resource"},
+       }) {
+    SCOPED_TRACE(r.target);
+    auto reply = get(r.target);
+    EXPECT_EQ(reply.status, r.status) << reply.body;
+    auto v = parse_json(reply.body);
+    EXPECT_NE(std::string(v.at("detail").as_string()).find(r.mentions), std::string::npos) << reply.body;
+  }
+  // A cursor of one order used with the other.
+  auto page = get_json("/api/v1/events?limit=2");
+  auto wrong = get("/api/v1/events?order=asc&cursor=" + std::string(page.at("next_cursor").as_string()));
+  EXPECT_EQ(wrong.status, 400u);
+  EXPECT_NE(wrong.body.find("other order"), std::string::npos);
+  EXPECT_EQ(admin->request("DELETE", "/api/v1/events").status, 405u);
+}
+
+TEST_F(admin_fixture, a_token_is_required_when_configured_but_not_for_the_page_itself) {
+  cfg.admin.token = "admin-secret";
+  start();
+  seed();
+  auto none = get("/api/v1/events");
+  EXPECT_EQ(none.status, 401u);
+  EXPECT_EQ(none.headers["www-authenticate"], "Bearer realm=\"pipehook-admin\"");
+  EXPECT_EQ(get("/api/v1/events", {{"Authorization", "Bearer wrong"}}).status, 401u);
+  EXPECT_EQ(get("/api/v1/events", {{"Authorization", "Basic YTpi"}}).status, 401u);
+  EXPECT_EQ(get("/api/v1/stats", {{"Authorization", "Bearer admin-secret-and-more"}}).status, 401u);
+  EXPECT_EQ(get("/api/v1/events", {{"Authorization", "Bearer admin-secret"}}).status, 200u);
+  EXPECT_EQ(admin->request("POST", "/api/v1/quarantine/1/reparse").status, 401u);
+  EXPECT_EQ(get("/").status, 200u);  // the page holds no data; it asks for the token
+}
+
+TEST(admin_config, beyond_loopback_the_admin_listener_needs_a_token) {
+  const auto env = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
+  auto open = config::parse_config("[auth]\npassword = \"p\"\n[admin]\nlisten = \"0.0.0.0:8081\"\n", "t.toml", env);
+  ASSERT_TRUE(open) << open.error().message;
+  auto refused = config::check_serve_ready(*open);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("admin token"), std::string::npos);
+  auto with_token = config::parse_config("[auth]\npassword = \"p\"\n[admin]\nlisten = \"0.0.0.0:8081\"\n", "t.toml",
+                                         [](const std::string& k) -> std::optional<std::string> {
+                                           if (k == "PIPEHOOK_ADMIN_TOKEN") return std::string("t0k");
+                                           return std::nullopt;
+                                         });
+  ASSERT_TRUE(with_token);
+  EXPECT_TRUE(config::check_serve_ready(*with_token));
+  EXPECT_NE(config::render_effective(*with_token).find("from PIPEHOOK_ADMIN_TOKEN"), std::string::npos);
+  EXPECT_EQ(config::render_effective(*with_token).find("t0k"), std::string::npos);
+  auto same = config::parse_config("[auth]\npassword = \"p\"\n[server]\nlisten = \"127.0.0.1:9000\"\n[admin]\nlisten = \"127.0.0.1:9000\"\n",
+                                   "t.toml", env);
+  ASSERT_TRUE(same);
+  EXPECT_FALSE(config::check_serve_ready(*same));
+  for (const auto& [text, message] : std::vector<std::pair<std::string, std::string>>{
+           {"[admin]\nlisten = \"nowhere\"", "admin.listen must be"},
+           {"[admin]\ncolour = 1", "unknown key 'admin.colour'"},
+           {"[store.retention]\nmax_age = \"soon\"", "store.retention.max_age must be a duration"},
+           {"[store.retention]\nmax_bytes = \"lots\"", "store.retention.max_bytes must be a size"},
+           {"[store.retention]\nmax_bytes = 1000", "at least 1MB"},
+           {"[store.retention]\nkeep = 1", "unknown key 'store.retention.keep'"},
+       }) {
+    auto r = config::parse_config(text, "t.toml", env);
+    ASSERT_FALSE(r) << text;
+    EXPECT_NE(r.error().message.find(message), std::string::npos) << r.error().message;
+  }
+  auto sized = config::parse_config("[store.retention]\nmax_bytes = \"2GiB\"\nmax_age = \"30d\"", "t.toml", env);
+  ASSERT_TRUE(sized);
+  EXPECT_EQ(sized->store.retention_max_bytes, 2ULL << 30);
+  EXPECT_EQ(sized->store.retention_max_age_ms, 30LL * 86'400'000);
+}
+
+TEST(admin_process, a_daemon_refuses_to_start_with_an_open_admin_listener_and_no_token) {
+  test::temp_dir dir;
+  test::write_file(dir.file("p.toml"), "[auth]\npassword = \"p\"\n[admin]\nlisten = \"0.0.0.0:0\"\n[store]\npath = \"" +
+                                           dir.file("e.db") + "\"\n");
+  auto r = test::run_cli({"--config", dir.file("p.toml"), "serve"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("admin token"), std::string::npos) << r.err;
+}
+
+// ---- retention -----------------------------------------------------------------------------------
+
+// Writes `n` events received `age` ago straight through the event log (as if stored back then).
+void write_old_events(const std::string& path, int n, std::chrono::hours age, const std::string& prefix,
+                      const store::router& route = {}) {
+  store::sqlite_options o;
+  o.path = path;
+  o.route = route;
+  auto log = store::open_sqlite_event_log(o);
+  ASSERT_TRUE(log) << log.error().message;
+  std::promise<void> all;
+  std::atomic<int> left{n};
+  for (int i = 0; i < n; ++i) {
+    event::event e;
+    e.event_key = prefix + std::to_string(i);
+    e.entity = "deal";
+    e.action = "create";
+    e.source_action = "create";
+    e.entity_id = std::to_string(i);
+    e.occurred_at_us = e.received_at_us = now_us() - std::chrono::duration_cast<std::chrono::microseconds>(age).count();
+    e.body = test::v2_body(e.event_key) + std::string(512, ' ');
+    (*log)->append(std::move(e), [&](store::append_result r) {
+      EXPECT_TRUE(r);
+      if (--left == 0) all.set_value();
+    });
+  }
+  all.get_future().wait();
+  (*log)->close();
+}
+
+TEST(retention, old_rows_go_in_the_background_pending_deliveries_stay_and_new_events_are_kept) {
+  test::temp_dir dir;
+  config::config c = test::test_config(dir);
+  // A handler whose sink refuses everything for now: its deliveries stay pending.
+  test::http_test_server sink([](const test::recorded_request&) { return test::canned_response{503, "", {{"Retry-After", "3600"}}}; });
+  config::handler_config h;
+  h.name = "sink";
+  h.type = "http";
+  h.where = "handlers[0]";
+  h.match.entity = {"person"};  // only the pending ones below go to it
+  h.settings["url"] = std::string("http://127.0.0.1:" + std::to_string(sink.port()) + "/");
+  c.handlers.push_back(h);
+  // 600 old deals (no handler), then 5 old persons for the handler.
+  write_old_events(c.store.path, 600, std::chrono::hours(72), "old-");
+  {
+    store::sqlite_options o;
+    o.path = c.store.path;
+    o.route = [](const event::event& e, std::vector<store::route>& out) {
+      if (e.entity_id.rfind("p", 0) == 0) out.push_back({"sink", false});
+    };
+    auto log = store::open_sqlite_event_log(o);
+    ASSERT_TRUE(log);
+    std::promise<void> done;
+    std::atomic<int> left{5};
+    for (int i = 0; i < 5; ++i) {
+      event::event e;
+      e.event_key = "old-person-" + std::to_string(i);
+      e.entity = "person";
+      e.action = e.source_action = "create";
+      e.entity_id = "p" + std::to_string(i);
+      e.occurred_at_us = e.received_at_us = now_us() - 72LL * 3600 * 1'000'000;
+      e.body = test::v2_body(e.event_key, "person", "1");
+      (*log)->append(std::move(e), [&](store::append_result) {
+        if (--left == 0) done.set_value();
+      });
+    }
+    done.get_future().wait();
+    (*log)->close();
+  }
+  c.store.retention_max_age_ms = 24LL * 3600 * 1000;
+  c.store.retention_interval_ms = 200;
+  test::running_daemon d(c);
+  test::http_client client(d.port());
+  // Ingest keeps running while retention works.
+  for (int i = 0; i < 50; ++i) ASSERT_EQ(client.post(test::v2_body("new-" + std::to_string(i)), good_auth).status, 200u);
+  auto rd = store::reader::open(c.store.path);
+  ASSERT_TRUE(rd);
+  ASSERT_TRUE(test::wait_for([&] { return or_else((*rd)->count_events(), -1) == 55; }, 20s))
+      << or_else((*rd)->count_events(), -1);
+  store::event_filter f;
+  f.entity = "person";
+  EXPECT_EQ((*rd)->list(f, false)->size(), 5u);  // pending deliveries keep their events
+  auto ob = store::outbox::open(c.store.path);
+  auto counts = (*ob)->counts();
+  ASSERT_EQ(counts->size(), 1u);
+  EXPECT_EQ((*counts)[0].pending + (*counts)[0].retrying, 5);
+  d.stop_and_wait();
+}
+
+TEST(retention, a_size_budget_keeps_the_file_from_growing_under_ingest) {
+  test::temp_dir dir;
+  config::config c = test::test_config(dir);
+  c.store.retention_max_bytes = 1024 * 1024;
+  c.store.retention_interval_ms = 100;
+  test::running_daemon d(c);
+  test::http_client client(d.port());
+  const std::string pad(1500, 'x');
+  std::int64_t peak = 0;
+  for (int i = 0; i < 3000; ++i) {
+    const std::string body = R"({"data":{"id":1,"note":")" + pad + R"("},"previous":null,"meta":{"action":"create","company_id":"1","entity_id":"1","entity":"deal","id":"s)" +
+                             std::to_string(i) + R"(","timestamp":"2024-05-01T10:00:00Z","user_id":"1","version":"2.0","webhook_id":"1","attempt":1}})";
+    ASSERT_EQ(client.post(body, good_auth).status, 200u);
+    if (i % 500 == 499) {
+      std::this_thread::sleep_for(300ms);  // a retention pass or two
+      peak = std::max<std::int64_t>(peak, static_cast<std::int64_t>(std::filesystem::file_size(c.store.path)));
+    }
+  }
+  auto rd = store::reader::open(c.store.path);
+  ASSERT_TRUE(test::wait_for([&] { return or_else((*rd)->used_bytes(), INT64_MAX) <= 1024 * 1024; }, 10s));
+  // ~5 MB were written; the database file stays within a small multiple of the budget.
+  EXPECT_LT(peak, 3 * 1024 * 1024) << "the file kept growing";
+  EXPECT_GT(or_else((*rd)->count_events(), 0), 100);  // the newest are kept
+  store::event_filter newest;
+  newest.limit = 1;
+  EXPECT_EQ((*rd)->list(newest, false)->at(0).ev.event_id, "s2999");
+  d.stop_and_wait();
+}
+
+// ---- the web page in a real browser ----------------------------------------------------------
+
+TEST(web_page, filters_opens_an_event_shows_its_diff_and_timeline_and_updates_live) {
+  const std::string node = "/usr/bin/node", chromium = "/usr/bin/chromium";
+  const std::string playwright = std::string(PIPEHOOK_SOURCE_DIR) + "/.cache/playwright/node_modules/playwright-core";
+  for (const auto& needed : {node, chromium, playwright}) {
+    if (std::filesystem::exists(needed)) continue;
+    if (std::getenv("CI")) FAIL() << needed << " is missing (scripts/install-deps.sh, scripts/install-npm-tools.sh)";
+    GTEST_SKIP() << needed << " is missing: run scripts/install-deps.sh and scripts/install-npm-tools.sh";
+  }
+  test::http_test_server sink([](const test::recorded_request&) { return test::canned_response{200, "{}", {}}; });
+  test::temp_dir dir;
+  config::config c = test::test_config(dir);
+  c.admin.token = "page-token";
+  config::handler_config h;
+  h.name = "sink";
+  h.type = "http";
+  h.where = "handlers[0]";
+  h.settings["url"] = std::string("http://127.0.0.1:" + std::to_string(sink.port()) + "/");
+  c.handlers.push_back(h);
+  test::running_daemon d(c);
+  test::http_client client(d.port());
+  for (const auto& body :
+       {v2("w1", "deal", "1", "create", R"({"id":1,"title":"One","value":10,"stage_id":1})", "null"),
+        v2("w2", "deal", "1", "change", R"({"id":1,"title":"One","value":20,"stage_id":2})", R"({"value":10,"stage_id":1})"),
+        v2("w3", "person", "7", "change", R"({"id":7,"name":"Ann"})", R"({"name":"An"})"),
+        v2("w4", "deal", "2", "create", R"({"id":2,"title":"Two"})", "null"),
+        v2("w5", "person", "8", "create", R"({"id":8,"name":"Bo"})", "null")})
+    ASSERT_EQ(client.post(body, good_auth).status, 200u);
+  ASSERT_EQ(client.post("{}", test::basic_auth("intruder", "x")).status, 401u);
+
+  const std::filesystem::path artifacts = std::filesystem::path(PIPEHOOK_BUILD_DIR) / "test-artifacts";
+  std::filesystem::create_directories(artifacts);
+  const std::string shot = (artifacts / "admin-page.png").string();
+  std::filesystem::remove(shot);
+  const std::string port = std::to_string(d.port()), admin_port = std::to_string(d.admin_port());
+  const int pid = test::spawn_process(
+      node,
+      {std::string(PIPEHOOK_SOURCE_DIR) + "/tests/web/page_test.cjs", "http://127.0.0.1:" + admin_port + "/",
+       "http://127.0.0.1:" + port + "/webhooks/pipedrive", good_auth, "page-token", shot},
+      {{"PLAYWRIGHT_CORE", playwright}, {"CHROMIUM", chromium}}, dir.file("out"), dir.file("err"));
+  ASSERT_GT(pid, 0);
+  int status = 0;
+  const bool exited = test::wait_for([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, 90s);
+  if (!exited) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+  }
+  const std::string out = test::read_file(dir.file("out")), err = test::read_file(dir.file("err"));
+  ASSERT_TRUE(exited) << "the browser test did not finish\n" << out << err;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << out << err;
+  EXPECT_NE(out.find("ok - the diff shows stage_id 1 -> 2"), std::string::npos) << out << err;
+  EXPECT_TRUE(std::filesystem::exists(shot) && std::filesystem::file_size(shot) > 10'000) << "no screenshot at " << shot;
+  d.stop_and_wait();
+}
+
+// ---- the CLI -------------------------------------------------------------------------------------
+
+TEST_F(admin_fixture, cli_timeline_stats_export_and_list_formats_match_the_api) {
+  start();
+  seed();
+  const std::string cfg_path = dir.file("p.toml");
+  test::write_file(cfg_path, "[store]\npath = \"" + cfg.store.path + "\"\n");
+  auto list = test::run_cli({"--config", cfg_path, "events", "list", "--entity", "deal", "--limit", "2", "--format", "json"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  auto api_page = get_json("/api/v1/events?entity=deal&limit=2");
+  EXPECT_EQ(parse_json(list.out), api_page);
+  auto next = test::run_cli({"--config", cfg_path, "events", "list", "--entity", "deal", "--limit", "2", "--cursor",
+                             std::string(api_page.at("next_cursor").as_string()), "--format", "ndjson"});
+  EXPECT_EQ(std::count(next.out.begin(), next.out.end(), '\n'), 2);
+  auto table = test::run_cli({"--config", cfg_path, "events", "list", "--q", "stage"});
+  EXPECT_NE(table.out.find("ENTITY_ID"), std::string::npos);
+  EXPECT_NE(table.out.find("ago"), std::string::npos);
+  auto bad_limit = test::run_cli({"--config", cfg_path, "events", "list", "--limit", "0"});
+  EXPECT_EQ(bad_limit.exit_code, 2);
+  EXPECT_NE(bad_limit.err.find("--limit"), std::string::npos) << bad_limit.err;
+
+  auto tl = test::run_cli({"--config", cfg_path, "events", "timeline", "deal", "1"});
+  ASSERT_EQ(tl.exit_code, 0) << tl.err;
+  EXPECT_NE(tl.out.find("stage_id"), std::string::npos) << tl.out;
+  EXPECT_NE(tl.out.find("1 -> 2"), std::string::npos) << tl.out;
+  auto tl_json = test::run_cli({"--config", cfg_path, "events", "timeline", "deal", "1", "--format", "json"});
+  EXPECT_EQ(parse_json(tl_json.out).at("events"), get_json("/api/v1/entities/deal/1/timeline").at("events"));
+
+  auto stats = test::run_cli({"--config", cfg_path, "events", "stats", "--format", "json"});
+  ASSERT_EQ(stats.exit_code, 0) << stats.err;
+  EXPECT_EQ(parse_json(stats.out).at("events").as_int64(), 6);
+  auto stats_table = test::run_cli({"--config", cfg_path, "events", "stats"});
+  EXPECT_NE(stats_table.out.find("6 events"), std::string::npos) << stats_table.out;
+  EXPECT_NE(stats_table.out.find("#"), std::string::npos);
+
+  auto exported = test::run_cli({"--config", cfg_path, "events", "export", "--entity", "deal"});
+  ASSERT_EQ(exported.exit_code, 0);
+  EXPECT_EQ(exported.out, get("/api/v1/events?entity=deal&format=ndjson").body);
+
+  auto show = test::run_cli({"--config", cfg_path, "events", "show", "2", "--format", "json"});
+  EXPECT_EQ(parse_json(show.out).at("changes"), get_json("/api/v1/events/2").at("changes"));
+}
+
+TEST(purge_cli, dry_run_counts_and_purge_deletes_only_settled_old_rows) {
+  test::temp_dir dir;
+  const std::string db = dir.file("e.db");
+  write_old_events(db, 30, std::chrono::hours(48), "old-");
+  write_old_events(db, 10, std::chrono::hours(1), "new-");
+  // Three old events still owed to a handler.
+  {
+    sqlite3* h = nullptr;
+    ASSERT_EQ(sqlite3_open(db.c_str(), &h), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(h,
+                           "INSERT INTO deliveries (handler, event_id, state, due_at, created_at, updated_at) "
+                           "SELECT 'x', id, 'pending', 0, 0, 0 FROM events WHERE id <= 3;"
+                           "INSERT INTO deliveries (handler, event_id, state, due_at, created_at, updated_at) "
+                           "SELECT 'x', id, 'done', 0, 0, 0 FROM events WHERE id BETWEEN 4 AND 6;",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(h);
+  }
+  test::write_file(dir.file("p.toml"), "[store]\npath = \"" + db + "\"\n");
+  auto dry = test::run_cli({"--config", dir.file("p.toml"), "events", "purge", "--before", "1d", "--dry-run"});
+  ASSERT_EQ(dry.exit_code, 0) << dry.err;
+  EXPECT_NE(dry.out.find("27 row(s)"), std::string::npos) << dry.out;
+  auto rd = store::reader::open(db);
+  EXPECT_EQ(or_else((*rd)->count_events(), 0), 40);
+  auto real = test::run_cli({"--config", dir.file("p.toml"), "events", "purge", "--before", "1d"});
+  ASSERT_EQ(real.exit_code, 0) << real.err;
+  EXPECT_NE(real.out.find("deleted 27"), std::string::npos) << real.out;
+  EXPECT_EQ(or_else((*rd)->count_events(), 0), 13);
+  auto ob = store::outbox::open(db);
+  auto counts = (*ob)->counts();
+  ASSERT_EQ(counts->size(), 1u);
+  EXPECT_EQ((*counts)[0].pending, 3);
+  EXPECT_EQ((*counts)[0].done, 0);  // the done rows went with their events
+  auto bad = test::run_cli({"--config", dir.file("p.toml"), "events", "purge", "--before", "whenever"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("--before"), std::string::npos) << bad.err;
+}
+
+}  // namespace
+}  // namespace pipehook
