@@ -6,6 +6,7 @@
 #include "pipehook/admin/query.hpp"
 #include "pipehook/core/time.hpp"
 #include "pipehook/event/diff.hpp"
+#include "pipehook/event/json.hpp"
 #include "pipehook/store/event_log.hpp"
 #include "pipehook/store/outbox.hpp"
 #include "pipehook/store/reader.hpp"
@@ -113,6 +114,28 @@ TEST(diff, v1_compares_whole_objects_and_keeps_only_what_changed_custom_fields_i
   EXPECT_TRUE(event::changes_match(test::samples().at("v2-change-deal.json"), 2, "CUSTOM"));
   EXPECT_FALSE(event::changes_match(test::samples().at("v2-change-deal.json"), 2, "stage"));
   EXPECT_TRUE(event::diff_body("not json", 2).empty());
+}
+
+TEST(event_json, the_fast_ndjson_writer_gives_the_same_bytes_as_boost_json) {
+  event::stored_event e;
+  e.id = 42;
+  e.ev.event_key = "k\"\\\n\t\x01\x1f/é";
+  e.ev.entity = "deal";
+  e.ev.action = e.ev.source_action = "change";
+  e.ev.entity_id = "7";
+  e.ev.user_id = "tab\there";
+  e.ev.change_source = "\b\f\r";
+  e.ev.occurred_at_us = 1714557600123456;
+  e.ev.received_at_us = 1714557601000000;
+  e.ev.is_bulk = true;
+  std::string fast;
+  event::append_json(fast, e);
+  EXPECT_EQ(fast, json::serialize(event::to_json(e)));
+  e.ev.is_bulk = false;
+  e.ev.user_id.clear();
+  fast.clear();
+  event::append_json(fast, e);
+  EXPECT_EQ(fast, json::serialize(event::to_json(e)));
 }
 
 // ---- the API -------------------------------------------------------------------------------------

@@ -127,7 +127,7 @@ struct api::impl {
       auto rows = rd->list(*state, false);
       if (!rows) return http::chunk_status::failed;
       for (const auto& e : *rows) {
-        chunk += boost::json::serialize(event::to_json(e));
+        event::append_json(chunk, e);
         chunk += '\n';
       }
       if (rows->size() < static_cast<std::size_t>(state->limit)) return http::chunk_status::done;

@@ -187,7 +187,7 @@ int cmd_events_export(const std::string& config_path, const filter_args& args) {
     if (!rows) return fail_with(rows.error());
     out.clear();
     for (const auto& r : *rows) {
-      out += boost::json::serialize(event::to_json(r));
+      event::append_json(out, r);
       out += '\n';
     }
     std::fwrite(out.data(), 1, out.size(), stdout);

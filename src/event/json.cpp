@@ -3,6 +3,8 @@
 #include "pipehook/core/time.hpp"
 
 #include <boost/json/parse.hpp>
+
+#include <algorithm>
 #include <boost/json/value.hpp>
 
 namespace pipehook::event {
@@ -40,6 +42,86 @@ boost::json::object to_json(const stored_event& se) {
   o["merged_to_id"] = text_or_null(e.merged_to_id);
   o["merged_from_id"] = text_or_null(e.merged_from_id);
   return o;
+}
+
+namespace {
+
+// A JSON string as Boost.JSON serializes it: ", \\ and control characters escaped, the rest verbatim.
+void append_string(std::string& out, std::string_view s) {
+  static constexpr char hex[] = "0123456789abcdef";
+  out += '"';
+  const bool plain = std::none_of(s.begin(), s.end(), [](char c) {
+    return c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20;
+  });
+  if (plain) {  // the common case: one append
+    out.append(s);
+    out += '"';
+    return;
+  }
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (u < 0x20) {
+          out += "\\u00";
+          out += hex[u >> 4];
+          out += hex[u & 15];
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+}
+
+void append_text_or_null(std::string& out, std::string_view key, const std::string& v) {
+  out += key;
+  if (v.empty()) out += "null";
+  else append_string(out, v);
+}
+
+}  // namespace
+
+void append_json(std::string& out, const stored_event& se) {
+  const event& e = se.ev;
+  out += "{\"id\":";
+  out += std::to_string(se.id);
+  out += ",\"event_key\":";
+  append_string(out, e.event_key);
+  out += ",\"version\":";
+  out += std::to_string(e.version);
+  out += ",\"entity\":";
+  append_string(out, e.entity);
+  out += ",\"action\":";
+  append_string(out, e.action);
+  out += ",\"source_action\":";
+  append_string(out, e.source_action);
+  append_text_or_null(out, ",\"entity_id\":", e.entity_id);
+  append_text_or_null(out, ",\"company_id\":", e.company_id);
+  append_text_or_null(out, ",\"user_id\":", e.user_id);
+  append_text_or_null(out, ",\"webhook_id\":", e.webhook_id);
+  append_text_or_null(out, ",\"event_id\":", e.event_id);
+  out += ",\"occurred_at\":";
+  append_string(out, format_rfc3339_us(e.occurred_at_us));
+  out += ",\"received_at\":";
+  append_string(out, format_rfc3339_us(e.received_at_us));
+  out += ",\"attempt\":";
+  out += std::to_string(e.attempt);
+  append_text_or_null(out, ",\"change_source\":", e.change_source);
+  out += e.is_bulk ? ",\"is_bulk\":true" : ",\"is_bulk\":false";
+  append_text_or_null(out, ",\"correlation_id\":", e.correlation_id);
+  append_text_or_null(out, ",\"type\":", e.type);
+  append_text_or_null(out, ",\"host\":", e.host);
+  append_text_or_null(out, ",\"merged_to_id\":", e.merged_to_id);
+  append_text_or_null(out, ",\"merged_from_id\":", e.merged_from_id);
+  out += '}';
 }
 
 boost::json::object to_json_detail(const stored_event& se) {

@@ -261,9 +261,11 @@ CREATE INDEX deliveries_due_idx   ON deliveries(handler, due_at) WHERE state = '
 CREATE INDEX deliveries_order_idx ON deliveries(handler, order_key, id) WHERE state = 'pending' AND order_key IS NOT NULL;
 CREATE INDEX deliveries_error_idx ON deliveries(handler, last_error_at) WHERE last_error_at IS NOT NULL;
 )sql",
-    // 3: retention deletes an event's deliveries with it (and skips events with pending ones).
+    // 3: retention deletes an event's deliveries with it (and skips events with pending ones);
+    // the admin API's newest-first pages of one entity (entity, entity_id, id) cannot serve alone.
     R"sql(
 CREATE INDEX deliveries_event_idx ON deliveries(event_id);
+CREATE INDEX events_entity_order_idx ON events(entity, id);
 )sql",
 };
 

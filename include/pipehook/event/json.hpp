@@ -13,6 +13,10 @@ namespace pipehook::event {
 // correlation_id, and the other meta fields; absent values are null.
 boost::json::object to_json(const stored_event& e);
 
+// Appends serialize(to_json(e)) to `out` without building the object (NDJSON exports: the same
+// bytes, several times faster).
+void append_json(std::string& out, const stored_event& e);
+
 // to_json plus `deliveries`, `last_attempt`, `last_received_at` and `body` (the payload parsed as a
 // JSON value; the raw text as a string if it somehow does not parse).
 boost::json::object to_json_detail(const stored_event& e);
