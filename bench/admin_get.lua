@@ -1,5 +1,5 @@
 -- wrk script: GETs admin API pages of one kind in turn (BENCH_QUERY: entity | entity_id | time |
--- static), with varying filter values, and the bearer token if BENCH_TOKEN is set.
+-- week | static), with varying filter values, and the bearer token if BENCH_TOKEN is set.
 local kind = os.getenv("BENCH_QUERY") or "entity"
 local token = os.getenv("BENCH_TOKEN")
 local start_s = tonumber(os.getenv("BENCH_START_S") or "0")
@@ -17,6 +17,10 @@ function request()
     -- a one-hour window somewhere in the 30 days the log covers
     local since = start_s + ((n * 104729) % (29 * 24)) * 3600
     path = "/api/v1/events?limit=50&since=" .. since .. "&until=" .. (since + 3600)
+  elseif kind == "week" then
+    -- a seven-day window: many more rows match than a page shows
+    local since = start_s + ((n * 104729) % (22 * 24)) * 3600
+    path = "/api/v1/events?limit=50&since=" .. since .. "&until=" .. (since + 7 * 86400)
   else
     path = "/app.css"
   end

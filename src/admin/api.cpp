@@ -328,9 +328,11 @@ std::vector<http::route> api::routes() {
   };
   if (self->opt.metrics) {
     out.push_back({"GET", "/metrics", check, get([self](const auto&) {
+                     auto counts = self->outbox->counts();
+                     if (!counts) return failure_response(counts.error());
                      http::response r;
                      r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-                     r.body = self->opt.metrics();
+                     r.body = self->opt.metrics(*counts);
                      r.outcome = "metrics";
                      return r;
                    }),

@@ -1,6 +1,7 @@
 #include "pipehook/cli/daemon.hpp"
 
 #include "pipehook/admin/api.hpp"
+#include "pipehook/core/metrics.hpp"
 #include "pipehook/core/time.hpp"
 #include "pipehook/dispatch/dispatcher.hpp"
 #include "pipehook/store/reader.hpp"
@@ -36,6 +37,7 @@ namespace asio = boost::asio;
 
 struct daemon::impl {
   config::config cfg;
+  metrics stats;  // before everything that records into it
   asio::io_context ioc;
   std::unique_ptr<dispatch::dispatcher> dispatch;  // built before the log: the log routes to it
   std::unique_ptr<store::event_log> log;
@@ -60,6 +62,12 @@ struct daemon::impl {
   std::map<std::string, std::uint64_t> rejected;  // outcome -> webhook requests refused (4xx/5xx) since start
 
   void on_response(const http::request_head& head, const http::response& res, std::chrono::microseconds elapsed) {
+    // The route label is one of a fixed few: never a raw path (a scanner would blow up the series).
+    const std::string_view route = head.path == cfg.server.path ? "webhook"
+                                   : head.path == "/healthz"    ? "healthz"
+                                   : head.path == "/readyz"     ? "readyz"
+                                                                : "other";
+    stats.request(route, res.status, res.outcome, elapsed);
     {
       std::lock_guard lk(counts_mu);
       ++counts[res.outcome];
@@ -293,6 +301,11 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c) {
   store_opts.on_deliveries = [d = p->dispatch.get()](std::vector<store::fresh_deliveries>&& fresh) {
     d->notify(std::move(fresh));
   };
+  metrics* m = &p->stats;
+  store_opts.on_commit = [m](std::size_t records, std::chrono::microseconds t) { m->commit(records, t); };
+  p->dispatch->set_observer([m](const std::string& h, std::string_view result, std::chrono::microseconds t) {
+    m->delivery(h, result, t);
+  });
   auto log = store::open_sqlite_event_log(store_opts);
   if (!log) return log.error();
   p->log = std::move(*log);
@@ -338,6 +351,17 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c) {
     admin::api_options admin_opts;
     admin_opts.store_path = c.store.path;
     admin_opts.token = c.admin.token;
+    admin_opts.metrics = [raw](const std::vector<store::handler_counts>& counts) {
+      metrics::gauges g;
+      g.queue_depth = raw->log->queue_depth();
+      for (const auto& h : raw->cfg.handlers) {
+        metrics::gauges::handler row{h.name};
+        for (const auto& c : counts)
+          if (c.handler == h.name) row = {h.name, c.pending, c.retrying, c.dead};
+        g.handlers.push_back(row);
+      }
+      return raw->stats.render(g);
+    };
     admin_opts.runtime_stats = [raw] {
       boost::json::object rejected;
       std::lock_guard lk(raw->counts_mu);
@@ -381,6 +405,7 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c) {
     auto reg = pipedrive::registrar_service::create(p->ioc.get_executor(), c);
     if (!reg) return reg.error();
     p->registrar = std::move(*reg);
+    p->registrar->set_observer([m](std::string_view state) { m->registrar(state); });
   }
   auto bound = p->server->listen();
   if (!bound) return bound.error();

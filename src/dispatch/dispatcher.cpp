@@ -61,6 +61,7 @@ struct dispatcher::impl {
   bool stopping = false;  // on ioc
   asio::steady_timer drain_timer{ioc};
   std::mt19937_64 rng{std::random_device{}()};
+  dispatcher::observer observe;
 
   // Verdicts go to the writer in batches: one item in its queue at a time, holding all that
   // finished meanwhile (it commits with the next ingest batch, no fsync of its own).
@@ -106,8 +107,10 @@ struct dispatcher::impl {
 namespace {
 
 asio::awaitable<void> deliver_one(dispatcher::impl* self, worker* w, store::pending_delivery row) {
+  const auto started = std::chrono::steady_clock::now();
   auto op = w->h->deliver(*row.ev);
   delivery_result r = co_await std::move(op);
+  const auto took = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
   store::delivery_update u;
   u.id = row.id;
   u.attempts = row.attempts + 1;
@@ -134,6 +137,11 @@ asio::awaitable<void> deliver_one(dispatcher::impl* self, worker* w, store::pend
                    u.attempts, u.last_error, (next.due_at_us - now) / 1000);
     }
   }
+  if (self->observe)
+    self->observe(w->cfg.name, u.state == store::delivery_state::done ? "done"
+                               : u.state == store::delivery_state::dead ? "dead"
+                                                                         : "retry",
+                  took);
   w->in_flight.erase(row.id);
   w->committing.insert(row.id);
   // The verdict commits with the writer's next batch; until then the row stays out of reach.
@@ -221,6 +229,8 @@ outcome<std::unique_ptr<dispatcher>> dispatcher::create(const std::vector<config
   }
   return std::unique_ptr<dispatcher>(new dispatcher(std::move(p)));
 }
+
+void dispatcher::set_observer(observer o) { p_->observe = std::move(o); }
 
 store::router dispatcher::router() {
   if (p_->workers.empty()) return {};

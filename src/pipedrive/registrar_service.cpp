@@ -30,6 +30,7 @@ struct registrar_service::impl {
   bool stopping = false;  // on the strand
   std::chrono::milliseconds stop_deadline{10'000};
   std::vector<std::int64_t> managed;  // the desired webhooks now in Pipedrive (on the strand)
+  std::function<void(std::string_view)> observe;
 
   explicit impl(asio::any_io_executor ex) : strand(asio::make_strand(ex)), wait_timer(strand), deadline_timer(strand) {}
 };
@@ -69,6 +70,7 @@ asio::awaitable<void> delete_managed(std::shared_ptr<registrar_service::impl> se
 
 asio::awaitable<void> run_loop(std::shared_ptr<registrar_service::impl> self) {
   unsigned failures = 0;
+  if (self->observe) self->observe("starting");
   while (!self->stopping) {
     auto op = reconcile(*self->api, self->desired, false, log_report);
     auto r = co_await std::move(op);
@@ -77,13 +79,16 @@ asio::awaitable<void> run_loop(std::shared_ptr<registrar_service::impl> self) {
     if (r) {
       failures = 0;
       self->managed = r->managed;
+      if (self->observe) self->observe("ok");
       spdlog::info("registrar: {} webhook(s) in place at {} ({} created, {} deleted, {} kept) for user {} of {}",
                    r->managed.size(), self->desired.subscription_url, r->created.size(), r->deleted.size(),
                    r->planned.keep.size(), r->me.id, r->me.company_domain.empty() ? "?" : r->me.company_domain);
     } else if (r.error().transient()) {
       wait = retry_delay(++failures);
+      if (self->observe) self->observe("retrying");
       spdlog::warn("registrar: {}; trying again in {:.1f} s", r.error().message, wait.count() / 1000.0);
     } else {
+      if (self->observe) self->observe("failed");
       spdlog::error("registrar: {}; webhooks are not registered{}", r.error().message,
                     self->resync.count() ? "; trying again at the next resync" : "; fix it and restart");
     }
@@ -114,6 +119,8 @@ outcome<std::unique_ptr<registrar_service>> registrar_service::create(asio::any_
   p->delete_on_shutdown = c.registrar.delete_on_shutdown;
   return std::unique_ptr<registrar_service>(new registrar_service(std::move(p)));
 }
+
+void registrar_service::set_observer(std::function<void(std::string_view)> o) { p_->observe = std::move(o); }
 
 void registrar_service::start() { asio::co_spawn(p_->strand, run_loop(p_), asio::detached); }
 

@@ -13,11 +13,16 @@ class sqlite_reader final : public reader {
   explicit sqlite_reader(detail::db_handle db) : db_(std::move(db)) {}
 
   outcome<std::vector<event::stored_event>> list(const event_filter& f, bool with_body) override {
-    std::string sql = "SELECT " + detail::event_columns() + (with_body ? ", body" : "") + " FROM events WHERE 1";
+    // The page's ids first, from the indexes alone where the filters allow (a time range is
+    // read from its index and only the ids are sorted); then those rows.
+    std::string sql = "SELECT " + detail::event_columns() + (with_body ? ", body" : "") +
+                      " FROM events WHERE id IN (SELECT id FROM events WHERE 1";
     int n = 0;
     detail::append_filter(sql, f, n);
-    sql += f.ascending ? " ORDER BY id ASC" : " ORDER BY id DESC";
-    sql += " LIMIT ?" + std::to_string(++n);
+    const char* order = f.ascending ? " ORDER BY id ASC" : " ORDER BY id DESC";
+    sql += order;
+    sql += " LIMIT ?" + std::to_string(++n) + ")";
+    sql += order;
 
     auto st = statement::prepare(db_.db, sql);
     if (!st) return st.error();

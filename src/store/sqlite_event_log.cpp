@@ -42,6 +42,7 @@ class sqlite_event_log final : public event_log {
       : route_(o.route),
         delete_quarantined_(std::move(delete_quarantined)),
         on_deliveries_(o.on_deliveries),
+        on_commit_(o.on_commit),
         insert_delivery_(std::move(insert_delivery)),
         update_delivery_(std::move(update_delivery)),
         db_(std::move(db)),
@@ -161,7 +162,10 @@ class sqlite_event_log final : public event_log {
     for (std::size_t i = 0; status && i < batch.size(); ++i) {
       status = std::visit([&](auto& rec) { return write(rec, results[i]); }, batch[i].record);
     }
+    const auto commit_start = std::chrono::steady_clock::now();
     if (status) status = step_done(commit_, "commit");
+    if (status && on_commit_)
+      on_commit_(batch.size(), std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - commit_start));
     if (status) {
       std::lock_guard lk(mu_);
       ++commits_;
@@ -308,6 +312,7 @@ class sqlite_event_log final : public event_log {
   router route_;
   statement delete_quarantined_;
   std::function<void(std::vector<fresh_deliveries>&&)> on_deliveries_;
+  std::function<void(std::size_t, std::chrono::microseconds)> on_commit_;
   std::vector<route> routes_;        // writer thread only
   std::vector<fresh_deliveries> fresh_;  // writer thread only: this batch's new deliveries
   bool touched_deliveries_ = false;  // writer thread only

@@ -6,6 +6,7 @@
 #include "pipehook/core/error.hpp"
 #include "pipehook/http/types.hpp"
 #include "pipehook/store/event_log.hpp"
+#include "pipehook/store/outbox.hpp"
 
 #include <boost/json/object.hpp>
 
@@ -19,8 +20,8 @@ namespace pipehook::admin {
 struct api_options {
   std::string store_path;
   std::string token;  // "" = no token asked for (loopback only; config refuses otherwise)
-  // Prometheus text for GET /metrics (empty: no /metrics route).
-  std::function<std::string()> metrics;
+  // Prometheus text for GET /metrics, given the handlers' outbox counts (empty: no /metrics route).
+  std::function<std::string(const std::vector<store::handler_counts>&)> metrics;
   // Extra members for GET /api/v1/stats that only the running process knows (rejected requests).
   std::function<boost::json::object()> runtime_stats;
 };

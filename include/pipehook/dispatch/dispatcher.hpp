@@ -12,6 +12,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <string_view>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,6 +29,11 @@ class dispatcher {
   ~dispatcher();
 
   store::router router();
+
+  // Called on the dispatcher's thread after each delivery attempt: handler, "done" / "retry" /
+  // "dead", and how long the attempt took. Set before start().
+  using observer = std::function<void(const std::string& handler, std::string_view result, std::chrono::microseconds)>;
+  void set_observer(observer o);
 
   // Opens the outbox at `db_path` (after the event log migrated it) and starts the workers.
   outcome<void> start(store::event_log& log, const std::string& db_path);

@@ -11,6 +11,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <string_view>
 #include <memory>
 
 namespace pipehook::pipedrive {
@@ -20,6 +22,10 @@ class registrar_service {
   // Fails on a config that cannot work (no token, bad CA file); no I/O here.
   static outcome<std::unique_ptr<registrar_service>> create(boost::asio::any_io_executor ex, const config::config& c);
   ~registrar_service();
+
+  // Called on the service's strand when its state changes: "starting", "ok", "retrying" (a
+  // transient failure, trying again soon) or "failed" (until the next resync). Set before start().
+  void set_observer(std::function<void(std::string_view)> o);
 
   void start();
   // Stops retrying; with delete_on_shutdown, deletes the managed webhooks (bounded by `deadline`)

@@ -6,6 +6,7 @@
 #include "pipehook/event/event.hpp"
 #include "pipehook/store/outbox.hpp"
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -74,6 +75,8 @@ struct sqlite_options {
   router route;                        // handlers' outbox rows for each new event (none when empty)
   // After a commit that queued or updated deliveries (writer thread): the new events' deliveries.
   std::function<void(std::vector<fresh_deliveries>&&)> on_deliveries;
+  // After each commit (writer thread): the records in the transaction and how long COMMIT took.
+  std::function<void(std::size_t records, std::chrono::microseconds commit)> on_commit;
 };
 
 // Opens (creating it and its directory if needed) and migrates the database, then starts the writer.

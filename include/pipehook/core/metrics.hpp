@@ -1,0 +1,84 @@
+#pragma once
+// Prometheus metrics of the running daemon: counters and histograms recorded on the hot paths
+// (lock-free where they are hot), gauges read at scrape time, rendered in the text exposition
+// format 0.0.4 for GET /metrics on the admin listener.
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace pipehook {
+
+// A latency histogram with fixed buckets (seconds: 0.5 ms .. 10 s). Thread-safe, lock-free.
+class histogram {
+ public:
+  static constexpr std::array<double, 14> bounds{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                 0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+  void observe(std::chrono::microseconds d);
+  // Appends the _bucket/_sum/_count lines of `name` with extra `labels` ("" or `handler="x"`).
+  void render(std::string& out, std::string_view name, std::string_view labels) const;
+
+ private:
+  std::array<std::atomic<std::uint64_t>, bounds.size() + 1> counts_{};  // the last: +Inf
+  std::atomic<std::uint64_t> sum_us_{0};
+};
+
+// A value histogram (sizes: 1 .. 4096).
+class size_histogram {
+ public:
+  static constexpr std::array<double, 9> bounds{1, 4, 16, 64, 128, 256, 512, 1024, 4096};
+  void observe(std::uint64_t v);
+  void render(std::string& out, std::string_view name) const;
+
+ private:
+  std::array<std::atomic<std::uint64_t>, bounds.size() + 1> counts_{};
+  std::atomic<std::uint64_t> sum_{0};
+};
+
+class metrics {
+ public:
+  metrics();
+
+  // Webhook listener: one answered (or abandoned: status 0) request.
+  void request(std::string_view route, unsigned status, std::string_view outcome, std::chrono::microseconds elapsed);
+  // Writer: one committed transaction of `records` items; `commit` is the COMMIT (fsync) time.
+  void commit(std::size_t records, std::chrono::microseconds commit);
+  // Dispatcher: one delivery attempt finished with `result` (done, retry, dead).
+  void delivery(const std::string& handler, std::string_view result, std::chrono::microseconds elapsed);
+  // Registrar: the outcome of the latest reconcile ("ok", "retrying", "failed").
+  void registrar(std::string_view state);
+
+  // Scrape-time values, read from their owners when /metrics is asked for.
+  struct gauges {
+    std::size_t queue_depth = 0;
+    struct handler {
+      std::string name;
+      std::int64_t pending = 0, retrying = 0, dead = 0;
+    };
+    std::vector<handler> handlers;
+  };
+  std::string render(const gauges& g) const;
+
+ private:
+  mutable std::mutex mu_;  // guards the maps (low cardinality: routes x statuses, handlers)
+  std::map<std::pair<std::string, unsigned>, std::uint64_t> requests_;
+  std::map<std::string, std::uint64_t> outcomes_;
+  std::map<std::pair<std::string, std::string>, std::uint64_t> deliveries_;
+  std::map<std::string, histogram> delivery_latency_;
+  std::string registrar_state_ = "disabled";
+  std::int64_t registrar_changed_us_ = 0;
+  histogram ingest_latency_;
+  histogram commit_latency_;
+  size_histogram batch_sizes_;
+  std::int64_t started_us_;
+};
+
+}  // namespace pipehook

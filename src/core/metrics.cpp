@@ -1,0 +1,167 @@
+#include "pipehook/core/metrics.hpp"
+
+#include "pipehook/core/time.hpp"
+
+#include <cstdio>
+
+namespace pipehook {
+namespace {
+
+std::string number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
+void header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
+  out += "# HELP ";
+  out += name;
+  out += ' ';
+  out += help;
+  out += "\n# TYPE ";
+  out += name;
+  out += ' ';
+  out += type;
+  out += '\n';
+}
+
+// A label value with \ " and newlines escaped, as the text format asks.
+std::string label(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+template <class Counts, class Bounds>
+void render_buckets(std::string& out, std::string_view name, std::string_view labels, const Counts& counts,
+                    const Bounds& bounds, double sum) {
+  std::uint64_t cumulative = 0;
+  const std::string sep = labels.empty() ? "" : std::string(labels) + ",";
+  for (std::size_t i = 0; i <= bounds.size(); ++i) {
+    cumulative += counts[i].load(std::memory_order_relaxed);
+    out += std::string(name) + "_bucket{" + sep + "le=\"" + (i < bounds.size() ? number(bounds[i]) : "+Inf") + "\"} " +
+           std::to_string(cumulative) + "\n";
+  }
+  const std::string braces = labels.empty() ? "" : "{" + std::string(labels) + "}";
+  out += std::string(name) + "_sum" + braces + " " + number(sum) + "\n";
+  out += std::string(name) + "_count" + braces + " " + std::to_string(cumulative) + "\n";
+}
+
+}  // namespace
+
+void histogram::observe(std::chrono::microseconds d) {
+  const double s = static_cast<double>(d.count()) / 1e6;
+  std::size_t i = 0;
+  while (i < bounds.size() && s > bounds[i]) ++i;
+  counts_[i].fetch_add(1, std::memory_order_relaxed);
+  sum_us_.fetch_add(static_cast<std::uint64_t>(std::max<std::int64_t>(0, d.count())), std::memory_order_relaxed);
+}
+
+void histogram::render(std::string& out, std::string_view name, std::string_view labels) const {
+  render_buckets(out, name, labels, counts_, bounds, static_cast<double>(sum_us_.load()) / 1e6);
+}
+
+void size_histogram::observe(std::uint64_t v) {
+  std::size_t i = 0;
+  while (i < bounds.size() && static_cast<double>(v) > bounds[i]) ++i;
+  counts_[i].fetch_add(1, std::memory_order_relaxed);
+  sum_.fetch_add(v, std::memory_order_relaxed);
+}
+
+void size_histogram::render(std::string& out, std::string_view name) const {
+  render_buckets(out, name, "", counts_, bounds, static_cast<double>(sum_.load()));
+}
+
+metrics::metrics() : started_us_(now_us()) {}
+
+void metrics::request(std::string_view route, unsigned status, std::string_view outcome, std::chrono::microseconds elapsed) {
+  if (route == "webhook" && status != 0) ingest_latency_.observe(elapsed);
+  std::lock_guard lk(mu_);
+  ++requests_[{std::string(route), status}];
+  ++outcomes_[std::string(outcome)];
+}
+
+void metrics::commit(std::size_t records, std::chrono::microseconds commit) {
+  batch_sizes_.observe(records);
+  commit_latency_.observe(commit);
+}
+
+void metrics::delivery(const std::string& handler, std::string_view result, std::chrono::microseconds elapsed) {
+  std::lock_guard lk(mu_);
+  ++deliveries_[{handler, std::string(result)}];
+  delivery_latency_[handler].observe(elapsed);
+}
+
+void metrics::registrar(std::string_view state) {
+  std::lock_guard lk(mu_);
+  registrar_state_ = std::string(state);
+  registrar_changed_us_ = now_us();
+}
+
+std::string metrics::render(const gauges& g) const {
+  std::string out;
+  out.reserve(8192);
+  header(out, "pipehook_build_info", "gauge", "The running pipehook's version (value 1).");
+  out += "pipehook_build_info{version=\"" PIPEHOOK_VERSION "\"} 1\n";
+  header(out, "pipehook_start_time_seconds", "gauge", "When this process started, seconds since the epoch.");
+  out += "pipehook_start_time_seconds " + number(static_cast<double>(started_us_) / 1e6) + "\n";
+
+  std::lock_guard lk(mu_);
+  header(out, "pipehook_http_requests_total", "counter",
+         "Requests on the webhook listener by route and status (status 0: the client went away before an answer).");
+  for (const auto& [key, n] : requests_)
+    out += "pipehook_http_requests_total{route=\"" + label(key.first) + "\",status=\"" + std::to_string(key.second) +
+           "\"} " + std::to_string(n) + "\n";
+  header(out, "pipehook_webhook_outcomes_total", "counter",
+         "Webhook listener requests by outcome (stored, duplicate, quarantined, unauthorized, ...).");
+  for (const auto& [outcome, n] : outcomes_)
+    out += "pipehook_webhook_outcomes_total{outcome=\"" + label(outcome) + "\"} " + std::to_string(n) + "\n";
+  const auto outcome = [&](const char* name) {
+    auto it = outcomes_.find(name);
+    return it == outcomes_.end() ? std::uint64_t{0} : it->second;
+  };
+  header(out, "pipehook_duplicates_total", "counter", "Deliveries of events already in the log (Pipedrive's retries).");
+  out += "pipehook_duplicates_total " + std::to_string(outcome("duplicate")) + "\n";
+  header(out, "pipehook_quarantined_total", "counter", "Bodies that were JSON but not a Pipedrive event.");
+  out += "pipehook_quarantined_total " + std::to_string(outcome("quarantined")) + "\n";
+  header(out, "pipehook_ingest_duration_seconds", "histogram",
+         "Webhook requests from the first byte to the answer written (the commit included).");
+  ingest_latency_.render(out, "pipehook_ingest_duration_seconds", "");
+  header(out, "pipehook_commit_batch_records", "histogram", "Records per event-log transaction (group commit).");
+  batch_sizes_.render(out, "pipehook_commit_batch_records");
+  header(out, "pipehook_commit_duration_seconds", "histogram", "Time of each COMMIT (the fsync) of the event log.");
+  commit_latency_.render(out, "pipehook_commit_duration_seconds", "");
+  header(out, "pipehook_write_queue_depth", "gauge", "Records waiting for the event log's writer.");
+  out += "pipehook_write_queue_depth " + std::to_string(g.queue_depth) + "\n";
+
+  header(out, "pipehook_handler_deliveries", "gauge", "Outbox rows per handler and state (pending, retrying, dead).");
+  for (const auto& h : g.handlers) {
+    const std::string name = label(h.name);
+    out += "pipehook_handler_deliveries{handler=\"" + name + "\",state=\"pending\"} " + std::to_string(h.pending) + "\n";
+    out += "pipehook_handler_deliveries{handler=\"" + name + "\",state=\"retrying\"} " + std::to_string(h.retrying) + "\n";
+    out += "pipehook_handler_deliveries{handler=\"" + name + "\",state=\"dead\"} " + std::to_string(h.dead) + "\n";
+  }
+  header(out, "pipehook_handler_attempts_total", "counter", "Delivery attempts per handler and result (done, retry, dead).");
+  for (const auto& [key, n] : deliveries_)
+    out += "pipehook_handler_attempts_total{handler=\"" + label(key.first) + "\",result=\"" + label(key.second) + "\"} " +
+           std::to_string(n) + "\n";
+  header(out, "pipehook_handler_delivery_duration_seconds", "histogram", "Time of each delivery attempt, per handler.");
+  for (const auto& [name, h] : delivery_latency_) h.render(out, "pipehook_handler_delivery_duration_seconds", "handler=\"" + label(name) + "\"");
+
+  header(out, "pipehook_registrar_state", "gauge",
+         "The registrar's latest reconcile: 1 for the current state (disabled, starting, ok, retrying, failed).");
+  for (const char* s : {"disabled", "starting", "ok", "retrying", "failed"})
+    out += std::string("pipehook_registrar_state{state=\"") + s + "\"} " + (registrar_state_ == s ? "1" : "0") + "\n";
+  header(out, "pipehook_registrar_state_since_seconds", "gauge", "When the registrar's state last changed (epoch seconds).");
+  out += "pipehook_registrar_state_since_seconds " + number(static_cast<double>(registrar_changed_us_) / 1e6) + "\n";
+  return out;
+}
+
+}  // namespace pipehook
