@@ -13,6 +13,7 @@ pkgs=(
   libgtest-dev sqlite3 curl nats-server       # nats-server: the JetStream the tests publish to
   clang libfuzzer-14-dev                      # the payload-parser fuzz target
   chromium                                    # the admin web page test (headless, driven by playwright-core)
+  python3-prometheus-client                   # the /metrics test parses with the official client's parser
 )
 if [[ "${1:-}" == "bench" ]]; then
   pkgs+=(wrk nginx-light)
