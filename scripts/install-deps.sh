@@ -2,6 +2,7 @@
 # Installs what pipehook needs to build, test and benchmark on Debian 12 (bookworm).
 # Idempotent: packages already present are skipped; apt-get runs only when something is missing.
 #   scripts/install-deps.sh          build + test dependencies
+#   scripts/install-deps.sh build    build dependencies only (the container's build stage)
 #   scripts/install-deps.sh bench    also the benchmark tools (wrk, nginx, Node.js for the peer)
 set -euo pipefail
 
@@ -10,13 +11,16 @@ pkgs=(
   libboost1.81-dev libboost-json1.81-dev   # Beast, Asio, JSON (1.81: the default 1.74 breaks GCC 12 coroutines)
   libsimdjson-dev libspdlog-dev libsqlite3-dev libtomlplusplus-dev libcli11-dev libssl-dev
   libnats-dev                                 # the nats handler (NATS C client)
+)
+[[ "${1:-}" == "build" ]] || pkgs+=(
   libgtest-dev sqlite3 curl nats-server       # nats-server: the JetStream the tests publish to
   clang libfuzzer-14-dev                      # the payload-parser fuzz target
   chromium                                    # the admin web page test (headless, driven by playwright-core)
   python3-prometheus-client                   # the /metrics test parses with the official client's parser
+  nginx-light python3-yaml                    # the reverse-proxy test runs the shipped nginx config; compose check
 )
 if [[ "${1:-}" == "bench" ]]; then
-  pkgs+=(wrk nginx-light)
+  pkgs+=(wrk)
   # Node.js for the reference peer, unless one is installed already (any packaging of it).
   command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
 fi
