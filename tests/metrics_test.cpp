@@ -72,7 +72,10 @@ TEST(metrics, parse_as_prometheus_text_and_move_with_requests_commits_and_delive
   ASSERT_TRUE(test::wait_for(
       [&] {
         after = scrape(admin, dir, "metrics-token");
-        return after["pipehook_handler_attempts_total{handler=\"sink\",result=\"done\"}"] == 7;
+        // Counters are recorded just after each answer is written: wait until the last ones landed.
+        return after["pipehook_handler_attempts_total{handler=\"sink\",result=\"done\"}"] == 7 &&
+               after["pipehook_http_requests_total{route=\"other\",status=\"404\"}"] == 1 &&
+               after["pipehook_ingest_duration_seconds_count"] == 10;
       },
       10s));
   EXPECT_EQ(after["pipehook_http_requests_total{route=\"webhook\",status=\"200\"}"], 8);

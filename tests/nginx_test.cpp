@@ -52,7 +52,8 @@ run_output run(const std::string& program, const std::vector<std::string>& args,
 
 class nginx_process {
  public:
-  nginx_process(const test::temp_dir& dir, const std::string& name, unsigned short upstream_port) {
+  // upstream: "127.0.0.1:PORT" or "unix:/path" (nginx's `server` syntax, as PIPEHOOK_UPSTREAM takes it)
+  nginx_process(const test::temp_dir& dir, const std::string& name, const std::string& upstream) {
     const std::string root = dir.file(name);
     std::filesystem::create_directories(root + "/logs");
     const auto cert = test::make_self_signed_localhost();
@@ -60,7 +61,7 @@ class nginx_process {
     test::write_file(root + "/key.pem", cert.key_pem);
     port_ = test::reserve_port();
     const std::string tmpl = test::read_file(std::string(PIPEHOOK_SOURCE_DIR) + "/docker/nginx/templates/pipehook.conf.template");
-    test::write_file(root + "/pipehook.conf", render(tmpl, {{"PIPEHOOK_UPSTREAM", "127.0.0.1:" + std::to_string(upstream_port)},
+    test::write_file(root + "/pipehook.conf", render(tmpl, {{"PIPEHOOK_UPSTREAM", upstream},
                                                            {"PIPEHOOK_WEBHOOK_PATH", "/webhooks/pipedrive"},
                                                            {"NGINX_HTTPS_PORT", "127.0.0.1:" + std::to_string(port_)},
                                                            {"NGINX_SERVER_NAME", "localhost"},
@@ -126,7 +127,7 @@ TEST(nginx, the_shipped_config_proxies_webhooks_with_the_client_address_and_keep
   c.server.trusted_proxies = {"127.0.0.1/32"};
   c.server.allow_from = {"127.0.0.2/32"};
   test::running_daemon d(c);
-  nginx_process proxy(dir, "nginx", d.port());
+  nginx_process proxy(dir, "nginx", "127.0.0.1:" + std::to_string(d.port()));
   ASSERT_TRUE(proxy.ok()) << proxy.error();
 
   test::write_file(dir.file("event.json"), test::v2_body("via-nginx"));
@@ -174,12 +175,34 @@ TEST(nginx, without_trusting_the_proxy_every_client_is_the_proxy_and_the_allowli
   config::config c = test::test_config(dir);
   c.server.allow_from = {"127.0.0.2/32"};  // trusted_proxies left empty
   test::running_daemon d(c);
-  nginx_process proxy(dir, "nginx", d.port());
+  nginx_process proxy(dir, "nginx", "127.0.0.1:" + std::to_string(d.port()));
   ASSERT_TRUE(proxy.ok()) << proxy.error();
   test::write_file(dir.file("event.json"), test::v2_body("untrusted"));
   auto r = curl(dir, proxy.port(), "127.0.0.2", "POST", "/webhooks/pipedrive", dir.file("event.json"));
   EXPECT_EQ(r.status, 403) << r.body;  // the client seen is nginx (127.0.0.1): X-Forwarded-For ignored
   EXPECT_NE(r.body.find("127.0.0.1"), std::string::npos) << r.body;
+}
+
+TEST(nginx, proxies_to_a_unix_socket_and_trusts_its_peer_only_when_told) {
+  if (!have(nginx_bin, "nginx-light") || !have(curl_bin, "curl")) GTEST_SKIP() << "nginx or curl missing";
+  test::temp_dir dir;
+  config::config c = test::test_config(dir);
+  c.server.unix_path = dir.file("pipehook.sock");
+  c.server.trusted_proxies = {"unix"};
+  c.server.allow_from = {"127.0.0.2/32"};
+  // nginx's workers run as another user (nobody, or www-data): they need write permission on the
+  // socket. In a deployment that is a shared group (socket_mode 0660); here, as root, 0666.
+  c.server.socket_mode = 0666;
+  test::running_daemon d(c);
+  nginx_process proxy(dir, "nginx", "unix:" + c.server.unix_path);
+  ASSERT_TRUE(proxy.ok()) << proxy.error();
+  test::write_file(dir.file("event.json"), test::v2_body("via-unix"));
+  EXPECT_EQ(curl(dir, proxy.port(), "127.0.0.2", "POST", "/webhooks/pipedrive", dir.file("event.json")).status, 200);
+  auto other = curl(dir, proxy.port(), "127.0.0.3", "POST", "/webhooks/pipedrive", dir.file("event.json"));
+  EXPECT_EQ(other.status, 403);
+  EXPECT_NE(other.body.find("127.0.0.3"), std::string::npos) << other.body;
+  auto rd = store::reader::open(c.store.path);
+  EXPECT_EQ((*rd)->count_events().value(), 1);
 }
 
 TEST(deployment_files, compose_and_the_container_config_hold_together) {

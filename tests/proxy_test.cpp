@@ -4,7 +4,11 @@
 #include "pipehook/http/proxy.hpp"
 #include "support.hpp"
 
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/write.hpp>
 #include <gtest/gtest.h>
+
+#include <filesystem>
 
 namespace pipehook {
 namespace {
@@ -105,6 +109,100 @@ TEST(proxy, config_checks_the_ranges) {
   ASSERT_TRUE(ok) << ok.error().message;
   EXPECT_EQ(ok->server.trusted_proxies.size(), 2u);
   EXPECT_EQ(ok->server.allow_from, std::vector<std::string>{"203.0.113.0/24"});
+}
+
+}  // namespace
+}  // namespace pipehook
+
+namespace pipehook {
+namespace {
+
+// One request over a Unix socket ("Connection: close"); the raw response.
+std::string unix_request(const std::string& path, const std::string& request) {
+  boost::asio::io_context ioc;
+  boost::asio::local::stream_protocol::socket s(ioc);
+  s.connect(boost::asio::local::stream_protocol::endpoint(path));
+  boost::asio::write(s, boost::asio::buffer(request));
+  std::string out;
+  boost::system::error_code ec;
+  char buf[4096];
+  for (;;) {
+    const auto n = s.read_some(boost::asio::buffer(buf), ec);
+    out.append(buf, n);
+    if (ec) break;
+  }
+  return out;
+}
+
+std::string post(const std::string& body, const std::string& extra_headers = "") {
+  return "POST /webhooks/pipedrive HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
+         "Authorization: " + test::basic_auth(test::test_user, test::test_password) + "\r\n" + extra_headers +
+         "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+TEST(unix_socket, serves_webhooks_replaces_a_stale_socket_refuses_a_live_one_and_removes_it_on_stop) {
+  test::temp_dir dir;
+  config::config c = test::test_config(dir);
+  c.server.unix_path = dir.file("hooks.sock");
+  // A socket file left behind by a process that died: bound, never listened on, closed.
+  {
+    boost::asio::io_context ioc;
+    boost::asio::local::stream_protocol::acceptor stale(ioc);
+    stale.open();
+    stale.bind(boost::asio::local::stream_protocol::endpoint(c.server.unix_path));
+  }
+  ASSERT_TRUE(std::filesystem::exists(c.server.unix_path));
+  auto d = std::make_unique<test::running_daemon>(c);
+  EXPECT_EQ(std::filesystem::status(c.server.unix_path).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write | std::filesystem::perms::group_read |
+                std::filesystem::perms::group_write);  // 0660
+  const std::string r = unix_request(c.server.unix_path, post(test::v2_body("over-unix")));
+  EXPECT_EQ(r.rfind("HTTP/1.1 200", 0), 0u) << r;
+  EXPECT_NE(r.find("\"stored\""), std::string::npos) << r;
+  // The same path while this one serves: refused with a clear error.
+  auto second = cli::daemon::create(c);
+  ASSERT_FALSE(second);
+  EXPECT_NE(second.error().message.find("another server is listening"), std::string::npos) << second.error().message;
+  d->stop_and_wait();
+  d.reset();
+  EXPECT_FALSE(std::filesystem::exists(c.server.unix_path));
+  // A regular file in the way is never deleted.
+  test::write_file(c.server.unix_path, "precious");
+  auto blocked = cli::daemon::create(c);
+  ASSERT_FALSE(blocked);
+  EXPECT_NE(blocked.error().message.find("not a socket"), std::string::npos);
+  EXPECT_EQ(test::read_file(c.server.unix_path), "precious");
+}
+
+TEST(unix_socket, forwarding_headers_from_unix_peers_count_only_when_trusted) {
+  for (const bool trusted : {false, true}) {
+    SCOPED_TRACE(trusted ? "trusted" : "not trusted");
+    test::temp_dir dir;
+    config::config c = test::test_config(dir);
+    c.server.unix_path = dir.file("hooks.sock");
+    c.server.allow_from = {"203.0.113.0/24"};
+    if (trusted) c.server.trusted_proxies = {"unix"};
+    test::running_daemon d(c);
+    const std::string r =
+        unix_request(c.server.unix_path, post(test::v2_body("fwd"), "X-Forwarded-For: 203.0.113.7\r\n"));
+    if (trusted) {
+      EXPECT_EQ(r.rfind("HTTP/1.1 200", 0), 0u) << r;
+    } else {
+      EXPECT_EQ(r.rfind("HTTP/1.1 403", 0), 0u) << r;
+      EXPECT_NE(r.find("the client address unix is not in server.allow_from"), std::string::npos) << r;
+    }
+  }
+  auto env = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
+  EXPECT_TRUE(config::parse_config("[server]\nlisten = \"unix:/run/p.sock\"\ntrusted_proxies = [\"unix\"]\nsocket_mode = \"0600\"",
+                                   "t.toml", env));
+  for (const auto& [text, message] : std::vector<std::pair<std::string, std::string>>{
+           {"[server]\nlisten = \"unix:relative.sock\"", "absolute path"},
+           {"[server]\nsocket_mode = \"rw\"", "server.socket_mode must be octal"},
+           {"[server]\nallow_from = [\"unix\"]", "server.allow_from"}}) {
+    auto r = config::parse_config(text, "t.toml", env);
+    ASSERT_FALSE(r) << text;
+    EXPECT_NE(r.error().message.find(message), std::string::npos) << r.error().message;
+  }
 }
 
 }  // namespace

@@ -25,6 +25,7 @@
 
 #include <boost/json/object.hpp>
 
+#include <algorithm>
 #include <map>
 #include <pthread.h>
 #include <sstream>
@@ -183,10 +184,13 @@ asio::awaitable<void> summary_loop(daemon::impl* self) {
   }
 }
 
+constexpr int retention_batch = 500;
+
 struct purge_submit {
   store::event_log* log;
   std::int64_t before_us;
-  void operator()(store::append_callback cb) const { log->purge(before_us, 500, std::move(cb)); }
+  int limit;
+  void operator()(store::append_callback cb) const { log->purge(before_us, limit, std::move(cb)); }
 };
 
 // One retention pass: batches of 500 through the writer (each its own short transaction, ingest
@@ -194,10 +198,12 @@ struct purge_submit {
 asio::awaitable<std::int64_t> retention_pass(daemon::impl* self) {
   const auto& c = self->cfg.store;
   std::int64_t total = 0;
-  auto run = [](daemon::impl* s, std::int64_t before_us) { return ingest::await_commit(purge_submit{s->log.get(), before_us}); };
+  auto run = [](daemon::impl* s, std::int64_t before_us, int limit) {
+    return ingest::await_commit(purge_submit{s->log.get(), before_us, limit});
+  };
   if (c.retention_max_age_ms > 0) {
     for (;;) {
-      auto op = run(self, now_us() - c.retention_max_age_ms * 1000);
+      auto op = run(self, now_us() - c.retention_max_age_ms * 1000, retention_batch);
       store::append_result r = co_await std::move(op);
       if (!r) {
         spdlog::error("retention: {}", r.error().message);
@@ -215,7 +221,14 @@ asio::awaitable<std::int64_t> retention_pass(daemon::impl* self) {
         co_return total;
       }
       if (static_cast<std::uint64_t>(*used) <= c.retention_max_bytes || self->stopping) break;
-      auto op = run(self, INT64_MAX);
+      // As many of the oldest rows as the excess holds at the average row size (not a whole batch:
+      // a small budget would lose most of what it keeps), at least one, at most a batch.
+      auto count = self->retention_reader->count_events();
+      const std::int64_t rows = count && *count > 0 ? *count : 1;
+      const double per_row = static_cast<double>(*used) / static_cast<double>(rows);
+      const auto excess = static_cast<double>(static_cast<std::uint64_t>(*used) - c.retention_max_bytes);
+      const int limit = static_cast<int>(std::clamp(excess / per_row + 1.0, 1.0, static_cast<double>(retention_batch)));
+      auto op = run(self, INT64_MAX, limit);
       store::append_result r = co_await std::move(op);
       if (!r) {
         spdlog::error("retention: {}", r.error().message);
@@ -328,13 +341,22 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c) {
   auto allow = ranges(c.server.allow_from, "server.allow_from");
   if (!allow) return allow.error();
   ingest_opts.allow_from = std::move(*allow);
-  auto trusted = ranges(c.server.trusted_proxies, "server.trusted_proxies");
+  std::vector<std::string> trusted_ranges;
+  bool trust_unix = false;
+  for (const auto& t : c.server.trusted_proxies) {
+    if (t == "unix") trust_unix = true;
+    else trusted_ranges.push_back(t);
+  }
+  auto trusted = ranges(trusted_ranges, "server.trusted_proxies");
   if (!trusted) return trusted.error();
   p->endpoint = std::make_unique<ingest::webhook_endpoint>(ingest_opts, *p->log);
 
   http::server_options http_opts;
   http_opts.host = c.server.host;
   http_opts.port = c.server.port;
+  http_opts.unix_path = c.server.unix_path;
+  http_opts.unix_mode = c.server.socket_mode;
+  http_opts.trust_unix_peers = trust_unix;
   http_opts.max_body_bytes = c.server.max_body_bytes;
   http_opts.max_connections = c.server.max_connections;
   http_opts.read_timeout = std::chrono::milliseconds(c.server.read_timeout_ms);
@@ -440,8 +462,11 @@ void daemon::run(bool handle_signals) {
   if (self->admin_server)
     spdlog::info("admin API and web page on http://{}:{}/ ({})", self->admin_bound.address().to_string(),
                  self->admin_bound.port(), c.admin.token.empty() ? "no token: loopback only" : "bearer token required");
-  spdlog::info("pipehook {} listening on {}:{} (webhooks at POST {}, auth {}), event log {} (durability {})",
-               PIPEHOOK_VERSION, self->bound.address().to_string(), self->bound.port(), c.server.path,
+  spdlog::info("pipehook {} listening on {} (webhooks at POST {}, auth {}), event log {} (durability {})",
+               PIPEHOOK_VERSION,
+               c.server.unix_path.empty() ? self->bound.address().to_string() + ":" + std::to_string(self->bound.port())
+                                          : "unix:" + c.server.unix_path,
+               c.server.path,
                c.auth.enabled ? "Basic" : "DISABLED", c.store.path,
                c.store.sync == config::durability::full ? "full" : "normal");
   if (self->retention_reader)

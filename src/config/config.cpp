@@ -156,12 +156,28 @@ outcome<void> apply(const toml::table& root, config& c) {
   if (*server) {
     const toml::table& t = **server;
     PIPEHOOK_TRY(only_known(t, "server", {"listen", "path", "max_body_bytes", "max_connections", "read_timeout",
-                                          "idle_timeout", "shutdown_timeout", "threads", "trusted_proxies",
+                                          "idle_timeout", "shutdown_timeout", "threads", "trusted_proxies", "socket_mode",
                                           "allow_from"}));
     reader r{t, "server"};
     std::string listen;
     PIPEHOOK_TRY(r.string("listen", listen));
-    if (!listen.empty()) PIPEHOOK_TRY(parse_listen(listen, "server.listen", c.server.host, c.server.port));
+    if (listen.rfind("unix:", 0) == 0) {
+      c.server.unix_path = listen.substr(5);
+      if (c.server.unix_path.empty() || c.server.unix_path.front() != '/')
+        return bad("server.listen = \"" + listen + "\": a Unix socket needs an absolute path (unix:/run/pipehook/pipehook.sock)");
+      if (c.server.unix_path.size() > 107) return bad("server.listen: the Unix socket path is longer than 107 bytes");
+    } else if (!listen.empty()) {
+      PIPEHOOK_TRY(parse_listen(listen, "server.listen", c.server.host, c.server.port));
+    }
+    std::string mode;
+    PIPEHOOK_TRY(r.string("socket_mode", mode));
+    if (!mode.empty()) {
+      char* end = nullptr;
+      const unsigned long m = std::strtoul(mode.c_str(), &end, 8);
+      if (*end != '\0' || m > 0777 || mode.size() > 4)
+        return bad("server.socket_mode must be octal permissions like \"0660\" (got \"" + mode + "\")");
+      c.server.socket_mode = static_cast<unsigned>(m);
+    }
     PIPEHOOK_TRY(r.string("path", c.server.path));
     if (c.server.path.empty() || c.server.path[0] != '/' || c.server.path.find_first_of("?# ") != std::string::npos)
       return bad("server.path must start with '/' and hold no query, fragment or space (got \"" + c.server.path + "\")");
@@ -175,6 +191,7 @@ outcome<void> apply(const toml::table& root, config& c) {
                              std::pair{"allow_from", &c.server.allow_from}}) {
       PIPEHOOK_TRY(string_list(t, "server", key, *list));
       for (const auto& range : *list) {
+        if (range == "unix" && std::string_view(key) == "trusted_proxies") continue;  // Unix-socket peers
         auto parsed = parse_cidr(range, std::string("server.") + key);
         if (!parsed) return parsed.error();
       }
@@ -610,7 +627,10 @@ std::string render_effective(const config& c) {
   const bool v6 = c.server.host.find(':') != std::string::npos;
   os << "# effective configuration (source: " << c.source << ")\n"
      << "[server]\n"
-     << "listen = " << quoted((v6 ? "[" + c.server.host + "]" : c.server.host) + ":" + std::to_string(c.server.port)) << "\n"
+     << "listen = "
+     << quoted(c.server.unix_path.empty() ? (v6 ? "[" + c.server.host + "]" : c.server.host) + ":" + std::to_string(c.server.port)
+                                          : "unix:" + c.server.unix_path)
+     << "\n"
      << "path = " << quoted(c.server.path) << "\n"
      << "max_body_bytes = " << c.server.max_body_bytes << "\n"
      << "max_connections = " << c.server.max_connections << "\n"

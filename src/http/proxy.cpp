@@ -50,9 +50,15 @@ struct hop {
 client_address resolve_client(const boost::asio::ip::address& peer, std::string_view forwarded,
                               std::string_view x_forwarded_for, std::string_view x_forwarded_proto,
                               const std::vector<cidr>& trusted) {
+  if (!in_ranges(trusted, peer)) return {peer.to_string(), "", false};
+  client_address out = resolve_forwarded(forwarded, x_forwarded_for, x_forwarded_proto, trusted);
+  if (!out.forwarded) out.address = peer.to_string();
+  return out;
+}
+
+client_address resolve_forwarded(std::string_view forwarded, std::string_view x_forwarded_for,
+                                 std::string_view x_forwarded_proto, const std::vector<cidr>& trusted) {
   client_address out;
-  out.address = peer.to_string();
-  if (!in_ranges(trusted, peer)) return out;
 
   std::vector<hop> hops;  // nearest last
   if (!trim(forwarded).empty()) {

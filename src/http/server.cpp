@@ -13,6 +13,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -25,7 +26,11 @@
 #include <boost/json/object.hpp>
 #include <spdlog/spdlog.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cstring>
 #include <list>
 #include <mutex>
 
@@ -35,6 +40,7 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using asio::ip::tcp;
+using unix_socket = asio::local::stream_protocol;
 
 response json_error(unsigned status, std::string_view error, std::string_view detail) {
   response r;
@@ -49,9 +55,9 @@ namespace {
 
 // A connection as the shutdown code sees it; touched only on the connection's own executor.
 struct connection {
-  asio::any_io_executor ex;             // the connection's strand (immutable)
-  beast::tcp_stream* stream = nullptr;  // null once the session ended
-  bool idle = false;                    // waiting for the next request (safe to close)
+  asio::any_io_executor ex;       // the connection's strand (immutable)
+  std::function<void()> cancel;   // cancels the stream's operations; empty once the session ended
+  bool idle = false;              // waiting for the next request (safe to close)
 };
 
 }  // namespace
@@ -61,6 +67,7 @@ struct server::state : std::enable_shared_from_this<server::state> {
   server_options opt;
   std::vector<route> routes;
   tcp::acceptor acceptor;
+  unix_socket::acceptor unix_acceptor;  // instead of `acceptor` when opt.unix_path is set
   asio::steady_timer slot_freed;       // wakes the accept loop when a connection ends at the cap
   asio::steady_timer shutdown_deadline;  // on the acceptor's strand, like slot_freed
   std::atomic<bool> stopping{false};
@@ -73,6 +80,7 @@ struct server::state : std::enable_shared_from_this<server::state> {
         opt(std::move(o)),
         routes(std::move(r)),
         acceptor(asio::make_strand(c)),
+        unix_acceptor(acceptor.get_executor()),
         slot_freed(acceptor.get_executor()),
         shutdown_deadline(acceptor.get_executor()) {}
 
@@ -132,7 +140,8 @@ void fill_head(request_head& head, const Message& m) {
 
 // Writes a streamed response: the head, then each chunk as the producer makes it. False when the
 // connection cannot be used further (write error, or the producer failed mid-body).
-asio::awaitable<bool> write_streamed(beast::tcp_stream& stream, const response& r, unsigned version, bool keep_alive,
+template <class Stream>
+asio::awaitable<bool> write_streamed(Stream& stream, const response& r, unsigned version, bool keep_alive,
                                      bool head_request, std::chrono::milliseconds timeout) {
   bhttp::response<bhttp::empty_body> res{static_cast<bhttp::status>(r.status), version};
   set_head(res, r, keep_alive);
@@ -163,9 +172,10 @@ asio::awaitable<bool> write_streamed(beast::tcp_stream& stream, const response& 
 
 // After refusing a request whose body we will not read: stop sending, then drain what the client
 // still sends for a moment, so that it sees our answer instead of a connection reset.
-asio::awaitable<void> lingering_close(beast::tcp_stream& stream, std::uint64_t max_bytes) {
+template <class Stream>
+asio::awaitable<void> lingering_close(Stream& stream, std::uint64_t max_bytes) {
   beast::error_code ec;
-  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream.socket().shutdown(asio::socket_base::shutdown_send, ec);
   stream.expires_after(std::chrono::seconds(2));
   char sink[16 * 1024];
   std::uint64_t drained = 0;
@@ -181,7 +191,8 @@ asio::awaitable<void> lingering_close(beast::tcp_stream& stream, std::uint64_t m
 // the client is still sending one, is drained for a moment so that it sees the answer.
 // (Callers build the awaitable in a statement of its own: GCC 12 destroys class temporaries of a
 // co_await full-expression twice.)
-asio::awaitable<void> refuse(beast::tcp_stream& stream, server::state& st, request_head head, response r,
+template <class Stream>
+asio::awaitable<void> refuse(Stream& stream, server::state& st, request_head head, response r,
                              unsigned version, std::chrono::steady_clock::time_point start, bool drain) {
   auto res = to_beast(r, version, false, head.method == "HEAD");
   auto [ec, n] = co_await bhttp::async_write(stream, res, use_tuple);
@@ -191,6 +202,9 @@ asio::awaitable<void> refuse(beast::tcp_stream& stream, server::state& st, reque
 
 // The peer's address (IPv4-mapped IPv6 unmapped) and "ip:port" for logs; nullopt and "?" when the
 // socket is already gone.
+std::pair<std::optional<asio::ip::address>, std::string> peer_of(beast::basic_stream<unix_socket>&) {
+  return {std::nullopt, "unix"};
+}
 std::pair<std::optional<asio::ip::address>, std::string> peer_of(beast::tcp_stream& stream) {
   beast::error_code ec;
   const auto ep = stream.socket().remote_endpoint(ec);
@@ -200,18 +214,19 @@ std::pair<std::optional<asio::ip::address>, std::string> peer_of(beast::tcp_stre
   return {addr, (addr && addr->is_v6() ? "[" + text + "]" : text) + ":" + std::to_string(ep.port())};
 }
 
-asio::awaitable<void> run_session(state_ptr st, tcp::socket socket) {
-  beast::tcp_stream stream(std::move(socket));
+template <class Protocol>
+asio::awaitable<void> run_session(state_ptr st, typename Protocol::socket socket) {
+  beast::basic_stream<Protocol> stream(std::move(socket));
   auto conn = std::make_shared<connection>();
   conn->ex = stream.get_executor();
-  conn->stream = &stream;
+  conn->cancel = [&stream] { stream.cancel(); };
   std::list<std::shared_ptr<connection>>::iterator self;
   {
     std::lock_guard lk(st->mu);
     self = st->connections.insert(st->connections.end(), conn);
   }
   const auto [peer_ip, remote] = peer_of(stream);
-  const std::string peer_text = peer_ip ? peer_ip->to_string() : std::string("?");
+  const std::string peer_text = peer_ip ? peer_ip->to_string() : remote;  // "unix" for a Unix-socket peer
   beast::flat_buffer buffer;
 
   for (;;) {
@@ -257,14 +272,17 @@ asio::awaitable<void> run_session(state_ptr st, tcp::socket socket) {
 
     const auto& req = head_parser.get();
     fill_head(head, req);
-    if (!st->opt.trusted_proxies.empty() && peer_ip) {
+    if ((!st->opt.trusted_proxies.empty() && peer_ip) || (!peer_ip && st->opt.trust_unix_peers)) {
       auto joined = [&req](std::string_view name) {  // a header sent several times is one list
         std::string v;
         for (auto [it, end] = req.equal_range(name); it != end; ++it) v += (v.empty() ? "" : ",") + std::string(it->value());
         return v;
       };
-      const client_address c = resolve_client(*peer_ip, joined("Forwarded"), joined("X-Forwarded-For"),
-                                              joined("X-Forwarded-Proto"), st->opt.trusted_proxies);
+      const client_address c =
+          peer_ip ? resolve_client(*peer_ip, joined("Forwarded"), joined("X-Forwarded-For"), joined("X-Forwarded-Proto"),
+                                   st->opt.trusted_proxies)
+                  : resolve_forwarded(joined("Forwarded"), joined("X-Forwarded-For"), joined("X-Forwarded-Proto"),
+                                      st->opt.trusted_proxies);
       if (c.forwarded) {
         head.client = c.address;
         head.proto = c.proto;
@@ -362,9 +380,9 @@ asio::awaitable<void> run_session(state_ptr st, tcp::socket socket) {
   }
 
   beast::error_code ec;
-  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream.socket().shutdown(asio::socket_base::shutdown_send, ec);
   stream.close();
-  conn->stream = nullptr;
+  conn->cancel = nullptr;
   {
     std::lock_guard lk(st->mu);
     st->connections.erase(self);
@@ -378,7 +396,8 @@ asio::awaitable<void> run_session(state_ptr st, tcp::socket socket) {
     });
 }
 
-asio::awaitable<void> accept_loop(state_ptr st) {
+template <class Protocol, class Acceptor>
+asio::awaitable<void> accept_loop(state_ptr st, Acceptor& acceptor) {
   for (;;) {
     if (st->stopping) co_return;
     if (st->active.load() >= st->opt.max_connections) {
@@ -388,7 +407,7 @@ asio::awaitable<void> accept_loop(state_ptr st) {
       continue;
     }
     auto strand = asio::make_strand(st->ioc);  // not a temporary in the co_await (GCC 12)
-    auto [ec, socket] = co_await st->acceptor.async_accept(strand, use_tuple);
+    auto [ec, socket] = co_await acceptor.async_accept(strand, use_tuple);
     if (st->stopping || ec == asio::error::operation_aborted) co_return;
     if (ec) {
       // EMFILE and friends: back off instead of spinning.
@@ -397,10 +416,10 @@ asio::awaitable<void> accept_loop(state_ptr st) {
       co_await pause.async_wait(use_tuple);
       continue;
     }
-    socket.set_option(tcp::no_delay(true), ec);
+    if constexpr (std::is_same_v<Protocol, tcp>) socket.set_option(tcp::no_delay(true), ec);
     st->active.fetch_add(1);
     auto ex = socket.get_executor();
-    asio::co_spawn(ex, run_session(st, std::move(socket)), asio::detached);
+    asio::co_spawn(ex, run_session<Protocol>(st, std::move(socket)), asio::detached);
   }
 }
 
@@ -413,6 +432,10 @@ server::~server() = default;
 
 outcome<tcp::endpoint> server::listen() {
   beast::error_code ec;
+  if (!state_->opt.unix_path.empty()) {
+    if (auto r = listen_unix(); !r) return r.error();
+    return tcp::endpoint();
+  }
   const auto addr = asio::ip::make_address(state_->opt.host, ec);
   if (ec) return make_failure(errc::invalid_config, "server.listen: \"" + state_->opt.host + "\" is not an IP address");
   const tcp::endpoint ep(addr, state_->opt.port);
@@ -426,7 +449,11 @@ outcome<tcp::endpoint> server::listen() {
   return acc.local_endpoint();
 }
 
-void server::start() { asio::co_spawn(state_->acceptor.get_executor(), accept_loop(state_), asio::detached); }
+void server::start() {
+  auto ex = state_->acceptor.get_executor();
+  if (state_->opt.unix_path.empty()) asio::co_spawn(ex, accept_loop<tcp>(state_, state_->acceptor), asio::detached);
+  else asio::co_spawn(ex, accept_loop<unix_socket>(state_, state_->unix_acceptor), asio::detached);
+}
 
 void server::stop() {
   auto st = state_;
@@ -434,6 +461,10 @@ void server::stop() {
   asio::post(st->acceptor.get_executor(), [st] {
     beast::error_code ec;
     st->acceptor.close(ec);
+    if (st->unix_acceptor.is_open()) {
+      st->unix_acceptor.close(ec);
+      ::unlink(st->opt.unix_path.c_str());  // the socket file goes with the listener
+    }
     st->slot_freed.cancel();
   });
   std::vector<std::shared_ptr<connection>> conns;
@@ -444,7 +475,7 @@ void server::stop() {
   for (auto& c : conns) {
     // Runs on the connection's executor, where `idle` and `stream` are consistent.
     asio::post(c->ex, [c] {
-      if (c->stream && c->idle) c->stream->cancel();
+      if (c->cancel && c->idle) c->cancel();
     });
   }
   // In-flight requests get shutdown_timeout to finish; then whatever is left is closed. Armed on
@@ -457,11 +488,36 @@ void server::stop() {
       std::lock_guard lk(st->mu);
       for (auto& c : st->connections) {
         asio::post(c->ex, [c] {
-          if (c->stream) c->stream->cancel();
+          if (c->cancel) c->cancel();
         });
       }
     });
   });
+}
+
+outcome<void> server::listen_unix() {
+  const std::string& path = state_->opt.unix_path;
+  const std::string where = "unix:" + path;
+  beast::error_code ec;
+  // A socket file left by a process that died: replaced. One that answers belongs to a live server.
+  struct stat info {};
+  if (::lstat(path.c_str(), &info) == 0) {
+    if (!S_ISSOCK(info.st_mode)) return make_failure(errc::io_error, "cannot listen on " + where + ": the file exists and is not a socket");
+    asio::io_context probe_ctx;
+    unix_socket::socket probe(probe_ctx);
+    if (probe.connect(unix_socket::endpoint(path), ec); !ec)
+      return make_failure(errc::io_error, "cannot listen on " + where + ": another server is listening on it");
+    ::unlink(path.c_str());
+  }
+  auto& acc = state_->unix_acceptor;
+  const unix_socket::endpoint ep(path);
+  if (acc.open(ep.protocol(), ec); ec) return make_failure(errc::io_error, "cannot open a socket for " + where + ": " + ec.message());
+  if (acc.bind(ep, ec); ec) return make_failure(errc::io_error, "cannot listen on " + where + ": " + ec.message());
+  if (::chmod(path.c_str(), state_->opt.unix_mode) != 0)
+    return make_failure(errc::io_error, "cannot set the mode of " + where + ": " + std::string(std::strerror(errno)));
+  if (acc.listen(asio::socket_base::max_listen_connections, ec); ec)
+    return make_failure(errc::io_error, "cannot listen on " + where + ": " + ec.message());
+  return {};
 }
 
 std::size_t server::active_connections() const { return state_->active.load(); }

@@ -17,6 +17,8 @@ namespace pipehook::config {
 struct server_config {
   std::string host = "127.0.0.1";
   std::uint16_t port = 8080;
+  std::string unix_path;                     // listen = "unix:/run/pipehook/pipehook.sock" instead of host:port
+  unsigned socket_mode = 0660;               // that socket file's permissions
   std::string path = "/webhooks/pipedrive";
   std::uint64_t max_body_bytes = 1024 * 1024;
   std::uint32_t max_connections = 1024;
@@ -24,7 +26,7 @@ struct server_config {
   std::int64_t idle_timeout_ms = 60'000;     // a keep-alive connection may wait this long for a request
   std::int64_t shutdown_timeout_ms = 15'000; // in-flight requests get this long after SIGTERM
   unsigned threads = 1;                      // I/O threads (the SQLite writer has its own)
-  std::vector<std::string> trusted_proxies;  // CIDRs whose Forwarded / X-Forwarded-* headers are believed
+  std::vector<std::string> trusted_proxies;  // CIDRs whose Forwarded / X-Forwarded-* headers are believed; "unix": Unix-socket peers
   std::vector<std::string> allow_from;       // CIDRs allowed to POST webhooks (empty: anyone)
 };
 

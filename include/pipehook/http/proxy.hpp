@@ -23,4 +23,9 @@ client_address resolve_client(const boost::asio::ip::address& peer, std::string_
                               std::string_view x_forwarded_for, std::string_view x_forwarded_proto,
                               const std::vector<cidr>& trusted);
 
+// The same for a peer that is trusted by other means (a Unix-socket peer when server.trusted_proxies
+// lists "unix"); `forwarded` is false (and `address` empty) when the headers name no client.
+client_address resolve_forwarded(std::string_view forwarded, std::string_view x_forwarded_for,
+                                 std::string_view x_forwarded_proto, const std::vector<cidr>& trusted);
+
 }  // namespace pipehook::http

@@ -18,6 +18,9 @@ namespace pipehook::http {
 struct server_options {
   std::string host = "127.0.0.1";
   std::uint16_t port = 8080;             // 0 picks a free port (see server::local_endpoint)
+  std::string unix_path;                 // when set: a Unix domain socket at this path instead of host:port
+  unsigned unix_mode = 0660;             // the socket file's permissions
+  bool trust_unix_peers = false;         // believe forwarding headers from Unix-socket peers (a local proxy)
   std::uint64_t max_body_bytes = 1024 * 1024;
   std::uint32_t header_limit = 16 * 1024;
   std::uint32_t max_connections = 1024;  // further connections wait in the listen backlog
@@ -34,7 +37,8 @@ class server {
   server(boost::asio::io_context& ioc, server_options options, std::vector<route> routes);
   ~server();
 
-  // Binds and listens. Errors say which address could not be used and why.
+  // Binds and listens. Errors say which address could not be used and why. On a Unix socket the
+  // endpoint returned is empty; a stale socket file is replaced, a live one is an error.
   outcome<boost::asio::ip::tcp::endpoint> listen();
 
   // Starts accepting (after listen()).
@@ -50,6 +54,7 @@ class server {
   struct state;  // opaque
 
  private:
+  outcome<void> listen_unix();
   std::shared_ptr<state> state_;
 };
 
