@@ -98,6 +98,45 @@ TEST(process, sighup_reopens_a_json_log_reloads_credentials_and_names_what_needs
   EXPECT_NE(all.find("SIGHUP: changed but applied only by a restart: server"), std::string::npos) << all;
 }
 
+TEST(process, sighup_reloads_handler_settings_and_refuses_what_needs_a_restart) {
+  test::http_test_server first([](const test::recorded_request&) { return test::canned_response{200, "{}", {}}; });
+  test::http_test_server second([](const test::recorded_request&) { return test::canned_response{200, "{}", {}}; });
+  test::temp_dir dir;
+  const std::string path = dir.file("pipehook.toml");
+  auto config_text = [&](unsigned short port, const std::string& extra) {
+    return "[admin]\nlisten = \"127.0.0.1:0\"\n[server]\nlisten = \"127.0.0.1:0\"\n[auth]\npassword = \"" + test::test_password +
+           "\"\n[store]\npath = \"" + dir.file("events.db") + "\"\n[[handlers]]\nname = \"sink\"\ntype = \"http\"\nurl = \"http://127.0.0.1:" +
+           std::to_string(port) + "/\"\n" + extra;
+  };
+  test::write_file(path, config_text(first.port(), ""));
+  test::daemon_process d(path, dir.file("log"));
+  test::http_client client(d.port());
+  ASSERT_EQ(client.post(test::v2_body("reload-1"), good_auth).status, 200u);
+  ASSERT_TRUE(test::wait_for([&] { return first.request_count() == 1; }, 10s));
+
+  // A new URL and a new header: applied to the deliveries that follow.
+  test::write_file(path, config_text(second.port(), "headers = { X-Reloaded = \"yes\" }\n"));
+  d.signal(SIGHUP);
+  ASSERT_TRUE(test::wait_for([&] { return test::read_file(dir.file("log")).find("SIGHUP: reloaded") != std::string::npos; }, 10s));
+  ASSERT_EQ(client.post(test::v2_body("reload-2"), good_auth).status, 200u);
+  ASSERT_TRUE(test::wait_for([&] { return second.request_count() == 1; }, 10s));
+  EXPECT_EQ(second.requests()[0].header("x-reloaded"), "yes");
+  EXPECT_EQ(first.request_count(), 1u);
+
+  // A different match rule needs a restart: refused, the running handlers stay as they were.
+  test::write_file(path, config_text(first.port(), "match = { entity = [\"person\"] }\n"));
+  d.signal(SIGHUP);
+  ASSERT_TRUE(test::wait_for([&] { return test::read_file(dir.file("log")).find("needs a restart") != std::string::npos; }, 10s));
+  ASSERT_EQ(client.post(test::v2_body("reload-3"), good_auth).status, 200u);
+  ASSERT_TRUE(test::wait_for([&] { return second.request_count() == 2; }, 10s));
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait(10s), 0);
+  const std::string log = test::read_file(dir.file("log"));
+  EXPECT_NE(log.find("SIGHUP: reloaded log (reopened), auth, handlers (sink)"), std::string::npos) << log;
+  EXPECT_NE(log.find("SIGHUP: not reloaded: handlers: handler sink: its name, type, order, match or ordered changed"),
+            std::string::npos) << log;
+}
+
 TEST(process, sigterm_finishes_the_request_in_flight_then_exits_0) {
   test::temp_dir dir;
   test::daemon_process d(write_config(dir), dir.file("log"));

@@ -130,6 +130,16 @@ struct daemon::impl {
     } else {
       refused.push_back("auth: " + ready.error().message);
     }
+    if (!(fresh->handlers == cfg.handlers)) {
+      if (auto changed = dispatch->reload(fresh->handlers); changed) {
+        cfg.handlers = fresh->handlers;
+        std::string names;
+        for (const auto& n : *changed) names += (names.empty() ? "" : ", ") + n;
+        applied.push_back("handlers (" + names + ")");
+      } else {
+        refused.push_back("handlers: " + changed.error().message);
+      }
+    }
     // Everything else is only compared: each section that differs is named.
     auto sections = [](const config::config& c) {
       std::map<std::string, std::string> out;

@@ -17,6 +17,7 @@
 
 #include <deque>
 #include <mutex>
+#include <atomic>
 #include <pthread.h>
 #include <random>
 #include <set>
@@ -40,8 +41,9 @@ std::string bounded(std::string s) {
 }  // namespace
 
 struct worker {
-  config::handler_config cfg;
-  std::unique_ptr<handler> h;
+  config::handler_config cfg;             // name, type, match, ordered: fixed; the rest may be reloaded
+  std::atomic<std::shared_ptr<handler>> h;  // swapped by reload(); the router reads it on the writer thread
+  std::vector<std::shared_ptr<handler>> retired;  // replaced by reload(): deliveries in flight may still use them
   std::unique_ptr<asio::steady_timer> wake;
   std::set<std::int64_t> queued;      // in `queue`
   std::set<std::int64_t> in_flight;   // being delivered
@@ -108,7 +110,8 @@ namespace {
 
 asio::awaitable<void> deliver_one(dispatcher::impl* self, worker* w, store::pending_delivery row) {
   const auto started = std::chrono::steady_clock::now();
-  auto op = w->h->deliver(*row.ev);
+  const std::shared_ptr<handler> h = w->h.load();  // kept alive for this delivery even if reloaded meanwhile
+  auto op = h->deliver(*row.ev);
   delivery_result r = co_await std::move(op);
   const auto took = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
   store::delivery_update u;
@@ -223,7 +226,7 @@ outcome<std::unique_ptr<dispatcher>> dispatcher::create(const std::vector<config
     if (!h) return h.error();
     auto w = std::make_unique<worker>();
     w->cfg = hc;
-    w->h = std::move(*h);
+    w->h.store(std::shared_ptr<handler>(std::move(*h)));
     w->wake = std::make_unique<asio::steady_timer>(p->ioc);
     p->workers.push_back(std::move(w));
   }
@@ -232,13 +235,48 @@ outcome<std::unique_ptr<dispatcher>> dispatcher::create(const std::vector<config
 
 void dispatcher::set_observer(observer o) { p_->observe = std::move(o); }
 
+outcome<std::vector<std::string>> dispatcher::reload(const std::vector<config::handler_config>& fresh) {
+  if (fresh.size() != p_->workers.size())
+    return make_failure(errc::invalid_config, "handlers were added or removed: that needs a restart");
+  std::vector<std::pair<worker*, config::handler_config>> changes;
+  std::vector<std::shared_ptr<handler>> built;
+  for (std::size_t i = 0; i < fresh.size(); ++i) {
+    worker* w = p_->workers[i].get();
+    const auto& n = fresh[i];
+    if (n.name != w->cfg.name || n.type != w->cfg.type || !(n.match == w->cfg.match) || n.ordered != w->cfg.ordered)
+      return make_failure(errc::invalid_config, "handler " + n.name +
+                                                    ": its name, type, order, match or ordered changed: that needs a restart");
+    if (n == w->cfg) continue;
+    auto h = make_handler(n, p_->ioc.get_executor());  // validates the new settings; no I/O yet
+    if (!h) return h.error();
+    built.push_back(std::shared_ptr<handler>(std::move(*h)));
+    changes.emplace_back(w, n);
+  }
+  std::vector<std::string> names;
+  for (const auto& [w, n] : changes) names.push_back(n.name);
+  if (changes.empty()) return names;
+  // Swapped on the dispatcher's thread: new deliveries use the new settings; those in flight
+  // finish with the old handler, kept (and cancelled at shutdown) in `retired`.
+  asio::post(p_->ioc, [p = p_.get(), changes = std::move(changes), built = std::move(built)]() mutable {
+    for (std::size_t i = 0; i < changes.size(); ++i) {
+      worker* w = changes[i].first;
+      w->retired.push_back(w->h.exchange(built[i]));
+      w->cfg.retry = changes[i].second.retry;
+      w->cfg.concurrency = changes[i].second.concurrency;
+      w->cfg.settings = changes[i].second.settings;
+      w->wake->cancel();
+    }
+  });
+  return names;
+}
+
 store::router dispatcher::router() {
   if (p_->workers.empty()) return {};
   std::vector<std::pair<const worker*, store::route>> table;
   for (const auto& w : p_->workers) table.push_back({w.get(), {w->cfg.name, w->cfg.ordered}});
   return [table](const event::event& ev, std::vector<store::route>& out) {
     for (const auto& [w, route] : table)
-      if (matches(w->cfg.match, ev) && w->h->accepts(ev)) out.push_back(route);
+      if (matches(w->cfg.match, ev) && w->h.load()->accepts(ev)) out.push_back(route);
   };
 }
 
@@ -288,8 +326,11 @@ void dispatcher::stop(std::chrono::milliseconds drain) {
     p->drain_timer.expires_after(drain);
     p->drain_timer.async_wait([p](boost::system::error_code ec) {
       if (ec) return;
-      for (auto& w : p->workers)
-        if (!w->in_flight.empty()) w->h->cancel();
+      for (auto& w : p->workers) {
+        if (w->in_flight.empty()) continue;
+        w->h.load()->cancel();
+        for (auto& old : w->retired) old->cancel();
+      }
     });
     // Cancel the drain timer once nothing is in flight, so run() can return early.
     struct poller {

@@ -110,12 +110,14 @@ struct match_config {
   std::vector<std::string> entity;
   std::vector<std::string> action;
   std::vector<std::string> company_id;
+  bool operator==(const match_config&) const = default;
 };
 
 struct retry_config {
   std::vector<std::int64_t> schedule_ms{1'000, 5'000, 30'000, 120'000, 600'000, 3'600'000};  // the last repeats
   std::int64_t max_age_ms = 24LL * 3'600'000;  // then dead
   std::uint32_t max_attempts = 0;               // 0: limited by max_age only
+  bool operator==(const retry_config&) const = default;
 };
 
 // One [[handlers]] table.
@@ -128,6 +130,7 @@ struct handler_config {
   bool ordered = false;     // per-entity order: one stuck event holds back only its own entity
   std::uint32_t concurrency = 8;
   std::map<std::string, setting_value> settings;  // the type's own keys (url, subject, ...)
+  bool operator==(const handler_config&) const = default;
 };
 
 struct config {

@@ -35,6 +35,12 @@ class dispatcher {
   using observer = std::function<void(const std::string& handler, std::string_view result, std::chrono::microseconds)>;
   void set_observer(observer o);
 
+  // SIGHUP: new settings, retry rules and concurrency for the same handlers (same names in the same
+  // order, same type, match and ordering; anything else needs a restart and is refused whole).
+  // The new handlers are built (and validated) first; then deliveries that start use them, those in
+  // flight finish with the old ones. Returns the names of the handlers that changed.
+  outcome<std::vector<std::string>> reload(const std::vector<config::handler_config>& fresh);
+
   // Opens the outbox at `db_path` (after the event log migrated it) and starts the workers.
   outcome<void> start(store::event_log& log, const std::string& db_path);
   // Deliveries were committed (any thread): the new events' rows go straight to their workers
