@@ -498,7 +498,7 @@ TEST(admin_process, a_daemon_refuses_to_start_with_an_open_admin_listener_and_no
 
 // Writes `n` events received `age` ago straight through the event log (as if stored back then).
 void write_old_events(const std::string& path, int n, std::chrono::hours age, const std::string& prefix,
-                      const store::router& route = {}) {
+                      const store::router& route = {}, const std::string& entity = "deal") {
   store::sqlite_options o;
   o.path = path;
   o.route = route;
@@ -509,12 +509,12 @@ void write_old_events(const std::string& path, int n, std::chrono::hours age, co
   for (int i = 0; i < n; ++i) {
     event::event e;
     e.event_key = prefix + std::to_string(i);
-    e.entity = "deal";
+    e.entity = entity;
     e.action = "create";
     e.source_action = "create";
     e.entity_id = std::to_string(i);
     e.occurred_at_us = e.received_at_us = now_us() - std::chrono::duration_cast<std::chrono::microseconds>(age).count();
-    e.body = test::v2_body(e.event_key) + std::string(512, ' ');
+    e.body = test::v2_body(e.event_key, entity) + std::string(512, ' ');
     (*log)->append(std::move(e), [&](store::append_result r) {
       EXPECT_TRUE(r);
       if (--left == 0) all.set_value();
@@ -529,40 +529,13 @@ TEST(retention, old_rows_go_in_the_background_pending_deliveries_stay_and_new_ev
   config::config c = test::test_config(dir);
   // A handler whose sink refuses everything for now: its deliveries stay pending.
   test::http_test_server sink([](const test::recorded_request&) { return test::canned_response{503, "", {{"Retry-After", "3600"}}}; });
-  config::handler_config h;
-  h.name = "sink";
-  h.type = "http";
-  h.where = "handlers[0]";
+  config::handler_config h = test::http_sink_handler("sink", sink.port());
   h.match.entity = {"person"};  // only the pending ones below go to it
-  h.settings["url"] = std::string("http://127.0.0.1:" + std::to_string(sink.port()) + "/");
   c.handlers.push_back(h);
   // 600 old deals (no handler), then 5 old persons for the handler.
   write_old_events(c.store.path, 600, std::chrono::hours(72), "old-");
-  {
-    store::sqlite_options o;
-    o.path = c.store.path;
-    o.route = [](const event::event& e, std::vector<store::route>& out) {
-      if (e.entity_id.rfind("p", 0) == 0) out.push_back({"sink", false});
-    };
-    auto log = store::open_sqlite_event_log(o);
-    ASSERT_TRUE(log);
-    std::promise<void> done;
-    std::atomic<int> left{5};
-    for (int i = 0; i < 5; ++i) {
-      event::event e;
-      e.event_key = "old-person-" + std::to_string(i);
-      e.entity = "person";
-      e.action = e.source_action = "create";
-      e.entity_id = "p" + std::to_string(i);
-      e.occurred_at_us = e.received_at_us = now_us() - 72LL * 3600 * 1'000'000;
-      e.body = test::v2_body(e.event_key, "person", "1");
-      (*log)->append(std::move(e), [&](store::append_result) {
-        if (--left == 0) done.set_value();
-      });
-    }
-    done.get_future().wait();
-    (*log)->close();
-  }
+  write_old_events(c.store.path, 5, std::chrono::hours(72), "old-person-",
+                   [](const event::event&, std::vector<store::route>& out) { out.push_back({"sink", false}); }, "person");
   c.store.retention_max_age_ms = 24LL * 3600 * 1000;
   c.store.retention_interval_ms = 200;
   test::running_daemon d(c);
@@ -627,11 +600,7 @@ TEST(web_page, filters_opens_an_event_shows_its_diff_and_timeline_and_updates_li
   test::temp_dir dir;
   config::config c = test::test_config(dir);
   c.admin.token = "page-token";
-  config::handler_config h;
-  h.name = "sink";
-  h.type = "http";
-  h.where = "handlers[0]";
-  h.settings["url"] = std::string("http://127.0.0.1:" + std::to_string(sink.port()) + "/");
+  config::handler_config h = test::http_sink_handler("sink", sink.port());
   c.handlers.push_back(h);
   test::running_daemon d(c);
   test::http_client client(d.port());

@@ -233,10 +233,7 @@ const std::string secret_b64 = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";  // base64 of
 
 config::handler_config http_handler_config(const std::string& name, unsigned short port,
                                            const std::string& body = "original") {
-  config::handler_config h;
-  h.name = name;
-  h.type = "http";
-  h.where = "handlers." + name;
+  config::handler_config h = test::http_sink_handler(name, port);
   h.concurrency = 4;
   h.retry.schedule_ms = {100};
   h.settings["url"] = "http://127.0.0.1:" + std::to_string(port) + "/hooks/in?src=pipehook";

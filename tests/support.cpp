@@ -215,6 +215,15 @@ config::config test_config(const temp_dir& dir) {
   return c;
 }
 
+config::handler_config http_sink_handler(const std::string& name, unsigned short port) {
+  config::handler_config h;
+  h.name = name;
+  h.type = "http";
+  h.where = "handlers." + name;
+  h.settings["url"] = "http://127.0.0.1:" + std::to_string(port) + "/";
+  return h;
+}
+
 running_daemon::running_daemon(const config::config& c) {
   auto d = cli::daemon::create(c);
   if (!d) throw std::runtime_error("daemon::create: " + d.error().message);

@@ -84,6 +84,9 @@ inline const std::string test_password = "s3cret-for-tests";
 // A config for tests: 127.0.0.1 port 0, the database in `dir`, the test credentials.
 config::config test_config(const temp_dir& dir);
 
+// An http handler delivering to http://127.0.0.1:PORT/ (a test sink), every other key at its default.
+config::handler_config http_sink_handler(const std::string& name, unsigned short port);
+
 // The real daemon, in this process, served on its own thread.
 class running_daemon {
  public:
