@@ -205,6 +205,24 @@ TEST(nginx, proxies_to_a_unix_socket_and_trusts_its_peer_only_when_told) {
   EXPECT_EQ((*rd)->count_events().value(), 1);
 }
 
+TEST(nginx, an_upstream_connection_pipehook_closed_when_idle_is_not_reused_for_a_webhook) {
+  if (!have(nginx_bin, "nginx-light") || !have(curl_bin, "curl")) GTEST_SKIP() << "nginx or curl missing";
+  test::temp_dir dir;
+  config::config c = test::test_config(dir);
+  c.server.idle_timeout_ms = 200;  // far below nginx's keepalive_timeout: pipehook closes first here
+  test::running_daemon d(c);
+  nginx_process proxy(dir, "nginx", "127.0.0.1:" + std::to_string(d.port()));
+  ASSERT_TRUE(proxy.ok()) << proxy.error();
+  for (int i = 0; i < 4; ++i) {
+    test::write_file(dir.file("e.json"), test::v2_body("idle-" + std::to_string(i)));
+    auto r = curl(dir, proxy.port(), "127.0.0.1", "POST", "/webhooks/pipedrive", dir.file("e.json"));
+    EXPECT_EQ(r.status, 200) << "request " << i << ": " << r.body;  // never a 502 from a dead kept-alive connection
+    std::this_thread::sleep_for(400ms);  // pipehook closes the idle upstream connection meanwhile
+  }
+  auto rd = store::reader::open(c.store.path);
+  EXPECT_EQ((*rd)->count_events().value(), 4);
+}
+
 TEST(deployment_files, compose_and_the_container_config_hold_together) {
   const std::string src = PIPEHOOK_SOURCE_DIR;
   // The compose file parses as YAML and names what exists (a real YAML parser; no Docker engine here).
