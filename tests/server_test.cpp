@@ -126,6 +126,30 @@ TEST_F(server_fixture, chunked_bodies_over_the_limit_are_413) {
   EXPECT_EQ(reply.rfind("HTTP/1.1 413", 0), 0u) << reply;
 }
 
+// A proxy that streams bodies (nginx with proxy_request_buffering off) forwards them chunked, as
+// the bytes arrive: the body is stored whole once the last chunk is in.
+TEST_F(server_fixture, a_body_streamed_in_chunks_over_time_is_stored_whole) {
+  start();
+  test::raw_socket s(port());
+  const std::string body = test::v2_body("streamed");
+  s.send("POST /webhooks/pipedrive HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: " + good_auth +
+         "\r\nTransfer-Encoding: chunked\r\n\r\n");
+  for (std::size_t at = 0; at < body.size(); at += 100) {
+    const std::string piece = body.substr(at, 100);
+    char size[16];
+    std::snprintf(size, sizeof size, "%zx", piece.size());
+    s.send(std::string(size) + "\r\n" + piece + "\r\n");
+    std::this_thread::sleep_for(30ms);
+  }
+  s.send("0\r\n\r\n");
+  const std::string reply = s.read_some(5s);
+  EXPECT_EQ(reply.rfind("HTTP/1.1 200", 0), 0u) << reply;
+  auto rd = store::reader::open(cfg.store.path);
+  auto ev = (*rd)->get(1);
+  ASSERT_TRUE(ev);
+  EXPECT_EQ(ev->ev.body, body);
+}
+
 TEST_F(server_fixture, head_requests_get_headers_and_no_body) {
   start();
   test::raw_socket s(port());
