@@ -66,7 +66,8 @@ TEST(install, cmake_install_puts_the_binary_the_example_config_and_a_unit_that_r
   test::temp_dir dir;
   const std::string prefix = dir.file("root");
   const std::string out = run("cmake --install '" + std::string(PIPEHOOK_BUILD_DIR) + "' --prefix '" + prefix + "' 2>&1");
-  for (const char* f : {"/bin/pipehook", "/share/pipehook/pipehook.toml", "/lib/systemd/system/pipehook.service"})
+  for (const char* f : {"/bin/pipehook", "/share/pipehook/pipehook.toml", "/lib/systemd/system/pipehook.service",
+                        "/lib/systemd/system/pipehook.socket"})
     EXPECT_TRUE(std::filesystem::exists(prefix + f)) << f << " not installed:\n" << out;
   const std::string unit = test::read_file(prefix + "/lib/systemd/system/pipehook.service");
   // The unit names the binary where the configured prefix puts it, reloads with SIGHUP, and is hardened.
@@ -83,8 +84,11 @@ TEST(install, cmake_install_puts_the_binary_the_example_config_and_a_unit_that_r
     const std::string from = "ExecStart=" + std::string(PIPEHOOK_INSTALL_BINDIR) + "/pipehook";
     local.replace(local.find(from), from.size(), "ExecStart=" + prefix + "/bin/pipehook");
     test::write_file(dir.file("pipehook.service"), local);
-    const std::string verify = run("systemd-analyze verify '" + dir.file("pipehook.service") + "' 2>&1");
+    std::filesystem::copy_file(prefix + "/lib/systemd/system/pipehook.socket", dir.file("pipehook.socket"));
+    const std::string verify =
+        run("systemd-analyze verify '" + dir.file("pipehook.service") + "' '" + dir.file("pipehook.socket") + "' 2>&1");
     EXPECT_EQ(verify.find("pipehook.service:"), std::string::npos) << verify;
+    EXPECT_EQ(verify.find("pipehook.socket:"), std::string::npos) << verify;
   }
   // The installed binary runs (its libraries resolve) and the installed example config is valid.
   EXPECT_NE(run("'" + prefix + "/bin/pipehook' version").find("pipehook "), std::string::npos);

@@ -1,5 +1,6 @@
 // Behind a reverse proxy: address ranges, who the client is (forwarding headers believed only from
 // trusted proxies), and server.allow_from answering 403 to others, over real sockets.
+#include "http_sink.hpp"
 #include "pipehook/core/cidr.hpp"
 #include "pipehook/http/proxy.hpp"
 #include "support.hpp"
@@ -8,6 +9,11 @@
 #include <boost/asio/write.hpp>
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
 #include <filesystem>
 
 namespace pipehook {
@@ -172,6 +178,69 @@ TEST(unix_socket, serves_webhooks_replaces_a_stale_socket_refuses_a_live_one_and
   ASSERT_FALSE(blocked);
   EXPECT_NE(blocked.error().message.find("not a socket"), std::string::npos);
   EXPECT_EQ(test::read_file(c.server.unix_path), "precious");
+}
+
+using namespace std::chrono_literals;
+
+// systemd socket activation, as systemd does it: a listening socket as fd 3, LISTEN_FDS=1,
+// LISTEN_PID = the pid that execs pipehook, LISTEN_FDNAMES. server.listen is then ignored.
+TEST(socket_activation, serves_on_the_socket_systemd_passes_and_ignores_server_listen) {
+  for (const std::string kind : {"tcp", "unix"}) {
+    SCOPED_TRACE(kind);
+    test::temp_dir dir;
+    boost::asio::io_context ioc;
+    boost::asio::ip::tcp::acceptor tcp_acc(ioc);
+    boost::asio::local::stream_protocol::acceptor unix_acc(ioc);
+    int fd = -1;
+    if (kind == "tcp") {
+      tcp_acc.open(boost::asio::ip::tcp::v4());
+      tcp_acc.bind({boost::asio::ip::make_address("127.0.0.1"), 0});
+      tcp_acc.listen();
+      fd = tcp_acc.native_handle();
+    } else {
+      unix_acc.open();
+      unix_acc.bind(boost::asio::local::stream_protocol::endpoint(dir.file("activated.sock")));
+      unix_acc.listen();
+      fd = unix_acc.native_handle();
+    }
+    test::write_file(dir.file("p.toml"), "[admin]\nlisten = \"127.0.0.1:0\"\n[server]\nlisten = \"127.0.0.1:1\"\n[auth]\npassword = \"" +
+                                             test::test_password + "\"\n[store]\npath = \"" + dir.file("e.db") + "\"\n");
+    // Everything prepared before fork: the child only dup2()s, opens its log and execs a shell
+    // that sets LISTEN_PID to its own pid ($$) and execs pipehook under that same pid.
+    const std::string script = "LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=webhook exec \"$0\" \"$@\"";
+    std::vector<std::string> argv_s{"/bin/sh", "-c", script, PIPEHOOK_BINARY, "--config", dir.file("p.toml"), "serve"};
+    std::vector<char*> argv;
+    for (auto& a : argv_s) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const std::string log = dir.file("log");
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ::dup2(fd, 3);
+      const int err = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(err, 2);
+      ::execv("/bin/sh", argv.data());
+      ::_exit(127);
+    }
+    ASSERT_GT(pid, 0);
+    const bool up = test::wait_for([&] { return test::read_file(log).find("listening on") != std::string::npos; }, 10s);
+    std::string reply;
+    if (up && kind == "tcp") {
+      test::http_client client(tcp_acc.local_endpoint().port());
+      auto r = client.post(test::v2_body("activated"), test::basic_auth(test::test_user, test::test_password));
+      reply = std::to_string(r.status) + " " + r.body;
+    } else if (up) {
+      reply = unix_request(dir.file("activated.sock"), post(test::v2_body("activated")));
+    }
+    ::kill(pid, SIGTERM);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    const std::string text = test::read_file(log);
+    ASSERT_TRUE(up) << text;
+    EXPECT_NE(reply.find("\"stored\""), std::string::npos) << reply << "\n" << text;
+    EXPECT_NE(text.find(kind == "tcp" ? "(socket-activated)" : "a Unix socket passed by systemd"), std::string::npos) << text;
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << text;
+    if (kind == "unix") EXPECT_TRUE(std::filesystem::exists(dir.file("activated.sock")));  // systemd's file: left alone
+  }
 }
 
 TEST(unix_socket, forwarding_headers_from_unix_peers_count_only_when_trusted) {

@@ -2,6 +2,7 @@
 
 #include "pipehook/admin/api.hpp"
 #include "pipehook/core/metrics.hpp"
+#include "pipehook/core/socket_activation.hpp"
 #include "pipehook/core/time.hpp"
 #include "pipehook/dispatch/dispatcher.hpp"
 #include "pipehook/store/reader.hpp"
@@ -46,6 +47,7 @@ struct daemon::impl {
   std::unique_ptr<http::server> server;
   std::unique_ptr<pipedrive::registrar_service> registrar;  // when registrar.enabled
   asio::ip::tcp::endpoint bound;
+  bool activated = false;  // the webhook socket came from systemd
   // The admin listener: its own io_context and thread, so operators' queries never hold up webhooks.
   asio::io_context admin_ioc;
   std::unique_ptr<admin::api> admin_api;
@@ -306,6 +308,8 @@ daemon::~daemon() {
 
 outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c) {
   if (auto ready = config::check_serve_ready(c); !ready) return ready.error();
+  auto sockets = take_activated_sockets();  // systemd socket activation, when it started us
+  if (!sockets) return sockets.error();
   auto p = std::make_unique<impl>();
   p->cfg = c;
 
@@ -415,7 +419,7 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c) {
       spdlog::debug("admin: {} {} {} -> {} {} in {} us", h.remote, h.method, h.target, r.status, r.note, e.count());
     };
     p->admin_server = std::make_unique<http::server>(p->admin_ioc, admin_http, p->admin_api->routes());
-    auto admin_bound = p->admin_server->listen();
+    auto admin_bound = sockets->admin >= 0 ? p->admin_server->adopt(sockets->admin) : p->admin_server->listen();
     if (!admin_bound) {
       failure f = admin_bound.error();
       f.message = "admin listener: " + f.message + " (set admin.listen, or admin.enabled = false)";
@@ -439,7 +443,8 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c) {
     p->registrar = std::move(*reg);
     p->registrar->set_observer([m](std::string_view state) { m->registrar(state); });
   }
-  auto bound = p->server->listen();
+  p->activated = sockets->webhook >= 0;
+  auto bound = p->activated ? p->server->adopt(sockets->webhook) : p->server->listen();
   if (!bound) return bound.error();
   p->bound = *bound;
   return std::unique_ptr<daemon>(new daemon(std::move(p)));
@@ -474,8 +479,10 @@ void daemon::run(bool handle_signals) {
                  self->admin_bound.port(), c.admin.token.empty() ? "no token: loopback only" : "bearer token required");
   spdlog::info("pipehook {} listening on {} (webhooks at POST {}, auth {}), event log {} (durability {})",
                PIPEHOOK_VERSION,
-               c.server.unix_path.empty() ? self->bound.address().to_string() + ":" + std::to_string(self->bound.port())
-                                          : "unix:" + c.server.unix_path,
+               self->bound.port() != 0  ? self->bound.address().to_string() + ":" + std::to_string(self->bound.port()) +
+                                              (self->activated ? " (socket-activated)" : "")
+               : self->activated        ? std::string("a Unix socket passed by systemd")
+                                        : "unix:" + c.server.unix_path,
                c.server.path,
                c.auth.enabled ? "Basic" : "DISABLED", c.store.path,
                c.store.sync == config::durability::full ? "full" : "normal");

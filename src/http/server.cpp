@@ -26,6 +26,7 @@
 #include <boost/json/object.hpp>
 #include <spdlog/spdlog.h>
 
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -67,7 +68,8 @@ struct server::state : std::enable_shared_from_this<server::state> {
   server_options opt;
   std::vector<route> routes;
   tcp::acceptor acceptor;
-  unix_socket::acceptor unix_acceptor;  // instead of `acceptor` when opt.unix_path is set
+  unix_socket::acceptor unix_acceptor;  // instead of `acceptor` when opt.unix_path is set (or adopted)
+  bool adopted_unix = false;            // a Unix socket passed by systemd
   asio::steady_timer slot_freed;       // wakes the accept loop when a connection ends at the cap
   asio::steady_timer shutdown_deadline;  // on the acceptor's strand, like slot_freed
   std::atomic<bool> stopping{false};
@@ -451,7 +453,7 @@ outcome<tcp::endpoint> server::listen() {
 
 void server::start() {
   auto ex = state_->acceptor.get_executor();
-  if (state_->opt.unix_path.empty()) asio::co_spawn(ex, accept_loop<tcp>(state_, state_->acceptor), asio::detached);
+  if (state_->opt.unix_path.empty() && !state_->adopted_unix) asio::co_spawn(ex, accept_loop<tcp>(state_, state_->acceptor), asio::detached);
   else asio::co_spawn(ex, accept_loop<unix_socket>(state_, state_->unix_acceptor), asio::detached);
 }
 
@@ -463,7 +465,7 @@ void server::stop() {
     st->acceptor.close(ec);
     if (st->unix_acceptor.is_open()) {
       st->unix_acceptor.close(ec);
-      ::unlink(st->opt.unix_path.c_str());  // the socket file goes with the listener
+      if (!st->opt.unix_path.empty()) ::unlink(st->opt.unix_path.c_str());  // the socket file goes with the listener
     }
     st->slot_freed.cancel();
   });
@@ -493,6 +495,25 @@ void server::stop() {
       }
     });
   });
+}
+
+outcome<tcp::endpoint> server::adopt(int fd) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+    return make_failure(errc::io_error, "socket activation: fd " + std::to_string(fd) + ": " + std::strerror(errno));
+  beast::error_code ec;
+  if (addr.ss_family == AF_UNIX) {
+    state_->opt.unix_path.clear();  // systemd owns the socket file: never unlinked here
+    state_->unix_acceptor.assign(unix_socket(), fd, ec);
+    if (ec) return make_failure(errc::io_error, "socket activation: " + ec.message());
+    state_->adopted_unix = true;
+    return tcp::endpoint();
+  }
+  const tcp protocol = addr.ss_family == AF_INET6 ? tcp::v6() : tcp::v4();
+  state_->acceptor.assign(protocol, fd, ec);
+  if (ec) return make_failure(errc::io_error, "socket activation: " + ec.message());
+  return state_->acceptor.local_endpoint(ec);
 }
 
 outcome<void> server::listen_unix() {

@@ -41,7 +41,11 @@ class server {
   // endpoint returned is empty; a stale socket file is replaced, a live one is an error.
   outcome<boost::asio::ip::tcp::endpoint> listen();
 
-  // Starts accepting (after listen()).
+  // Instead of listen(): serves on a socket already bound and listening (systemd socket
+  // activation), TCP or Unix. Takes ownership of `fd`. Returns the bound address (empty for Unix).
+  outcome<boost::asio::ip::tcp::endpoint> adopt(int fd);
+
+  // Starts accepting (after listen() or adopt()).
   void start();
 
   // Graceful stop, callable from any thread: stop accepting, close idle connections, let in-flight
