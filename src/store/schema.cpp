@@ -262,10 +262,14 @@ CREATE INDEX deliveries_order_idx ON deliveries(handler, order_key, id) WHERE st
 CREATE INDEX deliveries_error_idx ON deliveries(handler, last_error_at) WHERE last_error_at IS NOT NULL;
 )sql",
     // 3: retention deletes an event's deliveries with it (and skips events with pending ones);
-    // the admin API's newest-first pages of one entity (entity, entity_id, id) cannot serve alone.
+    // the admin API's newest-first pages of one entity ((entity, entity_id, id) cannot serve
+    // alone) and of a time range (per-hour id order: see reader::list).
     R"sql(
 CREATE INDEX deliveries_event_idx ON deliveries(event_id);
 CREATE INDEX events_entity_order_idx ON events(entity, id);
+-- time ranges: each hour of occurred_at in id order (replaces the plain occurred_at index)
+DROP INDEX IF EXISTS events_occurred_idx;
+CREATE INDEX events_occurred_hour_idx ON events(occurred_at / 3600000000, id);
 )sql",
 };
 
