@@ -670,8 +670,7 @@ TEST(web_page, filters_opens_an_event_shows_its_diff_and_timeline_and_updates_li
   test::temp_dir dir;
   config::config c = test::test_config(dir);
   c.admin.token = "page-token";
-  config::handler_config h = test::http_sink_handler("sink", sink.port());
-  c.handlers.push_back(h);
+  c.handlers.push_back(test::http_sink_handler("sink", sink.port()));
   test::running_daemon d(c);
   test::http_client client(d.port());
   for (const auto& body :

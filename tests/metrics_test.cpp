@@ -44,8 +44,7 @@ TEST(metrics, parse_as_prometheus_text_and_move_with_requests_commits_and_delive
   test::temp_dir dir;
   config::config c = test::test_config(dir);
   c.admin.token = "metrics-token";
-  config::handler_config h = test::http_sink_handler("sink", sink.port());
-  c.handlers.push_back(h);
+  c.handlers.push_back(test::http_sink_handler("sink", sink.port()));
   test::running_daemon d(c);
   test::http_client ingest(d.port()), admin(d.admin_port());
 
