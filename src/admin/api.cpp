@@ -20,14 +20,7 @@ namespace {
 namespace asio = boost::asio;
 using http::json_error;
 
-http::response json_response(unsigned status, const boost::json::value& v, std::string outcome = "ok") {
-  http::response r;
-  r.status = status;
-  r.body = boost::json::serialize(v);
-  r.body += '\n';
-  r.outcome = std::move(outcome);
-  return r;
-}
+http::response json_ok(const boost::json::value& v) { return http::json_response(200, v, "ok"); }
 
 // A store or parameter failure as an HTTP error: 400 names the parameter, 404, else 500.
 http::response failure_response(const failure& f) {
@@ -90,28 +83,9 @@ struct api::impl {
     auto q = parse_list_query(*p);
     if (!q) return failure_response(q.error());
     if (q->ndjson) return export_events(q->filter);
-    store::event_filter f = q->filter;
-    f.limit += 1;  // one more tells whether there is a next page
-    auto rows = reader->list(f, false);
-    if (!rows) return failure_response(rows.error());
-    return page_response(*rows, q->filter, "events", [](const event::stored_event& e) { return event::to_json(e); });
-  }
-
-  template <class ToJson>
-  http::response page_response(std::vector<event::stored_event>& rows, const store::event_filter& f, const char* key,
-                               ToJson to_json) {
-    boost::json::value next = nullptr;
-    if (rows.size() > static_cast<std::size_t>(f.limit)) {
-      rows.resize(static_cast<std::size_t>(f.limit));
-      next = encode_cursor(f.ascending, rows.back().id);
-    }
-    boost::json::array items;
-    items.reserve(rows.size());
-    for (const auto& r : rows) items.push_back(to_json(r));
-    boost::json::object o;
-    o[key] = std::move(items);
-    o["next_cursor"] = std::move(next);
-    return json_response(200, o);
+    auto page = read_page(*reader, q->filter, false);
+    if (!page) return failure_response(page.error());
+    return json_ok(page_json(*page, event::to_json));
   }
 
   // format=ndjson: every matching event, a page of rows at a time (each page its own short read
@@ -120,19 +94,13 @@ struct api::impl {
     http::response r;
     r.content_type = "application/x-ndjson";
     r.outcome = "export";
-    f.limit = 1000;
+    f.limit = export_page_size;
     auto* rd = reader.get();
     auto state = std::make_shared<store::event_filter>(std::move(f));
     r.stream = [rd, state](std::string& chunk) {
-      auto rows = rd->list(*state, false);
-      if (!rows) return http::chunk_status::failed;
-      for (const auto& e : *rows) {
-        event::append_json(chunk, e);
-        chunk += '\n';
-      }
-      if (rows->size() < static_cast<std::size_t>(state->limit)) return http::chunk_status::done;
-      (state->ascending ? state->after_id : state->before_id) = rows->back().id;
-      return http::chunk_status::more;
+      auto more = append_export_page(*rd, *state, chunk);
+      if (!more) return http::chunk_status::failed;
+      return *more ? http::chunk_status::more : http::chunk_status::done;
     };
     return r;
   }
@@ -146,7 +114,7 @@ struct api::impl {
     if (!e) return failure_response(e.error());
     boost::json::object o = event::to_json_detail(*e);
     o["changes"] = changes_json(event::diff_body(e->ev.body, e->ev.version));
-    return json_response(200, o);
+    return json_ok(o);
   }
 
   http::response timeline(const http::request_head& head) {
@@ -168,12 +136,9 @@ struct api::impl {
     store::event_filter f = q->filter;
     f.entity = std::string(seg[0]);
     f.entity_id = std::string(seg[1]);
-    f.limit += 1;
-    auto rows = reader->list(f, true);
-    if (!rows) return failure_response(rows.error());
-    f.limit -= 1;
-    auto r = page_response(*rows, f, "events", timeline_entry_json);
-    return r;
+    auto page = read_page(*reader, f, true);
+    if (!page) return failure_response(page.error());
+    return json_ok(page_json(*page, timeline_entry_json));
   }
 
   http::response stats(const http::request_head& head) {
@@ -191,7 +156,7 @@ struct api::impl {
     o["handlers"] = std::move(handlers);
     if (opt.runtime_stats)
       for (auto& [k, v] : opt.runtime_stats()) o[k] = v;
-    return json_response(200, o);
+    return json_ok(o);
   }
 
   http::response handlers() {
@@ -199,7 +164,7 @@ struct api::impl {
     if (!counts) return failure_response(counts.error());
     boost::json::array out;
     for (const auto& h : *counts) out.push_back(handler_json(h));
-    return json_response(200, boost::json::object{{"handlers", std::move(out)}});
+    return json_ok(boost::json::object{{"handlers", std::move(out)}});
   }
 
   http::response list_quarantine(const http::request_head& head) {
@@ -213,9 +178,9 @@ struct api::impl {
         if (!n || *n > 1000) return json_error(400, "bad_request", "limit: must be a number from 1 to 1000 (got \"" + value + "\")");
         limit = static_cast<int>(*n);
       } else if (name == "cursor") {
-        auto q = parse_list_query({{"cursor", value}});
-        if (!q) return failure_response(q.error());
-        before = q->filter.before_id;
+        auto id = decode_cursor(value, false);
+        if (!id) return failure_response(id.error());
+        before = *id;
       } else {
         return json_error(400, "bad_request", name + ": unknown parameter (quarantine takes limit, cursor)");
       }
@@ -229,7 +194,7 @@ struct api::impl {
     }
     boost::json::array items;
     for (const auto& q : *rows) items.push_back(quarantine_json(q));
-    return json_response(200, boost::json::object{{"quarantine", std::move(items)}, {"next_cursor", std::move(next)}});
+    return json_ok(boost::json::object{{"quarantine", std::move(items)}, {"next_cursor", std::move(next)}});
   }
 
   http::response get_quarantined(const http::request_head& head) {
@@ -239,7 +204,7 @@ struct api::impl {
     if (!id) return json_error(400, "bad_request", "id: \"" + std::string(seg[0]) + "\" is not a quarantine id");
     auto q = reader->quarantined(*id);
     if (!q) return failure_response(q.error());
-    return json_response(200, quarantine_json(*q));
+    return json_ok(quarantine_json(*q));
   }
 };
 
@@ -272,11 +237,9 @@ asio::awaitable<http::response> reparse(api::impl* self, std::string path) {
   store::append_result res = co_await std::move(op);
   if (!res) co_return json_error(503, "store_unavailable", res.error().message);
   const bool dup = res->status == store::append_status::duplicate;
-  co_return json_response(200, boost::json::object{{"status", dup ? "duplicate" : "stored"}, {"event_id", res->id}},
+  co_return http::json_response(200, boost::json::object{{"status", dup ? "duplicate" : "stored"}, {"event_id", res->id}},
                           dup ? "duplicate" : "stored");
 }
-
-asio::awaitable<http::response> ready(http::response r) { co_return r; }
 
 http::response asset(std::string_view content_type, std::string_view body) {
   http::response r;
@@ -308,7 +271,7 @@ std::vector<http::route> api::routes() {
   impl* self = impl_.get();
   auto check = [self](const http::request_head& head) { return self->check_token(head); };
   auto get = [](auto fn) {  // a synchronous handler as a route: reads are quick, this thread serves only operators
-    return [fn](const http::request_head& head, std::string) { return ready(fn(head)); };
+    return [fn](const http::request_head& head, std::string) { return http::ready(fn(head)); };
   };
   const bool prefix = true, exact = false;
   std::vector<http::route> out = {

@@ -116,6 +116,50 @@ std::string encode_cursor(bool ascending, std::int64_t last_id) {
   return b64_encode(std::string(ascending ? "a:" : "d:") + std::to_string(last_id));
 }
 
+outcome<std::int64_t> decode_cursor(std::string_view cursor, bool ascending) {
+  const auto decoded = b64_decode(cursor);
+  const auto id = decoded && decoded->size() > 2 ? to_int(std::string_view(*decoded).substr(2)) : std::nullopt;
+  if (!id || (*decoded)[1] != ':' || ((*decoded)[0] != 'a' && (*decoded)[0] != 'd'))
+    return bad_param("cursor", "is not a cursor this API returned").error();
+  if (((*decoded)[0] == 'a') != ascending)
+    return bad_param("cursor", "belongs to the other order; keep `order` as it was for the first page").error();
+  return *id;
+}
+
+outcome<event_page> read_page(store::reader& rd, store::event_filter f, bool with_body) {
+  const auto limit = static_cast<std::size_t>(f.limit);
+  f.limit += 1;
+  auto rows = rd.list(f, with_body);
+  if (!rows) return rows.error();
+  event_page page{std::move(*rows), std::nullopt};
+  if (page.events.size() > limit) {
+    page.events.resize(limit);
+    page.next_cursor = encode_cursor(f.ascending, page.events.back().id);
+  }
+  return page;
+}
+
+boost::json::object page_json(const event_page& p, boost::json::object (*to_json)(const event::stored_event&)) {
+  boost::json::array items;
+  items.reserve(p.events.size());
+  for (const auto& e : p.events) items.push_back(to_json(e));
+  boost::json::object o{{"events", std::move(items)}};
+  o["next_cursor"] = p.next_cursor ? boost::json::value(*p.next_cursor) : boost::json::value(nullptr);
+  return o;
+}
+
+outcome<bool> append_export_page(store::reader& rd, store::event_filter& f, std::string& out) {
+  auto rows = rd.list(f, false);
+  if (!rows) return rows.error();
+  for (const auto& e : *rows) {
+    event::append_json(out, e);
+    out += '\n';
+  }
+  if (rows->size() < static_cast<std::size_t>(f.limit)) return false;
+  (f.ascending ? f.after_id : f.before_id) = rows->back().id;
+  return true;
+}
+
 outcome<list_query> parse_list_query(const params& p) {
   list_query out;
   store::event_filter& f = out.filter;
@@ -162,12 +206,8 @@ outcome<list_query> parse_list_query(const params& p) {
   f.ascending = order == "asc";
   if (f.since_us && f.until_us && *f.since_us > *f.until_us) return bad_param("since", "is after until").error();
   if (!cursor.empty()) {
-    const auto decoded = b64_decode(cursor);
-    const auto id = decoded && decoded->size() > 2 ? to_int(std::string_view(*decoded).substr(2)) : std::nullopt;
-    if (!id || (*decoded)[1] != ':' || ((*decoded)[0] != 'a' && (*decoded)[0] != 'd'))
-      return bad_param("cursor", "is not a cursor this API returned").error();
-    if (((*decoded)[0] == 'a') != f.ascending)
-      return bad_param("cursor", "belongs to the other order; keep `order` as it was for the first page").error();
+    auto id = decode_cursor(cursor, f.ascending);
+    if (!id) return id.error();
     (f.ascending ? f.after_id : f.before_id) = *id;
   }
   return out;
@@ -197,8 +237,8 @@ boost::json::object quarantine_json(const store::quarantine_row& q) {
   o["id"] = q.id;
   o["received_at"] = format_rfc3339_us(q.received_at_us);
   o["reason"] = q.reason;
-  o["content_type"] = q.content_type.empty() ? boost::json::value(nullptr) : boost::json::value(q.content_type);
-  o["remote"] = q.remote.empty() ? boost::json::value(nullptr) : boost::json::value(q.remote);
+  o["content_type"] = event::text_or_null(q.content_type);
+  o["remote"] = event::text_or_null(q.remote);
   if (!q.body.empty()) o["body"] = q.body;
   return o;
 }
@@ -211,7 +251,7 @@ boost::json::object handler_json(const store::handler_counts& h) {
   o["dead"] = h.dead;
   o["done"] = h.done;
   o["oldest_pending_at"] = h.oldest_pending_us ? boost::json::value(format_rfc3339_us(*h.oldest_pending_us)) : nullptr;
-  o["last_error"] = h.last_error.empty() ? boost::json::value(nullptr) : boost::json::value(h.last_error);
+  o["last_error"] = event::text_or_null(h.last_error);
   o["last_error_at"] = h.last_error_at_us ? boost::json::value(format_rfc3339_us(h.last_error_at_us)) : nullptr;
   return o;
 }

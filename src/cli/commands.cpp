@@ -147,28 +147,22 @@ int cmd_events_list(const std::string& config_path, const filter_args& args, con
   if (!q) return fail_with(q.error());
   auto rd = open_reader(config_path);
   if (!rd) return fail_with(rd.error());
-  store::event_filter f = q->filter;
-  f.limit += 1;
-  auto rows = (*rd)->list(f, false);
-  if (!rows) return fail_with(rows.error());
-  std::optional<std::string> next;
-  if (rows->size() > static_cast<std::size_t>(q->filter.limit)) {
-    rows->resize(static_cast<std::size_t>(q->filter.limit));
-    next = admin::encode_cursor(f.ascending, rows->back().id);
-  }
+  auto page = admin::read_page(**rd, q->filter, false);
+  if (!page) return fail_with(page.error());
   if (format == "ndjson") {
-    for (const auto& r : *rows) std::cout << boost::json::serialize(event::to_json(r)) << "\n";
+    std::string out;
+    for (const auto& r : page->events) {
+      event::append_json(out, r);
+      out += '\n';
+    }
+    std::cout << out;
   } else if (format == "json") {
-    boost::json::array items;
-    for (const auto& r : *rows) items.push_back(event::to_json(r));
-    boost::json::object o{{"events", std::move(items)}};
-    o["next_cursor"] = next ? boost::json::value(*next) : boost::json::value(nullptr);
-    std::cout << boost::json::serialize(o) << "\n";
-  } else if (rows->empty()) {
+    std::cout << boost::json::serialize(admin::page_json(*page, event::to_json)) << "\n";
+  } else if (page->events.empty()) {
     std::cerr << "no events match\n";
   } else {
-    print_table(*rows);
-    if (next) std::cerr << "more: --cursor " << *next << "\n";
+    print_table(page->events);
+    if (page->next_cursor) std::cerr << "more: --cursor " << *page->next_cursor << "\n";
   }
   return exit_ok;
 }
@@ -180,19 +174,14 @@ int cmd_events_export(const std::string& config_path, const filter_args& args) {
   auto rd = open_reader(config_path);
   if (!rd) return fail_with(rd.error());
   store::event_filter f = q->filter;
-  f.limit = 1000;
+  f.limit = admin::export_page_size;
   std::string out;
-  for (;;) {
-    auto rows = (*rd)->list(f, false);
-    if (!rows) return fail_with(rows.error());
+  for (bool more = true; more;) {
     out.clear();
-    for (const auto& r : *rows) {
-      event::append_json(out, r);
-      out += '\n';
-    }
+    auto next = admin::append_export_page(**rd, f, out);
+    if (!next) return fail_with(next.error());
+    more = *next;
     std::fwrite(out.data(), 1, out.size(), stdout);
-    if (rows->size() < static_cast<std::size_t>(f.limit)) break;
-    (f.ascending ? f.after_id : f.before_id) = rows->back().id;
   }
   std::fflush(stdout);
   return std::ferror(stdout) ? fail(exit_failed, "writing to stdout failed") : exit_ok;

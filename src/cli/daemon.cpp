@@ -60,9 +60,7 @@ struct daemon::impl {
   asio::steady_timer summary_timer{ioc};
   bool stopping = false;  // touched on the io_context only
 
-  std::mutex counts_mu;
-  std::map<std::string, std::uint64_t> counts;    // outcome -> requests since the last summary
-  std::map<std::string, std::uint64_t> rejected;  // outcome -> webhook requests refused (4xx/5xx) since start
+  metrics::counts summarized;  // the outcome totals at the last summary (io_context only)
 
   void on_response(const http::request_head& head, const http::response& res, std::chrono::microseconds elapsed) {
     // The route label is one of a fixed few: never a raw path (a scanner would blow up the series).
@@ -70,12 +68,7 @@ struct daemon::impl {
                                    : head.path == "/healthz"    ? "healthz"
                                    : head.path == "/readyz"     ? "readyz"
                                                                 : "other";
-    stats.request(route, res.status, res.outcome, elapsed);
-    {
-      std::lock_guard lk(counts_mu);
-      ++counts[res.outcome];
-      if (res.status >= 400 || res.status == 202) ++rejected[res.outcome];
-    }
+    stats.request(route, res.status, res.outcome, elapsed);  // also what the summary and /stats report
     spdlog::debug("{} {} {} -> {} {} ({}) in {} us", head.remote, head.method, head.target, res.status, res.outcome,
                   res.note, elapsed.count());
     if (res.status >= 400 || res.status == 202)
@@ -86,14 +79,15 @@ struct daemon::impl {
   }
 
   void log_summary(const char* period) {
-    std::map<std::string, std::uint64_t> snapshot;
-    {
-      std::lock_guard lk(counts_mu);
-      snapshot.swap(counts);
-    }
-    if (snapshot.empty()) return;  // idle periods are not logged
+    metrics::counts now = stats.outcomes();
     std::string line;
-    for (const auto& [outcome, n] : snapshot) line += " " + outcome + "=" + std::to_string(n);
+    for (const auto& [outcome, n] : now) {
+      const auto before = summarized.find(outcome);
+      const std::uint64_t delta = n - (before == summarized.end() ? 0 : before->second);
+      if (delta) line += " " + outcome + "=" + std::to_string(delta);
+    }
+    summarized = std::move(now);
+    if (line.empty()) return;  // idle periods are not logged
     spdlog::info("requests in the {}:{} (queue depth {})", period, line, log->queue_depth());
   }
 
@@ -226,6 +220,7 @@ asio::awaitable<std::int64_t> retention_pass(daemon::impl* self) {
     }
   }
   if (c.retention_max_bytes > 0) {
+    double per_row = 0;  // the average row's bytes, measured once per pass (a count(*) reads the table)
     for (;;) {
       auto used = self->retention_reader->used_bytes();
       if (!used) {
@@ -235,9 +230,10 @@ asio::awaitable<std::int64_t> retention_pass(daemon::impl* self) {
       if (static_cast<std::uint64_t>(*used) <= c.retention_max_bytes || self->stopping) break;
       // As many of the oldest rows as the excess holds at the average row size (not a whole batch:
       // a small budget would lose most of what it keeps), at least one, at most a batch.
-      auto count = self->retention_reader->count_events();
-      const std::int64_t rows = count && *count > 0 ? *count : 1;
-      const double per_row = static_cast<double>(*used) / static_cast<double>(rows);
+      if (per_row == 0) {
+        auto count = self->retention_reader->count_events();
+        per_row = static_cast<double>(*used) / static_cast<double>(count && *count > 0 ? *count : 1);
+      }
       const auto excess = static_cast<double>(static_cast<std::uint64_t>(*used) - c.retention_max_bytes);
       const int limit = static_cast<int>(std::clamp(excess / per_row + 1.0, 1.0, static_cast<double>(retention_batch)));
       auto op = run(self, INT64_MAX, limit);
@@ -282,8 +278,7 @@ struct ingest_handle {
 };
 struct health_handle {
   ingest::webhook_endpoint* ep;
-  asio::awaitable<http::response> operator()(const http::request_head&, std::string) const { return respond(ep->health()); }
-  static asio::awaitable<http::response> respond(http::response r) { co_return r; }
+  asio::awaitable<http::response> operator()(const http::request_head&, std::string) const { return http::ready(ep->health()); }
 };
 struct ready_handle {
   ingest::webhook_endpoint* ep;
@@ -400,8 +395,7 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c) {
     };
     admin_opts.runtime_stats = [raw] {
       boost::json::object rejected;
-      std::lock_guard lk(raw->counts_mu);
-      for (const auto& [outcome, n] : raw->rejected) rejected[outcome] = n;
+      for (const auto& [outcome, n] : raw->stats.refused()) rejected[outcome] = n;
       return boost::json::object{{"rejected_since_start", std::move(rejected)}};
     };
     auto api = admin::api::create(std::move(admin_opts), *p->log);

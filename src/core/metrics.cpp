@@ -81,11 +81,34 @@ void size_histogram::render(std::string& out, std::string_view name) const {
 
 metrics::metrics() : started_us_(now_us()) {}
 
+namespace {
+
+// ++counts[key] without building a string when the key is there already (every request).
+template <class Map>
+auto& slot(Map& m, std::string_view key) {
+  auto it = m.find(key);
+  if (it == m.end()) it = m.emplace(std::string(key), typename Map::mapped_type{}).first;
+  return it->second;
+}
+
+}  // namespace
+
 void metrics::request(std::string_view route, unsigned status, std::string_view outcome, std::chrono::microseconds elapsed) {
   if (route == "webhook" && status != 0) ingest_latency_.observe(elapsed);
   std::lock_guard lk(mu_);
-  ++requests_[{std::string(route), status}];
-  ++outcomes_[std::string(outcome)];
+  ++slot(requests_, route)[status];
+  ++slot(outcomes_, outcome);
+  if (status >= 400 || status == 202) ++slot(refused_, outcome);
+}
+
+metrics::counts metrics::outcomes() const {
+  std::lock_guard lk(mu_);
+  return outcomes_;
+}
+
+metrics::counts metrics::refused() const {
+  std::lock_guard lk(mu_);
+  return refused_;
 }
 
 void metrics::commit(std::size_t records, std::chrono::microseconds commit) {
@@ -116,9 +139,10 @@ std::string metrics::render(const gauges& g) const {
   std::lock_guard lk(mu_);
   header(out, "pipehook_http_requests_total", "counter",
          "Requests on the webhook listener by route and status (status 0: the client went away before an answer).");
-  for (const auto& [key, n] : requests_)
-    out += "pipehook_http_requests_total{route=\"" + label(key.first) + "\",status=\"" + std::to_string(key.second) +
-           "\"} " + std::to_string(n) + "\n";
+  for (const auto& [route, by_status] : requests_)
+    for (const auto& [status, n] : by_status)
+      out += "pipehook_http_requests_total{route=\"" + label(route) + "\",status=\"" + std::to_string(status) + "\"} " +
+             std::to_string(n) + "\n";
   header(out, "pipehook_webhook_outcomes_total", "counter",
          "Webhook listener requests by outcome (stored, duplicate, quarantined, unauthorized, ...).");
   for (const auto& [outcome, n] : outcomes_)

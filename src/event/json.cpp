@@ -8,14 +8,10 @@
 #include <boost/json/value.hpp>
 
 namespace pipehook::event {
-namespace {
-
 boost::json::value text_or_null(const std::string& s) {
   if (s.empty()) return nullptr;
   return boost::json::string(s);
 }
-
-}  // namespace
 
 boost::json::object to_json(const stored_event& se) {
   const event& e = se.ev;

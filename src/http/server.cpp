@@ -52,6 +52,16 @@ response json_error(unsigned status, std::string_view error, std::string_view de
   return r;
 }
 
+response json_response(unsigned status, const boost::json::value& body, std::string outcome) {
+  response r;
+  r.status = status;
+  r.body = boost::json::serialize(body);
+  r.outcome = std::move(outcome);
+  return r;
+}
+
+asio::awaitable<response> ready(response r) { co_return r; }
+
 namespace {
 
 // A connection as the shutdown code sees it; touched only on the connection's own executor.
@@ -137,7 +147,6 @@ void fill_head(request_head& head, const Message& m) {
   head.path = head.target.substr(0, head.target.find('?'));
   head.content_type = m[bhttp::field::content_type];
   head.authorization = m[bhttp::field::authorization];
-  head.accept = m[bhttp::field::accept];
 }
 
 // Writes a streamed response: the head, then each chunk as the producer makes it. False when the

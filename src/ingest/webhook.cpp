@@ -65,13 +65,6 @@ bool is_json_content_type(std::string_view ct) {
   return lower.rfind("application/", 0) == 0 && lower.size() > 17 && lower.compare(lower.size() - 5, 5, "+json") == 0;
 }
 
-http::response json_ok(unsigned status, boost::json::object body, std::string outcome) {
-  http::response r;
-  r.status = status;
-  r.body = boost::json::serialize(body);
-  r.outcome = std::move(outcome);
-  return r;
-}
 
 // Completes an asio operation from the writer thread: the callback posts the result back to the
 // executor of the waiting coroutine. A named function object, not a lambda (see STYLE.md).
@@ -108,10 +101,6 @@ struct submit_probe {
   store::event_log* log;
   void operator()(store::append_callback cb) const { log->probe(std::move(cb)); }
 };
-
-asio::awaitable<store::append_result> commit(std::function<void(store::append_callback)> submit) {
-  return await_commit(std::move(submit));
-}
 
 }  // namespace
 
@@ -187,37 +176,37 @@ asio::awaitable<http::response> webhook_endpoint::handle(http::request_head head
     q->remote = head.remote;
     q->body = std::move(parsed.ev.body);
     q->received_at_us = parsed.ev.received_at_us;
-    auto op = commit(submit_quarantine{&log_, q});  // see commit(): no temporaries in the co_await
+    auto op = await_commit(submit_quarantine{&log_, q});  // see await_commit(): no temporaries in the co_await
     store::append_result res = co_await std::move(op);
     if (!res) co_return unavailable(res.error());
-    http::response r = json_ok(202, {{"status", "quarantined"}, {"id", res->id}, {"reason", parsed.reason}}, "quarantined");
+    http::response r = http::json_response(202, {{"status", "quarantined"}, {"id", res->id}, {"reason", parsed.reason}}, "quarantined");
     r.note = parsed.reason;
     co_return r;
   }
 
   auto ev = std::make_shared<event::event>(std::move(parsed.ev));
   const std::string note = ev->entity + "." + ev->action + " " + ev->entity_id + " attempt " + std::to_string(ev->attempt);
-  auto op = commit(submit_event{&log_, ev});
+  auto op = await_commit(submit_event{&log_, ev});
   store::append_result res = co_await std::move(op);
   if (!res) co_return unavailable(res.error());
   const bool dup = res->status == store::append_status::duplicate;
-  http::response r = json_ok(200, {{"status", dup ? "duplicate" : "stored"}, {"id", res->id}}, dup ? "duplicate" : "stored");
+  http::response r = http::json_response(200, {{"status", dup ? "duplicate" : "stored"}, {"id", res->id}}, dup ? "duplicate" : "stored");
   r.note = note;
   co_return r;
 }
 
-http::response webhook_endpoint::health() const { return json_ok(200, {{"status", "ok"}}, "health"); }
+http::response webhook_endpoint::health() const { return http::json_response(200, {{"status", "ok"}}, "health"); }
 
 asio::awaitable<http::response> webhook_endpoint::ready() {
   if (draining_) co_return http::json_error(503, "not_ready", "shutting down");
-  auto op = commit(submit_probe{&log_});
+  auto op = await_commit(submit_probe{&log_});
   store::append_result res = co_await std::move(op);
   if (!res) {
     http::response r = http::json_error(503, "not_ready", "the event log is not writable: " + res.error().message);
     r.headers.emplace_back("Retry-After", std::to_string(opt_.retry_after_s));
     co_return r;
   }
-  co_return json_ok(200, {{"status", "ready"}}, "ready");
+  co_return http::json_response(200, {{"status", "ready"}}, "ready");
 }
 
 }  // namespace pipehook::ingest

@@ -70,7 +70,7 @@ class sqlite_reader final : public reader {
     hours->bind_int(2, until_us);
     while ((rc = hours->step()) == SQLITE_ROW) out.per_hour.emplace_back(hours->column_int(0), hours->column_int(1));
     if (rc != SQLITE_DONE) return detail::sqlite_failure(db_.db, rc, "stats per hour");
-    auto q = count_between("SELECT count(*) FROM quarantine WHERE received_at >= ?1 AND received_at < ?2", since_us, until_us);
+    auto q = count("SELECT count(*) FROM quarantine WHERE received_at >= ?1 AND received_at < ?2", {since_us, until_us});
     if (!q) return q.error();
     out.quarantined = *q;
     return out;
@@ -102,9 +102,7 @@ class sqlite_reader final : public reader {
     return r;
   }
 
-  outcome<std::int64_t> count_purgeable(std::int64_t before_us) override {
-    return count_between(detail::purgeable_sql, before_us, 0);
-  }
+  outcome<std::int64_t> count_purgeable(std::int64_t before_us) override { return count(detail::purgeable_sql, {before_us}); }
 
   outcome<std::int64_t> used_bytes() override {
     return count("SELECT (page_count - freelist_count) * page_size FROM pragma_page_count(), pragma_freelist_count(), "
@@ -212,19 +210,12 @@ class sqlite_reader final : public reader {
     return {st.column_int(0), st.column_int(1), st.column_text(2), st.column_text(3), st.column_text(4), {}};
   }
 
-  outcome<std::int64_t> count_between(std::string_view sql, std::int64_t a, std::int64_t b) {
+  // A single number from `sql`, its parameters bound in order.
+  outcome<std::int64_t> count(std::string_view sql, std::initializer_list<std::int64_t> params = {}) {
     auto st = statement::prepare(db_.db, sql);
     if (!st) return st.error();
-    st->bind_int(1, a);
-    st->bind_int(2, b);
-    const int rc = st->step();
-    if (rc != SQLITE_ROW) return detail::sqlite_failure(db_.db, rc, "count");
-    return st->column_int(0);
-  }
-
-  outcome<std::int64_t> count(std::string_view sql) {
-    auto st = statement::prepare(db_.db, sql);
-    if (!st) return st.error();
+    int i = 0;
+    for (const std::int64_t v : params) st->bind_int(++i, v);
     const int rc = st->step();
     if (rc != SQLITE_ROW) return detail::sqlite_failure(db_.db, rc, "count");
     return st->column_int(0);

@@ -10,6 +10,8 @@
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 
+#include <optional>
+
 #include <string>
 #include <string_view>
 #include <utility>
@@ -37,8 +39,24 @@ struct list_query {
 // Unknown parameters and bad values are errors that name the parameter.
 outcome<list_query> parse_list_query(const params& p);
 
-// The opaque cursor of the page after the last event of this one (keyset on the id, with the order).
+// The opaque cursor of the page after the last event of this one (keyset on the id, with the order),
+// and back: the id, or a 400-class error naming `cursor` (not one of ours, or of the other order).
 std::string encode_cursor(bool ascending, std::int64_t last_id);
+outcome<std::int64_t> decode_cursor(std::string_view cursor, bool ascending);
+
+struct event_page {
+  std::vector<event::stored_event> events;
+  std::optional<std::string> next_cursor;  // when another page follows
+};
+// One page as `f` asks (limit + 1 rows are read to know whether another follows).
+outcome<event_page> read_page(store::reader& rd, store::event_filter f, bool with_body);
+// {"events": [...], "next_cursor": "..." | null}, each event rendered by `to_json`.
+boost::json::object page_json(const event_page& p, boost::json::object (*to_json)(const event::stored_event&));
+
+// An export, a page at a time: appends the next page of every event `f` matches as NDJSON to
+// `out` and moves `f` past it (f.limit is the page size). False once that was the last page.
+outcome<bool> append_export_page(store::reader& rd, store::event_filter& f, std::string& out);
+inline constexpr int export_page_size = 1000;
 
 // Field changes: [{"field", "kind": added|removed|changed, "before", "after"}].
 boost::json::array changes_json(const std::vector<event::field_change>& changes);

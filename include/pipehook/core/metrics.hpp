@@ -67,10 +67,16 @@ class metrics {
   };
   std::string render(const gauges& g) const;
 
+  using counts = std::map<std::string, std::uint64_t, std::less<>>;
+  // Requests by outcome since start (the per-minute log summary is the difference of two), and
+  // those refused or quarantined (status >= 400 or 202) by outcome.
+  counts outcomes() const;
+  counts refused() const;
+
  private:
   mutable std::mutex mu_;  // guards the maps (low cardinality: routes x statuses, handlers)
-  std::map<std::pair<std::string, unsigned>, std::uint64_t> requests_;
-  std::map<std::string, std::uint64_t> outcomes_;
+  std::map<std::string, std::map<unsigned, std::uint64_t>, std::less<>> requests_;  // route -> status -> n
+  counts outcomes_, refused_;
   std::map<std::pair<std::string, std::string>, std::uint64_t> deliveries_;
   std::map<std::string, histogram> delivery_latency_;
   std::string registrar_state_ = "disabled";

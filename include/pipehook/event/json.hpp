@@ -5,8 +5,12 @@
 #include "pipehook/event/event.hpp"
 
 #include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
 
 namespace pipehook::event {
+
+// A string, or null when it is empty (absent optional fields).
+boost::json::value text_or_null(const std::string& s);
 
 // The list fields: id, event_key, version, entity, action, source_action, entity_id, company_id,
 // user_id, webhook_id, occurred_at, received_at (RFC 3339 UTC), attempt, change_source, is_bulk,

@@ -3,6 +3,7 @@
 // be tested without sockets.
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/json/fwd.hpp>
 
 #include <cstdint>
 #include <functional>
@@ -21,7 +22,6 @@ struct request_head {
   std::string_view path;     // target without the query
   std::string_view content_type;
   std::string_view authorization;
-  std::string_view accept;
   std::optional<std::uint64_t> content_length;  // absent for chunked bodies
   std::string remote;        // for logs: the peer "ip:port", or "client via ip:port" behind a trusted proxy
   std::string client;        // the client's address: the peer's, or as a trusted proxy forwarded it
@@ -45,6 +45,12 @@ struct response {
 
 // {"error": error, "detail": detail} with the given status; `error` is also the outcome tag.
 response json_error(unsigned status, std::string_view error, std::string_view detail);
+
+// A JSON body (serialized `body`) with the given status and outcome tag.
+response json_response(unsigned status, const boost::json::value& body, std::string outcome);
+
+// An answer already made, as the awaitable a route's handler returns.
+boost::asio::awaitable<response> ready(response r);
 
 // A route: an exact path (or, with `prefix`, every path that starts with it) and method. `check` runs on the head before the body is read and may
 // refuse the request (401, 415, ...); `handle` gets the whole body. Both may be empty.
