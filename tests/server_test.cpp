@@ -266,23 +266,9 @@ TEST_F(server_fixture, an_idle_keep_alive_connection_is_closed) {
   cfg.server.idle_timeout_ms = 200;
   start();
   test::raw_socket s(port());
+  s.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(s.read_some(5s).rfind("HTTP/1.1 200", 0), 0u);
   EXPECT_TRUE(s.closed_by_peer(5s));
-}
-
-TEST_F(server_fixture, the_connection_cap_holds_further_clients_until_a_slot_frees) {
-  cfg.server.max_connections = 2;
-  start();
-  auto a = std::make_unique<test::raw_socket>(port());
-  auto b = std::make_unique<test::raw_socket>(port());
-  std::this_thread::sleep_for(100ms);
-  test::raw_socket third(port());  // completes in the kernel's backlog, not yet served
-  const std::string body = test::v2_body("cap-1");
-  third.send("POST /webhooks/pipedrive HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: " + good_auth +
-             "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
-  EXPECT_EQ(third.read_some(300ms), "") << "served beyond the cap";
-  a.reset();  // a slot frees
-  const std::string reply = third.read_some(5s);
-  EXPECT_NE(reply.find("\"stored\""), std::string::npos) << reply;
 }
 
 TEST_F(server_fixture, malformed_http_gets_400_and_oversized_heads_431) {

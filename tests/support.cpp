@@ -176,7 +176,10 @@ std::string raw_socket::read_until_close(std::chrono::milliseconds timeout) {
       ioc_.run();
       break;
     }
-    if (eof) break;
+    if (eof) {
+      saw_close_ = true;
+      break;
+    }
   }
   return out;
 }

@@ -67,8 +67,9 @@ class raw_socket {
  public:
   explicit raw_socket(unsigned short port);
   void send(const std::string& bytes);
-  // Reads until the peer closes or `timeout` passes; returns what arrived.
+  // Reads until the peer closes or `timeout` passes; returns what arrived. saw_close() tells which.
   std::string read_until_close(std::chrono::milliseconds timeout);
+  bool saw_close() const { return saw_close_; }
   // Reads whatever arrives within timeout (at least one byte or nothing).
   std::string read_some(std::chrono::milliseconds timeout);
   bool closed_by_peer(std::chrono::milliseconds timeout);
@@ -76,6 +77,7 @@ class raw_socket {
  private:
   boost::asio::io_context ioc_;
   boost::asio::ip::tcp::socket socket_;
+  bool saw_close_ = false;
 };
 
 inline const std::string test_user = "pipedrive";

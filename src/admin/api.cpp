@@ -1,6 +1,7 @@
 #include "pipehook/admin/api.hpp"
 
 #include "pipehook/admin/query.hpp"
+#include "pipehook/core/cidr.hpp"
 #include "pipehook/core/time.hpp"
 #include "pipehook/event/json.hpp"
 #include "pipehook/ingest/webhook.hpp"
@@ -49,6 +50,24 @@ std::vector<std::string_view> segments_after(std::string_view path, std::string_
   return out;
 }
 
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// "Host: name:port" -> "name" ("[::1]:8081" -> "::1"), lower-cased.
+std::string host_name(std::string_view authority) {
+  if (authority.starts_with('[')) {
+    const auto close = authority.find(']');
+    return lower(authority.substr(1, close == std::string_view::npos ? std::string_view::npos : close - 1));
+  }
+  const auto colon = authority.rfind(':');
+  return lower(colon != std::string_view::npos && authority.find(':') == colon ? authority.substr(0, colon) : authority);
+}
+
+bool unsafe_method(std::string_view m) { return m != "GET" && m != "HEAD" && m != "OPTIONS"; }
+
 outcome<params> query_of(const http::request_head& head) {
   const auto q = head.target.find('?');
   return parse_query_string(q == std::string_view::npos ? std::string_view() : head.target.substr(q + 1));
@@ -62,14 +81,59 @@ struct api::impl {
   std::unique_ptr<store::reader> reader;   // the admin thread's own read connection
   std::unique_ptr<store::outbox> outbox;   // handler counts (reads only)
 
-  impl(api_options o, store::event_log& l) : opt(std::move(o)), log(l) {}
+  std::optional<asio::ip::address> listen_address;  // nullopt or unspecified: a wildcard listener
+
+  impl(api_options o, store::event_log& l) : opt(std::move(o)), log(l) {
+    for (auto& h : opt.allowed_hosts) h = lower(h);
+  }
+
+  // DNS rebinding: a page on another site whose name the attacker points at 127.0.0.1 reaches this
+  // listener with its own name in Host. A name not known here is refused (an IP literal cannot be
+  // rebound, so on a wildcard listener any is fine).
+  bool host_allowed(std::string_view authority) const {
+    const std::string name = host_name(authority);
+    if (name.empty()) return true;  // HTTP/1.0 without Host: no browser sends that
+    if (name == "localhost" || name.ends_with(".localhost")) return true;  // always loopback (RFC 6761)
+    if (const auto ip = parse_address(name))
+      return !listen_address || listen_address->is_unspecified() || *ip == *listen_address;
+    for (const auto& allowed : opt.allowed_hosts)
+      if (name == allowed || lower(authority) == allowed || (allowed.starts_with('.') && name.ends_with(allowed))) return true;
+    return false;
+  }
+
+  std::optional<http::response> admit(const http::request_head& head) const {
+    if (!host_allowed(head.host))
+      return json_error(421, "misdirected_request",
+                        "Host \"" + std::string(head.host.substr(0, 100)) +
+                            "\" is not this admin listener's address or localhost; list it in admin.allowed_hosts to use it");
+    if (!unsafe_method(head.method)) return std::nullopt;
+    // A cross-site form or script: browsers say where it came from. Tools (curl, the CLI) send neither header.
+    const std::string site = lower(head.sec_fetch_site);
+    if (!site.empty() && site != "same-origin" && site != "none")
+      return json_error(403, "cross_site_request", "Sec-Fetch-Site: " + site + ": state-changing requests must come from this page");
+    if (!head.origin.empty()) {
+      const auto scheme_end = head.origin.find("://");
+      const std::string_view origin_host = scheme_end == std::string_view::npos ? std::string_view() : head.origin.substr(scheme_end + 3);
+      if (origin_host.empty() || lower(origin_host) != lower(head.host))
+        return json_error(403, "cross_site_request", "Origin \"" + std::string(head.origin.substr(0, 100)) +
+                                                         "\" is not this listener: state-changing requests must come from this page");
+    }
+    return std::nullopt;
+  }
 
   std::optional<http::response> check_token(const http::request_head& head) const {
     if (opt.token.empty()) return std::nullopt;
-    constexpr std::string_view scheme = "Bearer ";
-    const std::string_view given = head.authorization;
-    const bool ok = given.size() == scheme.size() + opt.token.size() && given.starts_with(scheme) &&
-                    CRYPTO_memcmp(given.data() + scheme.size(), opt.token.data(), opt.token.size()) == 0;
+    // "Bearer <token>": the scheme is case-insensitive (RFC 9110 §11.1), spaces after it are optional extras.
+    constexpr std::string_view scheme = "bearer ";
+    std::string_view given = head.authorization;
+    bool ok = given.size() > scheme.size() && lower(given.substr(0, scheme.size())) == scheme;
+    if (ok) {
+      given.remove_prefix(scheme.size());
+      while (!given.empty() && given.front() == ' ') given.remove_prefix(1);
+      while (!given.empty() && given.back() == ' ') given.remove_suffix(1);
+      ok = given.size() == opt.token.size() && CRYPTO_memcmp(given.data(), opt.token.data(), opt.token.size()) == 0;
+    }
+    given = head.authorization;
     if (ok) return std::nullopt;
     auto r = json_error(401, "unauthorized",
                         given.empty() ? "this API needs \"Authorization: Bearer <admin token>\"" : "the admin token is not valid");
@@ -266,6 +330,10 @@ outcome<std::unique_ptr<api>> api::create(api_options opt, store::event_log& log
   p->outbox = std::move(*ob);
   return std::unique_ptr<api>(new api(std::move(p)));
 }
+
+std::optional<http::response> api::admit(const http::request_head& head) const { return impl_->admit(head); }
+
+void api::set_listen_address(const std::string& ip) { impl_->listen_address = parse_address(ip); }
 
 std::vector<http::route> api::routes() {
   impl* self = impl_.get();

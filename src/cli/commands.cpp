@@ -325,6 +325,7 @@ int cmd_check_config(const std::string& config_path) {
   auto cfg = load(config_path);
   if (!cfg) return fail(exit_usage, cfg.error().message);
   std::cout << config::render_effective(*cfg);
+  for (const auto& w : cfg->warnings) std::cerr << "warning: " << w << "\n";
   handlers::register_builtin();
   if (auto built = dispatch::dispatcher::create(cfg->handlers); !built) return fail(exit_usage, built.error().message);
   if (auto ready = config::check_serve_ready(*cfg); !ready) return fail(exit_usage, ready.error().message);
@@ -337,6 +338,7 @@ int cmd_serve(const std::string& config_path, const std::string& log_level) {
   if (!cfg) return fail(exit_usage, cfg.error().message);
   if (!log_level.empty()) cfg->log.level = log_level;  // until a SIGHUP rereads the file
   if (auto logged = setup_logging(cfg->log); !logged) return fail(exit_usage, logged.error().message);
+  for (const auto& w : cfg->warnings) spdlog::warn("{}", w);
   auto d = daemon::create(*cfg);
   if (!d) {
     const bool usage = d.error().code == make_error_code(errc::invalid_config);

@@ -119,6 +119,7 @@ struct daemon::impl {
     } else {
       refused.push_back(logged.error().message);
     }
+    for (const auto& w : fresh->warnings) spdlog::warn("SIGHUP: {}", w);
     if (auto ready = config::check_serve_ready(*fresh); ready) {
       endpoint->set_credentials(fresh->auth.enabled, fresh->auth.user, fresh->auth.password);
       cfg.auth = fresh->auth;
@@ -183,6 +184,7 @@ namespace {
 
 asio::awaitable<void> summary_loop(daemon::impl* self) {
   for (;;) {
+    if (self->stopping) co_return;  // a stop that came before this loop first ran cancelled no wait
     self->summary_timer.expires_after(std::chrono::minutes(1));
     auto [ec] = co_await self->summary_timer.async_wait(asio::as_tuple(asio::use_awaitable));
     if (ec || self->stopping) co_return;
@@ -382,6 +384,7 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c) {
     admin::api_options admin_opts;
     admin_opts.store_path = c.store.path;
     admin_opts.token = c.admin.token;
+    admin_opts.allowed_hosts = c.admin.allowed_hosts;
     admin_opts.metrics = [raw](const std::vector<store::handler_counts>& counts) {
       metrics::gauges g;
       g.queue_depth = raw->log->queue_depth();
@@ -409,6 +412,8 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c) {
     admin_http.read_timeout = http_opts.read_timeout;
     admin_http.idle_timeout = http_opts.idle_timeout;
     admin_http.shutdown_timeout = http_opts.shutdown_timeout;
+    admin_http.listen_key = "admin.listen";
+    admin_http.admit = [api = p->admin_api.get()](const http::request_head& h) { return api->admit(h); };
     admin_http.on_response = [](const http::request_head& h, const http::response& r, std::chrono::microseconds e) {
       spdlog::debug("admin: {} {} {} -> {} {} in {} us", h.remote, h.method, h.target, r.status, r.note, e.count());
     };
@@ -420,6 +425,7 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c) {
       return f;
     }
     p->admin_bound = *admin_bound;
+    p->admin_api->set_listen_address(p->admin_bound.address().to_string());
   }
   if (c.store.retention_max_age_ms > 0 || c.store.retention_max_bytes > 0) {
     auto rd = store::reader::open(c.store.path);

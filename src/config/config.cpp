@@ -5,7 +5,9 @@
 #include "pipehook/core/url.hpp"
 
 #include <toml++/toml.h>
+#include <sys/stat.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <algorithm>
 #include <cctype>
@@ -121,14 +123,31 @@ outcome<void> parse_listen(const std::string& text, std::string_view key, std::s
   const long p = std::strtol(port.c_str(), &end, 10);
   if (host.empty() || *end != '\0' || p < 0 || p > 65535)
     return bad(k + " must be \"host:port\" with a port from 0 to 65535 (got \"" + text + "\")");
-  out_host = host;
+  // The address serve binds: checked here, so that check-config refuses what serve would.
+  if (host == "localhost") host = "127.0.0.1";
+  const auto addr = parse_address(host);
+  if (!addr)
+    return bad(k + ": \"" + host + "\" is not an IP address (write one out, like 127.0.0.1 or ::1, or use localhost)");
+  out_host = addr->to_string();
   out_port = static_cast<std::uint16_t>(p);
   return {};
 }
 
-outcome<std::string> read_secret_file(const std::string& path, std::string_view key) {
+// "mode 0644" when the file at `path` can be read by its group or others, else "".
+std::string readable_by_others(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || (st.st_mode & (S_IRGRP | S_IROTH)) == 0) return {};
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  return std::string("mode ") + mode;
+}
+
+outcome<std::string> read_secret_file(const std::string& path, std::string_view key, std::vector<std::string>& warnings) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return bad(std::string(key) + ": cannot read \"" + path + "\"");
+  if (const auto mode = readable_by_others(path); !mode.empty())
+    warnings.push_back(std::string(key) + ": \"" + path + "\" holds a secret and is readable by group or others (" + mode +
+                       "): chmod 600 it");
   std::stringstream ss;
   ss << in.rdbuf();
   std::string s = ss.str();
@@ -137,7 +156,7 @@ outcome<std::string> read_secret_file(const std::string& path, std::string_view 
   return s;
 }
 
-outcome<void> secret_pair(const reader& r, const std::string& key, std::string& out, std::string& source);
+outcome<void> secret_pair(const reader& r, const std::string& key, std::string& out, std::string& source, config& c);
 outcome<void> parse_handler(const toml::table& t, std::string where, handler_config& h);
 outcome<void> string_list(const toml::table& t, const std::string& where, std::string_view key,
                           std::vector<std::string>& out);
@@ -211,9 +230,12 @@ outcome<void> apply(const toml::table& root, config& c) {
     PIPEHOOK_TRY(r.string("password", password));
     PIPEHOOK_TRY(r.string("password_file", file));
     if (!password.empty() && !file.empty()) return bad("auth.password and auth.password_file are both set: keep one");
-    if (!password.empty()) c.auth.password = password, c.auth.password_source = "auth.password";
+    if (!password.empty()) {
+      c.auth.password = password, c.auth.password_source = "auth.password";
+      c.inline_secrets.push_back("auth.password");
+    }
     if (!file.empty()) {
-      auto secret = read_secret_file(file, "auth.password_file");
+      auto secret = read_secret_file(file, "auth.password_file", c.warnings);
       if (!secret) return secret.error();
       c.auth.password = *secret;
       c.auth.password_source = "auth.password_file (" + file + ")";
@@ -224,13 +246,17 @@ outcome<void> apply(const toml::table& root, config& c) {
   if (!admin) return admin.error();
   if (*admin) {
     const toml::table& t = **admin;
-    PIPEHOOK_TRY(only_known(t, "admin", {"enabled", "listen", "token", "token_file"}));
+    PIPEHOOK_TRY(only_known(t, "admin", {"enabled", "listen", "token", "token_file", "allowed_hosts"}));
     reader r{t, "admin"};
     PIPEHOOK_TRY(r.boolean("enabled", c.admin.enabled));
     std::string listen;
     PIPEHOOK_TRY(r.string("listen", listen));
     if (!listen.empty()) PIPEHOOK_TRY(parse_listen(listen, "admin.listen", c.admin.host, c.admin.port));
-    PIPEHOOK_TRY(secret_pair(r, "token", c.admin.token, c.admin.token_source));
+    PIPEHOOK_TRY(secret_pair(r, "token", c.admin.token, c.admin.token_source, c));
+    PIPEHOOK_TRY(string_list(t, "admin", "allowed_hosts", c.admin.allowed_hosts));
+    for (const auto& h : c.admin.allowed_hosts)
+      if (h.empty() || h.find_first_of(" /[]") != std::string::npos)
+        return bad("admin.allowed_hosts: \"" + h + "\" is not a host name (like \"admin.example.com\" or \".example.com\")");
   }
 
   auto store = section(root, "store");
@@ -301,8 +327,8 @@ outcome<void> apply(const toml::table& root, config& c) {
     auto base = parse_url(p.api_base, "pipedrive.api_base");
     if (!base) return base.error();
     while (!p.api_base.empty() && p.api_base.back() == '/') p.api_base.pop_back();
-    PIPEHOOK_TRY(secret_pair(r, "api_token", p.api_token, p.api_token_source));
-    PIPEHOOK_TRY(secret_pair(r, "oauth_token", p.oauth_token, p.oauth_token_source));
+    PIPEHOOK_TRY(secret_pair(r, "api_token", p.api_token, p.api_token_source, c));
+    PIPEHOOK_TRY(secret_pair(r, "oauth_token", p.oauth_token, p.oauth_token_source, c));
     if (!p.api_token.empty() && !p.oauth_token.empty())
       return bad("pipedrive.api_token and pipedrive.oauth_token are both set: keep one");
     PIPEHOOK_TRY(r.string("ca_file", p.ca_file));
@@ -383,6 +409,10 @@ outcome<void> apply(const toml::table& root, config& c) {
       PIPEHOOK_TRY(parse_handler(*item.as_table(), "handlers[" + std::to_string(i++) + "]", h));
       for (const auto& other : c.handlers)
         if (other.name == h.name) return bad(h.where + ": the name \"" + h.name + "\" is used twice");
+      // A signing secret written out (not "${ENV}") is a secret held by the file.
+      if (auto it = h.settings.find("signing_secret"); it != h.settings.end())
+        if (auto* v = std::get_if<std::string>(&it->second); v && !v->empty() && v->find("${") == std::string::npos)
+          c.inline_secrets.push_back(h.where + ".signing_secret");
       c.handlers.push_back(std::move(h));
     }
   }
@@ -482,15 +512,18 @@ outcome<void> parse_handler(const toml::table& t, std::string where, handler_con
 }
 
 // A secret given inline (`key`) or as a file (`key_file`), not both.
-outcome<void> secret_pair(const reader& r, const std::string& key, std::string& out, std::string& source) {
+outcome<void> secret_pair(const reader& r, const std::string& key, std::string& out, std::string& source, config& c) {
   std::string inline_value, file;
   PIPEHOOK_TRY(r.string(key, inline_value));
   PIPEHOOK_TRY(r.string(key + "_file", file));
   if (!inline_value.empty() && !file.empty())
     return bad(r.name(key) + " and " + r.name(key + "_file") + " are both set: keep one");
-  if (!inline_value.empty()) out = inline_value, source = r.name(key);
+  if (!inline_value.empty()) {
+    out = inline_value, source = r.name(key);
+    c.inline_secrets.push_back(r.name(key));
+  }
   if (!file.empty()) {
-    auto secret = read_secret_file(file, r.name(key + "_file"));
+    auto secret = read_secret_file(file, r.name(key + "_file"), c.warnings);
     if (!secret) return secret.error();
     out = *secret;
     source = r.name(key + "_file") + " (" + file + ")";
@@ -498,7 +531,7 @@ outcome<void> secret_pair(const reader& r, const std::string& key, std::string& 
   return {};
 }
 
-void apply_env(config& c, const env_lookup& env) {
+outcome<void> apply_env(config& c, const env_lookup& env) {
   if (auto tok = env("PIPEHOOK_ADMIN_TOKEN"); tok && !tok->empty()) {
     c.admin.token = *tok;
     c.admin.token_source = "PIPEHOOK_ADMIN_TOKEN";
@@ -514,6 +547,38 @@ void apply_env(config& c, const env_lookup& env) {
     c.pipedrive.oauth_token.clear();
     c.pipedrive.oauth_token_source.clear();
   }
+  // The proxies a container's network puts in front (its compose file knows their addresses).
+  if (auto list = env("PIPEHOOK_TRUSTED_PROXIES"); list && list->find_first_not_of(" ,") != std::string::npos) {
+    c.server.trusted_proxies.clear();
+    std::string item;
+    std::istringstream in(*list);
+    while (std::getline(in, item, ',')) {
+      item.erase(0, item.find_first_not_of(' '));
+      item.erase(item.find_last_not_of(' ') + 1);
+      if (item.empty()) continue;
+      if (item != "unix")
+        if (auto r = parse_cidr(item, "PIPEHOOK_TRUSTED_PROXIES"); !r) return r.error();
+      c.server.trusted_proxies.push_back(item);
+    }
+  }
+  return {};
+}
+
+bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
+
+// What is allowed but unwise about secrets, once the file and the environment are both applied.
+void secret_warnings(config& c, const std::string& path) {
+  if (!path.empty() && !c.inline_secrets.empty()) {
+    if (const auto mode = readable_by_others(path); !mode.empty()) {
+      std::string keys;
+      for (const auto& k : c.inline_secrets) keys += (keys.empty() ? "" : ", ") + k;
+      c.warnings.push_back("config file \"" + path + "\" holds secrets (" + keys + ") and is readable by group or others (" +
+                           mode + "): chmod 600 it, or move them to *_file keys or the environment");
+    }
+  }
+  if (c.auth.enabled && !blank(c.auth.password) && c.auth.password.size() < 16)
+    c.warnings.push_back("the webhook password (" + c.auth.password_source + ") is " + std::to_string(c.auth.password.size()) +
+                         " characters long: use 16 or more (Pipedrive stores it; nobody types it)");
 }
 
 std::string quoted(std::string_view s) {
@@ -563,7 +628,7 @@ outcome<config> parse_config(std::string_view text, std::string_view source_name
     f.message = std::string(source_name) + ": " + f.message;
     return f;
   }
-  apply_env(c, env);
+  if (auto r = apply_env(c, env); !r) return r.error();
   return c;
 }
 
@@ -571,20 +636,27 @@ outcome<config> load_config(const std::string& path, const env_lookup& env) {
   if (path.empty()) {
     config c;
     c.source = "(defaults)";
-    apply_env(c, env);
+    if (auto r = apply_env(c, env); !r) return r.error();
+    secret_warnings(c, path);
     return c;
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) return bad("cannot read config file \"" + path + "\"");
   std::stringstream ss;
   ss << in.rdbuf();
-  return parse_config(ss.str(), path, env);
+  auto c = parse_config(ss.str(), path, env);
+  if (c) secret_warnings(*c, path);
+  return c;
 }
 
 outcome<void> check_serve_ready(const config& c) {
   if (c.auth.enabled && c.auth.password.empty())
     return bad("no webhook password: set PIPEHOOK_AUTH_PASSWORD, auth.password or auth.password_file "
                "(or disable Basic auth explicitly with auth.enabled = false)");
+  if (c.auth.enabled && blank(c.auth.password))
+    return bad("the webhook password (" + c.auth.password_source + ") is only white space");
+  if (c.admin.enabled && !c.admin.token.empty() && blank(c.admin.token))
+    return bad("the admin token (" + c.admin.token_source + ") is only white space");
   if (c.admin.enabled && c.admin.token.empty() && !is_loopback_host(c.admin.host))
     return bad("admin.listen = " + c.admin.host + " is reachable beyond this machine: set an admin token "
                "(PIPEHOOK_ADMIN_TOKEN, admin.token or admin.token_file), or listen on 127.0.0.1");
@@ -649,7 +721,8 @@ std::string render_effective(const config& c) {
      << "enabled = " << (c.admin.enabled ? "true" : "false") << "\n"
      << "listen = " << quoted((c.admin.host.find(':') != std::string::npos ? "[" + c.admin.host + "]" : c.admin.host) + ":" +
                               std::to_string(c.admin.port)) << "\n"
-     << "token = " << (c.admin.token.empty() ? "\"\"  # not set" : "\"********\"  # from " + c.admin.token_source) << "\n\n"
+     << "token = " << (c.admin.token.empty() ? "\"\"  # not set" : "\"********\"  # from " + c.admin.token_source) << "\n"
+     << "allowed_hosts = " << list_text(c.admin.allowed_hosts) << "\n\n"
      << "[store]\n"
      << "path = " << quoted(c.store.path) << "\n"
      << "durability = " << (c.store.sync == durability::full ? "\"full\"" : "\"normal\"") << "\n"

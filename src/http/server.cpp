@@ -64,12 +64,17 @@ asio::awaitable<response> ready(response r) { co_return r; }
 
 namespace {
 
-// A connection as the shutdown code sees it; touched only on the connection's own executor.
+// A connection as the shutdown and cap code see it.
 struct connection {
   asio::any_io_executor ex;       // the connection's strand (immutable)
-  std::function<void()> cancel;   // cancels the stream's operations; empty once the session ended
-  bool idle = false;              // waiting for the next request (safe to close)
+  std::function<void()> cancel;   // cancels the stream's operations; empty once the session ended (strand only)
+  // steady_clock ticks since the connection began waiting for a request (it is idle: safe to
+  // close); 0 while a request is being read or answered. Written on the strand, read by the
+  // acceptor to find the longest-idle connection.
+  std::atomic<std::int64_t> idle_since{0};
 };
+
+std::int64_t ticks_now() { return std::chrono::steady_clock::now().time_since_epoch().count() | 1; }  // never 0
 
 }  // namespace
 
@@ -105,6 +110,7 @@ struct server::state : std::enable_shared_from_this<server::state> {
 namespace {
 
 using state_ptr = std::shared_ptr<server::state>;
+using clock = std::chrono::steady_clock;
 
 const route* find_route(const server::state& st, std::string_view path, std::string_view method, std::string& allow) {
   for (const route& r : st.routes) {
@@ -139,14 +145,153 @@ bhttp::response<bhttp::string_body> to_beast(const response& r, unsigned version
   return res;
 }
 
+// Every value of a header sent once or several times, as one comma-separated list.
+template <class Message, class Name>
+std::string joined(const Message& m, Name name) {
+  std::string v;
+  for (auto [it, end] = m.equal_range(name); it != end; ++it) v += (v.empty() ? "" : ",") + std::string(it->value());
+  return v;
+}
+
+// The members of a comma-separated list, without the optional whitespace around them, lower-cased.
+std::vector<std::string> list_members(std::string_view list) {
+  std::vector<std::string> out;
+  while (true) {
+    const auto comma = list.find(',');
+    std::string_view item = list.substr(0, comma);
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+    std::string lower(item);
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    out.push_back(std::move(lower));
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
+bool starts_with_nocase(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && beast::iequals(s.substr(0, prefix.size()), prefix);
+}
+
+// "http://host:port/path?q" -> authority "host:port", rest "/path?q" (RFC 9112 §3.2.2).
+bool split_absolute_form(std::string_view target, std::string_view& authority, std::string_view& rest) {
+  std::size_t skip = 0;
+  if (starts_with_nocase(target, "http://")) skip = 7;
+  else if (starts_with_nocase(target, "https://")) skip = 8;
+  else return false;
+  std::string_view after = target.substr(skip);
+  const auto end = after.find_first_of("/?");
+  authority = after.substr(0, end);
+  if (const auto at = authority.rfind('@'); at != std::string_view::npos) authority.remove_prefix(at + 1);  // userinfo
+  rest = end == std::string_view::npos ? std::string_view() : after.substr(end);
+  return true;
+}
+
 // Points the head's views at a parsed message's header (valid while that message lives).
 template <class Message>
 void fill_head(request_head& head, const Message& m) {
   head.method = m.method_string();
-  head.target = m.target();
-  head.path = head.target.substr(0, head.target.find('?'));
+  std::string_view target = m.target(), authority;
+  head.host = m[bhttp::field::host];
+  if (split_absolute_form(target, authority, target)) head.host = authority;  // the target's authority wins
+  head.target = target;
+  head.path = target.substr(0, target.find('?'));
+  if (head.path.empty()) head.path = "/";
   head.content_type = m[bhttp::field::content_type];
   head.authorization = m[bhttp::field::authorization];
+  head.origin = m[bhttp::field::origin];
+  head.sec_fetch_site = m["Sec-Fetch-Site"];
+}
+
+// The framing rules of RFC 9112 that Beast leaves to the server: anything a proxy in front could
+// read differently (and so smuggle a second request past it) is refused, and the connection closed.
+// `close_after` is set for a request that may be served but must not be followed on its connection.
+template <class Message>
+std::optional<response> check_framing(const Message& m, bool& close_after) {
+  if (m.count(bhttp::field::transfer_encoding)) {
+    const std::string te = joined(m, bhttp::field::transfer_encoding);
+    const auto codings = list_members(te);
+    // §6.3: a final coding other than chunked leaves the body's length unknown.
+    if (codings.back() != "chunked")
+      return json_error(400, "bad_request", "Transfer-Encoding \"" + te.substr(0, 100) +
+                                                "\" does not end in chunked: the body's length cannot be known");
+    for (std::size_t i = 0; i + 1 < codings.size(); ++i) {
+      if (codings[i] == "chunked" || codings[i].empty())
+        return json_error(400, "bad_request", "Transfer-Encoding \"" + te.substr(0, 100) + "\" is malformed");
+      return json_error(501, "not_implemented",
+                        "the transfer coding \"" + codings[i].substr(0, 40) + "\" is not supported (only chunked)");
+    }
+    if (m.version() < 11) close_after = true;  // §6.1: HTTP/1.0 with Transfer-Encoding is faulty framing
+  }
+  const auto hosts = m.count(bhttp::field::host);
+  if (hosts > 1) return json_error(400, "bad_request", "the request has more than one Host header");
+  if (hosts == 0 && m.version() >= 11) return json_error(400, "bad_request", "an HTTP/1.1 request needs a Host header");
+  if (m.count(bhttp::field::authorization) > 1)
+    return json_error(400, "bad_request", "the request has more than one Authorization header");
+  const std::string_view target = m.target();
+  std::string_view authority, rest;
+  const bool absolute = split_absolute_form(target, authority, rest);
+  if (absolute ? authority.empty() : !(target.starts_with('/') || (target == "*" && m.method() == bhttp::verb::options)))
+    return json_error(400, "bad_request", "the request target \"" + std::string(target.substr(0, 100)) + "\" is not a path");
+  return std::nullopt;
+}
+
+// Content codings: pipehook stores bodies as received and parses them as JSON, so any coding but
+// identity is refused (Pipedrive does not compress).
+template <class Message>
+std::optional<response> check_content_encoding(const Message& m) {
+  if (!m.count(bhttp::field::content_encoding)) return std::nullopt;
+  const std::string ce = joined(m, bhttp::field::content_encoding);
+  for (const auto& coding : list_members(ce)) {
+    if (coding == "identity") continue;
+    response r = json_error(415, "unsupported_content_encoding",
+                            "Content-Encoding \"" + ce.substr(0, 100) + "\" is not supported: send the body uncompressed");
+    r.headers.emplace_back("Accept-Encoding", "identity");
+    return r;
+  }
+  return std::nullopt;
+}
+
+// True when the bytes held back by the parser (an unfinished line) contain a line ended by a bare
+// LF: HTTP lines end in CRLF, and waiting for one that never comes would hang until the timeout.
+bool has_bare_lf(const beast::flat_buffer& buffer) {
+  const auto data = buffer.data();
+  const std::string_view held(static_cast<const char*>(data.data()), data.size());
+  for (auto at = held.find('\n'); at != std::string_view::npos; at = held.find('\n', at + 1))
+    if (at == 0 || held[at - 1] != '\r') return true;
+  return false;
+}
+
+// Reads into `parser` until its header is done (`header_only`) or the whole message is: the same
+// loop as Beast's read, plus two checks it lacks: an unfinished line that ends in a bare LF fails
+// at once (bad_line_ending), and so does one longer than `max_line` (header_limit).
+template <class Stream, class Parser>
+asio::awaitable<beast::error_code> read_message(Stream& stream, beast::flat_buffer& buffer, Parser& parser, bool header_only,
+                                                std::size_t max_line) {
+  parser.eager(!header_only);  // eager: the body as far as it has arrived; not eager: stop after the head
+  auto finished = [&] { return parser.is_done() || (header_only && parser.is_header_done()); };
+  for (;;) {
+    if (finished()) co_return beast::error_code{};
+    if (buffer.size() > 0) {
+      beast::error_code ec;
+      const std::size_t used = parser.put(buffer.data(), ec);
+      buffer.consume(used);
+      if (finished()) co_return beast::error_code{};
+      if (ec && ec != bhttp::error::need_more) co_return ec;
+      if (!ec && used > 0) continue;
+      if (has_bare_lf(buffer)) co_return beast::error_code(bhttp::error::bad_line_ending);
+      if (parser.is_header_done() && buffer.size() > max_line) co_return beast::error_code(bhttp::error::header_limit);
+    }
+    auto [ec, n] = co_await stream.async_read_some(buffer.prepare(16 * 1024), use_tuple);
+    if (ec == asio::error::eof && parser.got_some()) {
+      beast::error_code eof_ec;
+      parser.put_eof(eof_ec);
+      co_return eof_ec ? eof_ec : beast::error_code(bhttp::error::partial_message);
+    }
+    if (ec) co_return ec;
+    buffer.commit(n);
+  }
 }
 
 // Writes a streamed response: the head, then each chunk as the producer makes it. False when the
@@ -182,7 +327,8 @@ asio::awaitable<bool> write_streamed(Stream& stream, const response& r, unsigned
 }
 
 // After refusing a request whose body we will not read: stop sending, then drain what the client
-// still sends for a moment, so that it sees our answer instead of a connection reset.
+// still sends for a moment, so that it sees our answer instead of a connection reset. Nothing
+// drained is parsed.
 template <class Stream>
 asio::awaitable<void> lingering_close(Stream& stream, std::uint64_t max_bytes) {
   beast::error_code ec;
@@ -196,19 +342,6 @@ asio::awaitable<void> lingering_close(Stream& stream, std::uint64_t max_bytes) {
     drained += n;
   }
   stream.close();
-}
-
-// Answers a request that will not be served further, then closes the connection; the body, if
-// the client is still sending one, is drained for a moment so that it sees the answer.
-// (Callers build the awaitable in a statement of its own: GCC 12 destroys class temporaries of a
-// co_await full-expression twice.)
-template <class Stream>
-asio::awaitable<void> refuse(Stream& stream, server::state& st, request_head head, response r,
-                             unsigned version, std::chrono::steady_clock::time_point start, bool drain) {
-  auto res = to_beast(r, version, false, head.method == "HEAD");
-  auto [ec, n] = co_await bhttp::async_write(stream, res, use_tuple);
-  st.report(head, r, start);
-  if (!ec && drain) co_await lingering_close(stream, st.opt.max_body_bytes);
 }
 
 // The peer's address (IPv4-mapped IPv6 unmapped) and "ip:port" for logs; nullopt and "?" when the
@@ -225,186 +358,262 @@ std::pair<std::optional<asio::ip::address>, std::string> peer_of(beast::tcp_stre
   return {addr, (addr && addr->is_v6() ? "[" + text + "]" : text) + ":" + std::to_string(ep.port())};
 }
 
+// One connection: its stream, read buffer and peer, registered with the server while it lives.
 template <class Protocol>
-asio::awaitable<void> run_session(state_ptr st, typename Protocol::socket socket) {
-  beast::basic_stream<Protocol> stream(std::move(socket));
-  auto conn = std::make_shared<connection>();
-  conn->ex = stream.get_executor();
-  conn->cancel = [&stream] { stream.cancel(); };
+struct session {
+  state_ptr st;
+  beast::basic_stream<Protocol> stream;
+  beast::flat_buffer buffer;
+  std::shared_ptr<connection> conn = std::make_shared<connection>();
   std::list<std::shared_ptr<connection>>::iterator self;
-  {
+  std::optional<asio::ip::address> peer_ip;
+  std::string remote;     // "ip:port" (or "unix") for logs
+  std::string peer_text;  // the peer's address, "unix" for a Unix-socket peer
+
+  session(state_ptr s, typename Protocol::socket socket) : st(std::move(s)), stream(std::move(socket)) {
+    conn->ex = stream.get_executor();
+    conn->cancel = [this] { stream.cancel(); };
+    std::tie(peer_ip, remote) = peer_of(stream);
+    peer_text = peer_ip ? peer_ip->to_string() : remote;
     std::lock_guard lk(st->mu);
     self = st->connections.insert(st->connections.end(), conn);
   }
-  const auto [peer_ip, remote] = peer_of(stream);
-  const std::string peer_text = peer_ip ? peer_ip->to_string() : remote;  // "unix" for a Unix-socket peer
-  beast::flat_buffer buffer;
 
-  for (;;) {
-    // Between requests: wait for the first bytes of the next one, at most idle_timeout.
-    if (buffer.size() == 0) {
-      if (st->stopping) break;
-      conn->idle = true;
-      stream.expires_after(st->opt.idle_timeout);
-      auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), use_tuple);
-      conn->idle = false;
-      if (ec) break;  // closed by the client, idle timeout, or shutdown
-      buffer.commit(n);
+  ~session() {
+    beast::error_code ec;
+    stream.socket().shutdown(asio::socket_base::shutdown_send, ec);
+    stream.close();
+    conn->cancel = nullptr;
+    {
+      std::lock_guard lk(st->mu);
+      st->connections.erase(self);
     }
+    const std::size_t before = st->active.fetch_sub(1);
+    auto s = st;
+    if (before == s->opt.max_connections) asio::post(s->slot_freed.get_executor(), [s] { s->slot_freed.cancel(); });
+    // The last connection gone during shutdown: nothing left for the deadline to close.
+    if (s->stopping)
+      asio::post(s->shutdown_deadline.get_executor(), [s] {
+        if (s->active.load() == 0) s->shutdown_deadline.cancel();
+      });
+  }
 
-    // A request has begun: all of it must arrive within read_timeout.
-    const auto start = std::chrono::steady_clock::now();
+  // Answers a request that will not be served further, then closes the connection; the body, if
+  // the client is still sending one, is drained for a moment so that it sees the answer.
+  asio::awaitable<void> refuse(const request_head& head, response r, unsigned version, clock::time_point start, bool drain) {
+    auto res = to_beast(r, version, false, head.method == "HEAD");
     stream.expires_after(st->opt.read_timeout);
-    bhttp::request_parser<bhttp::empty_body> head_parser;
-    head_parser.header_limit(st->opt.header_limit);
-    head_parser.body_limit(boost::none);  // an oversized Content-Length is answered 413 below, not a parse error
-    auto [hec, hn] = co_await bhttp::async_read_header(stream, buffer, head_parser, use_tuple);
+    auto [ec, n] = co_await bhttp::async_write(stream, res, use_tuple);
+    st->report(head, r, start);
+    if (!ec && drain) co_await lingering_close(stream, st->opt.max_body_bytes);
+  }
+
+  // A read that ended without a request to answer (timeout, client gone): logged, not answered.
+  void abandoned(const request_head& head, beast::error_code ec, const char* while_reading, clock::time_point start) {
+    response r;
+    r.status = 0;
+    r.outcome = ec == beast::error::timeout ? "read_timeout" : "client_gone";
+    r.note = std::string("while reading the ") + while_reading + ": " + ec.message();
+    st->report(head, r, start);
+  }
+
+  // Waits for the first bytes of the next request: a new connection gets read_timeout to begin
+  // one, a kept-alive connection idle_timeout. False when the connection should close.
+  asio::awaitable<bool> wait_for_request(bool first) {
+    if (buffer.size() > 0) co_return true;  // pipelined: already here
+    if (st->stopping) co_return false;
+    conn->idle_since = ticks_now();
+    stream.expires_after(first ? st->opt.read_timeout : st->opt.idle_timeout);
+    auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), use_tuple);
+    conn->idle_since = 0;
+    if (ec) co_return false;  // closed by the client, timed out, closed for a new connection, or shutdown
+    buffer.commit(n);
+    co_return true;
+  }
+
+  // Fills in who the client is: the peer, or whom a trusted proxy forwarded for.
+  template <class Message>
+  void identify_client(request_head& head, const Message& req) const {
+    head.remote = remote;
+    head.client = peer_text;
+    const bool trusted_peer = peer_ip ? !st->opt.trusted_proxies.empty() : st->opt.trust_unix_peers;
+    if (!trusted_peer) return;
+    const std::string fwd = joined(req, bhttp::field::forwarded), xff = joined(req, std::string_view("X-Forwarded-For")),
+                      xfp = joined(req, std::string_view("X-Forwarded-Proto"));
+    const client_address c = peer_ip ? resolve_client(*peer_ip, fwd, xff, xfp, st->opt.trusted_proxies)
+                                     : resolve_forwarded(fwd, xff, xfp, st->opt.trusted_proxies);
+    if (!c.forwarded) return;
+    head.client = c.address;
+    head.proto = c.proto;
+    head.remote = c.address + " via " + remote;
+  }
+
+  // The checks on a head, in the documented order: framing (400/501), the listener's own
+  // admission (admin: Host, Origin), 404, 405, 413, 415 for a content coding, then the route's own.
+  template <class Message>
+  std::optional<response> admit(const Message& req, const request_head& head, const route*& rt, bool& close_after) const {
+    if (auto refused = check_framing(req, close_after)) return refused;
+    if (st->opt.admit)
+      if (auto refused = st->opt.admit(head)) return refused;
+    std::string allow;
+    rt = find_route(*st, head.path, head.method, allow);
+    if (!rt && allow.empty()) return json_error(404, "not_found", "no resource at " + std::string(head.path));
+    if (!rt) {
+      response r = json_error(405, "method_not_allowed", std::string(head.method) + " is not allowed on " +
+                                                             std::string(head.path) + " (allowed: " + allow + ")");
+      r.headers.emplace_back("Allow", allow);
+      return r;
+    }
+    if (head.content_length && *head.content_length > st->opt.max_body_bytes)
+      return json_error(413, "payload_too_large", "the body is " + std::to_string(*head.content_length) +
+                                                      " bytes; the limit is " + std::to_string(st->opt.max_body_bytes));
+    if (auto refused = check_content_encoding(req)) return refused;
+    if (rt->check) return rt->check(head);
+    return std::nullopt;
+  }
+
+  asio::awaitable<response> call(const route& rt, const request_head& head, std::string body) {
+    if (!rt.handle) co_return json_error(500, "internal_error", "no handler");
+    try {
+      // Built in its own statement: GCC 12 destroys class temporaries of a co_await expression twice.
+      auto op = rt.handle(head, std::move(body));
+      co_return co_await std::move(op);
+    } catch (const std::exception& e) {
+      // Last-resort safety net: a bug must not take the connection's peers down with it.
+      spdlog::error("handler for {} {} threw: {}", head.method, head.path, e.what());
+    }
+    co_return json_error(500, "internal_error", "the request could not be processed; see the server log");
+  }
+
+  // Writes the answer; false when the connection is not to be used again.
+  asio::awaitable<bool> respond(const request_head& head, const response& r, unsigned version, bool again,
+                                clock::time_point start) {
+    if (r.stream) {
+      auto op = write_streamed(stream, r, version, again, head.method == "HEAD", st->opt.read_timeout);
+      const bool ok = co_await std::move(op);
+      st->report(head, r, start);
+      co_return ok && again;
+    }
+    auto res = to_beast(r, version, again, head.method == "HEAD");
+    stream.expires_after(st->opt.read_timeout);
+    auto [ec, n] = co_await bhttp::async_write(stream, res, use_tuple);
+    st->report(head, r, start);
+    co_return !ec && again;
+  }
+
+  // One request, from its first byte to its answer. False when the connection is to close.
+  asio::awaitable<bool> serve_one() {
+    // A request has begun: all of it must arrive within read_timeout.
+    const auto start = clock::now();
+    stream.expires_after(st->opt.read_timeout);
     request_head head;
     head.remote = remote;
     head.client = peer_text;
+    bhttp::request_parser<bhttp::empty_body> head_parser;
+    head_parser.header_limit(st->opt.header_limit);
+    head_parser.body_limit(boost::none);  // an oversized Content-Length is answered 413 by admit(), not a parse error
+    auto read_head = read_message(stream, buffer, head_parser, true, st->opt.header_limit);
+    const beast::error_code hec = co_await std::move(read_head);
+    if (hec == beast::error::timeout || hec == asio::error::operation_aborted || hec == bhttp::error::partial_message ||
+        hec == asio::error::eof || hec == asio::error::connection_reset) {
+      abandoned(head, hec, "request head", start);
+      co_return false;
+    }
     if (hec) {
-      if (hec == beast::error::timeout || hec == asio::error::operation_aborted || hec == bhttp::error::end_of_stream ||
-          hec == asio::error::eof || hec == asio::error::connection_reset) {
-        response r;
-        r.status = 0;
-        r.outcome = hec == beast::error::timeout ? "read_timeout" : "client_gone";
-        r.note = "while reading the request head: " + hec.message();
-        st->report(head, r, start);
-        break;
-      }
       const bool too_big = hec == bhttp::error::header_limit;
       response r = json_error(too_big ? 431 : 400, too_big ? "headers_too_large" : "bad_request",
                               too_big ? "the request head is larger than " + std::to_string(st->opt.header_limit) + " bytes"
-                                      : "malformed HTTP request: " + hec.message());
-      auto op = refuse(stream, *st, head, std::move(r), 11, start, true);
+                              : hec == bhttp::error::bad_line_ending ? "malformed HTTP request: a line ends in a bare LF (HTTP needs CRLF)"
+                                                                     : "malformed HTTP request: " + hec.message());
+      auto op = refuse(head, std::move(r), 11, start, true);
       co_await std::move(op);
-      break;
+      co_return false;
     }
 
     const auto& req = head_parser.get();
     fill_head(head, req);
-    if ((!st->opt.trusted_proxies.empty() && peer_ip) || (!peer_ip && st->opt.trust_unix_peers)) {
-      auto joined = [&req](std::string_view name) {  // a header sent several times is one list
-        std::string v;
-        for (auto [it, end] = req.equal_range(name); it != end; ++it) v += (v.empty() ? "" : ",") + std::string(it->value());
-        return v;
-      };
-      const client_address c =
-          peer_ip ? resolve_client(*peer_ip, joined("Forwarded"), joined("X-Forwarded-For"), joined("X-Forwarded-Proto"),
-                                   st->opt.trusted_proxies)
-                  : resolve_forwarded(joined("Forwarded"), joined("X-Forwarded-For"), joined("X-Forwarded-Proto"),
-                                      st->opt.trusted_proxies);
-      if (c.forwarded) {
-        head.client = c.address;
-        head.proto = c.proto;
-        head.remote = c.address + " via " + remote;
-      }
-    }
+    identify_client(head, req);
     if (auto len = head_parser.content_length()) head.content_length = *len;
     const unsigned version = req.version();
-
-    // Checks on the head alone, in the documented order: 404, 405, 413, then the route's own.
-    std::optional<response> refusal;
-    std::string allow;
-    const route* rt = find_route(*st, head.path, head.method, allow);
-    if (!rt && allow.empty()) {
-      refusal = json_error(404, "not_found", "no resource at " + std::string(head.path));
-    } else if (!rt) {
-      refusal = json_error(405, "method_not_allowed", std::string(head.method) + " is not allowed on " +
-                                                         std::string(head.path) + " (allowed: " + allow + ")");
-      refusal->headers.emplace_back("Allow", allow);
-    } else if (head.content_length && *head.content_length > st->opt.max_body_bytes) {
-      refusal = json_error(413, "payload_too_large", "the body is " + std::to_string(*head.content_length) +
-                                                         " bytes; the limit is " + std::to_string(st->opt.max_body_bytes));
-    } else if (rt->check) {
-      refusal = rt->check(head);
-    }
-    if (refusal) {
-      // The body (if any) stays unread: answer, then close the connection.
-      auto op = refuse(stream, *st, head, std::move(*refusal), version, start, !head_parser.is_done());
+    const route* rt = nullptr;
+    bool close_after = false;
+    if (auto refusal = admit(req, head, rt, close_after)) {
+      // The body (if any) stays unread, and nothing after this head is: answer, then close.
+      auto op = refuse(head, std::move(*refusal), version, start, !head_parser.is_done());
       co_await std::move(op);
-      break;
+      co_return false;
     }
 
     // Accepted so far: tell a client that waits for it to send the body, then read it.
     if (beast::iequals(req[bhttp::field::expect], "100-continue")) {
       bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, version};
       auto [cec, cn] = co_await bhttp::async_write(stream, cont, use_tuple);
-      if (cec) break;
+      if (cec) co_return false;
     }
     bhttp::request_parser<detail::padded_body> body_parser(std::move(head_parser));
     body_parser.body_limit(st->opt.max_body_bytes);
     fill_head(head, body_parser.get());  // the parser that now owns the header
-    auto [bec, bn] = co_await bhttp::async_read(stream, buffer, body_parser, use_tuple);
+    auto read_body = read_message(stream, buffer, body_parser, false, st->opt.header_limit);
+    const beast::error_code bec = co_await std::move(read_body);
     if (bec == bhttp::error::body_limit || bec == bhttp::error::buffer_overflow) {
-      response r = json_error(413, "payload_too_large",
-                              "the body is larger than the limit of " + std::to_string(st->opt.max_body_bytes) + " bytes");
-      auto op = refuse(stream, *st, head, std::move(r), version, start, true);
+      auto op = refuse(head, json_error(413, "payload_too_large", "the body is larger than the limit of " +
+                                                                      std::to_string(st->opt.max_body_bytes) + " bytes"),
+                       version, start, true);
       co_await std::move(op);
-      break;
+      co_return false;
     }
     if (bec == beast::error::timeout || bec == bhttp::error::partial_message || bec == asio::error::eof ||
         bec == asio::error::connection_reset || bec == asio::error::operation_aborted) {
-      response r;  // nobody to answer: the client stalled or went away
-      r.status = 0;
-      r.outcome = bec == beast::error::timeout ? "read_timeout" : "client_gone";
-      r.note = "while reading the body: " + bec.message();
-      st->report(head, r, start);
-      break;
+      abandoned(head, bec, "body", start);  // nobody to answer: the client stalled or went away
+      co_return false;
     }
-    if (bec) {  // a malformed body (bad chunk framing, ...)
-      auto op = refuse(stream, *st, head, json_error(400, "bad_request", "malformed HTTP body: " + bec.message()), version,
-                       start, true);
+    if (bec) {  // a malformed body (bad chunk framing, a bare LF, an endless chunk line, ...)
+      const std::string why = bec == bhttp::error::bad_line_ending ? "a chunk line ends in a bare LF (HTTP needs CRLF)"
+                              : bec == bhttp::error::header_limit  ? "a chunk line or trailer is longer than " +
+                                                                        std::to_string(st->opt.header_limit) + " bytes"
+                                                                   : bec.message();
+      auto op = refuse(head, json_error(400, "bad_request", "malformed HTTP body: " + why), version, start, true);
       co_await std::move(op);
-      break;
+      co_return false;
     }
 
-    const bool keep_alive = body_parser.get().keep_alive();
-
-    response r;
-    if (rt->handle) {
-      try {
-        // Built in its own statement: GCC 12 destroys class temporaries of a co_await expression twice.
-        auto op = rt->handle(head, std::move(body_parser.get().body()));
-        r = co_await std::move(op);
-      } catch (const std::exception& e) {
-        // Last-resort safety net: a bug must not take the connection's peers down with it.
-        spdlog::error("handler for {} {} threw: {}", head.method, head.path, e.what());
-        r = json_error(500, "internal_error", "the request could not be processed; see the server log");
-      }
-    } else {
-      r = json_error(500, "internal_error", "no handler");
-    }
-    const bool again = keep_alive && !st->stopping;
-    if (r.stream) {
-      auto op = write_streamed(stream, r, version, again, head.method == "HEAD", st->opt.read_timeout);
-      const bool ok = co_await std::move(op);
-      st->report(head, r, start);
-      if (!ok || !again) break;
-      continue;
-    }
-    auto res = to_beast(r, version, again, head.method == "HEAD");
-    stream.expires_after(st->opt.read_timeout);
-    auto [wec, wn] = co_await bhttp::async_write(stream, res, use_tuple);
-    st->report(head, r, start);
-    if (wec || !again) break;
+    const bool again = body_parser.get().keep_alive() && !close_after && !st->stopping;
+    auto handled = call(*rt, head, std::move(body_parser.get().body()));
+    const response r = co_await std::move(handled);
+    auto op = respond(head, r, version, again, start);
+    co_return co_await std::move(op);
   }
+};
 
-  beast::error_code ec;
-  stream.socket().shutdown(asio::socket_base::shutdown_send, ec);
-  stream.close();
-  conn->cancel = nullptr;
+template <class Protocol>
+asio::awaitable<void> run_session(state_ptr st, typename Protocol::socket socket) {
+  session<Protocol> s(std::move(st), std::move(socket));
+  for (bool first = true;; first = false) {
+    auto wait = s.wait_for_request(first);
+    if (!co_await std::move(wait)) break;
+    auto one = s.serve_one();
+    if (!co_await std::move(one)) break;
+  }
+}
+
+// At the cap: closes the connection that has waited longest for a request, so that a new client
+// is served instead of waiting in the backlog behind silent or idle ones. False when none is idle.
+bool close_longest_idle(const state_ptr& st) {
+  std::shared_ptr<connection> oldest;
+  std::int64_t since = 0;
   {
     std::lock_guard lk(st->mu);
-    st->connections.erase(self);
+    for (const auto& c : st->connections) {
+      const std::int64_t s = c->idle_since.load();
+      if (s != 0 && (since == 0 || s < since)) since = s, oldest = c;
+    }
   }
-  const std::size_t before = st->active.fetch_sub(1);
-  if (before == st->opt.max_connections) asio::post(st->slot_freed.get_executor(), [st] { st->slot_freed.cancel(); });
-  // The last connection gone during shutdown: nothing left for the deadline to close.
-  if (st->stopping)
-    asio::post(st->shutdown_deadline.get_executor(), [st] {
-      if (st->active.load() == 0) st->shutdown_deadline.cancel();
-    });
+  if (!oldest) return false;
+  // Still idle since then, seen on its own strand: a request that began meanwhile is not cut.
+  asio::post(oldest->ex, [oldest, since] {
+    if (oldest->cancel && oldest->idle_since.load() == since) oldest->cancel();
+  });
+  return true;
 }
 
 template <class Protocol, class Acceptor>
@@ -412,7 +621,9 @@ asio::awaitable<void> accept_loop(state_ptr st, Acceptor& acceptor) {
   for (;;) {
     if (st->stopping) co_return;
     if (st->active.load() >= st->opt.max_connections) {
-      // At the cap: further clients wait in the kernel's listen backlog until a connection ends.
+      // At the cap: make room by closing the longest-idle connection, or (none idle) let further
+      // clients wait in the kernel's listen backlog until a connection ends.
+      close_longest_idle(st);
       st->slot_freed.expires_after(std::chrono::seconds(1));
       co_await st->slot_freed.async_wait(use_tuple);
       continue;
@@ -448,7 +659,7 @@ outcome<tcp::endpoint> server::listen() {
     return tcp::endpoint();
   }
   const auto addr = asio::ip::make_address(state_->opt.host, ec);
-  if (ec) return make_failure(errc::invalid_config, "server.listen: \"" + state_->opt.host + "\" is not an IP address");
+  if (ec) return make_failure(errc::invalid_config, state_->opt.listen_key + ": \"" + state_->opt.host + "\" is not an IP address");
   const tcp::endpoint ep(addr, state_->opt.port);
   const std::string where = state_->opt.host + ":" + std::to_string(state_->opt.port);
   auto& acc = state_->acceptor;
@@ -484,9 +695,9 @@ void server::stop() {
     conns.assign(st->connections.begin(), st->connections.end());
   }
   for (auto& c : conns) {
-    // Runs on the connection's executor, where `idle` and `stream` are consistent.
+    // Runs on the connection's executor, where `idle_since` and `stream` are consistent.
     asio::post(c->ex, [c] {
-      if (c->cancel && c->idle) c->cancel();
+      if (c->cancel && c->idle_since.load() != 0) c->cancel();
     });
   }
   // In-flight requests get shutdown_timeout to finish; then whatever is left is closed. Armed on

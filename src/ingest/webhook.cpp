@@ -12,6 +12,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <cctype>
 #include <memory>
 
@@ -99,7 +100,8 @@ struct submit_quarantine {
 
 struct submit_probe {
   store::event_log* log;
-  void operator()(store::append_callback cb) const { log->probe(std::move(cb)); }
+  std::size_t room;
+  void operator()(store::append_callback cb) const { log->probe(room, std::move(cb)); }
 };
 
 }  // namespace
@@ -153,6 +155,23 @@ std::optional<http::response> webhook_endpoint::check(const http::request_head& 
   return std::nullopt;
 }
 
+void webhook_endpoint::note_write(const store::append_result& r, std::size_t bytes) {
+  if (r) {
+    if (!write_failed_.load(std::memory_order_relaxed)) return;
+    std::lock_guard lk(failure_mu_);
+    write_failed_ = false;
+    failure_reason_.clear();
+    failure_bytes_ = 0;
+    return;
+  }
+  // A full queue is load and shutting down is ours: neither says the log cannot be written.
+  if (r.error().code == make_error_code(errc::queue_full) || r.error().code == make_error_code(errc::store_closed)) return;
+  std::lock_guard lk(failure_mu_);
+  write_failed_ = true;
+  failure_reason_ = r.error().message;
+  failure_bytes_ = std::max(failure_bytes_, bytes);
+}
+
 http::response webhook_endpoint::unavailable(const failure& f) const {
   const char* what = "store_unavailable";
   if (f.code == make_error_code(errc::queue_full)) what = "queue_full";
@@ -176,8 +195,10 @@ asio::awaitable<http::response> webhook_endpoint::handle(http::request_head head
     q->remote = head.remote;
     q->body = std::move(parsed.ev.body);
     q->received_at_us = parsed.ev.received_at_us;
+    const std::size_t bytes = q->body.size();
     auto op = await_commit(submit_quarantine{&log_, q});  // see await_commit(): no temporaries in the co_await
     store::append_result res = co_await std::move(op);
+    note_write(res, bytes);
     if (!res) co_return unavailable(res.error());
     http::response r = http::json_response(202, {{"status", "quarantined"}, {"id", res->id}, {"reason", parsed.reason}}, "quarantined");
     r.note = parsed.reason;
@@ -186,8 +207,10 @@ asio::awaitable<http::response> webhook_endpoint::handle(http::request_head head
 
   auto ev = std::make_shared<event::event>(std::move(parsed.ev));
   const std::string note = ev->entity + "." + ev->action + " " + ev->entity_id + " attempt " + std::to_string(ev->attempt);
+  const std::size_t bytes = ev->body.size();
   auto op = await_commit(submit_event{&log_, ev});
   store::append_result res = co_await std::move(op);
+  note_write(res, bytes);
   if (!res) co_return unavailable(res.error());
   const bool dup = res->status == store::append_status::duplicate;
   http::response r = http::json_response(200, {{"status", dup ? "duplicate" : "stored"}, {"id", res->id}}, dup ? "duplicate" : "stored");
@@ -199,8 +222,14 @@ http::response webhook_endpoint::health() const { return http::json_response(200
 
 asio::awaitable<http::response> webhook_endpoint::ready() {
   if (draining_) co_return http::json_error(503, "not_ready", "shutting down");
-  auto op = await_commit(submit_probe{&log_});
+  std::size_t room = 0;
+  {
+    std::lock_guard lk(failure_mu_);
+    room = failure_bytes_;
+  }
+  auto op = await_commit(submit_probe{&log_, room});
   store::append_result res = co_await std::move(op);
+  note_write(res, room);
   if (!res) {
     http::response r = http::json_error(503, "not_ready", "the event log is not writable: " + res.error().message);
     r.headers.emplace_back("Retry-After", std::to_string(opt_.retry_after_s));

@@ -18,7 +18,9 @@ namespace {
 
 using detail::statement;
 
-struct probe_request {};
+struct probe_request {
+  std::size_t room = 0;
+};
 struct reparse_request {
   std::int64_t quarantine_id = 0;
   event::event ev;
@@ -69,7 +71,7 @@ class sqlite_event_log final : public event_log {
 
   void append(event::event ev, append_callback done) override { enqueue(item{std::move(ev), std::move(done)}); }
   void append(quarantined q, append_callback done) override { enqueue(item{std::move(q), std::move(done)}); }
-  void probe(append_callback done) override { enqueue(item{probe_request{}, std::move(done)}); }
+  void probe(std::size_t room, append_callback done) override { enqueue(item{probe_request{room}, std::move(done)}); }
   void update_deliveries(std::vector<delivery_update> updates, append_callback done) override {
     enqueue(item{std::move(updates), std::move(done)}, false);
   }
@@ -303,10 +305,16 @@ class sqlite_event_log final : public event_log {
     return {};
   }
 
-  outcome<void> write(const probe_request&, appended& out) {
+  outcome<void> write(const probe_request& p, appended& out) {
     probe_.bind_int(1, now_us());
     out.status = append_status::probed;
-    return step_done(probe_, "readiness probe");
+    if (auto r = step_done(probe_, "readiness probe"); !r) return r;
+    // The room row: rewritten whole (its pages go to the WAL at commit like an event's would), or
+    // dropped once no room is asked for.
+    const std::string room = p.room > 0 ? "INSERT OR REPLACE INTO meta (key, value) VALUES ('probe_room', zeroblob(" +
+                                              std::to_string(p.room) + "))"
+                                        : "DELETE FROM meta WHERE key = 'probe_room'";
+    return detail::exec(db_.db, room);
   }
 
   router route_;

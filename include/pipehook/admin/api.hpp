@@ -20,6 +20,9 @@ namespace pipehook::admin {
 struct api_options {
   std::string store_path;
   std::string token;  // "" = no token asked for (loopback only; config refuses otherwise)
+  // Host names (besides localhost and the listener's own address) that requests may name: a
+  // browser reaching the listener under any other name may be a DNS-rebinding page.
+  std::vector<std::string> allowed_hosts;
   // Prometheus text for GET /metrics, given the handlers' outbox counts (empty: no /metrics route).
   std::function<std::string(const std::vector<store::handler_counts>&)> metrics;
   // Extra members for GET /api/v1/stats that only the running process knows (rejected requests).
@@ -32,6 +35,13 @@ class api {
   static outcome<std::unique_ptr<api>> create(api_options opt, store::event_log& log);
   ~api();
   std::vector<http::route> routes();
+
+  // The listener's own check on every request (http::server_options::admit): 421 for a Host that
+  // is neither localhost, the listener's address (any IP literal on a wildcard listener) nor in
+  // allowed_hosts; 403 for a POST/PUT/PATCH/DELETE that Origin or Sec-Fetch-Site says comes from
+  // another site. Call set_listen_address once the listener is bound.
+  std::optional<http::response> admit(const http::request_head& head) const;
+  void set_listen_address(const std::string& ip);
 
   struct impl;
 

@@ -59,6 +59,7 @@ struct admin_config {
   std::uint16_t port = 8081;
   std::string token;         // secret: "Authorization: Bearer <token>"; required beyond loopback
   std::string token_source;
+  std::vector<std::string> allowed_hosts;  // Host names it answers besides localhost and its own address
 };
 
 struct log_config {
@@ -143,6 +144,10 @@ struct config {
   registrar_config registrar;
   std::vector<handler_config> handlers;
   std::string source;  // the file it came from, or "(defaults)"
+  // What is allowed but unwise (a secret in a file others can read, a short password): shown by
+  // check-config and logged by serve at start-up, each naming the key or file.
+  std::vector<std::string> warnings;
+  std::vector<std::string> inline_secrets;  // keys whose secret is written in the file itself
 };
 
 // Environment lookup; nullopt when unset. Tests pass their own.
@@ -153,10 +158,14 @@ env_lookup process_env();
 outcome<config> parse_config(std::string_view toml_text, std::string_view source_name, const env_lookup& env);
 
 // Loads a file (or the defaults when path is empty), then applies the environment:
-// PIPEHOOK_AUTH_PASSWORD overrides auth.password / auth.password_file.
+// PIPEHOOK_AUTH_PASSWORD overrides auth.password / auth.password_file, PIPEHOOK_ADMIN_TOKEN the
+// admin token, PIPEDRIVE_API_TOKEN the API token, PIPEHOOK_TRUSTED_PROXIES (comma-separated)
+// server.trusted_proxies. Fills `warnings`.
 outcome<config> load_config(const std::string& path, const env_lookup& env);
 
-// Checks what `serve` needs beyond a well-formed config: a password unless auth is disabled.
+// Checks what `serve` needs beyond a well-formed config: a password (not only whitespace) unless
+// auth is disabled, a token for an admin listener beyond loopback, distinct listeners. check-config
+// runs exactly this too.
 outcome<void> check_serve_ready(const config& c);
 
 // Checks what talking to Pipedrive needs: exactly one token (API or OAuth).

@@ -1,6 +1,8 @@
 #pragma once
 // The HTTP/1.1 server: one coroutine per connection, keep-alive, header and body limits, read and
-// idle timeouts, a connection cap, and graceful shutdown.
+// idle timeouts, a connection cap that closes the longest-idle connections, strict request framing
+// (RFC 9112: anything that could be read two ways is refused and the connection closed), and
+// graceful shutdown.
 
 #include "pipehook/core/cidr.hpp"
 #include "pipehook/core/error.hpp"
@@ -23,11 +25,19 @@ struct server_options {
   bool trust_unix_peers = false;         // believe forwarding headers from Unix-socket peers (a local proxy)
   std::uint64_t max_body_bytes = 1024 * 1024;
   std::uint32_t header_limit = 16 * 1024;
-  std::uint32_t max_connections = 1024;  // further connections wait in the listen backlog
+  // At the cap the longest-idle connection is closed for a new one; when none is idle, new
+  // connections wait in the listen backlog.
+  std::uint32_t max_connections = 1024;
+  // A request must arrive whole within this once begun; a new connection must begin its first
+  // request within it too.
   std::chrono::milliseconds read_timeout{10'000};
-  std::chrono::milliseconds idle_timeout{60'000};
+  std::chrono::milliseconds idle_timeout{60'000};  // a keep-alive connection between requests
   std::chrono::milliseconds shutdown_timeout{15'000};
   std::vector<cidr> trusted_proxies;     // whose Forwarded / X-Forwarded-* headers are believed
+  std::string listen_key = "server.listen";  // the config key that errors about the address name
+  // Runs on every well-framed request head before routing; a response refuses the request (and
+  // closes the connection). The admin listener checks Host and Origin here.
+  std::function<std::optional<response>(const request_head&)> admit;
   // Called after each response is written (or a request abandoned): logging and counters.
   std::function<void(const request_head&, const response&, std::chrono::microseconds elapsed)> on_response;
 };

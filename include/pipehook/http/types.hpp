@@ -18,10 +18,13 @@ namespace pipehook::http {
 // What a handler needs of a request's head. Views are valid until the response is written.
 struct request_head {
   std::string_view method;
-  std::string_view target;   // as sent, with the query
+  std::string_view target;   // the origin-form target (path and query); an absolute-form target's path part
   std::string_view path;     // target without the query
+  std::string_view host;     // the authority asked for: an absolute-form target's, else the Host header
   std::string_view content_type;
   std::string_view authorization;
+  std::string_view origin;          // the Origin header (browsers send it on cross-origin and unsafe requests)
+  std::string_view sec_fetch_site;  // the Sec-Fetch-Site header: same-origin, same-site, cross-site or none
   std::optional<std::uint64_t> content_length;  // absent for chunked bodies
   std::string remote;        // for logs: the peer "ip:port", or "client via ip:port" behind a trusted proxy
   std::string client;        // the client's address: the peer's, or as a trusted proxy forwarded it

@@ -43,7 +43,9 @@ class webhook_endpoint {
   // GET /healthz: the process is alive.
   http::response health() const;
 
-  // GET /readyz: 200 when a write through the event log commits now, else 503.
+  // GET /readyz: 200 when a write through the event log commits now, else 503 with the reason.
+  // After an event could not be stored (disk full, I/O error, lock), the probe writes as many bytes
+  // as that event had: readiness follows the last write's outcome, not a tiny write's.
   boost::asio::awaitable<http::response> ready();
 
   // SIGHUP: new Basic-auth settings for the requests that follow (any thread).
@@ -54,6 +56,8 @@ class webhook_endpoint {
 
  private:
   http::response unavailable(const failure& f) const;
+  // Remembers a failed write of `bytes` (store trouble, not a full queue), or forgets it on success.
+  void note_write(const store::append_result& r, std::size_t bytes);
 
   options opt_;
   store::event_log& log_;
@@ -61,6 +65,10 @@ class webhook_endpoint {
   bool auth_enabled_ = true;
   std::array<unsigned char, 32> expected_digest_{};  // SHA-256 of "user:password"
   std::atomic<bool> draining_{false};
+  std::atomic<bool> write_failed_{false};  // a failure is noted below (read without the lock on the hot path)
+  std::mutex failure_mu_;
+  std::string failure_reason_;     // the last failed write's error
+  std::size_t failure_bytes_ = 0;  // and its size
 };
 
 }  // namespace pipehook::ingest

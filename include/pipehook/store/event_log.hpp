@@ -44,8 +44,10 @@ class event_log {
   virtual void append(event::event ev, append_callback done) = 0;
   virtual void append(quarantined q, append_callback done) = 0;
 
-  // A small write through the same queue and transaction path: succeeds when the log is writable.
-  virtual void probe(append_callback done) = 0;
+  // A write through the same queue and transaction path: succeeds when the log is writable. With
+  // `room` > 0 it also writes that many bytes (a row it keeps and replaces), so that it fails where
+  // an event of that size failed for want of space.
+  virtual void probe(std::size_t room, append_callback done) = 0;
 
   // Applies the dispatcher's verdicts on deliveries in the next commit batch (no fsync of their
   // own). Not bounded by the queue capacity: the dispatcher bounds them by its concurrency.
