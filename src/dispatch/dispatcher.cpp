@@ -11,6 +11,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
@@ -83,7 +84,10 @@ struct dispatcher::impl {
     unsent_rows.clear();
     std::vector<store::delivery_update> batch;
     batch.swap(unsent);
-    log->update_deliveries(std::move(batch), [this, rows](store::append_result) {
+    // The work guard keeps run() from returning while a batch of verdicts is being committed: at
+    // shutdown the verdicts still unsent are flushed after it, instead of being dropped (which
+    // would deliver those events again after a restart).
+    log->update_deliveries(std::move(batch), [this, rows, work = asio::make_work_guard(ioc)](store::append_result) {
       asio::post(ioc, [this, rows] {
         flushing = false;
         for (const auto& f : *rows) {
