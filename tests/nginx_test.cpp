@@ -244,6 +244,11 @@ TEST(deployment_files, compose_and_the_container_config_hold_together) {
       "import re\n"
       "used = set(re.findall(r'\\$\\{([A-Z_]+)\\}', t))\n"
       "assert used <= set(env), used - set(env)\n"
+      "import ipaddress\n"
+      "nginx_ip = s['nginx']['networks']['default']['ipv4_address']\n"
+      "subnet = c['networks']['default']['ipam']['config'][0]['subnet']\n"
+      "assert ipaddress.ip_address(nginx_ip) in ipaddress.ip_network(subnet), (nginx_ip, subnet)\n"
+      "assert s['pipehook']['environment']['PIPEHOOK_TRUSTED_PROXIES'] == nginx_ip, 'pipehook must trust nginx alone'\n"
       "print('ok')\n";
   test::temp_dir dir;
   test::write_file(dir.file("check.py"), script);
