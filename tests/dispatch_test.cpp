@@ -4,6 +4,7 @@
 // order, replay and retry from the CLI.
 #include "http_sink.hpp"
 #include "pipehook/core/time.hpp"
+#include "pipehook/dispatch/handler.hpp"
 #include "pipehook/dispatch/policy.hpp"
 #include "pipehook/store/event_log.hpp"
 #include "pipehook/store/outbox.hpp"
@@ -335,6 +336,43 @@ TEST_F(dispatch_fixture, the_envelope_carries_the_event_fields_and_the_object_st
   EXPECT_TRUE(v.at("data").is_object());
   EXPECT_TRUE(v.at("previous").is_object());
   EXPECT_EQ(r.header("webhook-signature"), expected_signature(r));
+}
+
+// A handler that throws (a bug) has failed that attempt: the row gets a retry verdict naming the
+// exception, instead of staying in flight until a restart.
+class throws_once final : public dispatch::handler {
+ public:
+  explicit throws_once(std::shared_ptr<std::atomic<int>> calls) : calls_(std::move(calls)) {}
+  boost::asio::awaitable<dispatch::delivery_result> deliver(const event::stored_event&) override {
+    if ((*calls_)++ == 0) throw std::runtime_error("a bug in the handler");
+    co_return dispatch::delivery_result::ok();
+  }
+
+ private:
+  std::shared_ptr<std::atomic<int>> calls_;
+};
+
+TEST_F(dispatch_fixture, an_exception_in_a_handler_is_a_failed_attempt_not_a_stuck_row) {
+  auto calls = std::make_shared<std::atomic<int>>(0);
+  dispatch::register_handler_type("throws_once", [calls](const config::handler_config&, dispatch::settings_reader&,
+                                                         boost::asio::any_io_executor) -> outcome<std::unique_ptr<dispatch::handler>> {
+    return std::unique_ptr<dispatch::handler>(new throws_once(calls));
+  });
+  config::handler_config h;
+  h.name = "fragile";
+  h.type = "throws_once";
+  h.where = "handlers.fragile";
+  h.retry.schedule_ms = {50};
+  start({h});
+  ASSERT_EQ(post(test::v2_body("thrown")), 200u);
+  auto ob = store::outbox::open(c.store.path);
+  ASSERT_TRUE(ob);
+  ASSERT_TRUE(test::wait_for([&] {
+    auto counts = (*ob)->counts();
+    return counts && !counts->empty() && (*counts)[0].done == 1;
+  }, std::chrono::seconds(10))) << "the row never got past the exception";
+  EXPECT_EQ(calls->load(), 2);
+  EXPECT_NE((*(*ob)->counts())[0].last_error.find("the handler failed: a bug in the handler"), std::string::npos);
 }
 
 TEST_F(dispatch_fixture, a_sink_that_is_down_gets_every_event_once_it_is_back) {

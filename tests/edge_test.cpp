@@ -22,17 +22,7 @@ using namespace std::chrono_literals;
 
 const std::string good_auth = test::basic_auth(test::test_user, test::test_password);
 
-struct edge : ::testing::Test {
-  test::temp_dir dir;
-  config::config cfg = test::test_config(dir);
-  std::unique_ptr<test::running_daemon> daemon;
-
-  void start() { daemon = std::make_unique<test::running_daemon>(cfg); }
-  unsigned short port() const { return daemon->port(); }
-  std::int64_t stored_events() {
-    auto rd = store::reader::open(cfg.store.path);
-    return rd ? *(*rd)->count_events() : -1;
-  }
+struct edge : test::daemon_fixture {
   // A webhook POST head with the test credentials, `extra` header lines (each ending in CRLF) and
   // the body framed by Content-Length unless `extra` frames it.
   static std::string webhook(const std::string& body, const std::string& extra = {}, const std::string& version = "1.1") {

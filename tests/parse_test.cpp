@@ -317,10 +317,15 @@ TEST(parse_edge, every_truncation_of_a_sample_is_invalid_and_never_crashes) {
 }
 
 TEST(parse_edge, bodies_without_spare_capacity_are_padded_by_the_parser) {
-  std::string exact = test::v2_body("pad");
+  const std::string body = test::v2_body("pad");
+  std::string exact = body;
   exact.shrink_to_fit();
+  ASSERT_LT(exact.capacity(), exact.size() + pipedrive::parse_padding) << "the test needs a body without room after it";
   const auto p = parse_webhook(std::move(exact), 0);
   EXPECT_EQ(p.status, parse_status::event);
+  // The parser made the room simdjson reads into, and kept the bytes as received.
+  EXPECT_GE(p.ev.body.capacity(), p.ev.body.size() + pipedrive::parse_padding);
+  EXPECT_EQ(p.ev.body, body);
 }
 
 TEST(time_text, rfc3339_round_trips_and_rejects_garbage) {

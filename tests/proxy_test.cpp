@@ -99,7 +99,9 @@ TEST(proxy, allow_from_uses_the_forwarded_client_only_behind_a_trusted_proxy) {
     headers["Content-Type"] = "application/json";
     auto r = client.request("POST", "/webhooks/pipedrive", test::v2_body("evt-1"), headers);
     EXPECT_EQ(r.status, k.status) << r.body;
-    if (k.status == 403) EXPECT_NE(r.body.find("is not in server.allow_from"), std::string::npos) << r.body;
+    if (k.status == 403) {
+      EXPECT_NE(r.body.find("is not in server.allow_from"), std::string::npos) << r.body;
+    }
     // Health checks are not subject to the allowlist (the proxy and the container probe them).
     EXPECT_EQ(client.request("GET", "/healthz").status, 200u);
   }
@@ -239,7 +241,9 @@ TEST(socket_activation, serves_on_the_socket_systemd_passes_and_ignores_server_l
     EXPECT_NE(reply.find("\"stored\""), std::string::npos) << reply << "\n" << text;
     EXPECT_NE(text.find(kind == "tcp" ? "(socket-activated)" : "a Unix socket passed by systemd"), std::string::npos) << text;
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << text;
-    if (kind == "unix") EXPECT_TRUE(std::filesystem::exists(dir.file("activated.sock")));  // systemd's file: left alone
+    if (kind == "unix") {
+      EXPECT_TRUE(std::filesystem::exists(dir.file("activated.sock")));  // systemd's file: left alone
+    }
   }
 }
 

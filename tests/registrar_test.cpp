@@ -2,6 +2,7 @@
 // Pipedrive's API over real sockets (HTTP and HTTPS), the `pipehook webhooks` CLI, and `serve`
 // registering its own webhooks.
 #include "fake_pipedrive.hpp"
+#include "registrar_support.hpp"
 #include "pipehook/core/run_blocking.hpp"
 #include "pipehook/pipedrive/client.hpp"
 #include "pipehook/pipedrive/registrar.hpp"
@@ -19,9 +20,11 @@ namespace asio = boost::asio;
 namespace pd = pipedrive;
 using test::fake_pipedrive;
 using test::fake_webhook;
+using test::desired;
+using test::existing;
+using test::public_url;
 
 const std::string token = "tok-0123456789abcdef";
-const std::string public_url = "https://hooks.example.com/webhooks/pipedrive";
 
 // Runs one client coroutine to completion.
 template <class T>
@@ -40,16 +43,6 @@ config::pipedrive_config api_config(const std::string& base) {
   return c;
 }
 
-pd::desired_state desired(std::vector<config::webhook_subscription> subs, bool prune = false) {
-  pd::desired_state d;
-  d.subscription_url = public_url;
-  d.http_auth_user = test::test_user;
-  d.http_auth_password = test::test_password;
-  d.webhooks = std::move(subs);
-  d.prune = prune;
-  return d;
-}
-
 struct api_fixture {
   asio::io_context ioc;
   std::unique_ptr<pd::client> api;
@@ -63,102 +56,6 @@ struct api_fixture {
     return run(ioc, pd::reconcile(*api, std::move(d), dry_run, [this](const std::string& l) { reports.push_back(l); }));
   }
 };
-
-pd::webhook existing(std::int64_t id, std::string action, std::string object, std::string url = public_url,
-                     std::string user = test::test_user) {
-  pd::webhook w;
-  w.id = id;
-  w.user_id = fake_pipedrive::user_id;
-  w.event_action = std::move(action);
-  w.event_object = std::move(object);
-  w.subscription_url = std::move(url);
-  w.version = "2.0";
-  w.http_auth_user = std::move(user);
-  return w;
-}
-
-// ---- planning ------------------------------------------------------------------------------------
-
-TEST(registrar_plan, from_nothing_creates_every_subscription) {
-  auto p = pd::make_plan(desired({{"*", "deal"}, {"change", "person"}}), {}, fake_pipedrive::user_id);
-  ASSERT_EQ(p.create.size(), 2u);
-  EXPECT_TRUE(p.keep.empty());
-  EXPECT_TRUE(p.remove.empty());
-  EXPECT_FALSE(p.refusal);
-}
-
-TEST(registrar_plan, keeps_matching_webhooks_including_v1_action_names) {
-  std::vector<pd::webhook> have{existing(5, "updated", "deal"), existing(6, "create", "person", "https://other/x")};
-  auto p = pd::make_plan(desired({{"change", "deal"}, {"create", "person"}}), have, fake_pipedrive::user_id);
-  ASSERT_EQ(p.keep.size(), 1u);
-  EXPECT_EQ(p.keep[0].id, 5);
-  ASSERT_EQ(p.create.size(), 1u);  // #6 points elsewhere: not ours, not a match
-  EXPECT_EQ(p.create[0].event_object, "person");
-}
-
-TEST(registrar_plan, only_prune_deletes_and_only_at_our_url) {
-  std::vector<pd::webhook> have{existing(1, "change", "deal"), existing(2, "delete", "deal"),
-                                existing(3, "delete", "deal", "https://someone-else/hook")};
-  auto warned = pd::make_plan(desired({{"change", "deal"}}), have, fake_pipedrive::user_id);
-  EXPECT_TRUE(warned.remove.empty());
-  ASSERT_FALSE(warned.warnings.empty());
-  EXPECT_NE(warned.warnings[0].find("#2"), std::string::npos);
-  auto pruned = pd::make_plan(desired({{"change", "deal"}}, true), have, fake_pipedrive::user_id);
-  ASSERT_EQ(pruned.remove.size(), 1u);
-  EXPECT_EQ(pruned.remove[0].id, 2);
-}
-
-TEST(registrar_plan, a_webhook_with_other_credentials_or_version_is_not_a_match) {
-  auto stale = existing(1, "change", "deal", public_url, "old-user");
-  auto v1 = existing(2, "create", "deal");
-  v1.version = "1.0";
-  auto p = pd::make_plan(desired({{"change", "deal"}, {"create", "deal"}}, true), {stale, v1}, fake_pipedrive::user_id);
-  EXPECT_EQ(p.create.size(), 2u);
-  ASSERT_EQ(p.remove.size(), 2u);
-  EXPECT_NE(p.remove_why[0].find("old-user"), std::string::npos);
-}
-
-TEST(registrar_plan, a_changed_password_is_reported_but_not_replaced) {
-  auto listed = existing(1, "change", "deal");
-  listed.http_auth_password = "old-password";
-  auto p = pd::make_plan(desired({{"change", "deal"}}, true), {listed}, fake_pipedrive::user_id);
-  EXPECT_EQ(p.keep.size(), 1u);
-  EXPECT_FALSE(p.changes());
-  ASSERT_EQ(p.warnings.size(), 1u);
-  EXPECT_NE(p.warnings[0].find("another Basic-auth password"), std::string::npos);
-  EXPECT_EQ(p.warnings[0].find("old-password"), std::string::npos);
-  listed.http_auth_password = test::test_password;
-  EXPECT_TRUE(pd::make_plan(desired({{"change", "deal"}}), {listed}, fake_pipedrive::user_id).warnings.empty());
-}
-
-TEST(registrar_plan, duplicates_at_our_url_are_reported) {
-  auto p = pd::make_plan(desired({{"change", "deal"}}), {existing(1, "change", "deal"), existing(2, "change", "deal")},
-                         fake_pipedrive::user_id);
-  ASSERT_EQ(p.keep.size(), 1u);
-  ASSERT_EQ(p.warnings.size(), 1u);
-  EXPECT_NE(p.warnings[0].find("duplicates #1"), std::string::npos);
-}
-
-TEST(registrar_plan, overlapping_subscriptions_are_warned_about) {
-  auto p = pd::make_plan(desired({{"*", "deal"}, {"change", "deal"}, {"create", "person"}}), {}, fake_pipedrive::user_id);
-  ASSERT_EQ(p.warnings.size(), 1u);
-  EXPECT_NE(p.warnings[0].find("*.deal and change.deal overlap"), std::string::npos);
-  EXPECT_TRUE(pd::covers({"*", "*"}, {"delete", "lead"}));
-  EXPECT_FALSE(pd::covers({"change", "*"}, {"delete", "deal"}));
-}
-
-TEST(registrar_plan, refuses_to_pass_forty_webhooks_per_user) {
-  std::vector<pd::webhook> have;
-  for (int i = 1; i <= 39; ++i) have.push_back(existing(i, "change", "deal", "https://x/" + std::to_string(i)));
-  auto fits = pd::make_plan(desired({{"create", "deal"}}), have, fake_pipedrive::user_id);
-  EXPECT_FALSE(fits.refusal);
-  auto over = pd::make_plan(desired({{"create", "deal"}, {"delete", "deal"}}), have, fake_pipedrive::user_id);
-  ASSERT_TRUE(over.refusal);
-  EXPECT_NE(over.refusal->find("41 webhooks"), std::string::npos);
-  // Webhooks of other users do not count.
-  auto other = pd::make_plan(desired({{"create", "deal"}, {"delete", "deal"}}), have, 5);
-  EXPECT_FALSE(other.refusal);
-}
 
 // ---- the client and reconcile against the fake API -------------------------------------------------
 

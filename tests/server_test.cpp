@@ -14,18 +14,7 @@ using namespace std::chrono_literals;
 
 const std::string good_auth = test::basic_auth(test::test_user, test::test_password);
 
-struct server_fixture : ::testing::Test {
-  test::temp_dir dir;
-  config::config cfg = test::test_config(dir);
-  std::unique_ptr<test::running_daemon> daemon;
-
-  void start() { daemon = std::make_unique<test::running_daemon>(cfg); }
-  unsigned short port() const { return daemon->port(); }
-  std::int64_t stored_events() {
-    auto rd = store::reader::open(cfg.store.path);
-    return rd ? *(*rd)->count_events() : -1;
-  }
-};
+using server_fixture = test::daemon_fixture;
 
 std::string error_of(const test::http_reply& r) {
   auto at = r.body.find("\"error\":\"");

@@ -1,5 +1,7 @@
 #include "support.hpp"
 
+#include "pipehook/store/reader.hpp"
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
@@ -204,6 +206,13 @@ bool raw_socket::closed_by_peer(std::chrono::milliseconds timeout) {
     if (eof) return true;
   }
   return false;
+}
+
+std::int64_t daemon_fixture::stored_events() const {
+  auto rd = store::reader::open(cfg.store.path);
+  if (!rd) return -1;
+  const auto n = (*rd)->count_events();
+  return n ? *n : -1;
 }
 
 config::config test_config(const temp_dir& dir) {

@@ -7,6 +7,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <gtest/gtest.h>
 
 #include <chrono>
 #include <filesystem>
@@ -102,6 +103,17 @@ class running_daemon {
   std::unique_ptr<cli::daemon> d_;
   std::thread thread_;
   unsigned short port_ = 0, admin_port_ = 0;
+};
+
+// A test with the daemon in process on the test config (adjust `cfg`, then start()).
+struct daemon_fixture : ::testing::Test {
+  temp_dir dir;
+  config::config cfg = test_config(dir);
+  std::unique_ptr<running_daemon> daemon;
+
+  void start() { daemon = std::make_unique<running_daemon>(cfg); }
+  unsigned short port() const { return daemon->port(); }
+  std::int64_t stored_events() const;  // events in the log (-1 when it cannot be read)
 };
 
 // The pipehook binary as a child process (stderr to a file), for signal and crash tests.

@@ -1,5 +1,6 @@
 #include "pipehook/admin/query.hpp"
 
+#include "pipehook/core/codec.hpp"
 #include "pipehook/core/time.hpp"
 #include "pipehook/event/json.hpp"
 
@@ -28,35 +29,6 @@ std::optional<std::int64_t> to_int(std::string_view s) {
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
   return v;
-}
-
-constexpr std::string_view base64url = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-std::string b64_encode(std::string_view in) {
-  std::string out;
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) out += base64url[(acc >> (bits -= 6)) & 63];
-  }
-  if (bits > 0) out += base64url[(acc << (6 - bits)) & 63];
-  return out;
-}
-
-std::optional<std::string> b64_decode(std::string_view in) {
-  std::string out;
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    const auto pos = base64url.find(c);
-    if (pos == std::string_view::npos) return std::nullopt;
-    acc = (acc << 6) | static_cast<std::uint32_t>(pos);
-    bits += 6;
-    if (bits >= 8) out += static_cast<char>((acc >> (bits -= 8)) & 0xff);
-  }
-  return out;
 }
 
 boost::json::value json_or_null(const std::optional<std::string>& text) {
@@ -113,11 +85,11 @@ outcome<std::int64_t> parse_time(std::string_view name, std::string_view text) {
 }
 
 std::string encode_cursor(bool ascending, std::int64_t last_id) {
-  return b64_encode(std::string(ascending ? "a:" : "d:") + std::to_string(last_id));
+  return base64url_encode(std::string(ascending ? "a:" : "d:") + std::to_string(last_id));
 }
 
 outcome<std::int64_t> decode_cursor(std::string_view cursor, bool ascending) {
-  const auto decoded = b64_decode(cursor);
+  const auto decoded = base64url_decode(cursor);
   const auto id = decoded && decoded->size() > 2 ? to_int(std::string_view(*decoded).substr(2)) : std::nullopt;
   if (!id || (*decoded)[1] != ':' || ((*decoded)[0] != 'a' && (*decoded)[0] != 'd'))
     return bad_param("cursor", "is not a cursor this API returned").error();

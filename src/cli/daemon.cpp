@@ -1,8 +1,10 @@
 #include "pipehook/cli/daemon.hpp"
 
 #include "pipehook/admin/api.hpp"
+#include "pipehook/core/codec.hpp"
 #include "pipehook/core/metrics.hpp"
 #include "pipehook/core/socket_activation.hpp"
+#include "pipehook/core/spawn.hpp"
 #include "pipehook/core/time.hpp"
 #include "pipehook/dispatch/dispatcher.hpp"
 #include "pipehook/store/reader.hpp"
@@ -13,7 +15,6 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -462,8 +463,8 @@ void daemon::run(bool handle_signals) {
     self->signals.add(SIGHUP);
     self->wait_signal();
   }
-  asio::co_spawn(self->ioc, summary_loop(self), asio::detached);
-  if (self->retention_reader) asio::co_spawn(self->ioc, retention_loop(self), asio::detached);
+  asio::co_spawn(self->ioc, summary_loop(self), log_exception{"the summary loop"});
+  if (self->retention_reader) asio::co_spawn(self->ioc, retention_loop(self), log_exception{"the retention loop"});
   if (self->admin_server) {
     self->admin_server->start();
     self->admin_thread = std::thread([self] {
@@ -517,19 +518,7 @@ namespace {
 class json_escaped_message final : public spdlog::custom_flag_formatter {
  public:
   void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
-    static constexpr char hex[] = "0123456789abcdef";
-    for (char c : std::string_view(msg.payload.data(), msg.payload.size())) {
-      const auto u = static_cast<unsigned char>(c);
-      if (c == '"' || c == '\\') {
-        dest.push_back('\\');
-        dest.push_back(c);
-      } else if (u < 0x20) {
-        const char esc[] = {'\\', 'u', '0', '0', hex[u >> 4], hex[u & 15]};
-        dest.append(esc, esc + 6);
-      } else {
-        dest.push_back(c);
-      }
-    }
+    append_json_escaped(dest, std::string_view(msg.payload.data(), msg.payload.size()));
   }
   std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<json_escaped_message>(); }
 };

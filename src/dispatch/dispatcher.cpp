@@ -1,5 +1,6 @@
 #include "pipehook/dispatch/dispatcher.hpp"
 
+#include "pipehook/core/spawn.hpp"
 #include "pipehook/core/use_tuple.hpp"
 
 #include "pipehook/core/time.hpp"
@@ -8,7 +9,6 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -115,8 +115,15 @@ namespace {
 asio::awaitable<void> deliver_one(dispatcher::impl* self, worker* w, store::pending_delivery row) {
   const auto started = std::chrono::steady_clock::now();
   const std::shared_ptr<handler> h = w->h.load();  // kept alive for this delivery even if reloaded meanwhile
-  auto op = h->deliver(*row.ev);
-  delivery_result r = co_await std::move(op);
+  // A handler that throws has failed this attempt: the row gets its verdict (a retry) like any
+  // failure, instead of staying in flight until a restart.
+  delivery_result r = delivery_result::retry("");
+  try {
+    auto op = h->deliver(*row.ev);
+    r = co_await std::move(op);
+  } catch (const std::exception& e) {
+    r = delivery_result::retry(std::string("the handler failed: ") + e.what());
+  }
   const auto took = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
   store::delivery_update u;
   u.id = row.id;
@@ -200,7 +207,7 @@ asio::awaitable<void> worker_loop(dispatcher::impl* self, worker* w) {
       w->queued.erase(row.id);
       if (cfg.ordered && !w->busy_keys.insert(row.order_key).second) continue;  // looked at again later
       w->in_flight.insert(row.id);
-      asio::co_spawn(self->ioc, deliver_one(self, w, std::move(row)), asio::detached);
+      asio::co_spawn(self->ioc, deliver_one(self, w, std::move(row)), log_exception{"a delivery"});
     }
     if (w->queue.empty() && w->dirty) continue;
     w->wake->expires_at(w->queue.empty() ? next_look : std::chrono::steady_clock::now() + poll_interval);
@@ -290,7 +297,7 @@ outcome<void> dispatcher::start(store::event_log& log, const std::string& db_pat
   if (!ob) return ob.error();
   p_->outbox = std::move(*ob);
   p_->log = &log;
-  for (auto& w : p_->workers) asio::co_spawn(p_->ioc, worker_loop(p_.get(), w.get()), asio::detached);
+  for (auto& w : p_->workers) asio::co_spawn(p_->ioc, worker_loop(p_.get(), w.get()), log_exception{"a dispatcher worker"});
   p_->thread = std::thread([p = p_.get()] {
     pthread_setname_np(pthread_self(), "ph-dispatch");
     p->ioc.run();

@@ -1,5 +1,6 @@
 #include "pipehook/event/json.hpp"
 
+#include "pipehook/core/codec.hpp"
 #include "pipehook/core/time.hpp"
 
 #include <boost/json/parse.hpp>
@@ -42,38 +43,10 @@ boost::json::object to_json(const stored_event& se) {
 
 namespace {
 
-// A JSON string as Boost.JSON serializes it: ", \\ and control characters escaped, the rest verbatim.
+// A JSON string as Boost.JSON serializes it.
 void append_string(std::string& out, std::string_view s) {
-  static constexpr char hex[] = "0123456789abcdef";
   out += '"';
-  const bool plain = std::none_of(s.begin(), s.end(), [](char c) {
-    return c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20;
-  });
-  if (plain) {  // the common case: one append
-    out.append(s);
-    out += '"';
-    return;
-  }
-  for (char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (u < 0x20) {
-          out += "\\u00";
-          out += hex[u >> 4];
-          out += hex[u & 15];
-        } else {
-          out += c;
-        }
-    }
-  }
+  append_json_escaped(out, s);
   out += '"';
 }
 

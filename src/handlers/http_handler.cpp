@@ -7,6 +7,7 @@
 // Any other status: permanent, with the status and a bounded excerpt of the answer.
 #include "handlers.hpp"
 
+#include "pipehook/core/codec.hpp"
 #include "pipehook/core/time.hpp"
 #include "pipehook/event/json.hpp"
 #include "pipehook/http/client.hpp"
@@ -20,25 +21,12 @@ namespace {
 
 namespace asio = boost::asio;
 
-std::string base64(const unsigned char* data, std::size_t n) {
-  std::string out(4 * ((n + 2) / 3), '\0');
-  const int len = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, static_cast<int>(n));
-  out.resize(static_cast<std::size_t>(len));
-  return out;
-}
-
 // "whsec_<base64>" (the Standard Webhooks form) is decoded; any other secret is used as bytes.
 outcome<std::string> signing_key(const std::string& secret, const std::string& key_name) {
   if (secret.rfind("whsec_", 0) != 0) return secret;
-  const std::string b64 = secret.substr(6);
-  std::string out(3 * (b64.size() / 4) + 3, '\0');
-  const int len = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                  reinterpret_cast<const unsigned char*>(b64.data()), static_cast<int>(b64.size()));
-  if (len < 0 || b64.size() % 4 != 0) return make_failure(errc::invalid_config, key_name + ": whsec_ secret is not valid base64");
-  std::size_t pad = 0;
-  for (auto it = b64.rbegin(); it != b64.rend() && *it == '='; ++it) ++pad;
-  out.resize(static_cast<std::size_t>(len) - pad);
-  return out;
+  auto key = base64_decode(std::string_view(secret).substr(6));
+  if (!key) return make_failure(errc::invalid_config, key_name + ": whsec_ secret is not valid base64");
+  return *key;
 }
 
 class http_handler final : public dispatch::handler {
@@ -85,7 +73,7 @@ class http_handler final : public dispatch::handler {
       unsigned int mac_len = 0;
       HMAC(EVP_sha256(), o_.key.data(), static_cast<int>(o_.key.size()),
            reinterpret_cast<const unsigned char*>(content.data()), content.size(), mac, &mac_len);
-      req.headers.emplace_back("webhook-signature", "v1," + base64(mac, mac_len));
+      req.headers.emplace_back("webhook-signature", "v1," + base64_encode(std::string_view(reinterpret_cast<const char*>(mac), mac_len)));
     }
     for (const auto& h : o_.headers) req.headers.push_back(h);
 

@@ -1,13 +1,13 @@
 #include "pipehook/http/server.hpp"
 
 #include "padded_body.hpp"
+#include "pipehook/core/spawn.hpp"
 #include "pipehook/core/use_tuple.hpp"
 #include "pipehook/http/proxy.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/optional/optional.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -641,7 +641,7 @@ asio::awaitable<void> accept_loop(state_ptr st, Acceptor& acceptor) {
     if constexpr (std::is_same_v<Protocol, tcp>) socket.set_option(tcp::no_delay(true), ec);
     st->active.fetch_add(1);
     auto ex = socket.get_executor();
-    asio::co_spawn(ex, run_session<Protocol>(st, std::move(socket)), asio::detached);
+    asio::co_spawn(ex, run_session<Protocol>(st, std::move(socket)), log_exception{"an HTTP session"});
   }
 }
 
@@ -673,8 +673,8 @@ outcome<tcp::endpoint> server::listen() {
 
 void server::start() {
   auto ex = state_->acceptor.get_executor();
-  if (state_->opt.unix_path.empty() && !state_->adopted_unix) asio::co_spawn(ex, accept_loop<tcp>(state_, state_->acceptor), asio::detached);
-  else asio::co_spawn(ex, accept_loop<unix_socket>(state_, state_->unix_acceptor), asio::detached);
+  if (state_->opt.unix_path.empty() && !state_->adopted_unix) asio::co_spawn(ex, accept_loop<tcp>(state_, state_->acceptor), log_exception{"the accept loop"});
+  else asio::co_spawn(ex, accept_loop<unix_socket>(state_, state_->unix_acceptor), log_exception{"the accept loop"});
 }
 
 void server::stop() {

@@ -1,5 +1,6 @@
 #include "pipehook/ingest/webhook.hpp"
 
+#include "pipehook/core/codec.hpp"
 #include "pipehook/core/time.hpp"
 #include "pipehook/pipedrive/parse.hpp"
 
@@ -10,7 +11,6 @@
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include <algorithm>
 #include <cctype>
@@ -23,13 +23,6 @@ static_assert(http::body_padding >= pipedrive::parse_padding, "request bodies mu
 namespace asio = boost::asio;
 
 namespace {
-
-std::array<unsigned char, 32> sha256(std::string_view data) {
-  std::array<unsigned char, 32> md{};
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md.data(), &len, EVP_sha256(), nullptr);
-  return md;
-}
 
 bool iequals_prefix(std::string_view s, std::string_view prefix) {
   if (s.size() < prefix.size()) return false;
@@ -44,16 +37,8 @@ std::optional<std::string> basic_credentials(std::string_view header) {
   std::string_view b64 = header.substr(6);
   while (!b64.empty() && b64.front() == ' ') b64.remove_prefix(1);
   while (!b64.empty() && b64.back() == ' ') b64.remove_suffix(1);
-  if (b64.empty() || b64.size() % 4 != 0 || b64.size() > 4096) return std::nullopt;
-  std::string out(b64.size() / 4 * 3, '\0');
-  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()), reinterpret_cast<const unsigned char*>(b64.data()),
-                                static_cast<int>(b64.size()));
-  if (n < 0) return std::nullopt;
-  std::size_t len = static_cast<std::size_t>(n);
-  if (b64.back() == '=') --len;  // EVP_DecodeBlock counts padding as zero bytes
-  if (b64.size() >= 2 && b64[b64.size() - 2] == '=') --len;
-  out.resize(len);
-  return out;
+  if (b64.empty() || b64.size() > 4096) return std::nullopt;
+  return base64_decode(b64);
 }
 
 // application/json, optionally with parameters, or any application/<x>+json.

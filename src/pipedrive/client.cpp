@@ -1,5 +1,6 @@
 #include "pipehook/pipedrive/client.hpp"
 
+#include "pipehook/core/backoff.hpp"
 #include "pipehook/core/use_tuple.hpp"
 
 #include "pipehook/core/url.hpp"
@@ -16,10 +17,8 @@
 
 #include <algorithm>
 #include <charconv>
-#include <cmath>
 #include <chrono>
 #include <optional>
-#include <random>
 
 namespace pipehook::pipedrive {
 
@@ -127,7 +126,6 @@ struct client::impl {
   asio::steady_timer backoff;
   std::uint64_t generation = 0;  // cancel() bumps it; a call that sees it change stops
   std::uint64_t retries = 0;
-  std::mt19937_64 rng{std::random_device{}()};
 
   impl(asio::any_io_executor ex, config::pipedrive_config c, url b, std::shared_ptr<http::tls_settings> tls)
       : cfg(std::move(c)), base(std::move(b)), backoff(ex) {
@@ -185,13 +183,6 @@ struct client::impl {
     return make_error(api_errc::other_status, head + "unexpected answer " + status + " (" + detail + ")", r.status);
   }
 
-  std::chrono::milliseconds backoff_for(unsigned attempt) {
-    const double cap = static_cast<double>(cfg.retry_max_ms);
-    const double full = std::min(cap, static_cast<double>(cfg.retry_base_ms) * std::pow(2.0, attempt - 1));
-    std::uniform_real_distribution<double> jitter(0.5, 1.0);  // "equal jitter": never less than half
-    return std::chrono::milliseconds(static_cast<std::int64_t>(full * jitter(rng)));
-  }
-
   // One API call: send, classify, retry what is worth retrying.
   asio::awaitable<api_result<http::client_response>> call(std::string method, std::string path, std::string body) {
     const std::string what = method + " " + path;
@@ -230,7 +221,7 @@ struct client::impl {
         if (n > 1) e.message += " (after " + std::to_string(n) + " attempts)";
         co_return e;
       }
-      auto wait = backoff_for(n);
+      auto wait = backoff_delay(n, std::chrono::milliseconds(cfg.retry_base_ms), std::chrono::milliseconds(cfg.retry_max_ms));
       if (hint) {
         const auto hinted = std::chrono::milliseconds(static_cast<std::int64_t>(*hint * 1000.0));
         if (hinted.count() > cfg.retry_max_ms) {

@@ -1,8 +1,8 @@
 #include "pipehook/pipedrive/parse.hpp"
 
+#include "pipehook/core/codec.hpp"
 #include "pipehook/core/time.hpp"
 
-#include <openssl/evp.h>
 #include <simdjson.h>
 
 #include <charconv>
@@ -323,20 +323,6 @@ std::string_view normalize_action(std::string_view a) {
   return {};
 }
 
-std::string hex_sha256_prefix(std::string_view data, std::size_t bytes) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes * 2);
-  for (std::size_t i = 0; i < bytes && i < len; ++i) {
-    out.push_back(hex[md[i] >> 4]);
-    out.push_back(hex[md[i] & 15]);
-  }
-  return out;
-}
-
 parse_result not_an_event(parse_result r, std::string why) {
   r.status = parse_status::not_an_event;
   r.reason = std::move(why);
@@ -428,7 +414,7 @@ parse_result normalize(parse_result r, root_fields& f) {
     canonical += '\x1f';
     canonical += f.previous_raw;
   }
-  ev.event_key = hex_sha256_prefix(canonical, 16);
+  ev.event_key = to_hex(sha256(canonical).data(), 16);  // 128 bits of SHA-256
   r.status = parse_status::event;
   return r;
 }

@@ -1,19 +1,19 @@
 #include "pipehook/pipedrive/registrar_service.hpp"
 
+#include "pipehook/core/backoff.hpp"
+#include "pipehook/core/spawn.hpp"
 #include "pipehook/core/use_tuple.hpp"
 
 #include "pipehook/pipedrive/registrar.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
-#include <random>
 
 namespace pipehook::pipedrive {
 
@@ -40,13 +40,6 @@ namespace {
 void log_report(const std::string& line) {
   if (line.rfind("plan: warning:", 0) == 0) spdlog::warn("registrar: {}", line);
   else spdlog::info("registrar: {}", line);
-}
-
-std::chrono::milliseconds retry_delay(unsigned failures) {
-  static thread_local std::mt19937 rng{std::random_device{}()};
-  const double base = std::min(300'000.0, 2'000.0 * std::pow(2.0, std::min(failures, 12u) - 1));
-  std::uniform_real_distribution<double> jitter(0.5, 1.0);
-  return std::chrono::milliseconds(static_cast<std::int64_t>(base * jitter(rng)));
 }
 
 asio::awaitable<void> delete_managed(std::shared_ptr<registrar_service::impl> self) {
@@ -84,7 +77,7 @@ asio::awaitable<void> run_loop(std::shared_ptr<registrar_service::impl> self) {
                    r->managed.size(), self->desired.subscription_url, r->created.size(), r->deleted.size(),
                    r->planned.keep.size(), r->me.id, r->me.company_domain.empty() ? "?" : r->me.company_domain);
     } else if (r.error().transient()) {
-      wait = retry_delay(++failures);
+      wait = backoff_delay(++failures, std::chrono::seconds(2), std::chrono::minutes(5));
       if (self->observe) self->observe("retrying");
       spdlog::warn("registrar: {}; trying again in {:.1f} s", r.error().message, wait.count() / 1000.0);
     } else {
@@ -122,7 +115,7 @@ outcome<std::unique_ptr<registrar_service>> registrar_service::create(asio::any_
 
 void registrar_service::set_observer(std::function<void(std::string_view)> o) { p_->observe = std::move(o); }
 
-void registrar_service::start() { asio::co_spawn(p_->strand, run_loop(p_), asio::detached); }
+void registrar_service::start() { asio::co_spawn(p_->strand, run_loop(p_), log_exception{"the registrar"}); }
 
 void registrar_service::stop(std::chrono::milliseconds deadline) {
   asio::post(p_->strand, [self = p_, deadline] {
