@@ -379,7 +379,13 @@ TEST_F(dispatch_fixture, a_sink_that_is_down_gets_every_event_once_it_is_back) {
   const unsigned short port = test::reserve_port();
   start({http_handler_config("sink", port)});
   for (int i = 0; i < 30; ++i) ASSERT_EQ(post(test::v2_body("evt-" + std::to_string(i), "deal", std::to_string(i % 5))), 200u);
-  std::this_thread::sleep_for(std::chrono::milliseconds(600));  // a few failed rounds
+  // Every event has failed at least once before the sink comes up.
+  auto ob_down = store::outbox::open(c.store.path);
+  ASSERT_TRUE(ob_down);
+  ASSERT_TRUE(test::wait_for([&] {
+    auto n = (*ob_down)->counts();
+    return n && !n->empty() && (*n)[0].retrying == 30;
+  }, std::chrono::seconds(10)));
   http_test_server sink(ok_response, port);
   ASSERT_TRUE(test::wait_for([&] { return ids_delivered(sink).size() == 30; }, std::chrono::seconds(15)))
       << ids_delivered(sink).size();
@@ -465,7 +471,13 @@ TEST_F(dispatch_fixture, an_ordered_handler_keeps_each_entitys_order_while_other
   ASSERT_EQ(post(test::v2_body("d1-second", "deal", "1")), 200u);
   ASSERT_EQ(post(test::v2_body("d2-only", "deal", "2")), 200u);
   ASSERT_TRUE(test::wait_for([&] { return sink.request_count() == 4; }, std::chrono::seconds(10)));
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // All three settled: nothing more will be sent.
+  auto ob = store::outbox::open(c.store.path);
+  ASSERT_TRUE(ob);
+  ASSERT_TRUE(test::wait_for([&] {
+    auto n = (*ob)->counts();
+    return n && !n->empty() && (*n)[0].done == 3;
+  }, std::chrono::seconds(10)));
   auto reqs = sink.requests();
   ASSERT_EQ(reqs.size(), 4u);
   std::vector<std::string> deal1, all;

@@ -183,13 +183,5 @@ unsigned short reserve_port() {
   return a.local_endpoint().port();
 }
 
-bool wait_for(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
-  const auto end = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < end) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return cond();
-}
 
 }  // namespace pipehook::test

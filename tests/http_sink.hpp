@@ -57,7 +57,4 @@ class http_test_server {
 // A port that was free a moment ago (bound, read, closed): for servers started later in a test.
 unsigned short reserve_port();
 
-// Polls `cond` every 20 ms until it holds or `timeout` passes.
-bool wait_for(const std::function<bool()>& cond, std::chrono::milliseconds timeout);
-
 }  // namespace pipehook::test

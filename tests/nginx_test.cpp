@@ -217,7 +217,8 @@ TEST(nginx, an_upstream_connection_pipehook_closed_when_idle_is_not_reused_for_a
     test::write_file(dir.file("e.json"), test::v2_body("idle-" + std::to_string(i)));
     auto r = curl(dir, proxy.port(), "127.0.0.1", "POST", "/webhooks/pipedrive", dir.file("e.json"));
     EXPECT_EQ(r.status, 200) << "request " << i << ": " << r.body;  // never a 502 from a dead kept-alive connection
-    std::this_thread::sleep_for(400ms);  // pipehook closes the idle upstream connection meanwhile
+    // pipehook closes the idle upstream connection before the next request.
+    ASSERT_TRUE(test::wait_for([&] { return d.connections().open == 0; }, 5s)) << "the upstream connection was not closed";
   }
   auto rd = store::reader::open(c.store.path);
   EXPECT_EQ((*rd)->count_events().value(), 4);

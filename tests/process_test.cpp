@@ -144,9 +144,10 @@ TEST(process, sigterm_finishes_the_request_in_flight_then_exits_0) {
   const std::string body = test::v2_body("term-1");
   s.send("POST /webhooks/pipedrive HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: " + good_auth +
          "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body.substr(0, 30));
-  std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(test::wait_for([&] { return test::metrics_show(d.admin_port(), "pipehook_http_connections{state=\"busy\"} 1"); }, 10s))
+      << "the request never began";
   d.signal(SIGTERM);
-  std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(test::wait_for([&] { return test::read_file(dir.file("log")).find("shutting down") != std::string::npos; }, 10s));
   s.send(body.substr(30));
   const std::string reply = s.read_until_close(10s);
   EXPECT_NE(reply.find("\"stored\""), std::string::npos) << reply;

@@ -459,7 +459,9 @@ TEST(serve_registrar, serves_while_pipedrive_is_unreachable_and_registers_once_i
   test::running_daemon d(c);
   test::http_client client(d.port());
   EXPECT_EQ(client.request("GET", "/healthz").status, 200u);
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  // The registrar has failed against the unreachable API and is waiting to try again.
+  ASSERT_TRUE(test::wait_for([&] { return test::metrics_show(d.admin_port(), "pipehook_registrar_state{state=\"retrying\"} 1"); },
+                             std::chrono::seconds(10)));
   fake_pipedrive fake(token, "/v1", {}, api_port);
   EXPECT_TRUE(test::wait_for([&] { return fake.webhooks().size() == 2; }, std::chrono::seconds(15)));
   auto reply = client.post(test::samples().at("v2-change-deal.json"), test::basic_auth(test::test_user, test::test_password));

@@ -280,9 +280,9 @@ TEST_F(server_fixture, graceful_stop_finishes_the_request_in_flight) {
   const std::string body = test::v2_body("in-flight");
   s.send("POST /webhooks/pipedrive HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: " + good_auth +
          "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body.substr(0, 20));
-  std::this_thread::sleep_for(100ms);
+  ASSERT_TRUE(test::wait_for([&] { return daemon->connections().busy == 1; }, 5s)) << "the request never began";
   test::raw_socket idle(port());
-  std::this_thread::sleep_for(100ms);
+  ASSERT_TRUE(test::wait_for([&] { return daemon->connections().open == 2; }, 5s));
   std::thread stopper([&] { daemon->stop_and_wait(); });
   EXPECT_TRUE(idle.closed_by_peer(5s)) << "idle connections close at once";
   s.send(body.substr(20));

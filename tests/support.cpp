@@ -208,6 +208,21 @@ bool raw_socket::closed_by_peer(std::chrono::milliseconds timeout) {
   return false;
 }
 
+bool wait_for(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < end) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return cond();
+}
+
+bool metrics_show(unsigned short admin_port, const std::string& sample) {
+  http_client c(admin_port);
+  const std::string text = c.request("GET", "/metrics").body;
+  return text.find("\n" + sample) != std::string::npos;
+}
+
 std::int64_t daemon_fixture::stored_events() const {
   auto rd = store::reader::open(cfg.store.path);
   if (!rd) return -1;

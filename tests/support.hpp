@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -39,6 +40,13 @@ std::string v2_body(const std::string& event_id, const std::string& entity = "de
                     int attempt = 1, const std::string& timestamp = "2024-05-01T10:00:00.123Z");
 
 std::string basic_auth(const std::string& user, const std::string& password);
+
+// True when the admin listener's /metrics (no token) has a sample line starting with `sample`,
+// e.g. "pipehook_http_connections{state=\"busy\"} 1".
+bool metrics_show(unsigned short admin_port, const std::string& sample);
+
+// Polls `cond` every 20 ms until it holds or `timeout` passes: how a test waits for a condition.
+bool wait_for(const std::function<bool()>& cond, std::chrono::milliseconds timeout);
 
 struct http_reply {
   unsigned status = 0;
@@ -97,6 +105,7 @@ class running_daemon {
   ~running_daemon();
   unsigned short port() const { return port_; }
   unsigned short admin_port() const { return admin_port_; }
+  http::connection_counts connections() const { return d_->webhook_connections(); }
   void stop_and_wait();
 
  private:

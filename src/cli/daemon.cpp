@@ -389,6 +389,9 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c) {
     admin_opts.metrics = [raw](const std::vector<store::handler_counts>& counts) {
       metrics::gauges g;
       g.queue_depth = raw->log->queue_depth();
+      const auto conns = raw->server->connections();
+      g.connections_busy = conns.busy;
+      g.connections_idle = conns.open - conns.busy;
       for (const auto& h : raw->cfg.handlers) {
         metrics::gauges::handler row{h.name};
         for (const auto& c : counts)
@@ -452,6 +455,7 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c) {
 }
 
 asio::ip::tcp::endpoint daemon::endpoint() const { return impl_->bound; }
+http::connection_counts daemon::webhook_connections() const { return impl_->server->connections(); }
 asio::ip::tcp::endpoint daemon::admin_endpoint() const { return impl_->admin_bound; }
 
 void daemon::run(bool handle_signals) {

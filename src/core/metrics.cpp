@@ -162,6 +162,10 @@ std::string metrics::render(const gauges& g) const {
   batch_sizes_.render(out, "pipehook_commit_batch_records");
   header(out, "pipehook_commit_duration_seconds", "histogram", "Time of each COMMIT (the fsync) of the event log.");
   commit_latency_.render(out, "pipehook_commit_duration_seconds", "");
+  header(out, "pipehook_http_connections", "gauge",
+         "Open connections to the webhook listener: busy with a request, or idle (waiting for one).");
+  out += "pipehook_http_connections{state=\"busy\"} " + std::to_string(g.connections_busy) + "\n";
+  out += "pipehook_http_connections{state=\"idle\"} " + std::to_string(g.connections_idle) + "\n";
   header(out, "pipehook_write_queue_depth", "gauge", "Records waiting for the event log's writer.");
   out += "pipehook_write_queue_depth " + std::to_string(g.queue_depth) + "\n";
 

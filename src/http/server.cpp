@@ -763,4 +763,14 @@ outcome<void> server::listen_unix() {
 
 std::size_t server::active_connections() const { return state_->active.load(); }
 
+connection_counts server::connections() const {
+  connection_counts out;
+  std::lock_guard lk(state_->mu);
+  for (const auto& c : state_->connections) {
+    ++out.open;
+    if (c->idle_since.load() == 0) ++out.busy;
+  }
+  return out;
+}
+
 }  // namespace pipehook::http

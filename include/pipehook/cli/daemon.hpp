@@ -4,6 +4,7 @@
 
 #include "pipehook/config/config.hpp"
 #include "pipehook/core/error.hpp"
+#include "pipehook/http/types.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 
@@ -21,6 +22,8 @@ class daemon {
   boost::asio::ip::tcp::endpoint endpoint() const;
   // The admin listener's bound address (port 0 in the config: the real one); unset when disabled.
   boost::asio::ip::tcp::endpoint admin_endpoint() const;
+  // The webhook listener's connections now (any thread): also on /metrics.
+  http::connection_counts webhook_connections() const;
 
   // Serves until SIGINT/SIGTERM (if handle_signals; SIGHUP then reloads, see reload()) or stop();
   // returns once in-flight requests are

@@ -59,6 +59,7 @@ class metrics {
   // Scrape-time values, read from their owners when /metrics is asked for.
   struct gauges {
     std::size_t queue_depth = 0;
+    std::size_t connections_busy = 0, connections_idle = 0;  // the webhook listener's
     struct handler {
       std::string name;
       std::int64_t pending = 0, retrying = 0, dead = 0;

@@ -64,6 +64,7 @@ class server {
   void stop();
 
   std::size_t active_connections() const;
+  connection_counts connections() const;  // any thread
 
   struct state;  // opaque
 

@@ -31,6 +31,13 @@ struct request_head {
   std::string proto;         // "https"/"http" as a trusted proxy forwarded it; "" otherwise
 };
 
+// A listener's open connections, and how many of them are reading or answering a request (the
+// rest wait for one: idle keep-alive, or opened and silent).
+struct connection_counts {
+  std::size_t open = 0;
+  std::size_t busy = 0;
+};
+
 enum class chunk_status { more, done, failed };
 
 struct response {
