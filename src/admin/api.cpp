@@ -4,8 +4,8 @@
 #include "pipehook/core/cidr.hpp"
 #include "pipehook/core/time.hpp"
 #include "pipehook/event/json.hpp"
-#include "pipehook/ingest/webhook.hpp"
 #include "pipehook/pipedrive/parse.hpp"
+#include "pipehook/store/await.hpp"
 #include "pipehook/store/outbox.hpp"
 #include "pipehook/store/reader.hpp"
 #include "web_assets.hpp"
@@ -297,7 +297,7 @@ asio::awaitable<http::response> reparse(api::impl* self, std::string path) {
     co_return json_error(422, "not_an_event", "quarantined body " + std::to_string(*id) + " still does not parse as a Pipedrive event: " +
                                                   parsed.reason);
   auto ev = std::make_shared<event::event>(std::move(parsed.ev));
-  auto op = ingest::await_commit(submit_reparsed{&self->log, *id, ev});
+  auto op = store::await_commit(submit_reparsed{&self->log, *id, ev});
   store::append_result res = co_await std::move(op);
   if (!res) co_return json_error(503, "store_unavailable", res.error().message);
   const bool dup = res->status == store::append_status::duplicate;

@@ -1,13 +1,15 @@
 #include "pipehook/cli/daemon.hpp"
 
+#include "pipehook/cli/logging.hpp"
+
 #include "pipehook/admin/api.hpp"
-#include "pipehook/core/codec.hpp"
 #include "pipehook/core/metrics.hpp"
 #include "pipehook/core/socket_activation.hpp"
 #include "pipehook/core/spawn.hpp"
 #include "pipehook/core/time.hpp"
 #include "pipehook/dispatch/dispatcher.hpp"
 #include "pipehook/store/reader.hpp"
+#include "pipehook/store/retention.hpp"
 #include "pipehook/handlers/builtin.hpp"
 #include "pipehook/http/server.hpp"
 #include "pipehook/ingest/webhook.hpp"
@@ -20,9 +22,6 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <spdlog/pattern_formatter.h>
-#include <spdlog/sinks/basic_file_sink.h>
-#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/json/object.hpp>
@@ -30,7 +29,6 @@
 #include <algorithm>
 #include <map>
 #include <pthread.h>
-#include <sstream>
 #include <mutex>
 #include <thread>
 
@@ -55,8 +53,7 @@ struct daemon::impl {
   std::unique_ptr<http::server> admin_server;
   asio::ip::tcp::endpoint admin_bound;
   std::thread admin_thread;
-  std::unique_ptr<store::reader> retention_reader;  // main io_context only
-  asio::steady_timer retention_timer{ioc};
+  std::unique_ptr<store::retention_runner> retention;  // when [store.retention] sets a limit
   asio::signal_set signals{ioc};
   asio::steady_timer summary_timer{ioc};
   bool stopping = false;  // touched on the io_context only
@@ -138,23 +135,18 @@ struct daemon::impl {
         refused.push_back("handlers: " + changed.error().message);
       }
     }
-    // Everything else is only compared: each section that differs is named.
-    auto sections = [](const config::config& c) {
-      std::map<std::string, std::string> out;
-      std::string current;
-      std::istringstream in(config::render_effective(c));
-      for (std::string line; std::getline(in, line);) {
-        if (line.rfind("[", 0) == 0) current = line.substr(line.find_first_not_of('['), line.find(']') - line.find_first_not_of('['));
-        if (current != "log" && current != "auth" && !current.empty()) out[current] += line + "\n";
-      }
-      return out;
-    };
-    const auto before = sections(cfg), after = sections(*fresh);
+    // Everything else is only compared, value by value (secrets included): each section that
+    // differs is named.
     std::vector<std::string> pending;
-    for (const auto& [name, text] : after)
-      if (!before.count(name) || before.at(name) != text) pending.push_back(name);
-    for (const auto& [name, text] : before)
-      if (!after.count(name)) pending.push_back(name);
+    auto differs = [&pending](const char* name, bool same) {
+      if (!same) pending.push_back(name);
+    };
+    differs("server", fresh->server == cfg.server);
+    differs("admin", fresh->admin == cfg.admin);
+    differs("store", fresh->store == cfg.store);
+    differs("pipedrive", fresh->pipedrive == cfg.pipedrive);
+    differs("registrar", fresh->registrar == cfg.registrar);
+    differs("handlers", fresh->handlers == cfg.handlers);
     auto join = [](const std::vector<std::string>& v) {
       std::string out;
       for (const auto& x : v) out += (out.empty() ? "" : ", ") + x;
@@ -172,7 +164,7 @@ struct daemon::impl {
     endpoint->set_draining();
     server->stop();
     if (admin_server) admin_server->stop();
-    retention_timer.cancel();
+    if (retention) retention->stop();
     if (dispatch) dispatch->stop(std::chrono::milliseconds(cfg.server.shutdown_timeout_ms));
     if (registrar) registrar->stop(std::chrono::milliseconds(std::max<std::int64_t>(cfg.server.shutdown_timeout_ms, 5'000)));
     boost::system::error_code ec;
@@ -190,81 +182,6 @@ asio::awaitable<void> summary_loop(daemon::impl* self) {
     auto [ec] = co_await self->summary_timer.async_wait(asio::as_tuple(asio::use_awaitable));
     if (ec || self->stopping) co_return;
     self->log_summary("last minute");
-  }
-}
-
-constexpr int retention_batch = 500;
-
-struct purge_submit {
-  store::event_log* log;
-  std::int64_t before_us;
-  int limit;
-  void operator()(store::append_callback cb) const { log->purge(before_us, limit, std::move(cb)); }
-};
-
-// One retention pass: batches of 500 through the writer (each its own short transaction, ingest
-// interleaved) until nothing older than max_age is left and the data fits max_bytes.
-asio::awaitable<std::int64_t> retention_pass(daemon::impl* self) {
-  const auto& c = self->cfg.store;
-  std::int64_t total = 0;
-  auto run = [](daemon::impl* s, std::int64_t before_us, int limit) {
-    return ingest::await_commit(purge_submit{s->log.get(), before_us, limit});
-  };
-  if (c.retention_max_age_ms > 0) {
-    for (;;) {
-      auto op = run(self, now_us() - c.retention_max_age_ms * 1000, retention_batch);
-      store::append_result r = co_await std::move(op);
-      if (!r) {
-        spdlog::error("retention: {}", r.error().message);
-        co_return total;
-      }
-      total += r->id;
-      if (r->id == 0 || self->stopping) break;
-    }
-  }
-  if (c.retention_max_bytes > 0) {
-    double per_row = 0;  // the average row's bytes, measured once per pass (a count(*) reads the table)
-    for (;;) {
-      auto used = self->retention_reader->used_bytes();
-      if (!used) {
-        spdlog::error("retention: {}", used.error().message);
-        co_return total;
-      }
-      if (static_cast<std::uint64_t>(*used) <= c.retention_max_bytes || self->stopping) break;
-      // As many of the oldest rows as the excess holds at the average row size (not a whole batch:
-      // a small budget would lose most of what it keeps), at least one, at most a batch.
-      if (per_row == 0) {
-        auto count = self->retention_reader->count_events();
-        per_row = static_cast<double>(*used) / static_cast<double>(count && *count > 0 ? *count : 1);
-      }
-      const auto excess = static_cast<double>(static_cast<std::uint64_t>(*used) - c.retention_max_bytes);
-      const int limit = static_cast<int>(std::clamp(excess / per_row + 1.0, 1.0, static_cast<double>(retention_batch)));
-      auto op = run(self, INT64_MAX, limit);
-      store::append_result r = co_await std::move(op);
-      if (!r) {
-        spdlog::error("retention: {}", r.error().message);
-        co_return total;
-      }
-      total += r->id;
-      if (r->id == 0) {
-        spdlog::warn("retention: the event log holds {} bytes, over store.retention.max_bytes = {}, but what is left "
-                     "has deliveries still pending", *used, c.retention_max_bytes);
-        break;
-      }
-    }
-  }
-  co_return total;
-}
-
-asio::awaitable<void> retention_loop(daemon::impl* self) {
-  for (;;) {
-    auto pass = retention_pass(self);
-    const std::int64_t deleted = co_await std::move(pass);
-    if (deleted > 0) spdlog::info("retention: deleted {} old rows", deleted);
-    if (self->stopping) co_return;
-    self->retention_timer.expires_after(std::chrono::milliseconds(self->cfg.store.retention_interval_ms));
-    auto [ec] = co_await self->retention_timer.async_wait(asio::as_tuple(asio::use_awaitable));
-    if (ec || self->stopping) co_return;
   }
 }
 
@@ -432,9 +349,10 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c) {
     p->admin_api->set_listen_address(p->admin_bound.address().to_string());
   }
   if (c.store.retention_max_age_ms > 0 || c.store.retention_max_bytes > 0) {
-    auto rd = store::reader::open(c.store.path);
-    if (!rd) return rd.error();
-    p->retention_reader = std::move(*rd);
+    store::retention_policy policy{c.store.retention_max_age_ms, c.store.retention_max_bytes, c.store.retention_interval_ms};
+    auto runner = store::retention_runner::create(p->ioc.get_executor(), *p->log, c.store.path, policy);
+    if (!runner) return runner.error();
+    p->retention = std::move(*runner);
   }
   for (const char* m : {"GET", "HEAD"}) {
     routes.push_back({m, "/healthz", {}, health_handle{raw->endpoint.get()}});
@@ -468,7 +386,7 @@ void daemon::run(bool handle_signals) {
     self->wait_signal();
   }
   asio::co_spawn(self->ioc, summary_loop(self), log_exception{"the summary loop"});
-  if (self->retention_reader) asio::co_spawn(self->ioc, retention_loop(self), log_exception{"the retention loop"});
+  if (self->retention) self->retention->start();
   if (self->admin_server) {
     self->admin_server->start();
     self->admin_thread = std::thread([self] {
@@ -491,7 +409,7 @@ void daemon::run(bool handle_signals) {
                c.server.path,
                c.auth.enabled ? "Basic" : "DISABLED", c.store.path,
                c.store.sync == config::durability::full ? "full" : "normal");
-  if (self->retention_reader)
+  if (self->retention)
     spdlog::info("retention: max_age {}, max_bytes {}, checked every {} ms",
                  c.store.retention_max_age_ms ? std::to_string(c.store.retention_max_age_ms / 1000) + " s" : "none",
                  c.store.retention_max_bytes ? std::to_string(c.store.retention_max_bytes) : "none",
@@ -514,44 +432,6 @@ void daemon::run(bool handle_signals) {
 void daemon::stop() {
   impl* self = impl_.get();
   asio::post(self->ioc, [self] { self->begin_stop(); });
-}
-
-namespace {
-
-// The message as a JSON string body (the pattern supplies the quotes).
-class json_escaped_message final : public spdlog::custom_flag_formatter {
- public:
-  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
-    append_json_escaped(dest, std::string_view(msg.payload.data(), msg.payload.size()));
-  }
-  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<json_escaped_message>(); }
-};
-
-}  // namespace
-
-outcome<void> setup_logging(const config::log_config& c) {
-  spdlog::sink_ptr sink;
-  if (c.file.empty()) {
-    sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
-  } else {
-    try {  // opened anew each time: after logrotate moved the file, SIGHUP starts a new one
-      sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(c.file, false);
-    } catch (const spdlog::spdlog_ex& e) {
-      return make_failure(errc::invalid_config, "log.file \"" + c.file + "\": " + e.what());
-    }
-  }
-  auto logger = std::make_shared<spdlog::logger>("pipehook", std::move(sink));
-  if (c.format == "json") {
-    auto f = std::make_unique<spdlog::pattern_formatter>();
-    f->add_flag<json_escaped_message>('*').set_pattern(R"({"time":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","msg":"%*"})");
-    logger->set_formatter(std::move(f));
-  } else {
-    logger->set_pattern(c.file.empty() ? "%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ %v" : "%Y-%m-%dT%H:%M:%S.%e%z %l %v");
-  }
-  logger->set_level(spdlog::level::from_str(c.level));
-  logger->flush_on(spdlog::level::info);
-  spdlog::set_default_logger(std::move(logger));
-  return {};
 }
 
 }  // namespace pipehook::cli

@@ -3,6 +3,7 @@
 #include "pipehook/core/cidr.hpp"
 #include "pipehook/core/time.hpp"
 #include "pipehook/core/url.hpp"
+#include "pipehook/pipedrive/vocabulary.hpp"
 
 #include <toml++/toml.h>
 #include <sys/stat.h>
@@ -21,35 +22,52 @@ namespace {
 
 failure bad(std::string message) { return make_failure(errc::invalid_config, std::move(message)); }
 
-// Rejects keys that are not in `allowed`, naming them with their section.
-outcome<void> only_known(const toml::table& t, std::string_view section, std::initializer_list<std::string_view> allowed) {
-  for (const auto& [key, node] : t) {
-    bool ok = false;
-    for (auto a : allowed) ok = ok || key.str() == a;
-    if (!ok) {
-      std::string full = section.empty() ? std::string(key.str()) : std::string(section) + "." + std::string(key.str());
-      return bad("unknown key '" + full + "'");
-    }
-  }
-  return {};
-}
+outcome<void> string_list_node(const toml::node& n, const std::string& name, std::vector<std::string>& out);
 
-// Typed readers: each leaves `out` alone when the key is absent and names the key on a bad value.
+// The settings of one table: typed getters that leave `out` alone when the key is absent and name
+// the key on a bad value, and remember what they were asked for; finish() refuses every key nobody
+// asked for ("unknown key 'server.lisen'"). No list of allowed keys restates what the getters read.
 struct reader {
   const toml::table& t;
-  std::string section;
+  std::string section;  // "" for the root
+  mutable std::set<std::string, std::less<>> used;
 
-  std::string name(std::string_view key) const { return section + "." + std::string(key); }
+  reader(const toml::table& table, std::string name) : t(table), section(std::move(name)) {}
+
+  std::string name(std::string_view key) const { return section.empty() ? std::string(key) : section + "." + std::string(key); }
+
+  // The node under `key` (nullptr when absent), counted as read.
+  const toml::node* node(std::string_view key) const {
+    used.emplace(key);
+    return t.get(key);
+  }
+  // A sub-table ([section.key]); nullptr when absent.
+  outcome<const toml::table*> table(std::string_view key) const {
+    const toml::node* n = node(key);
+    if (!n) return nullptr;
+    if (!n->is_table()) return bad("'" + name(key) + "' must be a table ([" + name(key) + "])");
+    return n->as_table();
+  }
+  // A string or a list of strings (a single value is a list of one).
+  outcome<void> list(std::string_view key, std::vector<std::string>& out) const {
+    const toml::node* n = node(key);
+    return n ? string_list_node(*n, name(key), out) : outcome<void>{};
+  }
+  outcome<void> finish() const {
+    for (const auto& [key, value] : t)
+      if (!used.count(key.str())) return bad("unknown key '" + name(key.str()) + "'");
+    return {};
+  }
 
   outcome<void> string(std::string_view key, std::string& out) const {
-    const toml::node* n = t.get(key);
+    const toml::node* n = node(key);
     if (!n) return {};
     if (!n->is_string()) return bad(name(key) + " must be a string");
     out = n->as_string()->get();
     return {};
   }
   outcome<void> boolean(std::string_view key, bool& out) const {
-    const toml::node* n = t.get(key);
+    const toml::node* n = node(key);
     if (!n) return {};
     if (!n->is_boolean()) return bad(name(key) + " must be true or false");
     out = n->as_boolean()->get();
@@ -57,7 +75,7 @@ struct reader {
   }
   template <class Int>
   outcome<void> integer(std::string_view key, Int& out, std::int64_t min, std::int64_t max) const {
-    const toml::node* n = t.get(key);
+    const toml::node* n = node(key);
     if (!n) return {};
     if (!n->is_integer()) return bad(name(key) + " must be an integer");
     const std::int64_t v = n->as_integer()->get();
@@ -69,7 +87,7 @@ struct reader {
   }
   // "250ms", "10s", "5m", "1h" or an integer number of seconds.
   outcome<void> duration(std::string_view key, std::int64_t& out_ms, std::int64_t min_ms, std::int64_t max_ms) const {
-    const toml::node* n = t.get(key);
+    const toml::node* n = node(key);
     if (!n) return {};
     std::optional<std::int64_t> ms;
     if (n->is_integer()) ms = n->as_integer()->get() * 1000;
@@ -104,12 +122,6 @@ bool is_loopback_host(const std::string& host) {
   return host.rfind("127.", 0) == 0 || host == "::1" || host == "localhost";
 }
 
-outcome<const toml::table*> section(const toml::table& root, std::string_view key) {
-  const toml::node* n = root.get(key);
-  if (!n) return nullptr;
-  if (!n->is_table()) return bad("'" + std::string(key) + "' must be a table ([" + std::string(key) + "])");
-  return n->as_table();
-}
 
 outcome<void> parse_listen(const std::string& text, std::string_view key, std::string& out_host, std::uint16_t& out_port) {
   const std::string k(key);
@@ -158,8 +170,6 @@ outcome<std::string> read_secret_file(const std::string& path, std::string_view 
 
 outcome<void> secret_pair(const reader& r, const std::string& key, std::string& out, std::string& source, config& c);
 outcome<void> parse_handler(const toml::table& t, std::string where, handler_config& h);
-outcome<void> string_list(const toml::table& t, const std::string& where, std::string_view key,
-                          std::vector<std::string>& out);
 
 #define PIPEHOOK_TRY(expr)          \
   do {                              \
@@ -167,240 +177,212 @@ outcome<void> string_list(const toml::table& t, const std::string& where, std::s
     if (!_r) return _r.error();     \
   } while (0)
 
+outcome<void> apply_server(const reader& r, config& c) {
+  std::string listen;
+  PIPEHOOK_TRY(r.string("listen", listen));
+  if (listen.rfind("unix:", 0) == 0) {
+    c.server.unix_path = listen.substr(5);
+    if (c.server.unix_path.empty() || c.server.unix_path.front() != '/')
+      return bad("server.listen = \"" + listen + "\": a Unix socket needs an absolute path (unix:/run/pipehook/pipehook.sock)");
+    if (c.server.unix_path.size() > 107) return bad("server.listen: the Unix socket path is longer than 107 bytes");
+  } else if (!listen.empty()) {
+    PIPEHOOK_TRY(parse_listen(listen, "server.listen", c.server.host, c.server.port));
+  }
+  std::string mode;
+  PIPEHOOK_TRY(r.string("socket_mode", mode));
+  if (!mode.empty()) {
+    char* end = nullptr;
+    const unsigned long m = std::strtoul(mode.c_str(), &end, 8);
+    if (*end != '\0' || m > 0777 || mode.size() > 4)
+      return bad("server.socket_mode must be octal permissions like \"0660\" (got \"" + mode + "\")");
+    c.server.socket_mode = static_cast<unsigned>(m);
+  }
+  PIPEHOOK_TRY(r.string("path", c.server.path));
+  if (c.server.path.empty() || c.server.path[0] != '/' || c.server.path.find_first_of("?# ") != std::string::npos)
+    return bad("server.path must start with '/' and hold no query, fragment or space (got \"" + c.server.path + "\")");
+  PIPEHOOK_TRY(r.integer("max_body_bytes", c.server.max_body_bytes, 1024, 64LL * 1024 * 1024));
+  PIPEHOOK_TRY(r.integer("max_connections", c.server.max_connections, 1, 1'000'000));
+  PIPEHOOK_TRY(r.duration("read_timeout", c.server.read_timeout_ms, 100, 3'600'000));
+  PIPEHOOK_TRY(r.duration("idle_timeout", c.server.idle_timeout_ms, 100, 3'600'000));
+  PIPEHOOK_TRY(r.duration("shutdown_timeout", c.server.shutdown_timeout_ms, 0, 3'600'000));
+  PIPEHOOK_TRY(r.integer("threads", c.server.threads, 1, 64));
+  for (auto [key, list] : {std::pair{"trusted_proxies", &c.server.trusted_proxies},
+                           std::pair{"allow_from", &c.server.allow_from}}) {
+    PIPEHOOK_TRY(r.list(key, *list));
+    for (const auto& range : *list) {
+      if (range == "unix" && std::string_view(key) == "trusted_proxies") continue;  // Unix-socket peers
+      auto parsed = parse_cidr(range, std::string("server.") + key);
+      if (!parsed) return parsed.error();
+    }
+  }
+  return r.finish();
+}
+
+outcome<void> apply_auth(const reader& r, config& c) {
+  PIPEHOOK_TRY(r.boolean("enabled", c.auth.enabled));
+  PIPEHOOK_TRY(r.string("user", c.auth.user));
+  if (c.auth.user.find(':') != std::string::npos) return bad("auth.user must not contain ':' (Basic auth)");
+  std::string password, file;
+  PIPEHOOK_TRY(r.string("password", password));
+  PIPEHOOK_TRY(r.string("password_file", file));
+  if (!password.empty() && !file.empty()) return bad("auth.password and auth.password_file are both set: keep one");
+  if (!password.empty()) {
+    c.auth.password = password, c.auth.password_source = "auth.password";
+    c.inline_secrets.push_back("auth.password");
+  }
+  if (!file.empty()) {
+    auto secret = read_secret_file(file, "auth.password_file", c.warnings);
+    if (!secret) return secret.error();
+    c.auth.password = *secret;
+    c.auth.password_source = "auth.password_file (" + file + ")";
+  }
+  return r.finish();
+}
+
+outcome<void> apply_admin(const reader& r, config& c) {
+  PIPEHOOK_TRY(r.boolean("enabled", c.admin.enabled));
+  std::string listen;
+  PIPEHOOK_TRY(r.string("listen", listen));
+  if (!listen.empty()) PIPEHOOK_TRY(parse_listen(listen, "admin.listen", c.admin.host, c.admin.port));
+  PIPEHOOK_TRY(secret_pair(r, "token", c.admin.token, c.admin.token_source, c));
+  PIPEHOOK_TRY(r.list("allowed_hosts", c.admin.allowed_hosts));
+  for (const auto& h : c.admin.allowed_hosts)
+    if (h.empty() || h.find_first_of(" /[]") != std::string::npos)
+      return bad("admin.allowed_hosts: \"" + h + "\" is not a host name (like \"admin.example.com\" or \".example.com\")");
+  return r.finish();
+}
+
+outcome<void> apply_store(const reader& r, config& c) {
+  auto retention = r.table("retention");
+  if (!retention) return retention.error();
+  if (*retention) {
+    const reader rr{**retention, "store.retention"};
+    PIPEHOOK_TRY(rr.duration("max_age", c.store.retention_max_age_ms, 60'000, 100LL * 365 * 86'400'000));
+    PIPEHOOK_TRY(rr.duration("interval", c.store.retention_interval_ms, 100, 86'400'000));
+    if (const toml::node* n = rr.node("max_bytes")) {
+      std::optional<std::uint64_t> bytes;
+      if (n->is_integer() && n->as_integer()->get() > 0) bytes = static_cast<std::uint64_t>(n->as_integer()->get());
+      else if (n->is_string()) bytes = parse_size(n->as_string()->get());
+      if (!bytes) return bad("store.retention.max_bytes must be a size like \"500MB\", \"10GB\" or a number of bytes");
+      if (*bytes < 1024 * 1024) return bad("store.retention.max_bytes must be at least 1MB");
+      c.store.retention_max_bytes = *bytes;
+    }
+    PIPEHOOK_TRY(rr.finish());
+  }
+  PIPEHOOK_TRY(r.string("path", c.store.path));
+  if (c.store.path.empty()) return bad("store.path must not be empty");
+  std::string sync;
+  PIPEHOOK_TRY(r.string("durability", sync));
+  if (sync == "full") c.store.sync = durability::full;
+  else if (sync == "normal") c.store.sync = durability::normal;
+  else if (!sync.empty()) return bad("store.durability must be \"full\" or \"normal\" (got \"" + sync + "\")");
+  PIPEHOOK_TRY(r.integer("queue_capacity", c.store.queue_capacity, 1, 1'000'000));
+  PIPEHOOK_TRY(r.integer("batch_max", c.store.batch_max, 1, 100'000));
+  PIPEHOOK_TRY(r.duration("busy_timeout", c.store.busy_timeout_ms, 0, 60'000));
+  std::int64_t retry_after_ms = c.store.retry_after_s * 1000LL;
+  PIPEHOOK_TRY(r.duration("retry_after", retry_after_ms, 1000, 3'600'000));
+  c.store.retry_after_s = static_cast<std::uint32_t>(retry_after_ms / 1000);
+  return r.finish();
+}
+
+outcome<void> apply_log(const reader& r, config& c) {
+  PIPEHOOK_TRY(r.string("level", c.log.level));
+  PIPEHOOK_TRY(r.string("format", c.log.format));
+  if (c.log.format != "text" && c.log.format != "json")
+    return bad("log.format must be \"text\" or \"json\" (got \"" + c.log.format + "\")");
+  PIPEHOOK_TRY(r.string("file", c.log.file));
+  static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "critical", "off"};
+  if (!levels.count(c.log.level))
+    return bad("log.level must be one of trace, debug, info, warn, error, critical, off (got \"" + c.log.level + "\")");
+  return r.finish();
+}
+
+outcome<void> apply_pipedrive(const reader& r, config& c) {
+  auto& p = c.pipedrive;
+  PIPEHOOK_TRY(r.string("api_base", p.api_base));
+  auto base = parse_url(p.api_base, "pipedrive.api_base");
+  if (!base) return base.error();
+  while (!p.api_base.empty() && p.api_base.back() == '/') p.api_base.pop_back();
+  PIPEHOOK_TRY(secret_pair(r, "api_token", p.api_token, p.api_token_source, c));
+  PIPEHOOK_TRY(secret_pair(r, "oauth_token", p.oauth_token, p.oauth_token_source, c));
+  if (!p.api_token.empty() && !p.oauth_token.empty())
+    return bad("pipedrive.api_token and pipedrive.oauth_token are both set: keep one");
+  PIPEHOOK_TRY(r.string("ca_file", p.ca_file));
+  PIPEHOOK_TRY(r.duration("connect_timeout", p.connect_timeout_ms, 100, 600'000));
+  PIPEHOOK_TRY(r.duration("timeout", p.timeout_ms, 100, 600'000));
+  PIPEHOOK_TRY(r.integer("max_attempts", p.max_attempts, 1, 20));
+  PIPEHOOK_TRY(r.duration("retry_base", p.retry_base_ms, 1, 600'000));
+  PIPEHOOK_TRY(r.duration("retry_max", p.retry_max_ms, 1, 3'600'000));
+  if (p.retry_max_ms < p.retry_base_ms) return bad("pipedrive.retry_max must not be shorter than pipedrive.retry_base");
+  return r.finish();
+}
+
+outcome<void> apply_registrar(const reader& r, config& c) {
+  auto& g = c.registrar;
+  PIPEHOOK_TRY(r.boolean("enabled", g.enabled));
+  PIPEHOOK_TRY(r.string("subscription_url", g.subscription_url));
+  if (!g.subscription_url.empty()) {
+    auto u = parse_url(g.subscription_url, "registrar.subscription_url", true);
+    if (!u) return u.error();
+  }
+  PIPEHOOK_TRY(r.string("version", g.version));
+  if (g.version != "1.0" && g.version != "2.0")
+    return bad("registrar.version must be \"1.0\" or \"2.0\" (got \"" + g.version + "\")");
+  PIPEHOOK_TRY(r.string("name", g.name));
+  if (g.name.empty() || g.name.size() > 255) return bad("registrar.name must be 1 to 255 characters");
+  PIPEHOOK_TRY(r.integer("user_id", g.user_id, 0, std::numeric_limits<std::int64_t>::max()));
+  PIPEHOOK_TRY(r.boolean("prune", g.prune));
+  PIPEHOOK_TRY(r.boolean("delete_on_shutdown", g.delete_on_shutdown));
+  PIPEHOOK_TRY(r.duration("resync_interval", g.resync_interval_ms, 0, 7LL * 24 * 3'600'000));
+  if (g.resync_interval_ms != 0 && g.resync_interval_ms < 60'000)
+    return bad("registrar.resync_interval must be 0 (off) or at least 1m: each check costs API tokens");
+  if (const toml::node* n = r.node("webhooks")) {
+    const toml::array* arr = n->as_array();
+    if (!arr || !arr->is_array_of_tables())
+      return bad("registrar.webhooks must be a list of tables: [[registrar.webhooks]] with event_action and event_object");
+    std::size_t i = 0;
+    for (const toml::node& item : *arr) {
+      const std::string where = "registrar.webhooks[" + std::to_string(i++) + "]";
+      const reader wr{*item.as_table(), where};
+      webhook_subscription sub;
+      PIPEHOOK_TRY(wr.string("event_action", sub.event_action));
+      PIPEHOOK_TRY(wr.string("event_object", sub.event_object));
+      PIPEHOOK_TRY(wr.finish());
+      if (!pipedrive::valid_event_action(sub.event_action))
+        return bad(where + ".event_action must be one of create, change, delete, * (got \"" + sub.event_action + "\")");
+      if (!pipedrive::valid_event_object(sub.event_object))
+        return bad(where + ".event_object must be one of activity, deal, lead, note, organization, person, pipeline, "
+                           "product, stage, user, * (got \"" + sub.event_object + "\")");
+      if (std::find(g.webhooks.begin(), g.webhooks.end(), sub) != g.webhooks.end())
+        return bad(where + " repeats " + sub.event_action + "." + sub.event_object);
+      g.webhooks.push_back(sub);
+    }
+    if (g.webhooks.size() > 40)
+      return bad("registrar.webhooks lists " + std::to_string(g.webhooks.size()) +
+                 " subscriptions; Pipedrive allows 40 webhooks per user");
+  }
+  if (g.version == "1.0")
+    for (const auto& w : g.webhooks)
+      if (w.event_object == "lead")
+        return bad("registrar.webhooks: lead webhooks exist only in version 2.0 (registrar.version is \"1.0\")");
+  if (g.enabled) {
+    if (g.subscription_url.empty()) return bad("registrar.enabled needs registrar.subscription_url");
+    if (g.webhooks.empty()) return bad("registrar.enabled needs at least one [[registrar.webhooks]] table");
+  }
+  return r.finish();
+}
+
+// The whole file: each section by its own function, each refusing the keys it did not read.
 outcome<void> apply(const toml::table& root, config& c) {
-  PIPEHOOK_TRY(only_known(root, "", {"server", "auth", "admin", "store", "log", "pipedrive", "registrar", "handlers"}));
-
-  auto server = section(root, "server");
-  if (!server) return server.error();
-  if (*server) {
-    const toml::table& t = **server;
-    PIPEHOOK_TRY(only_known(t, "server", {"listen", "path", "max_body_bytes", "max_connections", "read_timeout",
-                                          "idle_timeout", "shutdown_timeout", "threads", "trusted_proxies", "socket_mode",
-                                          "allow_from"}));
-    reader r{t, "server"};
-    std::string listen;
-    PIPEHOOK_TRY(r.string("listen", listen));
-    if (listen.rfind("unix:", 0) == 0) {
-      c.server.unix_path = listen.substr(5);
-      if (c.server.unix_path.empty() || c.server.unix_path.front() != '/')
-        return bad("server.listen = \"" + listen + "\": a Unix socket needs an absolute path (unix:/run/pipehook/pipehook.sock)");
-      if (c.server.unix_path.size() > 107) return bad("server.listen: the Unix socket path is longer than 107 bytes");
-    } else if (!listen.empty()) {
-      PIPEHOOK_TRY(parse_listen(listen, "server.listen", c.server.host, c.server.port));
-    }
-    std::string mode;
-    PIPEHOOK_TRY(r.string("socket_mode", mode));
-    if (!mode.empty()) {
-      char* end = nullptr;
-      const unsigned long m = std::strtoul(mode.c_str(), &end, 8);
-      if (*end != '\0' || m > 0777 || mode.size() > 4)
-        return bad("server.socket_mode must be octal permissions like \"0660\" (got \"" + mode + "\")");
-      c.server.socket_mode = static_cast<unsigned>(m);
-    }
-    PIPEHOOK_TRY(r.string("path", c.server.path));
-    if (c.server.path.empty() || c.server.path[0] != '/' || c.server.path.find_first_of("?# ") != std::string::npos)
-      return bad("server.path must start with '/' and hold no query, fragment or space (got \"" + c.server.path + "\")");
-    PIPEHOOK_TRY(r.integer("max_body_bytes", c.server.max_body_bytes, 1024, 64LL * 1024 * 1024));
-    PIPEHOOK_TRY(r.integer("max_connections", c.server.max_connections, 1, 1'000'000));
-    PIPEHOOK_TRY(r.duration("read_timeout", c.server.read_timeout_ms, 100, 3'600'000));
-    PIPEHOOK_TRY(r.duration("idle_timeout", c.server.idle_timeout_ms, 100, 3'600'000));
-    PIPEHOOK_TRY(r.duration("shutdown_timeout", c.server.shutdown_timeout_ms, 0, 3'600'000));
-    PIPEHOOK_TRY(r.integer("threads", c.server.threads, 1, 64));
-    for (auto [key, list] : {std::pair{"trusted_proxies", &c.server.trusted_proxies},
-                             std::pair{"allow_from", &c.server.allow_from}}) {
-      PIPEHOOK_TRY(string_list(t, "server", key, *list));
-      for (const auto& range : *list) {
-        if (range == "unix" && std::string_view(key) == "trusted_proxies") continue;  // Unix-socket peers
-        auto parsed = parse_cidr(range, std::string("server.") + key);
-        if (!parsed) return parsed.error();
-      }
-    }
+  const reader top{root, ""};
+  using section_fn = outcome<void> (*)(const reader&, config&);
+  for (auto [name, fn] : {std::pair<const char*, section_fn>{"server", apply_server}, {"auth", apply_auth}, {"admin", apply_admin},
+                          {"store", apply_store}, {"log", apply_log}, {"pipedrive", apply_pipedrive}, {"registrar", apply_registrar}}) {
+    auto t = top.table(name);
+    if (!t) return t.error();
+    if (*t) PIPEHOOK_TRY(fn(reader{**t, name}, c));
   }
-
-  auto auth = section(root, "auth");
-  if (!auth) return auth.error();
-  if (*auth) {
-    const toml::table& t = **auth;
-    PIPEHOOK_TRY(only_known(t, "auth", {"enabled", "user", "password", "password_file"}));
-    reader r{t, "auth"};
-    PIPEHOOK_TRY(r.boolean("enabled", c.auth.enabled));
-    PIPEHOOK_TRY(r.string("user", c.auth.user));
-    if (c.auth.user.find(':') != std::string::npos) return bad("auth.user must not contain ':' (Basic auth)");
-    std::string password, file;
-    PIPEHOOK_TRY(r.string("password", password));
-    PIPEHOOK_TRY(r.string("password_file", file));
-    if (!password.empty() && !file.empty()) return bad("auth.password and auth.password_file are both set: keep one");
-    if (!password.empty()) {
-      c.auth.password = password, c.auth.password_source = "auth.password";
-      c.inline_secrets.push_back("auth.password");
-    }
-    if (!file.empty()) {
-      auto secret = read_secret_file(file, "auth.password_file", c.warnings);
-      if (!secret) return secret.error();
-      c.auth.password = *secret;
-      c.auth.password_source = "auth.password_file (" + file + ")";
-    }
-  }
-
-  auto admin = section(root, "admin");
-  if (!admin) return admin.error();
-  if (*admin) {
-    const toml::table& t = **admin;
-    PIPEHOOK_TRY(only_known(t, "admin", {"enabled", "listen", "token", "token_file", "allowed_hosts"}));
-    reader r{t, "admin"};
-    PIPEHOOK_TRY(r.boolean("enabled", c.admin.enabled));
-    std::string listen;
-    PIPEHOOK_TRY(r.string("listen", listen));
-    if (!listen.empty()) PIPEHOOK_TRY(parse_listen(listen, "admin.listen", c.admin.host, c.admin.port));
-    PIPEHOOK_TRY(secret_pair(r, "token", c.admin.token, c.admin.token_source, c));
-    PIPEHOOK_TRY(string_list(t, "admin", "allowed_hosts", c.admin.allowed_hosts));
-    for (const auto& h : c.admin.allowed_hosts)
-      if (h.empty() || h.find_first_of(" /[]") != std::string::npos)
-        return bad("admin.allowed_hosts: \"" + h + "\" is not a host name (like \"admin.example.com\" or \".example.com\")");
-  }
-
-  auto store = section(root, "store");
-  if (!store) return store.error();
-  if (*store) {
-    const toml::table& t = **store;
-    PIPEHOOK_TRY(only_known(t, "store", {"path", "durability", "queue_capacity", "batch_max", "busy_timeout", "retry_after",
-                                         "retention"}));
-    auto retention = section(t, "retention");
-    if (!retention) return bad("store.retention must be a table ([store.retention])");
-    if (*retention) {
-      const toml::table& rt = **retention;
-      PIPEHOOK_TRY(only_known(rt, "store.retention", {"max_age", "max_bytes", "interval"}));
-      reader rr{rt, "store.retention"};
-      PIPEHOOK_TRY(rr.duration("max_age", c.store.retention_max_age_ms, 60'000, 100LL * 365 * 86'400'000));
-      PIPEHOOK_TRY(rr.duration("interval", c.store.retention_interval_ms, 100, 86'400'000));
-      if (const toml::node* n = rt.get("max_bytes")) {
-        std::optional<std::uint64_t> bytes;
-        if (n->is_integer() && n->as_integer()->get() > 0) bytes = static_cast<std::uint64_t>(n->as_integer()->get());
-        else if (n->is_string()) bytes = parse_size(n->as_string()->get());
-        if (!bytes) return bad("store.retention.max_bytes must be a size like \"500MB\", \"10GB\" or a number of bytes");
-        if (*bytes < 1024 * 1024) return bad("store.retention.max_bytes must be at least 1MB");
-        c.store.retention_max_bytes = *bytes;
-      }
-    }
-    reader r{t, "store"};
-    PIPEHOOK_TRY(r.string("path", c.store.path));
-    if (c.store.path.empty()) return bad("store.path must not be empty");
-    std::string sync;
-    PIPEHOOK_TRY(r.string("durability", sync));
-    if (sync == "full") c.store.sync = durability::full;
-    else if (sync == "normal") c.store.sync = durability::normal;
-    else if (!sync.empty()) return bad("store.durability must be \"full\" or \"normal\" (got \"" + sync + "\")");
-    PIPEHOOK_TRY(r.integer("queue_capacity", c.store.queue_capacity, 1, 1'000'000));
-    PIPEHOOK_TRY(r.integer("batch_max", c.store.batch_max, 1, 100'000));
-    PIPEHOOK_TRY(r.duration("busy_timeout", c.store.busy_timeout_ms, 0, 60'000));
-    std::int64_t retry_after_ms = c.store.retry_after_s * 1000LL;
-    PIPEHOOK_TRY(r.duration("retry_after", retry_after_ms, 1000, 3'600'000));
-    c.store.retry_after_s = static_cast<std::uint32_t>(retry_after_ms / 1000);
-  }
-
-  auto log = section(root, "log");
-  if (!log) return log.error();
-  if (*log) {
-    const toml::table& t = **log;
-    PIPEHOOK_TRY(only_known(t, "log", {"level", "format", "file"}));
-    reader r{t, "log"};
-    PIPEHOOK_TRY(r.string("level", c.log.level));
-    PIPEHOOK_TRY(r.string("format", c.log.format));
-    if (c.log.format != "text" && c.log.format != "json")
-      return bad("log.format must be \"text\" or \"json\" (got \"" + c.log.format + "\")");
-    PIPEHOOK_TRY(r.string("file", c.log.file));
-    static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "critical", "off"};
-    if (!levels.count(c.log.level))
-      return bad("log.level must be one of trace, debug, info, warn, error, critical, off (got \"" + c.log.level + "\")");
-  }
-
-  auto pd = section(root, "pipedrive");
-  if (!pd) return pd.error();
-  if (*pd) {
-    const toml::table& t = **pd;
-    PIPEHOOK_TRY(only_known(t, "pipedrive", {"api_base", "api_token", "api_token_file", "oauth_token", "oauth_token_file",
-                                             "ca_file", "connect_timeout", "timeout", "max_attempts", "retry_base",
-                                             "retry_max"}));
-    reader r{t, "pipedrive"};
-    auto& p = c.pipedrive;
-    PIPEHOOK_TRY(r.string("api_base", p.api_base));
-    auto base = parse_url(p.api_base, "pipedrive.api_base");
-    if (!base) return base.error();
-    while (!p.api_base.empty() && p.api_base.back() == '/') p.api_base.pop_back();
-    PIPEHOOK_TRY(secret_pair(r, "api_token", p.api_token, p.api_token_source, c));
-    PIPEHOOK_TRY(secret_pair(r, "oauth_token", p.oauth_token, p.oauth_token_source, c));
-    if (!p.api_token.empty() && !p.oauth_token.empty())
-      return bad("pipedrive.api_token and pipedrive.oauth_token are both set: keep one");
-    PIPEHOOK_TRY(r.string("ca_file", p.ca_file));
-    PIPEHOOK_TRY(r.duration("connect_timeout", p.connect_timeout_ms, 100, 600'000));
-    PIPEHOOK_TRY(r.duration("timeout", p.timeout_ms, 100, 600'000));
-    PIPEHOOK_TRY(r.integer("max_attempts", p.max_attempts, 1, 20));
-    PIPEHOOK_TRY(r.duration("retry_base", p.retry_base_ms, 1, 600'000));
-    PIPEHOOK_TRY(r.duration("retry_max", p.retry_max_ms, 1, 3'600'000));
-    if (p.retry_max_ms < p.retry_base_ms) return bad("pipedrive.retry_max must not be shorter than pipedrive.retry_base");
-  }
-
-  auto reg = section(root, "registrar");
-  if (!reg) return reg.error();
-  if (*reg) {
-    const toml::table& t = **reg;
-    PIPEHOOK_TRY(only_known(t, "registrar", {"enabled", "subscription_url", "version", "name", "user_id", "prune",
-                                             "delete_on_shutdown", "resync_interval", "webhooks"}));
-    reader r{t, "registrar"};
-    auto& g = c.registrar;
-    PIPEHOOK_TRY(r.boolean("enabled", g.enabled));
-    PIPEHOOK_TRY(r.string("subscription_url", g.subscription_url));
-    if (!g.subscription_url.empty()) {
-      auto u = parse_url(g.subscription_url, "registrar.subscription_url", true);
-      if (!u) return u.error();
-    }
-    PIPEHOOK_TRY(r.string("version", g.version));
-    if (g.version != "1.0" && g.version != "2.0")
-      return bad("registrar.version must be \"1.0\" or \"2.0\" (got \"" + g.version + "\")");
-    PIPEHOOK_TRY(r.string("name", g.name));
-    if (g.name.empty() || g.name.size() > 255) return bad("registrar.name must be 1 to 255 characters");
-    PIPEHOOK_TRY(r.integer("user_id", g.user_id, 0, std::numeric_limits<std::int64_t>::max()));
-    PIPEHOOK_TRY(r.boolean("prune", g.prune));
-    PIPEHOOK_TRY(r.boolean("delete_on_shutdown", g.delete_on_shutdown));
-    PIPEHOOK_TRY(r.duration("resync_interval", g.resync_interval_ms, 0, 7LL * 24 * 3'600'000));
-    if (g.resync_interval_ms != 0 && g.resync_interval_ms < 60'000)
-      return bad("registrar.resync_interval must be 0 (off) or at least 1m: each check costs API tokens");
-    if (const toml::node* n = t.get("webhooks")) {
-      const toml::array* arr = n->as_array();
-      if (!arr || !arr->is_array_of_tables())
-        return bad("registrar.webhooks must be a list of tables: [[registrar.webhooks]] with event_action and event_object");
-      std::size_t i = 0;
-      for (const toml::node& item : *arr) {
-        const std::string where = "registrar.webhooks[" + std::to_string(i++) + "]";
-        const toml::table& w = *item.as_table();
-        PIPEHOOK_TRY(only_known(w, where, {"event_action", "event_object"}));
-        reader wr{w, where};
-        webhook_subscription sub;
-        PIPEHOOK_TRY(wr.string("event_action", sub.event_action));
-        PIPEHOOK_TRY(wr.string("event_object", sub.event_object));
-        if (!valid_event_action(sub.event_action))
-          return bad(where + ".event_action must be one of create, change, delete, * (got \"" + sub.event_action + "\")");
-        if (!valid_event_object(sub.event_object))
-          return bad(where + ".event_object must be one of activity, deal, lead, note, organization, person, pipeline, "
-                             "product, stage, user, * (got \"" + sub.event_object + "\")");
-        if (std::find(g.webhooks.begin(), g.webhooks.end(), sub) != g.webhooks.end())
-          return bad(where + " repeats " + sub.event_action + "." + sub.event_object);
-        g.webhooks.push_back(sub);
-      }
-      if (g.webhooks.size() > 40)
-        return bad("registrar.webhooks lists " + std::to_string(g.webhooks.size()) +
-                   " subscriptions; Pipedrive allows 40 webhooks per user");
-    }
-    if (g.version == "1.0")
-      for (const auto& w : g.webhooks)
-        if (w.event_object == "lead")
-          return bad("registrar.webhooks: lead webhooks exist only in version 2.0 (registrar.version is \"1.0\")");
-    if (g.enabled) {
-      if (g.subscription_url.empty()) return bad("registrar.enabled needs registrar.subscription_url");
-      if (g.webhooks.empty()) return bad("registrar.enabled needs at least one [[registrar.webhooks]] table");
-    }
-  }
-  if (const toml::node* n = root.get("handlers")) {
+  if (const toml::node* n = top.node("handlers")) {
     const toml::array* arr = n->as_array();
     if (!arr || !arr->is_array_of_tables()) return bad("handlers must be a list of tables: [[handlers]] with name and type");
     std::size_t i = 0;
@@ -416,19 +398,15 @@ outcome<void> apply(const toml::table& root, config& c) {
       c.handlers.push_back(std::move(h));
     }
   }
-  return {};
+  return top.finish();
 }
 
-outcome<void> string_list(const toml::table& t, const std::string& where, std::string_view key,
-                          std::vector<std::string>& out) {
-  const toml::node* n = t.get(key);
-  if (!n) return {};
-  const std::string name = where + "." + std::string(key);
-  if (n->is_string()) {  // a single value is a list of one
-    out.push_back(n->as_string()->get());
+outcome<void> string_list_node(const toml::node& n, const std::string& name, std::vector<std::string>& out) {
+  if (n.is_string()) {  // a single value is a list of one
+    out.push_back(n.as_string()->get());
     return {};
   }
-  const toml::array* arr = n->as_array();
+  const toml::array* arr = n.as_array();
   if (!arr) return bad(name + " must be a string or a list of strings");
   for (const toml::node& v : *arr) {
     if (v.is_string()) out.push_back(v.as_string()->get());
@@ -452,23 +430,23 @@ outcome<void> parse_handler(const toml::table& t, std::string where, handler_con
   if (h.type.empty()) return bad(where + ".type is required (http, nats or log)");
   PIPEHOOK_TRY(r.boolean("ordered", h.ordered));
   PIPEHOOK_TRY(r.integer("concurrency", h.concurrency, 1, 256));
-  if (const toml::node* m = t.get("match")) {
-    if (!m->is_table()) return bad(where + ".match must be a table");
-    const toml::table& mt = *m->as_table();
-    PIPEHOOK_TRY(only_known(mt, where + ".match", {"entity", "action", "company_id"}));
-    PIPEHOOK_TRY(string_list(mt, where + ".match", "entity", h.match.entity));
-    PIPEHOOK_TRY(string_list(mt, where + ".match", "action", h.match.action));
-    PIPEHOOK_TRY(string_list(mt, where + ".match", "company_id", h.match.company_id));
+  auto match = r.table("match");
+  if (!match) return match.error();
+  if (*match) {
+    const reader mr{**match, where + ".match"};
+    PIPEHOOK_TRY(mr.list("entity", h.match.entity));
+    PIPEHOOK_TRY(mr.list("action", h.match.action));
+    PIPEHOOK_TRY(mr.list("company_id", h.match.company_id));
+    PIPEHOOK_TRY(mr.finish());
     for (const auto& a : h.match.action)
       if (a != "create" && a != "change" && a != "delete" && a != "*")
         return bad(where + ".match.action: \"" + a + "\" is not create, change, delete or *");
   }
-  if (const toml::node* rt = t.get("retry")) {
-    if (!rt->is_table()) return bad(where + ".retry must be a table");
-    const toml::table& tt = *rt->as_table();
-    PIPEHOOK_TRY(only_known(tt, where + ".retry", {"schedule", "max_age", "max_attempts"}));
-    reader rr{tt, where + ".retry"};
-    if (const toml::node* sch = tt.get("schedule")) {
+  auto retry = r.table("retry");
+  if (!retry) return retry.error();
+  if (*retry) {
+    const reader rr{**retry, where + ".retry"};
+    if (const toml::node* sch = rr.node("schedule")) {
       const toml::array* arr = sch->as_array();
       if (!arr || arr->empty()) return bad(where + ".retry.schedule must be a non-empty list of durations");
       h.retry.schedule_ms.clear();
@@ -483,11 +461,12 @@ outcome<void> parse_handler(const toml::table& t, std::string where, handler_con
     }
     PIPEHOOK_TRY(rr.duration("max_age", h.retry.max_age_ms, 1'000, 365LL * 24 * 3'600'000));
     PIPEHOOK_TRY(rr.integer("max_attempts", h.retry.max_attempts, 0, 1'000'000));
+    PIPEHOOK_TRY(rr.finish());
   }
   // The rest belongs to the handler type, which checks it (unknown keys included) when built.
   for (const auto& [key, node] : t) {
     const std::string k(key.str());
-    if (k == "name" || k == "type" || k == "ordered" || k == "concurrency" || k == "match" || k == "retry") continue;
+    if (r.used.count(k)) continue;
     const std::string name = where + "." + k;
     if (node.is_string()) h.settings[k] = node.as_string()->get();
     else if (node.is_integer()) h.settings[k] = node.as_integer()->get();
@@ -495,7 +474,7 @@ outcome<void> parse_handler(const toml::table& t, std::string where, handler_con
     else if (node.is_boolean()) h.settings[k] = node.as_boolean()->get();
     else if (node.is_array()) {
       std::vector<std::string> list;
-      PIPEHOOK_TRY(string_list(t, where, k, list));
+      PIPEHOOK_TRY(string_list_node(node, name, list));
       h.settings[k] = std::move(list);
     } else if (node.is_table()) {
       std::map<std::string, std::string> table;
@@ -663,19 +642,6 @@ outcome<void> check_serve_ready(const config& c) {
   if (c.admin.enabled && c.admin.host == c.server.host && c.admin.port == c.server.port && c.admin.port != 0)
     return bad("admin.listen and server.listen are the same address: the admin API needs its own listener");
   return {};
-}
-
-bool valid_event_action(std::string_view a) {
-  for (std::string_view v : {"create", "change", "delete", "*"})
-    if (a == v) return true;
-  return false;
-}
-
-bool valid_event_object(std::string_view o) {
-  for (std::string_view v : {"activity", "deal", "lead", "note", "organization", "person", "pipeline", "product", "stage",
-                             "user", "*"})
-    if (o == v) return true;
-  return false;
 }
 
 outcome<void> check_pipedrive_ready(const config& c) {

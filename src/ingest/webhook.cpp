@@ -3,11 +3,8 @@
 #include "pipehook/core/codec.hpp"
 #include "pipehook/core/time.hpp"
 #include "pipehook/pipedrive/parse.hpp"
+#include "pipehook/store/await.hpp"
 
-#include <boost/asio/async_result.hpp>
-#include <boost/asio/associated_executor.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
 #include <openssl/crypto.h>
@@ -52,25 +49,6 @@ bool is_json_content_type(std::string_view ct) {
 }
 
 
-// Completes an asio operation from the writer thread: the callback posts the result back to the
-// executor of the waiting coroutine. A named function object, not a lambda (see STYLE.md).
-struct append_initiation {
-  template <class Handler, class Submit>
-  void operator()(Handler handler, Submit submit) const {
-    auto shared = std::make_shared<Handler>(std::move(handler));
-    // Tracked: io_context::run() must not return while a commit is outstanding (graceful shutdown).
-    auto ex = asio::prefer(asio::get_associated_executor(*shared), asio::execution::outstanding_work.tracked);
-    // The handler is moved out and invoked (as an rvalue) on its own executor, so nothing of the
-    // waiting coroutine is touched or destroyed on the writer thread.
-    submit([shared, ex](store::append_result r) {
-      asio::post(ex, [shared, r = std::move(r)]() mutable {
-        Handler h = std::move(*shared);
-        std::move(h)(std::move(r));
-      });
-    });
-  }
-};
-
 struct submit_event {
   store::event_log* log;
   std::shared_ptr<event::event> ev;
@@ -90,11 +68,6 @@ struct submit_probe {
 };
 
 }  // namespace
-
-asio::awaitable<store::append_result> await_commit(std::function<void(store::append_callback)> submit) {
-  return asio::async_initiate<const asio::use_awaitable_t<>&, void(store::append_result)>(append_initiation{}, asio::use_awaitable,
-                                                                                        std::move(submit));
-}
 
 webhook_endpoint::webhook_endpoint(options opt, store::event_log& log) : opt_(std::move(opt)), log_(log) {
   set_credentials(opt_.auth_enabled, opt_.user, opt_.password);
@@ -181,7 +154,7 @@ asio::awaitable<http::response> webhook_endpoint::handle(http::request_head head
     q->body = std::move(parsed.ev.body);
     q->received_at_us = parsed.ev.received_at_us;
     const std::size_t bytes = q->body.size();
-    auto op = await_commit(submit_quarantine{&log_, q});  // see await_commit(): no temporaries in the co_await
+    auto op = store::await_commit(submit_quarantine{&log_, q});  // see await_commit(): no temporaries in the co_await
     store::append_result res = co_await std::move(op);
     note_write(res, bytes);
     if (!res) co_return unavailable(res.error());
@@ -193,7 +166,7 @@ asio::awaitable<http::response> webhook_endpoint::handle(http::request_head head
   auto ev = std::make_shared<event::event>(std::move(parsed.ev));
   const std::string note = ev->entity + "." + ev->action + " " + ev->entity_id + " attempt " + std::to_string(ev->attempt);
   const std::size_t bytes = ev->body.size();
-  auto op = await_commit(submit_event{&log_, ev});
+  auto op = store::await_commit(submit_event{&log_, ev});
   store::append_result res = co_await std::move(op);
   note_write(res, bytes);
   if (!res) co_return unavailable(res.error());
@@ -212,7 +185,7 @@ asio::awaitable<http::response> webhook_endpoint::ready() {
     std::lock_guard lk(failure_mu_);
     room = failure_bytes_;
   }
-  auto op = await_commit(submit_probe{&log_, room});
+  auto op = store::await_commit(submit_probe{&log_, room});
   store::append_result res = co_await std::move(op);
   note_write(res, room);
   if (!res) {

@@ -40,8 +40,4 @@ class daemon {
   std::unique_ptr<impl> impl_;
 };
 
-// Sets up spdlog as log.* says: level, text or JSON lines, stderr or a file (opened anew: call it
-// again after log rotation). Fails when the file cannot be opened.
-outcome<void> setup_logging(const config::log_config& c);
-
 }  // namespace pipehook::cli

@@ -28,6 +28,7 @@ struct server_config {
   unsigned threads = 1;                      // I/O threads (the SQLite writer has its own)
   std::vector<std::string> trusted_proxies;  // CIDRs whose Forwarded / X-Forwarded-* headers are believed; "unix": Unix-socket peers
   std::vector<std::string> allow_from;       // CIDRs allowed to POST webhooks (empty: anyone)
+  bool operator==(const server_config&) const = default;
 };
 
 struct auth_config {
@@ -35,6 +36,7 @@ struct auth_config {
   std::string user = "pipedrive";
   std::string password;         // secret: never logged or printed
   std::string password_source;  // where the password came from, for check-config
+  bool operator==(const auth_config&) const = default;
 };
 
 enum class durability { full, normal };
@@ -50,6 +52,7 @@ struct store_config {
   std::int64_t retention_max_age_ms = 0;
   std::uint64_t retention_max_bytes = 0;
   std::int64_t retention_interval_ms = 60'000;
+  bool operator==(const store_config&) const = default;
 };
 
 // The admin listener: query API, web page, metrics. Never the webhook port.
@@ -60,12 +63,14 @@ struct admin_config {
   std::string token;         // secret: "Authorization: Bearer <token>"; required beyond loopback
   std::string token_source;
   std::vector<std::string> allowed_hosts;  // Host names it answers besides localhost and its own address
+  bool operator==(const admin_config&) const = default;
 };
 
 struct log_config {
   std::string level = "info";   // trace, debug, info, warn, error, critical, off
   std::string format = "text";  // "text" or "json" (one JSON object per line)
   std::string file;             // "" = stderr; else appended to, reopened on SIGHUP (log rotation)
+  bool operator==(const log_config&) const = default;
 };
 
 // How pipehook talks to Pipedrive's REST API (the registrar and `pipehook webhooks`).
@@ -81,6 +86,7 @@ struct pipedrive_config {
   unsigned max_attempts = 4;                              // per call, for 429, 5xx and unreachable
   std::int64_t retry_base_ms = 1'000;                     // first backoff; doubles, with jitter
   std::int64_t retry_max_ms = 60'000;                     // longest single wait (rate-limit hints included)
+  bool operator==(const pipedrive_config&) const = default;
 };
 
 // One desired subscription: Pipedrive's event_action / event_object pair ("*" allowed in both).
@@ -100,6 +106,7 @@ struct registrar_config {
   bool delete_on_shutdown = false;
   std::int64_t resync_interval_ms = 3'600'000;  // 0: reconcile only at start-up
   std::vector<webhook_subscription> webhooks;
+  bool operator==(const registrar_config&) const = default;
 };
 
 // A handler-specific setting as the config file gave it; the handler type validates its own keys.
@@ -175,9 +182,6 @@ outcome<void> check_pipedrive_ready(const config& c);
 // Basic-auth credentials Pipedrive will be given (a password unless auth is disabled).
 outcome<void> check_registrar_ready(const config& c);
 
-// Pipedrive's own vocabulary for webhooks (the create endpoint's enums).
-bool valid_event_action(std::string_view a);
-bool valid_event_object(std::string_view o);
 
 // The effective configuration as TOML, with secrets masked.
 std::string render_effective(const config& c);

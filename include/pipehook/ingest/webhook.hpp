@@ -23,11 +23,6 @@ struct options {
   std::vector<cidr> allow_from;     // clients allowed to POST (empty: anyone); others get 403
 };
 
-// The awaitable for one write through the event log: `submit` hands the callback to the log (its
-// append/probe/...); the result comes back on the awaiting coroutine's executor. Callers build it
-// in a statement of its own and co_await the named object (GCC 12, see STYLE.md).
-boost::asio::awaitable<store::append_result> await_commit(std::function<void(store::append_callback)> submit);
-
 class webhook_endpoint {
  public:
   webhook_endpoint(options opt, store::event_log& log);

@@ -1,0 +1,92 @@
+// `pipehook handlers status|retry`: the handlers' deliveries in the outbox.
+#include "common.hpp"
+
+#include "pipehook/admin/query.hpp"
+#include "pipehook/core/time.hpp"
+#include "pipehook/store/outbox.hpp"
+
+#include <CLI/CLI.hpp>
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <iostream>
+#include <memory>
+
+namespace pipehook::cli {
+namespace {
+
+int cmd_handlers_status(const std::string& config_path, const std::string& format) {
+  auto cfg = load(config_path);
+  if (!cfg) return fail(exit_usage, cfg.error().message);
+  auto ob = store::outbox::open(cfg->store.path);
+  if (!ob) return fail(exit_failed, ob.error().message);
+  auto counts = (*ob)->counts();
+  if (!counts) return fail(exit_failed, counts.error().message);
+  // Every configured handler, also those with no rows yet; rows of handlers no longer configured too.
+  std::vector<store::handler_counts> rows;
+  for (const auto& h : cfg->handlers) {
+    store::handler_counts c;
+    c.handler = h.name;
+    for (const auto& have : *counts)
+      if (have.handler == h.name) c = have;
+    rows.push_back(c);
+  }
+  for (const auto& have : *counts)
+    if (!find_handler(*cfg, have.handler)) rows.push_back(have);
+  if (format == "json") {
+    boost::json::array arr;
+    for (const auto& r : rows) {
+      boost::json::object o = admin::handler_json(r);
+      o["configured"] = find_handler(*cfg, r.handler) != nullptr;
+      arr.push_back(std::move(o));
+    }
+    std::cout << boost::json::serialize(arr) << "\n";
+    return exit_ok;
+  }
+  if (rows.empty()) {
+    std::cerr << "no handlers configured\n";
+    return exit_ok;
+  }
+  std::vector<std::vector<std::string>> cells;
+  cells.push_back({"HANDLER", "PENDING", "RETRYING", "DEAD", "DONE", "OLDEST_PENDING", "LAST_ERROR"});
+  for (const auto& r : rows) {
+    std::string name = r.handler + (find_handler(*cfg, r.handler) ? "" : " (not configured)");
+    std::string last = r.last_error.empty() ? "-" : relative(r.last_error_at_us) + ": " + r.last_error;
+    if (last.size() > 120) last = last.substr(0, 117) + "...";
+    cells.push_back({name, std::to_string(r.pending), std::to_string(r.retrying), std::to_string(r.dead),
+                     std::to_string(r.done), r.oldest_pending_us ? age(*r.oldest_pending_us) : "-", last});
+  }
+  print_cells(cells);
+  return exit_ok;
+}
+
+int cmd_handlers_retry(const std::string& config_path, const std::string& name) {
+  auto cfg = load(config_path);
+  if (!cfg) return fail(exit_usage, cfg.error().message);
+  if (!find_handler(*cfg, name))
+    return fail(exit_usage, "no handler named \"" + name + "\" in the config (" + handler_names(*cfg) + ")");
+  auto ob = store::outbox::open(cfg->store.path);
+  if (!ob) return fail(exit_failed, ob.error().message);
+  auto n = (*ob)->retry_dead(name);
+  if (!n) return fail(exit_failed, n.error().message);
+  std::cout << "moved " << *n << " dead deliveries of " << name << " back to pending\n";
+  return exit_ok;
+}
+
+}  // namespace
+
+void add_handlers_commands(CLI::App& app, context& ctx) {
+  auto* handlers_cmd = app.add_subcommand("handlers", "the handlers' deliveries: status, retry the dead");
+  handlers_cmd->require_subcommand(1);
+  auto format = std::make_shared<std::string>("table");
+  auto* status = handlers_cmd->add_subcommand("status", "per handler: pending, retrying, dead, done, oldest, last error");
+  status->add_option("--format", *format, "table or json")->check(CLI::IsMember({"table", "json"}));
+  status->callback([&ctx, format] { ctx.exit_code = cmd_handlers_status(ctx.config_path, *format); });
+  auto name = std::make_shared<std::string>();
+  auto* retry = handlers_cmd->add_subcommand("retry", "move a handler's dead deliveries back to pending");
+  retry->add_option("--handler", *name, "the handler's name")->required();
+  retry->callback([&ctx, name] { ctx.exit_code = cmd_handlers_retry(ctx.config_path, *name); });
+}
+
+}  // namespace pipehook::cli
