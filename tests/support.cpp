@@ -251,8 +251,8 @@ config::handler_config http_sink_handler(const std::string& name, unsigned short
   return h;
 }
 
-running_daemon::running_daemon(const config::config& c) {
-  auto d = cli::daemon::create(c);
+running_daemon::running_daemon(const config::config& c, cli::daemon::tuning t) {
+  auto d = cli::daemon::create(c, t);
   if (!d) throw std::runtime_error("daemon::create: " + d.error().message);
   d_ = std::move(*d);
   port_ = d_->endpoint().port();

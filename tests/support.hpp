@@ -101,7 +101,10 @@ config::handler_config http_sink_handler(const std::string& name, unsigned short
 // The real daemon, in this process, served on its own thread.
 class running_daemon {
  public:
-  explicit running_daemon(const config::config& c);
+  // Tests do not wait out production intervals: the dispatcher looks at the outbox every 100 ms,
+  // the registrar retries after 100 ms.
+  explicit running_daemon(const config::config& c,
+                          cli::daemon::tuning t = {std::chrono::milliseconds(100), std::chrono::milliseconds(100)});
   ~running_daemon();
   unsigned short port() const { return port_; }
   unsigned short admin_port() const { return admin_port_; }

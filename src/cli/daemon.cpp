@@ -221,7 +221,7 @@ daemon::~daemon() {
   if (impl_->log) impl_->log->close();
 }
 
-outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c) {
+outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning t) {
   if (auto ready = config::check_serve_ready(c); !ready) return ready.error();
   auto sockets = take_activated_sockets();  // systemd socket activation, when it started us
   if (!sockets) return sockets.error();
@@ -229,7 +229,7 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c) {
   p->cfg = c;
 
   handlers::register_builtin();
-  auto built = dispatch::dispatcher::create(c.handlers);
+  auto built = dispatch::dispatcher::create(c.handlers, t.dispatch_poll);
   if (!built) return built.error();
   p->dispatch = std::move(*built);
 
@@ -360,7 +360,7 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c) {
   }
   p->server = std::make_unique<http::server>(p->ioc, http_opts, std::move(routes));
   if (c.registrar.enabled) {
-    auto reg = pipedrive::registrar_service::create(p->ioc.get_executor(), c);
+    auto reg = pipedrive::registrar_service::create(p->ioc.get_executor(), c, t.registrar_retry_floor);
     if (!reg) return reg.error();
     p->registrar = std::move(*reg);
     p->registrar->set_observer([m](std::string_view state) { m->registrar(state); });

@@ -30,7 +30,6 @@ namespace asio = boost::asio;
 
 namespace {
 
-constexpr auto poll_interval = std::chrono::seconds(1);  // also catches replays made by the CLI
 constexpr std::size_t error_limit = 500;                 // bytes of an error kept in the outbox
 constexpr std::size_t max_queued = 2048;                 // rows handed over in memory, per handler
 
@@ -62,6 +61,7 @@ struct dispatcher::impl {
   std::unique_ptr<store::outbox> outbox;
   std::thread thread;
   bool stopping = false;  // on ioc
+  std::chrono::milliseconds poll_interval{1000};  // looks at the outbox at least this often (replays by the CLI)
   asio::steady_timer drain_timer{ioc};
   std::mt19937_64 rng{std::random_device{}()};
   dispatcher::observer observe;
@@ -177,7 +177,7 @@ asio::awaitable<void> worker_loop(dispatcher::impl* self, worker* w) {
     // Look at the outbox when the local queue ran dry and something changed, or on the poll.
     if (w->queue.size() < fetch_size(cfg) / 2 && (w->dirty || now_tp >= next_look)) {
       w->dirty = false;
-      next_look = now_tp + poll_interval;
+      next_look = now_tp + self->poll_interval;
       const std::int64_t now = now_us();
       const int limit =
           static_cast<int>(fetch_size(cfg) + w->queued.size() + w->in_flight.size() + w->committing.size());
@@ -210,7 +210,7 @@ asio::awaitable<void> worker_loop(dispatcher::impl* self, worker* w) {
       asio::co_spawn(self->ioc, deliver_one(self, w, std::move(row)), log_exception{"a delivery"});
     }
     if (w->queue.empty() && w->dirty) continue;
-    w->wake->expires_at(w->queue.empty() ? next_look : std::chrono::steady_clock::now() + poll_interval);
+    w->wake->expires_at(w->queue.empty() ? next_look : std::chrono::steady_clock::now() + self->poll_interval);
     auto op = w->wake->async_wait(use_tuple);
     co_await std::move(op);
   }
@@ -230,8 +230,10 @@ dispatcher::~dispatcher() {
   }
 }
 
-outcome<std::unique_ptr<dispatcher>> dispatcher::create(const std::vector<config::handler_config>& handlers) {
+outcome<std::unique_ptr<dispatcher>> dispatcher::create(const std::vector<config::handler_config>& handlers,
+                                                        std::chrono::milliseconds poll_interval) {
   auto p = std::make_unique<impl>();
+  p->poll_interval = poll_interval;
   for (const auto& hc : handlers) {
     auto h = make_handler(hc, p->ioc.get_executor());
     if (!h) return h.error();

@@ -2,6 +2,7 @@
 
 #include "pipehook/core/codec.hpp"
 #include "pipehook/core/time.hpp"
+#include "json_validate.hpp"
 
 #include <simdjson.h>
 
@@ -15,130 +16,8 @@ static_assert(parse_padding >= simdjson::SIMDJSON_PADDING, "parse_padding must c
 namespace {
 
 namespace od = simdjson::ondemand;
+using detail::rtrim;
 using simdjson::error_code;
-
-// ---------------------------------------------------------------------------------------------
-// Validation. On-Demand only checks what it visits, so the whole document is walked once: every
-// key, string, literal and number (numbers by RFC 8259 grammar, so huge integers stay valid).
-
-std::string_view rtrim(std::string_view s) {
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n' || s.back() == '\r')) s.remove_suffix(1);
-  return s;
-}
-
-bool is_json_number(std::string_view t) {
-  std::size_t i = 0;
-  const std::size_t n = t.size();
-  auto digit = [&](std::size_t k) { return k < n && t[k] >= '0' && t[k] <= '9'; };
-  if (i < n && t[i] == '-') ++i;
-  if (!digit(i)) return false;
-  if (t[i] == '0') ++i;
-  else while (digit(i)) ++i;
-  if (i < n && t[i] == '.') {
-    ++i;
-    if (!digit(i)) return false;
-    while (digit(i)) ++i;
-  }
-  if (i < n && (t[i] == 'e' || t[i] == 'E')) {
-    ++i;
-    if (i < n && (t[i] == '+' || t[i] == '-')) ++i;
-    if (!digit(i)) return false;
-    while (digit(i)) ++i;
-  }
-  return i == n;
-}
-
-struct validation_error {
-  error_code code = simdjson::SUCCESS;
-  std::string detail;
-};
-
-error_code check_scalar(od::json_type type, std::string_view raw) {
-  raw = rtrim(raw);
-  switch (type) {
-    case od::json_type::number: return is_json_number(raw) ? simdjson::SUCCESS : simdjson::NUMBER_ERROR;
-    case od::json_type::boolean: return raw == "true" || raw == "false" ? simdjson::SUCCESS : simdjson::T_ATOM_ERROR;
-    case od::json_type::null: return raw == "null" ? simdjson::SUCCESS : simdjson::N_ATOM_ERROR;
-    default: return simdjson::TAPE_ERROR;
-  }
-}
-
-error_code walk(od::value v, int depth) {
-  if (depth > max_json_depth) return simdjson::DEPTH_ERROR;
-  od::json_type type;
-  if (auto e = v.type().get(type)) return e;
-  switch (type) {
-    case od::json_type::object: {
-      od::object obj;
-      if (auto e = v.get_object().get(obj)) return e;
-      for (auto f : obj) {
-        od::field field;
-        if (auto e = std::move(f).get(field)) return e;
-        std::string_view key;
-        if (auto e = field.unescaped_key().get(key)) return e;
-        if (auto e = walk(field.value(), depth + 1)) return e;
-      }
-      return simdjson::SUCCESS;
-    }
-    case od::json_type::array: {
-      od::array arr;
-      if (auto e = v.get_array().get(arr)) return e;
-      for (auto el : arr) {
-        od::value item;
-        if (auto e = std::move(el).get(item)) return e;
-        if (auto e = walk(item, depth + 1)) return e;
-      }
-      return simdjson::SUCCESS;
-    }
-    case od::json_type::string: {
-      std::string_view s;
-      return v.get_string().get(s);
-    }
-    default: return check_scalar(type, v.raw_json_token());
-  }
-}
-
-std::string describe(error_code e) {
-  switch (e) {
-    case simdjson::EMPTY: return "the body is empty or only whitespace";
-    case simdjson::UTF8_ERROR: return "the body is not valid UTF-8";
-    case simdjson::DEPTH_ERROR: return "JSON nested deeper than " + std::to_string(max_json_depth) + " levels";
-    case simdjson::TRAILING_CONTENT: return "unexpected content after the JSON value";
-    case simdjson::INCORRECT_TYPE:
-    case simdjson::T_ATOM_ERROR:
-    case simdjson::F_ATOM_ERROR:
-    case simdjson::N_ATOM_ERROR: return "invalid literal (expected true, false or null)";
-    default: return simdjson::error_message(e);
-  }
-}
-
-// Walks the whole document; then checks that nothing but whitespace follows the root value.
-error_code validate(od::document& doc, std::string_view body) {
-  bool scalar = false;
-  if (auto e = doc.is_scalar().get(scalar)) return e;
-  std::string_view extent;
-  if (scalar) {
-    od::json_type type;
-    if (auto e = doc.type().get(type)) return e;
-    if (type == od::json_type::string) {
-      std::string_view s;
-      if (auto e = doc.get_string().get(s)) return e;
-    }
-    if (auto e = doc.raw_json_token().get(extent)) return e;
-    if (type != od::json_type::string)
-      if (auto e = check_scalar(type, extent)) return e;
-  } else {
-    od::value root;
-    if (auto e = doc.get_value().get(root)) return e;
-    if (auto e = walk(root, 1)) return e;
-    doc.rewind();
-    if (auto e = doc.raw_json().get(extent)) return e;
-  }
-  const char* end_of_root = rtrim(extent).data() + rtrim(extent).size();
-  const std::string_view trimmed = rtrim(body);
-  if (end_of_root != trimmed.data() + trimmed.size()) return simdjson::TRAILING_CONTENT;
-  return simdjson::SUCCESS;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Extraction: one pass over the root object and one over `meta`, copying the scalars we use.
@@ -432,10 +311,10 @@ parse_result parse_webhook(std::string body, std::int64_t received_at_us) {
 
   od::document doc;
   error_code err = parser.iterate(input).get(doc);
-  if (!err) err = validate(doc, b);
+  if (!err) err = detail::validate_json(doc, b);
   if (err) {
     r.status = parse_status::invalid_json;
-    r.reason = describe(err);
+    r.reason = detail::describe_json_error(err);
     return r;
   }
 
@@ -445,7 +324,7 @@ parse_result parse_webhook(std::string body, std::int64_t received_at_us) {
   root_fields fields;
   if (auto e = extract(root, fields)) {  // cannot fail on validated input; kept as a safety net
     r.status = parse_status::invalid_json;
-    r.reason = describe(e);
+    r.reason = detail::describe_json_error(e);
     return r;
   }
   return normalize(std::move(r), fields);

@@ -23,6 +23,7 @@ struct registrar_service::impl {
   asio::strand<asio::any_io_executor> strand;
   desired_state desired;
   std::chrono::milliseconds resync;
+  std::chrono::milliseconds retry_floor{2'000};  // the first wait after a transient failure
   bool delete_on_shutdown = false;
   std::unique_ptr<client> api;
   asio::steady_timer wait_timer;
@@ -77,7 +78,7 @@ asio::awaitable<void> run_loop(std::shared_ptr<registrar_service::impl> self) {
                    r->managed.size(), self->desired.subscription_url, r->created.size(), r->deleted.size(),
                    r->planned.keep.size(), r->me.id, r->me.company_domain.empty() ? "?" : r->me.company_domain);
     } else if (r.error().transient()) {
-      wait = backoff_delay(++failures, std::chrono::seconds(2), std::chrono::minutes(5));
+      wait = backoff_delay(++failures, self->retry_floor, std::chrono::minutes(5));
       if (self->observe) self->observe("retrying");
       spdlog::warn("registrar: {}; trying again in {:.1f} s", r.error().message, wait.count() / 1000.0);
     } else {
@@ -101,7 +102,8 @@ asio::awaitable<void> run_loop(std::shared_ptr<registrar_service::impl> self) {
 registrar_service::registrar_service(std::shared_ptr<impl> p) : p_(std::move(p)) {}
 registrar_service::~registrar_service() = default;
 
-outcome<std::unique_ptr<registrar_service>> registrar_service::create(asio::any_io_executor ex, const config::config& c) {
+outcome<std::unique_ptr<registrar_service>> registrar_service::create(asio::any_io_executor ex, const config::config& c,
+                                                                      std::chrono::milliseconds retry_floor) {
   if (auto ready = config::check_registrar_ready(c); !ready) return ready.error();
   auto p = std::make_shared<impl>(ex);
   auto api = client::create(p->strand, c.pipedrive);
@@ -110,6 +112,7 @@ outcome<std::unique_ptr<registrar_service>> registrar_service::create(asio::any_
   p->desired = desired_from(c);
   p->resync = std::chrono::milliseconds(c.registrar.resync_interval_ms);
   p->delete_on_shutdown = c.registrar.delete_on_shutdown;
+  p->retry_floor = retry_floor;
   return std::unique_ptr<registrar_service>(new registrar_service(std::move(p)));
 }
 

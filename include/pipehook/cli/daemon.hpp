@@ -8,14 +8,24 @@
 
 #include <boost/asio/ip/tcp.hpp>
 
+#include <chrono>
+
 #include <memory>
 
 namespace pipehook::cli {
 
 class daemon {
  public:
+  // Intervals no config sets: the production values by default; tests shorten them rather than
+  // wait for them.
+  struct tuning {
+    std::chrono::milliseconds dispatch_poll{1'000};         // workers look at the outbox at least this often
+    std::chrono::milliseconds registrar_retry_floor{2'000};  // first wait after a transient registrar failure
+  };
+
   // Opens the event log and binds the listener; errors say what could not be opened or bound.
-  static outcome<std::unique_ptr<daemon>> create(const config::config& c);
+  static outcome<std::unique_ptr<daemon>> create(const config::config& c, tuning t);
+  static outcome<std::unique_ptr<daemon>> create(const config::config& c) { return create(c, tuning{}); }
   ~daemon();
 
   // The bound address (the real port when the config asked for port 0).

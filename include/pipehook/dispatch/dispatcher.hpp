@@ -24,8 +24,11 @@ namespace pipehook::dispatch {
 // writer thread for each new event.
 class dispatcher {
  public:
-  // Builds every handler (errors name the [[handlers]] key); no I/O yet.
-  static outcome<std::unique_ptr<dispatcher>> create(const std::vector<config::handler_config>& handlers);
+  // Builds every handler (errors name the [[handlers]] key); no I/O yet. `poll_interval`: how often
+  // workers look at the outbox beyond the wake-ups after each commit (rows queued by the CLI's
+  // replay or retry; tests shorten it).
+  static outcome<std::unique_ptr<dispatcher>> create(const std::vector<config::handler_config>& handlers,
+                                                     std::chrono::milliseconds poll_interval = std::chrono::seconds(1));
   ~dispatcher();
 
   store::router router();

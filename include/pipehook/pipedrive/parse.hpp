@@ -4,6 +4,7 @@
 #include "pipehook/event/event.hpp"
 
 #include <cstddef>
+#include <optional>
 #include <string>
 
 namespace pipehook::pipedrive {
@@ -30,5 +31,9 @@ struct parse_result {
 // Validates the whole body as JSON (RFC 8259, UTF-8) and, when it is a Pipedrive event, normalizes
 // it. Uses one simdjson On-Demand parser per thread.
 parse_result parse_webhook(std::string body, std::int64_t received_at_us);
+
+// Just the validation parse_webhook starts with: nullopt when `body` is one valid JSON value
+// (RFC 8259, UTF-8, at most max_json_depth deep), else what is wrong.
+std::optional<std::string> json_error(std::string body);
 
 }  // namespace pipehook::pipedrive

@@ -19,8 +19,10 @@ namespace pipehook::pipedrive {
 
 class registrar_service {
  public:
-  // Fails on a config that cannot work (no token, bad CA file); no I/O here.
-  static outcome<std::unique_ptr<registrar_service>> create(boost::asio::any_io_executor ex, const config::config& c);
+  // Fails on a config that cannot work (no token, bad CA file); no I/O here. After a transient
+  // failure it tries again after `retry_floor`, doubling (with jitter) up to 5 minutes.
+  static outcome<std::unique_ptr<registrar_service>> create(boost::asio::any_io_executor ex, const config::config& c,
+                                                            std::chrono::milliseconds retry_floor = std::chrono::seconds(2));
   ~registrar_service();
 
   // Called on the service's strand when its state changes: "starting", "ok", "retrying" (a
