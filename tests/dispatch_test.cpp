@@ -365,14 +365,10 @@ TEST_F(dispatch_fixture, an_exception_in_a_handler_is_a_failed_attempt_not_a_stu
   h.retry.schedule_ms = {50};
   start({h});
   ASSERT_EQ(post(test::v2_body("thrown")), 200u);
-  auto ob = store::outbox::open(c.store.path);
-  ASSERT_TRUE(ob);
-  ASSERT_TRUE(test::wait_for([&] {
-    auto counts = (*ob)->counts();
-    return counts && !counts->empty() && (*counts)[0].done == 1;
-  }, std::chrono::seconds(10))) << "the row never got past the exception";
+  ASSERT_TRUE(test::wait_for([&] { return test::counts_of(c.store.path).done == 1; }, std::chrono::seconds(10)))
+      << "the row never got past the exception";
   EXPECT_EQ(calls->load(), 2);
-  EXPECT_NE((*(*ob)->counts())[0].last_error.find("the handler failed: a bug in the handler"), std::string::npos);
+  EXPECT_NE(test::counts_of(c.store.path).last_error.find("the handler failed: a bug in the handler"), std::string::npos);
 }
 
 TEST_F(dispatch_fixture, a_sink_that_is_down_gets_every_event_once_it_is_back) {
@@ -380,12 +376,7 @@ TEST_F(dispatch_fixture, a_sink_that_is_down_gets_every_event_once_it_is_back) {
   start({http_handler_config("sink", port)});
   for (int i = 0; i < 30; ++i) ASSERT_EQ(post(test::v2_body("evt-" + std::to_string(i), "deal", std::to_string(i % 5))), 200u);
   // Every event has failed at least once before the sink comes up.
-  auto ob_down = store::outbox::open(c.store.path);
-  ASSERT_TRUE(ob_down);
-  ASSERT_TRUE(test::wait_for([&] {
-    auto n = (*ob_down)->counts();
-    return n && !n->empty() && (*n)[0].retrying == 30;
-  }, std::chrono::seconds(10)));
+  ASSERT_TRUE(test::wait_for([&] { return test::counts_of(c.store.path).retrying == 30; }, std::chrono::seconds(10)));
   http_test_server sink(ok_response, port);
   ASSERT_TRUE(test::wait_for([&] { return ids_delivered(sink).size() == 30; }, std::chrono::seconds(15)))
       << ids_delivered(sink).size();
@@ -472,12 +463,7 @@ TEST_F(dispatch_fixture, an_ordered_handler_keeps_each_entitys_order_while_other
   ASSERT_EQ(post(test::v2_body("d2-only", "deal", "2")), 200u);
   ASSERT_TRUE(test::wait_for([&] { return sink.request_count() == 4; }, std::chrono::seconds(10)));
   // All three settled: nothing more will be sent.
-  auto ob = store::outbox::open(c.store.path);
-  ASSERT_TRUE(ob);
-  ASSERT_TRUE(test::wait_for([&] {
-    auto n = (*ob)->counts();
-    return n && !n->empty() && (*n)[0].done == 3;
-  }, std::chrono::seconds(10)));
+  ASSERT_TRUE(test::wait_for([&] { return test::counts_of(c.store.path).done == 3; }, std::chrono::seconds(10)));
   auto reqs = sink.requests();
   ASSERT_EQ(reqs.size(), 4u);
   std::vector<std::string> deal1, all;

@@ -84,13 +84,7 @@ std::vector<stream_message> read_stream(unsigned short port, const std::string& 
   return out;
 }
 
-store::handler_counts counts_of(const std::string& db) {
-  auto ob = store::outbox::open(db);
-  if (!ob) return {};
-  auto c = (*ob)->counts();
-  if (!c || c->empty()) return {};
-  return (*c)[0];
-}
+using test::counts_of;
 
 TEST(nats_handler, publishes_to_jetstream_drops_redeliveries_and_survives_a_server_restart) {
   if (::access(nats_server_path().c_str(), X_OK) != 0) {

@@ -217,6 +217,14 @@ bool wait_for(const std::function<bool()>& cond, std::chrono::milliseconds timeo
   return cond();
 }
 
+store::handler_counts counts_of(const std::string& db) {
+  auto ob = store::outbox::open(db);
+  if (!ob) return {};
+  auto c = (*ob)->counts();
+  if (!c || c->empty()) return {};
+  return (*c)[0];
+}
+
 bool metrics_show(unsigned short admin_port, const std::string& sample) {
   http_client c(admin_port);
   const std::string text = c.request("GET", "/metrics").body;

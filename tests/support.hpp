@@ -4,6 +4,7 @@
 
 #include "pipehook/cli/daemon.hpp"
 #include "pipehook/config/config.hpp"
+#include "pipehook/store/outbox.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -40,6 +41,9 @@ std::string v2_body(const std::string& event_id, const std::string& entity = "de
                     int attempt = 1, const std::string& timestamp = "2024-05-01T10:00:00.123Z");
 
 std::string basic_auth(const std::string& user, const std::string& password);
+
+// The outbox counts of the first handler (by name) in the event log at `db`; all zero when none.
+store::handler_counts counts_of(const std::string& db);
 
 // True when the admin listener's /metrics (no token) has a sample line starting with `sample`,
 // e.g. "pipehook_http_connections{state=\"busy\"} 1".
