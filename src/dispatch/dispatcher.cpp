@@ -108,6 +108,15 @@ struct dispatcher::impl {
       w->wake->cancel();
     }
   }
+
+  // During a stop: once nothing is in flight and every worker loop has ended, the drain deadline
+  // is called off so that run() returns now. Called wherever either of those changes.
+  void check_drained() {
+    if (!stopping) return;
+    for (auto& w : workers)
+      if (!w->in_flight.empty() || !w->loop_done) return;
+    drain_timer.cancel();
+  }
 };
 
 namespace {
@@ -163,6 +172,7 @@ asio::awaitable<void> deliver_one(dispatcher::impl* self, worker* w, store::pend
   self->unsent_rows.push_back({w, row.id, row.order_key});
   self->flush();
   w->wake->cancel();  // room for the next delivery
+  self->check_drained();
 }
 
 // Rows fetched per look at the outbox, beyond those in flight: enough to keep every slot busy
@@ -217,6 +227,7 @@ asio::awaitable<void> worker_loop(dispatcher::impl* self, worker* w) {
   w->queue.clear();
   w->queued.clear();
   w->loop_done = true;
+  self->check_drained();
 }
 
 }  // namespace
@@ -345,23 +356,7 @@ void dispatcher::stop(std::chrono::milliseconds drain) {
         for (auto& old : w->retired) old->cancel();
       }
     });
-    // Cancel the drain timer once nothing is in flight, so run() can return early.
-    struct poller {
-      impl* p;
-      std::shared_ptr<asio::steady_timer> t;
-      void operator()(boost::system::error_code) const {
-        bool busy = false;
-        for (auto& w : p->workers) busy = busy || !w->in_flight.empty() || !w->loop_done;
-        if (!busy) {
-          p->drain_timer.cancel();
-          return;
-        }
-        t->expires_after(std::chrono::milliseconds(10));
-        t->async_wait(*this);
-      }
-    };
-    auto t = std::make_shared<asio::steady_timer>(p->ioc);
-    poller{p, t}(boost::system::error_code{});
+    p->check_drained();  // nothing in flight already: no need to wait for the deadline
   });
 }
 
