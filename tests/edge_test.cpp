@@ -284,10 +284,16 @@ TEST_F(edge, admin_listener_refuses_other_hosts_and_cross_site_posts) {
   }
 }
 
-// 9. The Bearer scheme is case-insensitive.
+// 9. The Bearer scheme is case-insensitive. (With a token, any Host reaches the token check: a
+// rebinding page has no token; Prometheus in a container scrapes by service name.)
 TEST_F(edge, admin_token_scheme_is_case_insensitive) {
   cfg.admin.token = "an-admin-token-of-some-length";
   start();
+  const auto by_name = send_all(daemon->admin_port(), "GET /api/v1/stats HTTP/1.1\r\nHost: pipehook:8081\r\nAuthorization: Bearer "
+                                                      "an-admin-token-of-some-length\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(by_name.reply.rfind("HTTP/1.1 200", 0), 0u) << by_name.reply;
+  const auto no_token = send_all(daemon->admin_port(), "GET /api/v1/stats HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(no_token.reply.rfind("HTTP/1.1 401", 0), 0u) << no_token.reply;
   test::http_client c(daemon->admin_port());
   for (const std::string& scheme : std::vector<std::string>{"Bearer ", "bearer ", "BEARER   "})
     EXPECT_EQ(c.request("GET", "/api/v1/stats", {}, {{"Authorization", scheme + "an-admin-token-of-some-length"}}).status, 200u)

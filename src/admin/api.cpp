@@ -102,7 +102,10 @@ struct api::impl {
   }
 
   std::optional<http::response> admit(const http::request_head& head) const {
-    if (!host_allowed(head.host))
+    // With a token every data route needs it, and a rebinding page has none: the Host check guards
+    // the tokenless (loopback) listener, and any listener that lists allowed_hosts.
+    const bool check_host = opt.token.empty() || !opt.allowed_hosts.empty();
+    if (check_host && !host_allowed(head.host))
       return json_error(421, "misdirected_request",
                         "Host \"" + std::string(head.host.substr(0, 100)) +
                             "\" is not this admin listener's address or localhost; list it in admin.allowed_hosts to use it");

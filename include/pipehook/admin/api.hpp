@@ -36,9 +36,9 @@ class api {
   ~api();
   std::vector<http::route> routes();
 
-  // The listener's own check on every request (http::server_options::admit): 421 for a Host that
-  // is neither localhost, the listener's address (any IP literal on a wildcard listener) nor in
-  // allowed_hosts; 403 for a POST/PUT/PATCH/DELETE that Origin or Sec-Fetch-Site says comes from
+  // The listener's own check on every request (http::server_options::admit): without a token (or
+  // with allowed_hosts set), 421 for a Host that is neither localhost, the listener's address (any
+  // IP literal on a wildcard listener) nor in allowed_hosts; always 403 for a POST/PUT/PATCH/DELETE that Origin or Sec-Fetch-Site says comes from
   // another site. Call set_listen_address once the listener is bound.
   std::optional<http::response> admit(const http::request_head& head) const;
   void set_listen_address(const std::string& ip);
