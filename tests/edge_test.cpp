@@ -208,8 +208,13 @@ TEST_F(edge, silent_sockets_at_the_cap_do_not_keep_a_webhook_out) {
   EXPECT_LT(took, 4s) << "2 x read_timeout";
   std::printf("[ measure  ] a webhook behind 60 silent sockets (cap 40, read_timeout 2 s) answered in %lld ms\n",
               static_cast<long long>(took.count()));
-  // The oldest silent sockets were the ones closed.
+  // The oldest silent sockets were the ones closed, and counted: 61 connections over a cap of 40.
   EXPECT_TRUE(silent.front()->closed_by_peer(3s));
+  test::http_client admin(daemon->admin_port());
+  const std::string text = admin.request("GET", "/metrics").body;
+  const auto at = text.find("\npipehook_http_connections_closed_at_cap_total ");
+  ASSERT_NE(at, std::string::npos) << text;
+  EXPECT_GE(std::stoi(text.substr(at + 47)), 21) << text.substr(at, 60);
 }
 
 TEST_F(edge, a_new_connection_gets_read_timeout_to_begin_and_a_kept_one_idle_timeout) {

@@ -293,6 +293,7 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
   http_opts.shutdown_timeout = std::chrono::milliseconds(c.server.shutdown_timeout_ms);
   http_opts.trusted_proxies = std::move(*trusted);
   impl* raw = p.get();
+  http_opts.on_closed_at_cap = [m] { m->closed_at_cap(); };
   http_opts.on_response = [raw](const http::request_head& h, const http::response& r, std::chrono::microseconds e) {
     raw->on_response(h, r, e);
   };

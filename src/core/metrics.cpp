@@ -166,6 +166,9 @@ std::string metrics::render(const gauges& g) const {
          "Open connections to the webhook listener: busy with a request, or idle (waiting for one).");
   out += "pipehook_http_connections{state=\"busy\"} " + std::to_string(g.connections_busy) + "\n";
   out += "pipehook_http_connections{state=\"idle\"} " + std::to_string(g.connections_idle) + "\n";
+  header(out, "pipehook_http_connections_closed_at_cap_total", "counter",
+         "Idle connections the webhook listener closed at max_connections to admit a new one.");
+  out += "pipehook_http_connections_closed_at_cap_total " + std::to_string(closed_at_cap_.load()) + "\n";
   header(out, "pipehook_write_queue_depth", "gauge", "Records waiting for the event log's writer.");
   out += "pipehook_write_queue_depth " + std::to_string(g.queue_depth) + "\n";
 

@@ -610,8 +610,10 @@ bool close_longest_idle(const state_ptr& st) {
   }
   if (!oldest) return false;
   // Still idle since then, seen on its own strand: a request that began meanwhile is not cut.
-  asio::post(oldest->ex, [oldest, since] {
-    if (oldest->cancel && oldest->idle_since.load() == since) oldest->cancel();
+  asio::post(oldest->ex, [oldest, since, st] {
+    if (!oldest->cancel || oldest->idle_since.load() != since) return;
+    oldest->cancel();
+    if (st->opt.on_closed_at_cap) st->opt.on_closed_at_cap();
   });
   return true;
 }

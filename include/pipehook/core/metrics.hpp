@@ -55,6 +55,8 @@ class metrics {
   void delivery(const std::string& handler, std::string_view result, std::chrono::microseconds elapsed);
   // Registrar: the outcome of the latest reconcile ("ok", "retrying", "failed").
   void registrar(std::string_view state);
+  // Webhook listener: an idle connection closed at the connection cap to admit a new one.
+  void closed_at_cap() { closed_at_cap_.fetch_add(1, std::memory_order_relaxed); }
 
   // Scrape-time values, read from their owners when /metrics is asked for.
   struct gauges {
@@ -86,6 +88,7 @@ class metrics {
   histogram commit_latency_;
   size_histogram batch_sizes_;
   std::int64_t started_us_;
+  std::atomic<std::uint64_t> closed_at_cap_{0};
 };
 
 }  // namespace pipehook

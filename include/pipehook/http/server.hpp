@@ -38,6 +38,8 @@ struct server_options {
   // Runs on every well-framed request head before routing; a response refuses the request (and
   // closes the connection). The admin listener checks Host and Origin here.
   std::function<std::optional<response>(const request_head&)> admit;
+  // Called (on the connection's strand) for each idle connection closed at the cap: counters.
+  std::function<void()> on_closed_at_cap;
   // Called after each response is written (or a request abandoned): logging and counters.
   std::function<void(const request_head&, const response&, std::chrono::microseconds elapsed)> on_response;
 };
