@@ -69,7 +69,8 @@ TEST_F(edge, transfer_encoding_not_ending_in_chunked_is_refused_and_nothing_afte
     unsigned status;
   };
   const kase cases[] = {{"chunked, identity", 400}, {"identity", 400}, {"gzip", 400},      {"chunked, chunked", 400},
-                        {"chunked,", 400},          {"CHUNKED , gzip", 400}, {"gzip, chunked", 501}, {"deflate,chunked", 501}};
+                        {"chunked,", 400},          {"CHUNKED , gzip", 400}, {"gzip, chunked", 501}, {"deflate,chunked", 501},
+                        {"gzip, chunked, chunked", 400}, {", chunked", 400}};
   const std::string smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
   for (const auto& k : cases) {
     SCOPED_TRACE(k.te);

@@ -8,7 +8,6 @@
 #include "pipehook/core/spawn.hpp"
 #include "pipehook/core/time.hpp"
 #include "pipehook/dispatch/dispatcher.hpp"
-#include "pipehook/store/reader.hpp"
 #include "pipehook/store/retention.hpp"
 #include "pipehook/handlers/builtin.hpp"
 #include "pipehook/http/server.hpp"

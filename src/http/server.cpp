@@ -216,12 +216,14 @@ std::optional<response> check_framing(const Message& m, bool& close_after) {
     if (codings.back() != "chunked")
       return json_error(400, "bad_request", "Transfer-Encoding \"" + te.substr(0, 100) +
                                                 "\" does not end in chunked: the body's length cannot be known");
-    for (std::size_t i = 0; i + 1 < codings.size(); ++i) {
+    // chunked applied twice, or an empty member: malformed. Any other coding before chunked: a
+    // coding pipehook does not implement.
+    for (std::size_t i = 0; i + 1 < codings.size(); ++i)
       if (codings[i] == "chunked" || codings[i].empty())
         return json_error(400, "bad_request", "Transfer-Encoding \"" + te.substr(0, 100) + "\" is malformed");
+    if (codings.size() > 1)
       return json_error(501, "not_implemented",
-                        "the transfer coding \"" + codings[i].substr(0, 40) + "\" is not supported (only chunked)");
-    }
+                        "the transfer coding \"" + codings.front().substr(0, 40) + "\" is not supported (only chunked)");
     if (m.version() < 11) close_after = true;  // §6.1: HTTP/1.0 with Transfer-Encoding is faulty framing
   }
   const auto hosts = m.count(bhttp::field::host);

@@ -118,7 +118,6 @@ void webhook_endpoint::note_write(const store::append_result& r, std::size_t byt
     if (!write_failed_.load(std::memory_order_relaxed)) return;
     std::lock_guard lk(failure_mu_);
     write_failed_ = false;
-    failure_reason_.clear();
     failure_bytes_ = 0;
     return;
   }
@@ -126,7 +125,6 @@ void webhook_endpoint::note_write(const store::append_result& r, std::size_t byt
   if (r.error().code == make_error_code(errc::queue_full) || r.error().code == make_error_code(errc::store_closed)) return;
   std::lock_guard lk(failure_mu_);
   write_failed_ = true;
-  failure_reason_ = r.error().message;
   failure_bytes_ = std::max(failure_bytes_, bytes);
 }
 

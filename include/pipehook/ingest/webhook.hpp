@@ -62,8 +62,7 @@ class webhook_endpoint {
   std::atomic<bool> draining_{false};
   std::atomic<bool> write_failed_{false};  // a failure is noted below (read without the lock on the hot path)
   std::mutex failure_mu_;
-  std::string failure_reason_;     // the last failed write's error
-  std::size_t failure_bytes_ = 0;  // and its size
+  std::size_t failure_bytes_ = 0;  // the size of the largest write that failed since the last success
 };
 
 }  // namespace pipehook::ingest
