@@ -242,6 +242,7 @@ TEST_F(edge, at_the_cap_with_every_connection_busy_new_clients_wait_for_a_slot) 
   auto b = std::make_unique<test::raw_socket>(port());
   a->send(webhook(body).substr(0, 40));
   b->send(webhook(body).substr(0, 40));
+  ASSERT_TRUE(test::wait_for([&] { return daemon->connections().busy == 2; }, 5s)) << "the requests never began";
   test::raw_socket third(port());  // completes in the kernel's backlog, not yet served
   third.send(webhook(body));
   EXPECT_EQ(third.read_some(300ms), "") << "served beyond the cap";

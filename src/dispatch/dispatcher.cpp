@@ -1,6 +1,7 @@
 #include "pipehook/dispatch/dispatcher.hpp"
 
 #include "pipehook/core/spawn.hpp"
+#include "pipehook/core/task_group.hpp"
 #include "pipehook/core/use_tuple.hpp"
 
 #include "pipehook/core/time.hpp"
@@ -51,7 +52,6 @@ struct worker {
   std::set<std::string> busy_keys;    // ordered: entities with a row in flight or committing
   std::deque<store::pending_delivery> queue;  // fetched, due, not started yet
   bool dirty = true;                  // something changed since the last look at the outbox
-  bool loop_done = false;
 };
 
 struct dispatcher::impl {
@@ -62,7 +62,7 @@ struct dispatcher::impl {
   std::thread thread;
   bool stopping = false;  // on ioc
   std::chrono::milliseconds poll_interval{1000};  // looks at the outbox at least this often (replays by the CLI)
-  asio::steady_timer drain_timer{ioc};
+  task_group tasks{ioc.get_executor(), "a dispatcher task"};  // the worker loops and the deliveries in flight
   std::mt19937_64 rng{std::random_device{}()};
   dispatcher::observer observe;
 
@@ -107,15 +107,6 @@ struct dispatcher::impl {
       w->dirty = true;
       w->wake->cancel();
     }
-  }
-
-  // During a stop: once nothing is in flight and every worker loop has ended, the drain deadline
-  // is called off so that run() returns now. Called wherever either of those changes.
-  void check_drained() {
-    if (!stopping) return;
-    for (auto& w : workers)
-      if (!w->in_flight.empty() || !w->loop_done) return;
-    drain_timer.cancel();
   }
 };
 
@@ -172,7 +163,6 @@ asio::awaitable<void> deliver_one(dispatcher::impl* self, worker* w, store::pend
   self->unsent_rows.push_back({w, row.id, row.order_key});
   self->flush();
   w->wake->cancel();  // room for the next delivery
-  self->check_drained();
 }
 
 // Rows fetched per look at the outbox, beyond those in flight: enough to keep every slot busy
@@ -217,7 +207,7 @@ asio::awaitable<void> worker_loop(dispatcher::impl* self, worker* w) {
       w->queued.erase(row.id);
       if (cfg.ordered && !w->busy_keys.insert(row.order_key).second) continue;  // looked at again later
       w->in_flight.insert(row.id);
-      asio::co_spawn(self->ioc, deliver_one(self, w, std::move(row)), log_exception{"a delivery"});
+      self->tasks.spawn(self->ioc.get_executor(), [&](const task_group::task_ptr&) { return deliver_one(self, w, std::move(row)); });
     }
     if (w->queue.empty() && w->dirty) continue;
     w->wake->expires_at(w->queue.empty() ? next_look : std::chrono::steady_clock::now() + self->poll_interval);
@@ -226,8 +216,20 @@ asio::awaitable<void> worker_loop(dispatcher::impl* self, worker* w) {
   }
   w->queue.clear();
   w->queued.clear();
-  w->loop_done = true;
-  self->check_drained();
+}
+
+// The stop: the worker loops end, deliveries in flight get `drain` to finish, and then their
+// handlers are cancelled (the rows are retried after a restart). run() returns once all ended.
+asio::awaitable<void> drain_and_stop(dispatcher::impl* p, std::chrono::milliseconds drain) {
+  p->stopping = true;
+  p->wake_all();
+  auto drained = p->tasks.wait_empty(std::chrono::steady_clock::now() + drain);
+  if (co_await std::move(drained)) co_return;
+  for (auto& w : p->workers) {
+    if (w->in_flight.empty()) continue;
+    w->h.load()->cancel();
+    for (auto& old : w->retired) old->cancel();
+  }
 }
 
 }  // namespace
@@ -310,7 +312,8 @@ outcome<void> dispatcher::start(store::event_log& log, const std::string& db_pat
   if (!ob) return ob.error();
   p_->outbox = std::move(*ob);
   p_->log = &log;
-  for (auto& w : p_->workers) asio::co_spawn(p_->ioc, worker_loop(p_.get(), w.get()), log_exception{"a dispatcher worker"});
+  for (auto& w : p_->workers)
+    p_->tasks.spawn(p_->ioc.get_executor(), [&](const task_group::task_ptr&) { return worker_loop(p_.get(), w.get()); });
   p_->thread = std::thread([p = p_.get()] {
     pthread_setname_np(pthread_self(), "ph-dispatch");
     p->ioc.run();
@@ -344,19 +347,7 @@ void dispatcher::notify(std::vector<store::fresh_deliveries> fresh) {
 void dispatcher::stop(std::chrono::milliseconds drain) {
   asio::post(p_->ioc, [p = p_.get(), drain] {
     if (p->stopping) return;
-    p->stopping = true;
-    p->wake_all();
-    // In-flight deliveries may finish within `drain`; then they are cancelled (and retried later).
-    p->drain_timer.expires_after(drain);
-    p->drain_timer.async_wait([p](boost::system::error_code ec) {
-      if (ec) return;
-      for (auto& w : p->workers) {
-        if (w->in_flight.empty()) continue;
-        w->h.load()->cancel();
-        for (auto& old : w->retired) old->cancel();
-      }
-    });
-    p->check_drained();  // nothing in flight already: no need to wait for the deadline
+    asio::co_spawn(p->ioc, drain_and_stop(p, drain), log_exception{"the dispatcher's stop"});
   });
 }
 

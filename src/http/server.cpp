@@ -2,6 +2,7 @@
 
 #include "padded_body.hpp"
 #include "pipehook/core/spawn.hpp"
+#include "pipehook/core/task_group.hpp"
 #include "pipehook/core/use_tuple.hpp"
 #include "pipehook/http/proxy.hpp"
 
@@ -11,6 +12,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -32,8 +34,6 @@
 
 #include <atomic>
 #include <cstring>
-#include <list>
-#include <mutex>
 
 namespace pipehook::http {
 
@@ -62,22 +62,6 @@ response json_response(unsigned status, const boost::json::value& body, std::str
 
 asio::awaitable<response> ready(response r) { co_return r; }
 
-namespace {
-
-// A connection as the shutdown and cap code see it.
-struct connection {
-  asio::any_io_executor ex;       // the connection's strand (immutable)
-  std::function<void()> cancel;   // cancels the stream's operations; empty once the session ended (strand only)
-  // steady_clock ticks since the connection began waiting for a request (it is idle: safe to
-  // close); 0 while a request is being read or answered. Written on the strand, read by the
-  // acceptor to find the longest-idle connection.
-  std::atomic<std::int64_t> idle_since{0};
-};
-
-std::int64_t ticks_now() { return std::chrono::steady_clock::now().time_since_epoch().count() | 1; }  // never 0
-
-}  // namespace
-
 struct server::state : std::enable_shared_from_this<server::state> {
   asio::io_context& ioc;
   server_options opt;
@@ -85,12 +69,8 @@ struct server::state : std::enable_shared_from_this<server::state> {
   tcp::acceptor acceptor;
   unix_socket::acceptor unix_acceptor;  // instead of `acceptor` when opt.unix_path is set (or adopted)
   bool adopted_unix = false;            // a Unix socket passed by systemd
-  asio::steady_timer slot_freed;       // wakes the accept loop when a connection ends at the cap
-  asio::steady_timer shutdown_deadline;  // on the acceptor's strand, like slot_freed
   std::atomic<bool> stopping{false};
-  std::atomic<std::size_t> active{0};
-  std::mutex mu;
-  std::list<std::shared_ptr<connection>> connections;
+  task_group sessions;  // one task per connection; waits run on the acceptor's strand
 
   state(asio::io_context& c, server_options o, std::vector<route> r)
       : ioc(c),
@@ -98,8 +78,7 @@ struct server::state : std::enable_shared_from_this<server::state> {
         routes(std::move(r)),
         acceptor(asio::make_strand(c)),
         unix_acceptor(acceptor.get_executor()),
-        slot_freed(acceptor.get_executor()),
-        shutdown_deadline(acceptor.get_executor()) {}
+        sessions(acceptor.get_executor(), "an HTTP session") {}
 
   void report(const request_head& head, const response& res, std::chrono::steady_clock::time_point start) {
     if (opt.on_response)
@@ -360,44 +339,27 @@ std::pair<std::optional<asio::ip::address>, std::string> peer_of(beast::tcp_stre
   return {addr, (addr && addr->is_v6() ? "[" + text + "]" : text) + ":" + std::to_string(ep.port())};
 }
 
-// One connection: its stream, read buffer and peer, registered with the server while it lives.
+// One connection: its stream, read buffer and peer; a task of the server's session group.
 template <class Protocol>
 struct session {
   state_ptr st;
+  task_group::task_ptr task;
   beast::basic_stream<Protocol> stream;
   beast::flat_buffer buffer;
-  std::shared_ptr<connection> conn = std::make_shared<connection>();
-  std::list<std::shared_ptr<connection>>::iterator self;
   std::optional<asio::ip::address> peer_ip;
   std::string remote;     // "ip:port" (or "unix") for logs
   std::string peer_text;  // the peer's address, "unix" for a Unix-socket peer
 
-  session(state_ptr s, typename Protocol::socket socket) : st(std::move(s)), stream(std::move(socket)) {
-    conn->ex = stream.get_executor();
-    conn->cancel = [this] { stream.cancel(); };
+  session(state_ptr s, task_group::task_ptr t, typename Protocol::socket socket)
+      : st(std::move(s)), task(std::move(t)), stream(std::move(socket)) {
     std::tie(peer_ip, remote) = peer_of(stream);
     peer_text = peer_ip ? peer_ip->to_string() : remote;
-    std::lock_guard lk(st->mu);
-    self = st->connections.insert(st->connections.end(), conn);
   }
 
   ~session() {
     beast::error_code ec;
     stream.socket().shutdown(asio::socket_base::shutdown_send, ec);
     stream.close();
-    conn->cancel = nullptr;
-    {
-      std::lock_guard lk(st->mu);
-      st->connections.erase(self);
-    }
-    const std::size_t before = st->active.fetch_sub(1);
-    auto s = st;
-    if (before == s->opt.max_connections) asio::post(s->slot_freed.get_executor(), [s] { s->slot_freed.cancel(); });
-    // The last connection gone during shutdown: nothing left for the deadline to close.
-    if (s->stopping)
-      asio::post(s->shutdown_deadline.get_executor(), [s] {
-        if (s->active.load() == 0) s->shutdown_deadline.cancel();
-      });
   }
 
   // Answers a request that will not be served further, then closes the connection; the body, if
@@ -424,10 +386,10 @@ struct session {
   asio::awaitable<bool> wait_for_request(bool first) {
     if (buffer.size() > 0) co_return true;  // pipelined: already here
     if (st->stopping) co_return false;
-    conn->idle_since = ticks_now();
+    task->idle();  // from here a stop or the connection cap may cancel the read
     stream.expires_after(first ? st->opt.read_timeout : st->opt.idle_timeout);
     auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), use_tuple);
-    conn->idle_since = 0;
+    task->busy();
     if (ec) co_return false;  // closed by the client, timed out, closed for a new connection, or shutdown
     buffer.commit(n);
     co_return true;
@@ -587,9 +549,13 @@ struct session {
   }
 };
 
+// A connection's coroutine. Cancellation (a stop, or the cap closing an idle connection) aborts
+// the stream operation in progress; it does not throw, so the session ends the way a closed
+// connection does.
 template <class Protocol>
-asio::awaitable<void> run_session(state_ptr st, typename Protocol::socket socket) {
-  session<Protocol> s(std::move(st), std::move(socket));
+asio::awaitable<void> run_session(state_ptr st, task_group::task_ptr task, typename Protocol::socket socket) {
+  co_await asio::this_coro::throw_if_cancelled(false);
+  session<Protocol> s(std::move(st), std::move(task), std::move(socket));
   for (bool first = true;; first = false) {
     auto wait = s.wait_for_request(first);
     if (!co_await std::move(wait)) break;
@@ -598,38 +564,20 @@ asio::awaitable<void> run_session(state_ptr st, typename Protocol::socket socket
   }
 }
 
-// At the cap: closes the connection that has waited longest for a request, so that a new client
-// is served instead of waiting in the backlog behind silent or idle ones. False when none is idle.
-bool close_longest_idle(const state_ptr& st) {
-  std::shared_ptr<connection> oldest;
-  std::int64_t since = 0;
-  {
-    std::lock_guard lk(st->mu);
-    for (const auto& c : st->connections) {
-      const std::int64_t s = c->idle_since.load();
-      if (s != 0 && (since == 0 || s < since)) since = s, oldest = c;
-    }
-  }
-  if (!oldest) return false;
-  // Still idle since then, seen on its own strand: a request that began meanwhile is not cut.
-  asio::post(oldest->ex, [oldest, since, st] {
-    if (!oldest->cancel || oldest->idle_since.load() != since) return;
-    oldest->cancel();
-    if (st->opt.on_closed_at_cap) st->opt.on_closed_at_cap();
-  });
-  return true;
-}
-
 template <class Protocol, class Acceptor>
 asio::awaitable<void> accept_loop(state_ptr st, Acceptor& acceptor) {
   for (;;) {
     if (st->stopping) co_return;
-    if (st->active.load() >= st->opt.max_connections) {
-      // At the cap: make room by closing the longest-idle connection, or (none idle) let further
-      // clients wait in the kernel's listen backlog until a connection ends.
-      close_longest_idle(st);
-      st->slot_freed.expires_after(std::chrono::seconds(1));
-      co_await st->slot_freed.async_wait(use_tuple);
+    if (st->sessions.size() >= st->opt.max_connections) {
+      // At the cap, once a newcomer waits: make room by closing the longest-idle connection, or
+      // (none idle) let it wait in the kernel's listen backlog until a connection ends.
+      auto [wec] = co_await acceptor.async_wait(Acceptor::wait_read, use_tuple);
+      if (st->stopping || wec == asio::error::operation_aborted) co_return;
+      if (st->sessions.size() < st->opt.max_connections) continue;
+      st->sessions.cancel_longest_idle(st->opt.on_closed_at_cap);
+      // A busy connection that turns idle meanwhile is found on the next round.
+      auto room = st->sessions.wait_fewer_than(st->opt.max_connections, clock::now() + std::chrono::seconds(1));
+      co_await std::move(room);
       continue;
     }
     auto strand = asio::make_strand(st->ioc);  // not a temporary in the co_await (GCC 12)
@@ -643,9 +591,8 @@ asio::awaitable<void> accept_loop(state_ptr st, Acceptor& acceptor) {
       continue;
     }
     if constexpr (std::is_same_v<Protocol, tcp>) socket.set_option(tcp::no_delay(true), ec);
-    st->active.fetch_add(1);
     auto ex = socket.get_executor();
-    asio::co_spawn(ex, run_session<Protocol>(st, std::move(socket)), log_exception{"an HTTP session"});
+    st->sessions.spawn(ex, [&](task_group::task_ptr t) { return run_session<Protocol>(st, std::move(t), std::move(socket)); });
   }
 }
 
@@ -681,44 +628,27 @@ void server::start() {
   else asio::co_spawn(ex, accept_loop<unix_socket>(state_, state_->unix_acceptor), log_exception{"the accept loop"});
 }
 
+namespace {
+
+// The stop, on the acceptor's strand: no new connections, idle ones closed at once, in-flight
+// requests given shutdown_timeout to finish (answered with Connection: close), the rest cancelled.
+asio::awaitable<void> shut_down(state_ptr st) {
+  beast::error_code ec;
+  st->acceptor.close(ec);
+  if (st->unix_acceptor.is_open()) {
+    st->unix_acceptor.close(ec);
+    if (!st->opt.unix_path.empty()) ::unlink(st->opt.unix_path.c_str());  // the socket file goes with the listener
+  }
+  st->sessions.cancel(asio::cancellation_type::terminal, true);
+  auto drained = st->sessions.wait_empty(clock::now() + st->opt.shutdown_timeout);
+  if (!co_await std::move(drained)) st->sessions.cancel(asio::cancellation_type::terminal);
+}
+
+}  // namespace
+
 void server::stop() {
-  auto st = state_;
-  if (st->stopping.exchange(true)) return;
-  asio::post(st->acceptor.get_executor(), [st] {
-    beast::error_code ec;
-    st->acceptor.close(ec);
-    if (st->unix_acceptor.is_open()) {
-      st->unix_acceptor.close(ec);
-      if (!st->opt.unix_path.empty()) ::unlink(st->opt.unix_path.c_str());  // the socket file goes with the listener
-    }
-    st->slot_freed.cancel();
-  });
-  std::vector<std::shared_ptr<connection>> conns;
-  {
-    std::lock_guard lk(st->mu);
-    conns.assign(st->connections.begin(), st->connections.end());
-  }
-  for (auto& c : conns) {
-    // Runs on the connection's executor, where `idle_since` and `stream` are consistent.
-    asio::post(c->ex, [c] {
-      if (c->cancel && c->idle_since.load() != 0) c->cancel();
-    });
-  }
-  // In-flight requests get shutdown_timeout to finish; then whatever is left is closed. Armed on
-  // the strand where session ends cancel it, so an already empty server does not wait for it.
-  asio::post(st->shutdown_deadline.get_executor(), [st] {
-    if (st->active.load() == 0) return;
-    st->shutdown_deadline.expires_after(st->opt.shutdown_timeout);
-    st->shutdown_deadline.async_wait([st](beast::error_code ec) {
-      if (ec) return;
-      std::lock_guard lk(st->mu);
-      for (auto& c : st->connections) {
-        asio::post(c->ex, [c] {
-          if (c->cancel) c->cancel();
-        });
-      }
-    });
-  });
+  if (state_->stopping.exchange(true)) return;
+  asio::co_spawn(state_->acceptor.get_executor(), shut_down(state_), log_exception{"the HTTP server's stop"});
 }
 
 outcome<tcp::endpoint> server::adopt(int fd) {
@@ -765,15 +695,13 @@ outcome<void> server::listen_unix() {
   return {};
 }
 
-std::size_t server::active_connections() const { return state_->active.load(); }
+std::size_t server::active_connections() const { return state_->sessions.size(); }
 
 connection_counts server::connections() const {
+  const auto c = state_->sessions.count();
   connection_counts out;
-  std::lock_guard lk(state_->mu);
-  for (const auto& c : state_->connections) {
-    ++out.open;
-    if (c->idle_since.load() == 0) ++out.busy;
-  }
+  out.open = c.open;
+  out.busy = c.busy;
   return out;
 }
 

@@ -2,6 +2,7 @@
 
 #include "pipehook/core/backoff.hpp"
 #include "pipehook/core/spawn.hpp"
+#include "pipehook/core/task_group.hpp"
 #include "pipehook/core/use_tuple.hpp"
 
 #include "pipehook/pipedrive/registrar.hpp"
@@ -27,13 +28,12 @@ struct registrar_service::impl {
   bool delete_on_shutdown = false;
   std::unique_ptr<client> api;
   asio::steady_timer wait_timer;
-  asio::steady_timer deadline_timer;
+  task_group loop;        // the registrar's loop, a group of one: stop waits for it with a deadline
   bool stopping = false;  // on the strand
-  std::chrono::milliseconds stop_deadline{10'000};
   std::vector<std::int64_t> managed;  // the desired webhooks now in Pipedrive (on the strand)
   std::function<void(std::string_view)> observe;
 
-  explicit impl(asio::any_io_executor ex) : strand(asio::make_strand(ex)), wait_timer(strand), deadline_timer(strand) {}
+  explicit impl(asio::any_io_executor ex) : strand(asio::make_strand(ex)), wait_timer(strand), loop(strand, "the registrar") {}
 };
 
 namespace {
@@ -45,10 +45,6 @@ void log_report(const std::string& line) {
 
 asio::awaitable<void> delete_managed(std::shared_ptr<registrar_service::impl> self) {
   const std::vector<std::int64_t> ids = self->managed;
-  self->deadline_timer.expires_after(self->stop_deadline);
-  self->deadline_timer.async_wait([s = self.get()](boost::system::error_code ec) {
-    if (!ec) s->api->cancel();
-  });
   for (std::int64_t id : ids) {
     auto op = self->api->delete_webhook(id);
     auto r = co_await std::move(op);
@@ -59,7 +55,16 @@ asio::awaitable<void> delete_managed(std::shared_ptr<registrar_service::impl> se
     spdlog::error("registrar: could not delete webhook #{} on shutdown: {}", id, r.error().message);
     if (r.error().kind == api_errc::cancelled) break;
   }
-  self->deadline_timer.cancel();
+}
+
+// The stop: the loop's reconcile (or wait) ends now; deleting the managed webhooks, if asked, gets
+// until the deadline, when the calls in progress are cancelled.
+asio::awaitable<void> stop_loop(std::shared_ptr<registrar_service::impl> self, std::chrono::milliseconds deadline) {
+  self->stopping = true;
+  self->wait_timer.cancel();
+  self->api->cancel();
+  auto ended = self->loop.wait_empty(std::chrono::steady_clock::now() + deadline);
+  if (!co_await std::move(ended)) self->api->cancel();
 }
 
 asio::awaitable<void> run_loop(std::shared_ptr<registrar_service::impl> self) {
@@ -118,15 +123,15 @@ outcome<std::unique_ptr<registrar_service>> registrar_service::create(asio::any_
 
 void registrar_service::set_observer(std::function<void(std::string_view)> o) { p_->observe = std::move(o); }
 
-void registrar_service::start() { asio::co_spawn(p_->strand, run_loop(p_), log_exception{"the registrar"}); }
+void registrar_service::start() {
+  p_->loop.spawn(p_->strand, [&](const task_group::task_ptr&) { return run_loop(p_); });
+}
 
 void registrar_service::stop(std::chrono::milliseconds deadline) {
   asio::post(p_->strand, [self = p_, deadline] {
     if (self->stopping) return;
     self->stopping = true;
-    self->stop_deadline = deadline;
-    self->wait_timer.cancel();
-    self->api->cancel();  // a reconcile in progress ends now; the loop then deletes if asked
+    asio::co_spawn(self->strand, stop_loop(self, deadline), log_exception{"the registrar's stop"});
   });
 }
 
