@@ -39,6 +39,71 @@ TEST(config, the_shipped_example_is_valid_and_states_the_defaults) {
   EXPECT_EQ(body(config::render_effective(*c)), body(config::render_effective(*d)));
 }
 
+// The effective configuration is itself a valid config file: read back, it is the same
+// configuration (secrets masked; here there are none), every section and handler included.
+TEST(config, the_effective_config_reads_back_as_the_same_config) {
+  auto c = parse(R"(
+[server]
+listen = "[::1]:9000"
+path = "/hooks"
+read_timeout = "1500ms"
+trusted_proxies = ["10.0.0.0/8", "unix"]
+allow_from = ["192.0.2.0/24"]
+[auth]
+user = "pd"
+[admin]
+listen = "127.0.0.1:9100"
+allowed_hosts = ["admin.internal"]
+[store]
+path = "/tmp/x.db"
+durability = "normal"
+batch_max = 77
+retention = { max_age = "30d", max_bytes = "2GB", interval = "90s" }
+[log]
+level = "debug"
+format = "json"
+[pipedrive]
+api_base = "https://example-ltd.pipedrive.com/api/v1"
+max_attempts = 3
+[registrar]
+subscription_url = "https://hooks.example.com/hooks"
+user_id = 7
+resync_interval = "2h"
+[[registrar.webhooks]]
+event_action = "*"
+event_object = "deal"
+[[handlers]]
+name = "billing"
+type = "http"
+url = "https://billing.internal/pipedrive"
+body = "envelope"
+headers = { X-Team = "${TEAM}" }
+timeout = "10s"
+match.entity = ["deal*"]
+retry = { schedule = ["1s", "1m"], max_age = "2h", max_attempts = 9 }
+ordered = true
+)");
+  ASSERT_TRUE(c) << c.error().message;
+  const std::string shown = config::render_effective(*c);
+  auto back = parse(shown);
+  ASSERT_TRUE(back) << back.error().message << "\n" << shown;
+  EXPECT_EQ(back->server, c->server);
+  EXPECT_EQ(back->auth, c->auth);
+  EXPECT_EQ(back->admin, c->admin);
+  EXPECT_EQ(back->store, c->store);
+  EXPECT_EQ(back->log, c->log);
+  EXPECT_EQ(back->pipedrive, c->pipedrive);
+  EXPECT_EQ(back->registrar, c->registrar);
+  EXPECT_EQ(back->handlers, c->handlers);
+  // And the defaults, a Unix socket among them, read back too.
+  auto d = parse("[server]\nlisten = \"unix:/run/ph.sock\"\nsocket_mode = \"0600\"\n");
+  ASSERT_TRUE(d);
+  auto dback = parse(config::render_effective(*d));
+  ASSERT_TRUE(dback) << dback.error().message;
+  EXPECT_EQ(dback->server, d->server);
+  EXPECT_EQ(dback->store, d->store);
+}
+
 TEST(config, every_section_parses) {
   auto c = parse(R"(
 [server]

@@ -530,7 +530,7 @@ TEST(dispatch_config, handler_settings_are_checked_by_their_type) {
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
   EXPECT_EQ(ok.out.find("literal-secret"), std::string::npos) << ok.out;  // secrets masked
   EXPECT_EQ(ok.out.find(secret_b64), std::string::npos);
-  EXPECT_NE(ok.out.find("retry = { schedule = ['1s', '1m'], max_age = '2h'"), std::string::npos) << ok.out;
+  EXPECT_NE(ok.out.find("[handlers.retry]\nmax_age = '2h'\nmax_attempts = 0\nschedule = [ '1s', '1m' ]"), std::string::npos) << ok.out;
 }
 
 }  // namespace

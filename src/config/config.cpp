@@ -560,23 +560,12 @@ void secret_warnings(config& c, const std::string& path) {
                          " characters long: use 16 or more (Pipedrive stores it; nobody types it)");
 }
 
-std::string quoted(std::string_view s) {
-  std::ostringstream os;
-  os << toml::value<std::string>(std::string(s));
-  return os.str();
-}
-
-std::string list_text(const std::vector<std::string>& v) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + quoted(v[i]);
-  return out + "]";
-}
-
-std::string duration_text(std::int64_t ms) {
-  if (ms != 0 && ms % 3'600'000 == 0) return quoted(std::to_string(ms / 3'600'000) + "h");
-  if (ms != 0 && ms % 60'000 == 0) return quoted(std::to_string(ms / 60'000) + "m");
-  if (ms % 1000 == 0) return quoted(std::to_string(ms / 1000) + "s");
-  return quoted(std::to_string(ms) + "ms");
+// A duration as the config writes it: "2h", "10m", "30s", "250ms".
+std::string duration_value(std::int64_t ms) {
+  if (ms != 0 && ms % 3'600'000 == 0) return std::to_string(ms / 3'600'000) + "h";
+  if (ms != 0 && ms % 60'000 == 0) return std::to_string(ms / 60'000) + "m";
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
 }
 
 }  // namespace
@@ -660,109 +649,140 @@ outcome<void> check_registrar_ready(const config& c) {
   return {};
 }
 
+namespace {
+
+toml::array string_array(const std::vector<std::string>& v) {
+  toml::array a;
+  for (const auto& s : v) a.push_back(s);
+  return a;
+}
+
+toml::array duration_array(const std::vector<std::int64_t>& v) {
+  toml::array a;
+  for (auto ms : v) a.push_back(duration_value(ms));
+  return a;
+}
+
+std::string listen_value(const std::string& host, std::uint16_t port) {
+  return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+bool secret_key(std::string_view k) {
+  return k.find("secret") != std::string::npos || k.find("password") != std::string::npos || k.find("token") != std::string::npos;
+}
+
+// A secret as shown: masked when set. Where it came from goes to the header comment.
+std::string masked(const std::string& v) { return v.empty() ? "" : "********"; }
+
+toml::table handler_table(const handler_config& h) {
+  toml::table t{{"name", h.name}, {"type", h.type}, {"ordered", h.ordered}, {"concurrency", static_cast<std::int64_t>(h.concurrency)}};
+  for (const auto& [k, v] : h.settings) {
+    if (secret_key(k)) {
+      t.insert_or_assign(k, "********");
+    } else if (auto* sv = std::get_if<std::string>(&v)) {
+      t.insert_or_assign(k, *sv);
+    } else if (auto* iv = std::get_if<std::int64_t>(&v)) {
+      t.insert_or_assign(k, *iv);
+    } else if (auto* dv = std::get_if<double>(&v)) {
+      t.insert_or_assign(k, *dv);
+    } else if (auto* bv = std::get_if<bool>(&v)) {
+      t.insert_or_assign(k, *bv);
+    } else if (auto* lv = std::get_if<std::vector<std::string>>(&v)) {
+      t.insert_or_assign(k, string_array(*lv));
+    } else if (auto* mv = std::get_if<std::map<std::string, std::string>>(&v)) {
+      toml::table m;
+      // Header values often carry credentials: shown only when they reference the environment.
+      for (const auto& [mk, mvv] : *mv) m.insert_or_assign(mk, mvv.rfind("${", 0) == 0 ? mvv : std::string("********"));
+      t.insert_or_assign(k, std::move(m));
+    }
+  }
+  t.insert_or_assign("match", toml::table{{"entity", string_array(h.match.entity)},
+                                          {"action", string_array(h.match.action)},
+                                          {"company_id", string_array(h.match.company_id)}});
+  t.insert_or_assign("retry", toml::table{{"schedule", duration_array(h.retry.schedule_ms)},
+                                          {"max_age", duration_value(h.retry.max_age_ms)},
+                                          {"max_attempts", static_cast<std::int64_t>(h.retry.max_attempts)}});
+  return t;
+}
+
+// The effective configuration as a TOML document that load_config reads back as the same
+// configuration (secrets masked). Keys at their defaults are written too: it says what runs.
+toml::table effective_table(const config& c) {
+  toml::table server{{"listen", c.server.unix_path.empty() ? listen_value(c.server.host, c.server.port) : "unix:" + c.server.unix_path},
+                     {"path", c.server.path},
+                     {"max_body_bytes", static_cast<std::int64_t>(c.server.max_body_bytes)},
+                     {"max_connections", static_cast<std::int64_t>(c.server.max_connections)},
+                     {"read_timeout", duration_value(c.server.read_timeout_ms)},
+                     {"idle_timeout", duration_value(c.server.idle_timeout_ms)},
+                     {"shutdown_timeout", duration_value(c.server.shutdown_timeout_ms)},
+                     {"threads", static_cast<std::int64_t>(c.server.threads)},
+                     {"trusted_proxies", string_array(c.server.trusted_proxies)},
+                     {"allow_from", string_array(c.server.allow_from)}};
+  if (!c.server.unix_path.empty()) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", c.server.socket_mode);
+    server.insert_or_assign("socket_mode", std::string(mode));
+  }
+  toml::table retention{{"interval", duration_value(c.store.retention_interval_ms)}};
+  if (c.store.retention_max_age_ms) retention.insert_or_assign("max_age", duration_value(c.store.retention_max_age_ms));
+  if (c.store.retention_max_bytes) retention.insert_or_assign("max_bytes", static_cast<std::int64_t>(c.store.retention_max_bytes));
+  const auto& p = c.pipedrive;
+  const auto& g = c.registrar;
+  toml::array webhooks;
+  for (const auto& w : g.webhooks) webhooks.push_back(toml::table{{"event_action", w.event_action}, {"event_object", w.event_object}});
+  toml::array handlers;
+  for (const auto& h : c.handlers) handlers.push_back(handler_table(h));
+  toml::table registrar{{"enabled", g.enabled},
+                        {"subscription_url", g.subscription_url},
+                        {"version", g.version},
+                        {"name", g.name},
+                        {"user_id", g.user_id},
+                        {"prune", g.prune},
+                        {"delete_on_shutdown", g.delete_on_shutdown},
+                        {"resync_interval", duration_value(g.resync_interval_ms)}};
+  if (!webhooks.empty()) registrar.insert_or_assign("webhooks", std::move(webhooks));
+  toml::table doc{
+      {"server", std::move(server)},
+      {"auth", toml::table{{"enabled", c.auth.enabled}, {"user", c.auth.user}, {"password", masked(c.auth.password)}}},
+      {"admin", toml::table{{"enabled", c.admin.enabled},
+                            {"listen", listen_value(c.admin.host, c.admin.port)},
+                            {"token", masked(c.admin.token)},
+                            {"allowed_hosts", string_array(c.admin.allowed_hosts)}}},
+      {"store", toml::table{{"path", c.store.path},
+                            {"durability", c.store.sync == durability::full ? "full" : "normal"},
+                            {"queue_capacity", static_cast<std::int64_t>(c.store.queue_capacity)},
+                            {"batch_max", static_cast<std::int64_t>(c.store.batch_max)},
+                            {"busy_timeout", duration_value(c.store.busy_timeout_ms)},
+                            {"retry_after", duration_value(c.store.retry_after_s * 1000LL)},
+                            {"retention", std::move(retention)}}},
+      {"log", toml::table{{"level", c.log.level}, {"format", c.log.format}, {"file", c.log.file}}},
+      {"pipedrive", toml::table{{"api_base", p.api_base},
+                                {"api_token", masked(p.api_token)},
+                                {"oauth_token", masked(p.oauth_token)},
+                                {"ca_file", p.ca_file},
+                                {"connect_timeout", duration_value(p.connect_timeout_ms)},
+                                {"timeout", duration_value(p.timeout_ms)},
+                                {"max_attempts", static_cast<std::int64_t>(p.max_attempts)},
+                                {"retry_base", duration_value(p.retry_base_ms)},
+                                {"retry_max", duration_value(p.retry_max_ms)}}},
+      {"registrar", std::move(registrar)}};
+  if (!handlers.empty()) doc.insert_or_assign("handlers", std::move(handlers));
+  return doc;
+}
+
+}  // namespace
+
 std::string render_effective(const config& c) {
   std::ostringstream os;
-  const bool v6 = c.server.host.find(':') != std::string::npos;
-  os << "# effective configuration (source: " << c.source << ")\n"
-     << "[server]\n"
-     << "listen = "
-     << quoted(c.server.unix_path.empty() ? (v6 ? "[" + c.server.host + "]" : c.server.host) + ":" + std::to_string(c.server.port)
-                                          : "unix:" + c.server.unix_path)
-     << "\n"
-     << "path = " << quoted(c.server.path) << "\n"
-     << "max_body_bytes = " << c.server.max_body_bytes << "\n"
-     << "max_connections = " << c.server.max_connections << "\n"
-     << "read_timeout = " << duration_text(c.server.read_timeout_ms) << "\n"
-     << "idle_timeout = " << duration_text(c.server.idle_timeout_ms) << "\n"
-     << "shutdown_timeout = " << duration_text(c.server.shutdown_timeout_ms) << "\n"
-     << "threads = " << c.server.threads << "\n"
-     << "trusted_proxies = " << list_text(c.server.trusted_proxies) << "\n"
-     << "allow_from = " << list_text(c.server.allow_from) << "\n\n"
-     << "[auth]\n"
-     << "enabled = " << (c.auth.enabled ? "true" : "false") << "\n"
-     << "user = " << quoted(c.auth.user) << "\n"
-     << "password = " << (c.auth.password.empty() ? "\"\"  # not set" : "\"********\"  # from " + c.auth.password_source)
-     << "\n\n"
-     << "[admin]\n"
-     << "enabled = " << (c.admin.enabled ? "true" : "false") << "\n"
-     << "listen = " << quoted((c.admin.host.find(':') != std::string::npos ? "[" + c.admin.host + "]" : c.admin.host) + ":" +
-                              std::to_string(c.admin.port)) << "\n"
-     << "token = " << (c.admin.token.empty() ? "\"\"  # not set" : "\"********\"  # from " + c.admin.token_source) << "\n"
-     << "allowed_hosts = " << list_text(c.admin.allowed_hosts) << "\n\n"
-     << "[store]\n"
-     << "path = " << quoted(c.store.path) << "\n"
-     << "durability = " << (c.store.sync == durability::full ? "\"full\"" : "\"normal\"") << "\n"
-     << "queue_capacity = " << c.store.queue_capacity << "\n"
-     << "batch_max = " << c.store.batch_max << "\n"
-     << "busy_timeout = " << duration_text(c.store.busy_timeout_ms) << "\n"
-     << "retry_after = " << duration_text(c.store.retry_after_s * 1000LL) << "\n"
-     << "retention = { max_age = " << (c.store.retention_max_age_ms ? duration_text(c.store.retention_max_age_ms) : "\"\"")
-     << ", max_bytes = " << c.store.retention_max_bytes << ", interval = " << duration_text(c.store.retention_interval_ms)
-     << " }\n\n"
-     << "[log]\n"
-     << "level = " << quoted(c.log.level) << "\n"
-     << "format = " << quoted(c.log.format) << "\n"
-     << "file = " << quoted(c.log.file) << "\n\n";
-  const auto& p = c.pipedrive;
-  auto secret = [](const std::string& v, const std::string& from) {
-    return v.empty() ? std::string("\"\"  # not set") : "\"********\"  # from " + from;
+  os << "# effective configuration (source: " << c.source << ")\n";
+  auto secret = [&](const char* key, const std::string& v, const std::string& from) {
+    os << "# " << key << ": " << (v.empty() ? "not set" : "set, from " + from) << "\n";
   };
-  os << "[pipedrive]\n"
-     << "api_base = " << quoted(p.api_base) << "\n"
-     << "api_token = " << secret(p.api_token, p.api_token_source) << "\n"
-     << "oauth_token = " << secret(p.oauth_token, p.oauth_token_source) << "\n"
-     << "ca_file = " << quoted(p.ca_file) << "\n"
-     << "connect_timeout = " << duration_text(p.connect_timeout_ms) << "\n"
-     << "timeout = " << duration_text(p.timeout_ms) << "\n"
-     << "max_attempts = " << p.max_attempts << "\n"
-     << "retry_base = " << duration_text(p.retry_base_ms) << "\n"
-     << "retry_max = " << duration_text(p.retry_max_ms) << "\n\n";
-  const auto& g = c.registrar;
-  os << "[registrar]\n"
-     << "enabled = " << (g.enabled ? "true" : "false") << "\n"
-     << "subscription_url = " << quoted(g.subscription_url) << "\n"
-     << "version = " << quoted(g.version) << "\n"
-     << "name = " << quoted(g.name) << "\n"
-     << "user_id = " << g.user_id << "\n"
-     << "prune = " << (g.prune ? "true" : "false") << "\n"
-     << "delete_on_shutdown = " << (g.delete_on_shutdown ? "true" : "false") << "\n"
-     << "resync_interval = " << duration_text(g.resync_interval_ms) << "\n";
-  for (const auto& w : g.webhooks)
-    os << "\n[[registrar.webhooks]]\nevent_action = " << quoted(w.event_action)
-       << "\nevent_object = " << quoted(w.event_object) << "\n";
-  const auto list = list_text;
-  for (const auto& h : c.handlers) {
-    os << "\n[[handlers]]\nname = " << quoted(h.name) << "\ntype = " << quoted(h.type)
-       << "\nordered = " << (h.ordered ? "true" : "false") << "\nconcurrency = " << h.concurrency << "\n";
-    for (const auto& [k, v] : h.settings) {
-      const bool secret = k.find("secret") != std::string::npos || k.find("password") != std::string::npos ||
-                          k.find("token") != std::string::npos;
-      os << k << " = ";
-      if (secret) os << "\"********\"";
-      else if (auto* sv = std::get_if<std::string>(&v)) os << quoted(*sv);
-      else if (auto* iv = std::get_if<std::int64_t>(&v)) os << *iv;
-      else if (auto* dv = std::get_if<double>(&v)) os << *dv;
-      else if (auto* bv = std::get_if<bool>(&v)) os << (*bv ? "true" : "false");
-      else if (auto* lv = std::get_if<std::vector<std::string>>(&v)) os << list(*lv);
-      else if (auto* mv = std::get_if<std::map<std::string, std::string>>(&v)) {
-        os << "{ ";
-        bool first = true;
-        for (const auto& [mk, mvv] : *mv) {
-          // Header values often carry credentials: shown only when they reference the environment.
-          const bool shown = mvv.rfind("${", 0) == 0;
-          os << (first ? "" : ", ") << quoted(mk) << " = " << (shown ? quoted(mvv) : "\"********\"");
-          first = false;
-        }
-        os << " }";
-      }
-      os << "\n";
-    }
-    os << "match = { entity = " << list(h.match.entity) << ", action = " << list(h.match.action)
-       << ", company_id = " << list(h.match.company_id) << " }\n";
-    os << "retry = { schedule = [";
-    for (std::size_t i = 0; i < h.retry.schedule_ms.size(); ++i) os << (i ? ", " : "") << duration_text(h.retry.schedule_ms[i]);
-    os << "], max_age = " << duration_text(h.retry.max_age_ms) << ", max_attempts = " << h.retry.max_attempts << " }\n";
-  }
+  secret("auth.password", c.auth.password, c.auth.password_source);
+  secret("admin.token", c.admin.token, c.admin.token_source);
+  secret("pipedrive.api_token", c.pipedrive.api_token, c.pipedrive.api_token_source);
+  secret("pipedrive.oauth_token", c.pipedrive.oauth_token, c.pipedrive.oauth_token_source);
+  os << "\n" << toml::toml_formatter(effective_table(c), toml::toml_formatter::default_flags & ~toml::format_flags::indentation) << "\n";
   return os.str();
 }
 
