@@ -104,6 +104,55 @@ ordered = true
   EXPECT_EQ(dback->store, d->store);
 }
 
+TEST(config, the_postgres_backend_needs_a_uri_and_masks_its_password) {
+  auto c = parse("[store]\nbackend = \"postgres\"\nurl = \"postgresql://ph:hunter2@db.internal:5432/pipehook?sslmode=verify-full\"\n"
+                 "pool_size = 8\nconnect_timeout = \"3s\"\n");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->store.backend, config::store_backend::postgres);
+  EXPECT_EQ(c->store.pool_size, 8u);
+  EXPECT_EQ(c->store.connect_timeout_ms, 3'000);
+  const std::string shown = config::render_effective(*c);
+  EXPECT_EQ(shown.find("hunter2"), std::string::npos) << shown;
+  EXPECT_NE(shown.find("postgresql://ph:********@db.internal:5432/pipehook?sslmode=verify-full"), std::string::npos) << shown;
+  EXPECT_NE(shown.find("# store.password: set, from store.url"), std::string::npos) << shown;
+  auto back = parse(shown);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->store.backend, config::store_backend::postgres);
+  EXPECT_EQ(back->store.pool_size, 8u);
+  EXPECT_EQ(config::mask_url_password("postgresql://db/x?user=a&password=p%20w&sslmode=require"),
+            "postgresql://db/x?user=a&password=********&sslmode=require");
+  EXPECT_EQ(config::mask_url_password("postgresql://u@db/x"), "postgresql://u@db/x");
+
+  // PGPASSWORD wins, and is named as the source; the password never shows.
+  auto env = [](const std::string& k) -> std::optional<std::string> {
+    if (k == "PGPASSWORD") return std::string("from-env-pw");
+    return std::nullopt;
+  };
+  auto e = parse("[store]\nbackend = \"postgres\"\nurl = \"postgresql://ph@db/pipehook\"\npassword = \"inline-pw\"\n", env);
+  ASSERT_TRUE(e) << e.error().message;
+  EXPECT_EQ(e->store.password, "from-env-pw");
+  const std::string eshown = config::render_effective(*e);
+  EXPECT_NE(eshown.find("# store.password: set, from PGPASSWORD"), std::string::npos) << eshown;
+  EXPECT_EQ(eshown.find("from-env-pw"), std::string::npos);
+  EXPECT_EQ(eshown.find("inline-pw"), std::string::npos);
+
+  struct bad_case {
+    std::string text, message;
+  };
+  for (const auto& b : std::vector<bad_case>{
+           {"[store]\nbackend = \"postgres\"\n", "store.backend = \"postgres\" needs store.url"},
+           {"[store]\nbackend = \"postgres\"\nurl = \"mysql://x:secretpw@h/db\"\n", "must be a URI starting with postgresql://"},
+           {"[store]\nbackend = \"oracle\"\n", "store.backend must be \"sqlite\" or \"postgres\""},
+           {"[store]\nurl = \"postgresql://h/db\"\n", "store.url is for the postgres backend"},
+           {"[store]\nbackend = \"postgres\"\nurl = \"postgresql://h/db\"\npool_size = 0\n", "store.pool_size"},
+           {"[store]\nbackend = \"postgres\"\nurl = \"postgresql://h/db\"\npoolsize = 2\n", "store.poolsize"}}) {
+    auto r = parse(b.text);
+    ASSERT_FALSE(r) << b.text;
+    EXPECT_NE(r.error().message.find(b.message), std::string::npos) << r.error().message;
+    EXPECT_EQ(r.error().message.find("secretpw"), std::string::npos) << r.error().message;
+  }
+}
+
 TEST(config, every_section_parses) {
   auto c = parse(R"(
 [server]

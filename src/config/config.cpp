@@ -269,6 +269,25 @@ outcome<void> apply_store(const reader& r, config& c) {
     }
     PIPEHOOK_TRY(rr.finish());
   }
+  std::string backend;
+  PIPEHOOK_TRY(r.string("backend", backend));
+  if (backend == "postgres" || backend == "postgresql") c.store.backend = store_backend::postgres;
+  else if (backend == "sqlite" || backend.empty()) c.store.backend = store_backend::sqlite;
+  else return bad("store.backend must be \"sqlite\" or \"postgres\" (got \"" + backend + "\")");
+  PIPEHOOK_TRY(r.string("url", c.store.url));
+  PIPEHOOK_TRY(secret_pair(r, "password", c.store.password, c.store.password_source, c));
+  PIPEHOOK_TRY(r.integer("pool_size", c.store.pool_size, 1, 64));
+  PIPEHOOK_TRY(r.duration("connect_timeout", c.store.connect_timeout_ms, 1'000, 300'000));
+  if (c.store.backend == store_backend::postgres) {
+    if (c.store.url.empty())
+      return bad("store.backend = \"postgres\" needs store.url, a connection URI like \"postgresql://pipehook@db.internal:5432/pipehook\"");
+    if (c.store.url.rfind("postgresql://", 0) != 0 && c.store.url.rfind("postgres://", 0) != 0)
+      return bad("store.url must be a URI starting with postgresql:// (got \"" + mask_url_password(c.store.url) + "\")");
+    if (mask_url_password(c.store.url) != c.store.url) c.inline_secrets.push_back("store.url");
+  } else {
+    for (const char* k : {"url", "password", "password_file", "pool_size", "connect_timeout"})
+      if (r.node(k)) return bad(std::string("store.") + k + " is for the postgres backend; store.backend is \"sqlite\"");
+  }
   PIPEHOOK_TRY(r.string("path", c.store.path));
   if (c.store.path.empty()) return bad("store.path must not be empty");
   std::string sync;
@@ -515,6 +534,11 @@ outcome<void> apply_env(config& c, const env_lookup& env) {
     c.admin.token = *tok;
     c.admin.token_source = "PIPEHOOK_ADMIN_TOKEN";
   }
+  // libpq's own variable: it would win inside libpq anyway, so it wins here and is shown as such.
+  if (auto pw = env("PGPASSWORD"); pw && !pw->empty() && c.store.backend == store_backend::postgres) {
+    c.store.password = *pw;
+    c.store.password_source = "PGPASSWORD";
+  }
   if (auto pw = env("PIPEHOOK_AUTH_PASSWORD"); pw && !pw->empty()) {
     c.auth.password = *pw;
     c.auth.password_source = "PIPEHOOK_AUTH_PASSWORD";
@@ -748,7 +772,8 @@ toml::table effective_table(const config& c) {
                             {"listen", listen_value(c.admin.host, c.admin.port)},
                             {"token", masked(c.admin.token)},
                             {"allowed_hosts", string_array(c.admin.allowed_hosts)}}},
-      {"store", toml::table{{"path", c.store.path},
+      {"store", toml::table{{"backend", c.store.backend == store_backend::postgres ? "postgres" : "sqlite"},
+                            {"path", c.store.path},
                             {"durability", c.store.sync == durability::full ? "full" : "normal"},
                             {"queue_capacity", static_cast<std::int64_t>(c.store.queue_capacity)},
                             {"batch_max", static_cast<std::int64_t>(c.store.batch_max)},
@@ -767,10 +792,39 @@ toml::table effective_table(const config& c) {
                                 {"retry_max", duration_value(p.retry_max_ms)}}},
       {"registrar", std::move(registrar)}};
   if (!handlers.empty()) doc.insert_or_assign("handlers", std::move(handlers));
+  if (c.store.backend == store_backend::postgres) {
+    auto* store = doc["store"].as_table();
+    store->insert_or_assign("url", mask_url_password(c.store.url));
+    store->insert_or_assign("password", masked(c.store.password));
+    store->insert_or_assign("pool_size", static_cast<std::int64_t>(c.store.pool_size));
+    store->insert_or_assign("connect_timeout", duration_value(c.store.connect_timeout_ms));
+  }
   return doc;
 }
 
 }  // namespace
+
+std::string mask_url_password(const std::string& url) {
+  std::string out = url;
+  const auto scheme = out.find("://");
+  if (scheme != std::string::npos) {
+    const auto start = scheme + 3;
+    const auto end = out.find_first_of("/?", start);
+    const auto at = out.rfind('@', end == std::string::npos ? std::string::npos : end);
+    if (at != std::string::npos && at >= start) {
+      const auto colon = out.find(':', start);
+      if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "********");
+    }
+  }
+  // ?password=... or &password=...
+  for (std::size_t pos = out.find("password="); pos != std::string::npos; pos = out.find("password=", pos + 1)) {
+    if (pos == 0 || (out[pos - 1] != '?' && out[pos - 1] != '&')) continue;
+    const auto value = pos + 9;
+    const auto end = out.find('&', value);
+    out.replace(value, (end == std::string::npos ? out.size() : end) - value, "********");
+  }
+  return out;
+}
 
 std::string render_effective(const config& c) {
   std::ostringstream os;
@@ -782,6 +836,11 @@ std::string render_effective(const config& c) {
   secret("admin.token", c.admin.token, c.admin.token_source);
   secret("pipedrive.api_token", c.pipedrive.api_token, c.pipedrive.api_token_source);
   secret("pipedrive.oauth_token", c.pipedrive.oauth_token, c.pipedrive.oauth_token_source);
+  if (c.store.backend == store_backend::postgres) {
+    const bool in_url = mask_url_password(c.store.url) != c.store.url;
+    secret("store.password", c.store.password.empty() && in_url ? std::string("*") : c.store.password,
+           c.store.password.empty() ? "store.url" : c.store.password_source);
+  }
   os << "\n" << toml::toml_formatter(effective_table(c), toml::toml_formatter::default_flags & ~toml::format_flags::indentation) << "\n";
   return os.str();
 }

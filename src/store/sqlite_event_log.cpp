@@ -1,6 +1,7 @@
 // The SQLite event log: one writer thread, a bounded queue, group commit.
 #include "pipehook/core/time.hpp"
 #include "pipehook/store/event_log.hpp"
+#include "queued_event_log.hpp"
 #include "sqlite.hpp"
 
 #include <chrono>
@@ -17,107 +18,48 @@ namespace pipehook::store {
 namespace {
 
 using detail::statement;
+using detail::probe_request;
+using detail::purge_request;
+using detail::reparse_request;
+using detail::write_item;
 
-struct probe_request {
-  std::size_t room = 0;
-};
-struct reparse_request {
-  std::int64_t quarantine_id = 0;
-  event::event ev;
-};
-struct purge_request {
-  std::int64_t before_us = 0;
-  int limit = 0;
-};
-
-struct item {
-  std::variant<event::event, quarantined, probe_request, std::vector<delivery_update>, reparse_request, purge_request> record;
-  append_callback done;
-};
-
-class sqlite_event_log final : public event_log {
+class sqlite_event_log final : public detail::queued_event_log {
  public:
   sqlite_event_log(detail::db_handle db, detail::db_handle checkpoint_db, const sqlite_options& o,
                    statement insert_event, statement insert_quarantine, statement probe, statement begin,
                    statement commit, statement rollback, statement insert_delivery, statement update_delivery,
                    statement delete_quarantined)
-      : route_(o.route),
+      : queued_event_log(o),
         delete_quarantined_(std::move(delete_quarantined)),
-        on_deliveries_(o.on_deliveries),
-        on_commit_(o.on_commit),
         insert_delivery_(std::move(insert_delivery)),
         update_delivery_(std::move(update_delivery)),
         db_(std::move(db)),
         checkpoint_db_(std::move(checkpoint_db)),
-        capacity_(o.queue_capacity),
-        batch_max_(o.batch_max),
         insert_event_(std::move(insert_event)),
         insert_quarantine_(std::move(insert_quarantine)),
         probe_(std::move(probe)),
         begin_(std::move(begin)),
         commit_(std::move(commit)),
         rollback_(std::move(rollback)) {
-    writer_ = std::thread([this] {
-      pthread_setname_np(pthread_self(), "ph-writer");  // visible in top -H, perf, gdb
-      run();
-    });
     checkpointer_ = std::thread([this] {
       pthread_setname_np(pthread_self(), "ph-checkpoint");
       checkpoint_loop();
     });
+    start("ph-writer");
   }
 
   ~sqlite_event_log() override { close(); }
 
-  void append(event::event ev, append_callback done) override { enqueue(item{std::move(ev), std::move(done)}); }
-  void append(quarantined q, append_callback done) override { enqueue(item{std::move(q), std::move(done)}); }
-  void probe(std::size_t room, append_callback done) override { enqueue(item{probe_request{room}, std::move(done)}); }
-  void update_deliveries(std::vector<delivery_update> updates, append_callback done) override {
-    enqueue(item{std::move(updates), std::move(done)}, false);
-  }
-
-  void append_reparsed(std::int64_t quarantine_id, event::event ev, append_callback done) override {
-    enqueue(item{reparse_request{quarantine_id, std::move(ev)}, std::move(done)});
-  }
-  void purge(std::int64_t before_us, int limit, append_callback done) override {
-    enqueue(item{purge_request{before_us, limit}, std::move(done)}, false);
-  }
-
-  void close() override {
+ private:
+  void after_close() override {
     {
-      std::lock_guard lk(mu_);
-      if (closing_) return;
-      closing_ = true;
+      std::lock_guard lk(checkpoint_mu_);
+      checkpoint_stop_ = true;
     }
-    cv_.notify_all();
     checkpoint_cv_.notify_all();
-    if (writer_.joinable()) writer_.join();
     if (checkpointer_.joinable()) checkpointer_.join();
     // A last full checkpoint so the WAL does not outgrow the database between runs.
     sqlite3_wal_checkpoint_v2(checkpoint_db_.db, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
-  }
-
-  std::size_t queue_depth() const override {
-    std::lock_guard lk(mu_);
-    return queue_.size();
-  }
-
- private:
-  void enqueue(item it, bool bounded = true) {
-    std::unique_lock lk(mu_);
-    if (closing_) {
-      lk.unlock();
-      it.done(make_failure(errc::store_closed, "the event log is shutting down"));
-      return;
-    }
-    if (bounded && queue_.size() >= capacity_) {
-      lk.unlock();
-      it.done(make_failure(errc::queue_full, "the event log's write queue is full (" + std::to_string(capacity_) + ")"));
-      return;
-    }
-    queue_.push_back(std::move(it));
-    lk.unlock();
-    cv_.notify_one();
   }
 
   // WAL checkpoints copy committed pages into the database file and fsync it. SQLite would run
@@ -127,9 +69,9 @@ class sqlite_event_log final : public event_log {
     std::uint64_t done = 0;
     for (;;) {
       {
-        std::unique_lock lk(mu_);
-        checkpoint_cv_.wait_for(lk, std::chrono::seconds(1), [&] { return closing_ || commits_ >= done + 64; });
-        if (closing_) return;
+        std::unique_lock lk(checkpoint_mu_);
+        checkpoint_cv_.wait_for(lk, std::chrono::seconds(1), [&] { return checkpoint_stop_ || commits_ >= done + 64; });
+        if (checkpoint_stop_) return;
         if (commits_ == done) continue;
         done = commits_;
       }
@@ -137,26 +79,8 @@ class sqlite_event_log final : public event_log {
     }
   }
 
-  void run() {
-    std::vector<item> batch;
-    batch.reserve(batch_max_);
-    for (;;) {
-      {
-        std::unique_lock lk(mu_);
-        cv_.wait(lk, [this] { return !queue_.empty() || closing_; });
-        if (queue_.empty()) return;  // closing, and everything queued has been written
-        while (!queue_.empty() && batch.size() < batch_max_) {
-          batch.push_back(std::move(queue_.front()));
-          queue_.pop_front();
-        }
-      }
-      commit_batch(batch);
-      batch.clear();
-    }
-  }
-
   // One transaction for the whole batch; every record's callback runs after COMMIT returned.
-  void commit_batch(std::vector<item>& batch) {
+  void commit_batch(std::vector<write_item>& batch) override {
     std::vector<appended> results(batch.size());
     touched_deliveries_ = false;
     fresh_.clear();
@@ -166,10 +90,10 @@ class sqlite_event_log final : public event_log {
     }
     const auto commit_start = std::chrono::steady_clock::now();
     if (status) status = step_done(commit_, "commit");
-    if (status && on_commit_)
-      on_commit_(batch.size(), std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - commit_start));
+    if (status && opts_.on_commit)
+      opts_.on_commit(batch.size(), std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - commit_start));
     if (status) {
-      std::lock_guard lk(mu_);
+      std::lock_guard lk(checkpoint_mu_);
       ++commits_;
     }
     checkpoint_cv_.notify_one();
@@ -179,7 +103,7 @@ class sqlite_event_log final : public event_log {
       return;
     }
     for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(results[i]);
-    if (touched_deliveries_ && on_deliveries_) on_deliveries_(std::move(fresh_));
+    if (touched_deliveries_ && opts_.on_deliveries) opts_.on_deliveries(std::move(fresh_));
   }
 
   outcome<void> step_done(const statement& st, std::string_view what) {
@@ -226,10 +150,10 @@ class sqlite_event_log final : public event_log {
       out.id = row.column_int(0);
       out.status = row.column_int(1) == 1 ? append_status::stored : append_status::duplicate;  // deliveries
     });
-    if (!inserted || out.status != append_status::stored || !route_) return inserted;
+    if (!inserted || out.status != append_status::stored || !opts_.route) return inserted;
     // The outbox: one row per matching handler, in this same transaction.
     routes_.clear();
-    route_(e, routes_);
+    opts_.route(e, routes_);
     const std::int64_t now = now_us();
     fresh_deliveries fresh;
     for (const auto& r : routes_) {
@@ -317,27 +241,19 @@ class sqlite_event_log final : public event_log {
     return detail::exec(db_.db, room);
   }
 
-  router route_;
   statement delete_quarantined_;
-  std::function<void(std::vector<fresh_deliveries>&&)> on_deliveries_;
-  std::function<void(std::size_t, std::chrono::microseconds)> on_commit_;
   std::vector<route> routes_;        // writer thread only
   std::vector<fresh_deliveries> fresh_;  // writer thread only: this batch's new deliveries
   bool touched_deliveries_ = false;  // writer thread only
   statement insert_delivery_, update_delivery_;
   detail::db_handle db_;
   detail::db_handle checkpoint_db_;
-  const std::size_t capacity_;
-  const std::size_t batch_max_;
   statement insert_event_, insert_quarantine_, probe_, begin_, commit_, rollback_;
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
+  std::mutex checkpoint_mu_;
   std::condition_variable checkpoint_cv_;
-  std::deque<item> queue_;
-  bool closing_ = false;
+  bool checkpoint_stop_ = false;
   std::uint64_t commits_ = 0;
-  std::thread writer_;
   std::thread checkpointer_;
 };
 

@@ -41,8 +41,19 @@ struct auth_config {
 
 enum class durability { full, normal };
 
+// Where the event log lives: SQLite on this machine (the embedded default), or a PostgreSQL server
+// that several pipehook processes may share.
+enum class store_backend { sqlite, postgres };
+
 struct store_config {
-  std::string path = "var/pipehook.db";
+  store_backend backend = store_backend::sqlite;
+  std::string path = "var/pipehook.db";  // sqlite
+  // postgres: a libpq connection URI (postgresql://user@host:5432/db?sslmode=verify-full&...).
+  std::string url;
+  std::string password;         // secret: PGPASSWORD, store.password(_file), or the URI's own
+  std::string password_source;
+  std::uint32_t pool_size = 4;              // connections for readers (the writer has its own)
+  std::int64_t connect_timeout_ms = 5'000;
   durability sync = durability::full;
   std::uint32_t queue_capacity = 4096;   // events waiting for the writer; beyond it ingest answers 503
   std::uint32_t batch_max = 512;         // events per transaction (group commit)
@@ -182,6 +193,9 @@ outcome<void> check_pipedrive_ready(const config& c);
 // Basic-auth credentials Pipedrive will be given (a password unless auth is disabled).
 outcome<void> check_registrar_ready(const config& c);
 
+
+// A libpq URI with its password (user:password@ or ?password=) replaced by ********.
+std::string mask_url_password(const std::string& url);
 
 // The effective configuration as TOML, with secrets masked.
 std::string render_effective(const config& c);

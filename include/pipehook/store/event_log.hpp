@@ -67,18 +67,22 @@ class event_log {
   virtual std::size_t queue_depth() const = 0;
 };
 
-struct sqlite_options {
-  std::string path;
-  bool synchronous_full = true;        // PRAGMA synchronous=FULL (else NORMAL)
+// What every backend's writer takes.
+struct writer_options {
   std::uint32_t queue_capacity = 4096;
   std::uint32_t batch_max = 512;
-  std::int64_t busy_timeout_ms = 2000;
-  std::int64_t max_page_count = 0;     // >0 caps the database size (tests use it to simulate a full disk)
   router route;                        // handlers' outbox rows for each new event (none when empty)
   // After a commit that queued or updated deliveries (writer thread): the new events' deliveries.
   std::function<void(std::vector<fresh_deliveries>&&)> on_deliveries;
   // After each commit (writer thread): the records in the transaction and how long COMMIT took.
   std::function<void(std::size_t records, std::chrono::microseconds commit)> on_commit;
+};
+
+struct sqlite_options : writer_options {
+  std::string path;
+  bool synchronous_full = true;        // PRAGMA synchronous=FULL (else NORMAL)
+  std::int64_t busy_timeout_ms = 2000;
+  std::int64_t max_page_count = 0;     // >0 caps the database size (tests use it to simulate a full disk)
 };
 
 // Opens (creating it and its directory if needed) and migrates the database, then starts the writer.

@@ -1,0 +1,143 @@
+#include "pg_server.hpp"
+
+#include "support.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+
+#include <filesystem>
+#include <fstream>
+#include <pwd.h>
+#include <stdexcept>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace pipehook::test {
+
+namespace {
+
+std::string find_bindir() {
+  namespace fs = std::filesystem;
+  for (const char* v : {"15", "16", "17"}) {
+    const std::string dir = std::string("/usr/lib/postgresql/") + v + "/bin";
+    if (fs::exists(dir + "/initdb") && fs::exists(dir + "/pg_ctl")) return dir;
+  }
+  return {};
+}
+
+unsigned short free_port() {
+  boost::asio::io_context ioc;
+  boost::asio::ip::tcp::acceptor a(ioc, {boost::asio::ip::make_address("127.0.0.1"), 0});
+  return a.local_endpoint().port();
+}
+
+// Runs a PostgreSQL program as the server's user; throws with its output when it fails.
+void run_as_postgres(const std::string& dir, const std::string& program, std::vector<std::string> args) {
+  std::string exe = program;
+  if (::geteuid() == 0) {
+    args.insert(args.begin(), {"-u", "postgres", "--", program});
+    exe = "/usr/sbin/runuser";
+  }
+  const std::string out = dir + "/.cmd.out";
+  const int pid = spawn_process(exe, args, {{"LC_ALL", "C.UTF-8"}}, out, out);
+  if (pid < 0) throw std::runtime_error("cannot start " + program);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) throw std::runtime_error(program + " failed: " + read_file(out));
+}
+
+}  // namespace
+
+pg_server& pg_server::shared() {
+  static std::unique_ptr<pg_server> server;
+  static std::string failed;
+  if (!server && failed.empty()) {
+    try {
+      server.reset(new pg_server());
+    } catch (const std::exception& e) {
+      failed = e.what();
+    }
+  }
+  if (!server) throw std::runtime_error("PostgreSQL for the tests did not start: " + failed);
+  return *server;
+}
+
+pg_server::pg_server() {
+  bin_ = find_bindir();
+  if (bin_.empty()) throw std::runtime_error("no /usr/lib/postgresql/15/bin/initdb: run scripts/install-deps.sh");
+  char tmpl[] = "/tmp/pipehook-pg-XXXXXX";
+  if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
+  dir_ = tmpl;
+  if (::geteuid() == 0) {
+    const passwd* pw = ::getpwnam("postgres");
+    if (!pw) throw std::runtime_error("no `postgres` user (the postgresql package creates it)");
+    if (::chown(dir_.c_str(), pw->pw_uid, pw->pw_gid) != 0) throw std::runtime_error("chown " + dir_ + " failed");
+  }
+  const std::string pwfile = dir_ + "/.pw";
+  write_file(pwfile, "superuser-only-via-socket\n");
+  if (::geteuid() == 0) {
+    const passwd* pw = ::getpwnam("postgres");
+    if (::chown(pwfile.c_str(), pw->pw_uid, pw->pw_gid) != 0) throw std::runtime_error("chown failed");
+  }
+  run_as_postgres(dir_, bin_ + "/initdb",
+                  {"-D", dir_ + "/data", "-U", "postgres", "--pwfile", pwfile, "--auth-local=trust",
+                   "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"});
+  port_ = free_port();
+  start();
+  query("postgres", "CREATE ROLE pipehook LOGIN PASSWORD '" + std::string(password) + "'");
+}
+
+pg_server::~pg_server() {
+  try {
+    stop();
+  } catch (...) {
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+}
+
+void pg_server::start() {
+  if (running_) return;
+  run_as_postgres(dir_, bin_ + "/pg_ctl",
+                  {"-D", dir_ + "/data", "-l", dir_ + "/server.log", "-w", "-t", "60", "-o",
+                   "-p " + std::to_string(port_) + " -k " + dir_ + " -c listen_addresses=127.0.0.1 -c max_connections=300"
+                   " -c shared_buffers=64MB",
+                   "start"});
+  running_ = true;
+}
+
+void pg_server::stop() {
+  if (!running_) return;
+  run_as_postgres(dir_, bin_ + "/pg_ctl", {"-D", dir_ + "/data", "-w", "-t", "60", "-m", "fast", "stop"});
+  running_ = false;
+}
+
+std::string pg_server::query(const std::string& db, const std::string& sql) {
+  const std::string conninfo = "host=" + dir_ + " port=" + std::to_string(port_) + " user=postgres dbname=" + db;
+  PGconn* c = PQconnectdb(conninfo.c_str());
+  if (PQstatus(c) != CONNECTION_OK) {
+    const std::string why = PQerrorMessage(c);
+    PQfinish(c);
+    throw std::runtime_error("cannot connect to the test PostgreSQL: " + why);
+  }
+  PGresult* r = PQexec(c, sql.c_str());
+  const auto st = PQresultStatus(r);
+  std::string out;
+  const bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+  if (ok && st == PGRES_TUPLES_OK && PQntuples(r) > 0) out = PQgetvalue(r, 0, 0);
+  const std::string why = ok ? "" : PQresultErrorMessage(r);
+  PQclear(r);
+  PQfinish(c);
+  if (!ok) throw std::runtime_error(sql + ": " + why);
+  return out;
+}
+
+std::string pg_server::create_database() {
+  const std::string name = "t" + std::to_string(::getpid()) + "_" + std::to_string(++databases_);
+  query("postgres", "CREATE DATABASE " + name + " OWNER pipehook");
+  return "postgresql://pipehook@127.0.0.1:" + std::to_string(port_) + "/" + name;
+}
+
+}  // namespace pipehook::test

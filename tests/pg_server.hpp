@@ -1,0 +1,40 @@
+#pragma once
+// A real PostgreSQL 15 for the tests (Debian's `postgresql` package): initdb into a temporary
+// directory as the unprivileged `postgres` user when the suite runs as root (postgres refuses
+// root), started with pg_ctl on a free loopback port with its Unix socket in that directory, and
+// stopped with the test binary. The role `pipehook` logs in over TCP with a password
+// (scram-sha-256), the way a deployment would; the harness itself uses the socket.
+
+#include <memory>
+#include <string>
+
+namespace pipehook::test {
+
+class pg_server {
+ public:
+  // The server of this test binary, started on first use. A server that cannot start fails the
+  // calling test with the reason (scripts/install-deps.sh installs what it needs).
+  static pg_server& shared();
+  ~pg_server();
+
+  // A fresh empty database owned by `pipehook`; returns a libpq URI for it, without the password.
+  std::string create_database();
+  unsigned short port() const { return port_; }
+  static constexpr const char* password = "pg-test-pw-0123456789";
+  // The running server, from the socket as the superuser: one statement, its first cell.
+  std::string query(const std::string& db, const std::string& sql);
+
+  // For outage tests: stops the server (fast shutdown) and starts it again on the same port.
+  void stop();
+  void start();
+  bool running() const { return running_; }
+
+ private:
+  pg_server();
+  std::string dir_, bin_;
+  unsigned short port_ = 0;
+  bool running_ = false;
+  int databases_ = 0;
+};
+
+}  // namespace pipehook::test
