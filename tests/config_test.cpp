@@ -1,5 +1,6 @@
 // Config loading: defaults, the shipped example, strict keys, bad values named, secrets masked.
 #include "pipehook/config/config.hpp"
+#include "pipehook/core/url.hpp"
 #include "support.hpp"
 
 #include <gtest/gtest.h>
@@ -119,9 +120,9 @@ TEST(config, the_postgres_backend_needs_a_uri_and_masks_its_password) {
   ASSERT_TRUE(back) << back.error().message;
   EXPECT_EQ(back->store.backend, config::store_backend::postgres);
   EXPECT_EQ(back->store.pool_size, 8u);
-  EXPECT_EQ(config::mask_url_password("postgresql://db/x?user=a&password=p%20w&sslmode=require"),
+  EXPECT_EQ(mask_url_password("postgresql://db/x?user=a&password=p%20w&sslmode=require"),
             "postgresql://db/x?user=a&password=********&sslmode=require");
-  EXPECT_EQ(config::mask_url_password("postgresql://u@db/x"), "postgresql://u@db/x");
+  EXPECT_EQ(mask_url_password("postgresql://u@db/x"), "postgresql://u@db/x");
 
   // PGPASSWORD wins, and is named as the source; the password never shows.
   auto env = [](const std::string& k) -> std::optional<std::string> {

@@ -450,13 +450,8 @@ TEST(edge_container, the_image_config_trusts_no_forwarded_header_unless_told) {
 // filesystem: a small tmpfs (mounting needs root, as CI runs).
 TEST_F(edge, readiness_follows_the_last_write_on_a_full_disk) {
   const std::string mnt = dir.file("small");
-  std::filesystem::create_directories(mnt);
-  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=4m") != 0)
-    GTEST_SKIP() << "cannot mount a tmpfs here (" << std::strerror(errno) << "): needs root";
-  struct unmount {
-    std::string at;
-    ~unmount() { ::umount2(at.c_str(), MNT_DETACH); }
-  } guard{mnt};
+  test::small_disk disk(mnt, "4m");
+  if (!disk.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here: " << disk.why();
   cfg.store.path = mnt + "/events.db";
   cfg.admin.enabled = false;
   start();

@@ -114,7 +114,7 @@ void pg_server::stop() {
   running_ = false;
 }
 
-std::string pg_server::query(const std::string& db, const std::string& sql) {
+PGconn* pg_server::connect(const std::string& db) {
   const std::string conninfo = "host=" + dir_ + " port=" + std::to_string(port_) + " user=postgres dbname=" + db;
   PGconn* c = PQconnectdb(conninfo.c_str());
   if (PQstatus(c) != CONNECTION_OK) {
@@ -122,6 +122,28 @@ std::string pg_server::query(const std::string& db, const std::string& sql) {
     PQfinish(c);
     throw std::runtime_error("cannot connect to the test PostgreSQL: " + why);
   }
+  return c;
+}
+
+namespace {
+std::string db_of(const std::string& url) { return url.substr(url.rfind('/') + 1); }
+}  // namespace
+
+void pg_server::put_tables_on(const std::string& url, const std::string& dir) {
+  const std::string db = db_of(url);
+  query("postgres", "CREATE TABLESPACE ts_" + db + " LOCATION '" + dir + "'");
+  query("postgres", "GRANT CREATE ON TABLESPACE ts_" + db + " TO pipehook");
+  query("postgres", "ALTER DATABASE " + db + " SET default_tablespace = ts_" + db);
+}
+
+void pg_server::drop_database(const std::string& url) {
+  const std::string db = db_of(url);
+  query("postgres", "DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
+  query("postgres", "DROP TABLESPACE IF EXISTS ts_" + db);
+}
+
+std::string pg_server::query(const std::string& db, const std::string& sql) {
+  PGconn* c = connect(db);
   PGresult* r = PQexec(c, sql.c_str());
   const auto st = PQresultStatus(r);
   std::string out;

@@ -5,6 +5,8 @@
 // stopped with the test binary. The role `pipehook` logs in over TCP with a password
 // (scram-sha-256), the way a deployment would; the harness itself uses the socket.
 
+#include <libpq-fe.h>
+
 #include <memory>
 #include <string>
 
@@ -23,6 +25,14 @@ class pg_server {
   static constexpr const char* password = "pg-test-pw-0123456789";
   // The running server, from the socket as the superuser: one statement, its first cell.
   std::string query(const std::string& db, const std::string& sql);
+
+  // The database of `url` puts its tables (those created from now on) in a tablespace at `dir`
+  // (an empty directory the server's user owns: a small tmpfs for full-disk tests).
+  void put_tables_on(const std::string& url, const std::string& dir);
+  // Drops the database of `url` (connections closed) and its tablespace, if any.
+  void drop_database(const std::string& url);
+  // A superuser connection to `db` over the socket (PQfinish it).
+  PGconn* connect(const std::string& db);
 
   // For outage tests: stops the server (fast shutdown) and starts it again on the same port.
   void stop();

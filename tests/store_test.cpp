@@ -1,15 +1,19 @@
-// The SQLite event log: commits, duplicates, quarantine, queries, and what happens when the
-// storage cannot take more (full, locked, queue full, closing).
+// The event log on both backends (SQLite, and a real PostgreSQL): commits, duplicates,
+// quarantine, queries, and what happens when the storage cannot take more (full, locked, queue
+// full, closing).
 #include "pipehook/core/time.hpp"
 #include "pipehook/pipedrive/parse.hpp"
 #include "pipehook/store/event_log.hpp"
 #include "pipehook/store/reader.hpp"
+#include "pg_server.hpp"
 #include "support.hpp"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
 #include <future>
+#include <random>
+#include <thread>
 
 namespace pipehook {
 namespace {
@@ -28,16 +32,95 @@ store::append_result append_sync(store::event_log& log, event::event ev) {
   return f.get();
 }
 
-std::unique_ptr<store::event_log> open_log(const test::temp_dir& dir, store::sqlite_options o = {}) {
-  if (o.path.empty()) o.path = dir.file("events.db");
-  auto log = store::open_sqlite_event_log(o);
-  EXPECT_TRUE(log) << (log ? "" : log.error().message);
-  return std::move(*log);
+// Each test runs against both backends: a SQLite file in a temporary directory, and a fresh
+// database on the test PostgreSQL.
+struct store_backend : ::testing::TestWithParam<store::location::kind> {
+  test::temp_dir dir;
+  store::location where;
+
+  void SetUp() override {
+    if (GetParam() == store::location::kind::postgres)
+      where = store::location::postgres(test::pg_server::shared().create_database(), test::pg_server::password);
+    else
+      where = store::location(dir.file("events.db"));
+  }
+  bool postgres() const { return where.is_postgres(); }
+
+  outcome<std::unique_ptr<store::event_log>> try_open(const store::writer_options& w = {}, std::int64_t busy_timeout_ms = 2000) {
+    if (postgres()) {
+      store::postgres_options o;
+      static_cast<store::writer_options&>(o) = w;
+      o.url = where.url;
+      o.password = where.password;
+      o.lock_timeout_ms = busy_timeout_ms;
+      return store::open_postgres_event_log(o);
+    }
+    store::sqlite_options o;
+    static_cast<store::writer_options&>(o) = w;
+    o.path = where.path;
+    o.busy_timeout_ms = busy_timeout_ms;
+    return store::open_sqlite_event_log(o);
+  }
+  std::unique_ptr<store::event_log> open_log(const store::writer_options& w = {}, std::int64_t busy_timeout_ms = 2000) {
+    auto log = try_open(w, busy_timeout_ms);
+    EXPECT_TRUE(log) << (log ? "" : log.error().message);
+    return log ? std::move(*log) : nullptr;
+  }
+  std::unique_ptr<store::reader> reader() {
+    auto rd = store::reader::open(where);
+    EXPECT_TRUE(rd) << (rd ? "" : rd.error().message);
+    return rd ? std::move(*rd) : nullptr;
+  }
+  // Runs SQL on the log's database from outside pipehook (the way another process would).
+  std::string outside(const std::string& sql) {
+    if (postgres()) return test::pg_server::shared().query(where.url.substr(where.url.rfind('/') + 1), sql);
+    sqlite3* db = nullptr;
+    sqlite3_open(where.path.c_str(), &db);
+    sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+    return {};
+  }
+};
+
+// Another process holding a lock on a table of the log: SQLite's whole database (BEGIN
+// EXCLUSIVE), or PostgreSQL's table (LOCK TABLE ... ACCESS EXCLUSIVE) until released.
+class lock_holder {
+ public:
+  lock_holder(const store::location& where, const std::string& table) {
+    if (where.is_postgres()) {
+      pg_ = test::pg_server::shared().connect(where.url.substr(where.url.rfind('/') + 1));
+      for (std::string sql : {std::string("BEGIN"), "LOCK TABLE " + table + " IN ACCESS EXCLUSIVE MODE"}) {
+        PGresult* r = PQexec(pg_, sql.c_str());
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) why_ = PQresultErrorMessage(r);
+        PQclear(r);
+      }
+    } else {
+      sqlite3_open(where.path.c_str(), &db_);
+      if (sqlite3_exec(db_, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr) != SQLITE_OK) why_ = sqlite3_errmsg(db_);
+    }
+    held_ = why_.empty();
+  }
+  ~lock_holder() { release(); }
+  bool held() const { return held_; }
+  const std::string& why() const { return why_; }
+  void release() {
+    if (pg_) PQclear(PQexec(pg_, "ROLLBACK")), PQfinish(pg_), pg_ = nullptr;
+    if (db_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr), sqlite3_close(db_), db_ = nullptr;
+  }
+
+ private:
+  PGconn* pg_ = nullptr;
+  sqlite3* db_ = nullptr;
+  bool held_ = false;
+  std::string why_;
+};
+
+std::string backend_name(const ::testing::TestParamInfo<store::location::kind>& info) {
+  return info.param == store::location::kind::postgres ? "postgres" : "sqlite";
 }
 
-TEST(store, stores_events_and_counts_duplicates_instead_of_adding_rows) {
-  test::temp_dir dir;
-  auto log = open_log(dir);
+TEST_P(store_backend, stores_events_and_counts_duplicates_instead_of_adding_rows) {
+  auto log = open_log();
   auto a = append_sync(*log, make_event("a"));
   ASSERT_TRUE(a);
   EXPECT_EQ(a->status, store::append_status::stored);
@@ -50,7 +133,7 @@ TEST(store, stores_events_and_counts_duplicates_instead_of_adding_rows) {
   EXPECT_EQ(again->id, a->id);
   log->close();
 
-  auto rd = store::reader::open(dir.file("events.db"));
+  auto rd = store::reader::open(where);
   ASSERT_TRUE(rd);
   EXPECT_EQ(*(*rd)->count_events(), 2);
   auto got = (*rd)->get(a->id);
@@ -62,9 +145,8 @@ TEST(store, stores_events_and_counts_duplicates_instead_of_adding_rows) {
   EXPECT_FALSE((*rd)->get(9999));
 }
 
-TEST(store, duplicates_within_one_batch_are_caught) {
-  test::temp_dir dir;
-  auto log = open_log(dir);
+TEST_P(store_backend, duplicates_within_one_batch_are_caught) {
+  auto log = open_log();
   std::vector<std::future<store::append_result>> results;
   std::vector<std::promise<store::append_result>> promises(20);
   for (int i = 0; i < 20; ++i) {
@@ -81,9 +163,8 @@ TEST(store, duplicates_within_one_batch_are_caught) {
   EXPECT_EQ(dup, 19);
 }
 
-TEST(store, quarantine_keeps_the_body_and_reason) {
-  test::temp_dir dir;
-  auto log = open_log(dir);
+TEST_P(store_backend, quarantine_keeps_the_body_and_reason) {
+  auto log = open_log();
   std::promise<store::append_result> p;
   store::quarantined q{"no meta", "application/json", "127.0.0.1:1", R"({"x":1})", now_us()};
   log->append(std::move(q), [&p](store::append_result r) { p.set_value(std::move(r)); });
@@ -91,19 +172,18 @@ TEST(store, quarantine_keeps_the_body_and_reason) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, store::append_status::quarantined);
   log->close();
-  auto rd = store::reader::open(dir.file("events.db"));
+  auto rd = store::reader::open(where);
   EXPECT_EQ(*(*rd)->count_quarantined(), 1);
   EXPECT_EQ(*(*rd)->count_events(), 0);
 }
 
-TEST(store, list_filters_by_entity_action_id_company_time_and_pages) {
-  test::temp_dir dir;
-  auto log = open_log(dir);
+TEST_P(store_backend, list_filters_by_entity_action_id_company_time_and_pages) {
+  auto log = open_log();
   for (int i = 0; i < 10; ++i) {
     const std::string ts = "2024-05-0" + std::to_string(1 + i % 3) + "T10:00:00Z";
     ASSERT_TRUE(append_sync(*log, make_event("d" + std::to_string(i), i % 2 ? "deal" : "person", std::to_string(i % 4), 1, ts)));
   }
-  auto rd = std::move(*store::reader::open(dir.file("events.db")));
+  auto rd = std::move(*store::reader::open(where));
   auto count = [&](store::event_filter f) { return rd->list(f, false)->size(); };
   store::event_filter f;
   EXPECT_EQ(count(f), 10u);
@@ -137,40 +217,70 @@ TEST(store, list_filters_by_entity_action_id_company_time_and_pages) {
   EXPECT_FALSE(page2.front().ev.body.empty());
 }
 
-TEST(store, reopening_keeps_data_and_a_newer_schema_is_refused) {
-  test::temp_dir dir;
+TEST_P(store_backend, reopening_keeps_data_and_a_newer_schema_is_refused) {
   {
-    auto log = open_log(dir);
+    auto log = open_log();
     ASSERT_TRUE(append_sync(*log, make_event("keep")));
   }
   {
-    auto log = open_log(dir);
+    auto log = open_log();
     EXPECT_EQ(append_sync(*log, make_event("keep"))->status, store::append_status::duplicate);
   }
-  sqlite3* db = nullptr;
-  sqlite3_open(dir.file("events.db").c_str(), &db);
-  sqlite3_exec(db, "PRAGMA user_version = 99", nullptr, nullptr, nullptr);
-  sqlite3_close(db);
-  store::sqlite_options o;
-  o.path = dir.file("events.db");
-  auto log = store::open_sqlite_event_log(o);
+  outside(postgres() ? "INSERT INTO pipehook_schema (version) VALUES (99)" : "PRAGMA user_version = 99");
+  auto log = try_open();
   ASSERT_FALSE(log);
-  EXPECT_NE(log.error().message.find("newer than this pipehook supports"), std::string::npos);
-  auto rd = store::reader::open(dir.file("events.db"));
+  EXPECT_NE(log.error().message.find("newer than this pipehook supports"), std::string::npos) << log.error().message;
+  auto rd = store::reader::open(where);
   ASSERT_FALSE(rd);
-  EXPECT_FALSE(store::reader::open(dir.file("missing.db")));
+  EXPECT_NE(rd.error().message.find("newer than this pipehook reads"), std::string::npos) << rd.error().message;
+  // Nothing there yet: the reader says so, and names where it looked.
+  const store::location empty = postgres() ? store::location::postgres(test::pg_server::shared().create_database(), test::pg_server::password)
+                                           : store::location(dir.file("missing.db"));
+  auto none = store::reader::open(empty);
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code, make_error_code(errc::not_found)) << none.error().message;
 }
 
-TEST(store, a_full_disk_fails_the_batch_and_keeps_what_was_committed) {
-  test::temp_dir dir;
-  store::sqlite_options o;
-  o.max_page_count = 40;  // a tiny database: a full disk, for SQLite
-  auto log = open_log(dir, o);
+// PostgreSQL: processes starting together take turns at the migrations (an advisory lock), and
+// every one of them then works on the same schema.
+TEST_P(store_backend, processes_migrating_at_once_take_turns) {
+  if (!postgres()) GTEST_SKIP() << "one SQLite file has one writer";
+  std::vector<std::thread> threads;
+  std::vector<std::optional<outcome<std::unique_ptr<store::event_log>>>> logs(4);
+  for (int i = 0; i < 4; ++i) threads.emplace_back([&, i] { logs[i].emplace(try_open()); });
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < 4; ++i) {
+    auto& log = *logs[i];
+    ASSERT_TRUE(log) << log.error().message;
+    auto r = append_sync(**log, make_event("racer-" + std::to_string(i)));
+    ASSERT_TRUE(r) << r.error().message;
+  }
+  EXPECT_EQ(outside("SELECT count(*) FROM pipehook_schema"), "1");
+  EXPECT_EQ(*reader()->count_events(), 4);
+}
+
+TEST_P(store_backend, a_full_disk_fails_the_batch_and_keeps_what_was_committed) {
+  std::unique_ptr<test::small_disk> disk;
+  std::unique_ptr<store::event_log> log;
+  if (postgres()) {
+    // The tables on a 2 MB tmpfs of their own (a tablespace): the server's disk fills for them.
+    disk = std::make_unique<test::small_disk>(dir.file("space"), "2m", "postgres");
+    if (!disk->mounted()) GTEST_SKIP() << "cannot mount a tmpfs here: " << disk->why();
+    test::pg_server::shared().put_tables_on(where.url, disk->path());
+    log = open_log();
+  } else {
+    store::sqlite_options o;
+    o.path = where.path;
+    o.max_page_count = 40;  // a tiny database: a full disk, for SQLite
+    log = std::move(*store::open_sqlite_event_log(o));
+  }
   std::vector<std::int64_t> committed;
   failure last;
-  for (int i = 0; i < 400; ++i) {
+  std::mt19937 rng(7);
+  for (int i = 0; i < 4000; ++i) {
     auto ev = make_event("full-" + std::to_string(i));
-    ev.body += std::string(2000, ' ');
+    // Incompressible (PostgreSQL compresses long values), as real bodies mostly are not.
+    for (int k = 0; k < 2000; ++k) ev.body += "0123456789abcdef"[rng() & 15];
     auto r = append_sync(*log, std::move(ev));
     if (!r) {
       last = r.error();
@@ -179,26 +289,24 @@ TEST(store, a_full_disk_fails_the_batch_and_keeps_what_was_committed) {
     committed.push_back(r->id);
   }
   ASSERT_FALSE(committed.empty());
-  EXPECT_LT(committed.size(), 400u) << "the page limit was never hit";
+  EXPECT_LT(committed.size(), 4000u) << "the disk never filled";
   EXPECT_EQ(last.code, make_error_code(errc::store_full)) << last.message;
   // The writer survives: a probe reports the same condition, and nothing committed was lost.
   log->close();
-  auto rd = std::move(*store::reader::open(dir.file("events.db")));
-  EXPECT_EQ(*rd->count_events(), static_cast<std::int64_t>(committed.size()));
+  EXPECT_EQ(*reader()->count_events(), static_cast<std::int64_t>(committed.size()));
+  if (postgres()) test::pg_server::shared().drop_database(where.url);  // before the tmpfs goes
 }
 
-TEST(store, a_locked_database_is_reported_busy_and_the_queue_bounds_memory) {
-  test::temp_dir dir;
-  store::sqlite_options o;
-  o.busy_timeout_ms = 200;
-  o.queue_capacity = 2;
-  o.batch_max = 1;
-  auto log = open_log(dir, o);
+TEST_P(store_backend, a_locked_database_is_reported_busy_and_the_queue_bounds_memory) {
+  store::writer_options w;
+  w.queue_capacity = 2;
+  w.batch_max = 1;
+  auto log = open_log(w, 200);
   ASSERT_TRUE(append_sync(*log, make_event("before")));
 
-  sqlite3* other = nullptr;
-  sqlite3_open(dir.file("events.db").c_str(), &other);
-  ASSERT_EQ(sqlite3_exec(other, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+  // Another process holds a lock on the events table.
+  lock_holder other(where, "events");
+  ASSERT_TRUE(other.held()) << other.why();
 
   // The writer blocks on the lock: the first record waits, two more fill the queue, the rest are refused.
   std::vector<std::promise<store::append_result>> promises(6);
@@ -213,15 +321,13 @@ TEST(store, a_locked_database_is_reported_busy_and_the_queue_bounds_memory) {
   }
   EXPECT_GE(busy, 1);
   EXPECT_GE(queue_full, 1);
-  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
-  sqlite3_close(other);
+  other.release();
   auto after = append_sync(*log, make_event("after"));
   ASSERT_TRUE(after) << after.error().message;
 }
 
-TEST(store, close_commits_everything_already_queued) {
-  test::temp_dir dir;
-  auto log = open_log(dir);
+TEST_P(store_backend, close_commits_everything_already_queued) {
+  auto log = open_log();
   std::atomic<int> ok{0};
   for (int i = 0; i < 300; ++i)
     log->append(make_event("q" + std::to_string(i)), [&ok](store::append_result r) { ok += r ? 1 : 0; });
@@ -232,9 +338,12 @@ TEST(store, close_commits_everything_already_queued) {
   auto r = late.get_future().get();
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, make_error_code(errc::store_closed));
-  auto rd = std::move(*store::reader::open(dir.file("events.db")));
+  auto rd = std::move(*store::reader::open(where));
   EXPECT_EQ(*rd->count_events(), 300);
 }
+
+INSTANTIATE_TEST_SUITE_P(backends, store_backend,
+                         ::testing::Values(store::location::kind::sqlite, store::location::kind::postgres), backend_name);
 
 }  // namespace
 }  // namespace pipehook

@@ -12,10 +12,13 @@
 #include <boost/beast/http/write.hpp>
 #include <openssl/evp.h>
 #include <fcntl.h>
+#include <pwd.h>
+#include <sys/mount.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -385,6 +388,23 @@ run_result run_cli(const std::vector<std::string>& args, const std::map<std::str
   int status = 0;
   ::waitpid(pid, &status, 0);
   return {decode_status(status), read_file(out), read_file(err)};
+}
+
+small_disk::small_disk(const std::string& path, const std::string& size, const std::string& owner) : path_(path) {
+  std::filesystem::create_directories(path_);
+  if (::mount("tmpfs", path_.c_str(), "tmpfs", 0, ("size=" + size).c_str()) != 0) {
+    why_ = std::string(std::strerror(errno)) + " (needs root)";
+    return;
+  }
+  mounted_ = true;
+  if (!owner.empty()) {
+    const passwd* pw = ::getpwnam(owner.c_str());
+    if (!pw || ::chown(path_.c_str(), pw->pw_uid, pw->pw_gid) != 0) why_ = "cannot give the mount to " + owner;
+  }
+}
+
+small_disk::~small_disk() {
+  if (mounted_) ::umount2(path_.c_str(), MNT_DETACH);
 }
 
 }  // namespace pipehook::test

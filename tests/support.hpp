@@ -151,6 +151,22 @@ class daemon_process {
   bool reaped_ = false;
 };
 
+// A small tmpfs mounted at `path` (created) for full-disk tests; unmounted with the object.
+// Mounting needs root, as CI runs; mounted() says whether it worked and why() why not. With
+// `owner` the mount point belongs to that user (a database server's).
+class small_disk {
+ public:
+  small_disk(const std::string& path, const std::string& size, const std::string& owner = "");
+  ~small_disk();
+  bool mounted() const { return mounted_; }
+  const std::string& why() const { return why_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_, why_;
+  bool mounted_ = false;
+};
+
 // Starts `program` with `args`: stdin /dev/null, stdout and stderr to files, the environment of
 // this process without PIPEHOOK_* and PIPEDRIVE_* plus `env`; own_group puts it in a process group
 // of its own (kill(-pid) then stops its children too). Returns the pid, or -1.

@@ -325,10 +325,10 @@ api::~api() = default;
 
 outcome<std::unique_ptr<api>> api::create(api_options opt, store::event_log& log) {
   auto p = std::make_unique<impl>(std::move(opt), log);
-  auto rd = store::reader::open(p->opt.store_path);
+  auto rd = store::reader::open(p->opt.store);
   if (!rd) return rd.error();
   p->reader = std::move(*rd);
-  auto ob = store::outbox::open(p->opt.store_path);
+  auto ob = store::outbox::open(p->opt.store);
   if (!ob) return ob.error();
   p->outbox = std::move(*ob);
   return std::unique_ptr<api>(new api(std::move(p)));

@@ -60,4 +60,28 @@ std::string handler_names(const config::config& c) {
   return out.empty() ? "none configured" : out;
 }
 
+store::location store_location(const config::config& c) {
+  if (c.store.backend == config::store_backend::postgres)
+    return store::location::postgres(c.store.url, c.store.password, c.store.connect_timeout_ms);
+  return store::location(c.store.path);
+}
+
+outcome<std::unique_ptr<store::event_log>> open_event_log(const config::config& c, const store::writer_options& writer) {
+  if (c.store.backend == config::store_backend::postgres) {
+    store::postgres_options o;
+    static_cast<store::writer_options&>(o) = writer;
+    o.url = c.store.url;
+    o.password = c.store.password;
+    o.connect_timeout_ms = c.store.connect_timeout_ms;
+    o.lock_timeout_ms = c.store.busy_timeout_ms;
+    return store::open_postgres_event_log(o);
+  }
+  store::sqlite_options o;
+  static_cast<store::writer_options&>(o) = writer;
+  o.path = c.store.path;
+  o.synchronous_full = c.store.sync == config::durability::full;
+  o.busy_timeout_ms = c.store.busy_timeout_ms;
+  return store::open_sqlite_event_log(o);
+}
+
 }  // namespace pipehook::cli

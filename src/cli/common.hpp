@@ -4,6 +4,8 @@
 
 #include "pipehook/config/config.hpp"
 #include "pipehook/core/error.hpp"
+#include "pipehook/store/event_log.hpp"
+#include "pipehook/store/location.hpp"
 
 #include <cstdint>
 #include <string>
@@ -27,6 +29,12 @@ int fail(int code, const std::string& message);
 int fail_with(const failure& f);
 
 outcome<config::config> load(const std::string& path);
+
+// Where the config says the event log is.
+store::location store_location(const config::config& c);
+
+// Opens the config's event log for writing (SQLite or PostgreSQL), creating or upgrading its schema.
+outcome<std::unique_ptr<store::event_log>> open_event_log(const config::config& c, const store::writer_options& writer);
 
 // "5m ago"; age() without the " ago".
 std::string relative(std::int64_t us);

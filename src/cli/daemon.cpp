@@ -1,6 +1,7 @@
 #include "pipehook/cli/daemon.hpp"
 
 #include "pipehook/cli/logging.hpp"
+#include "common.hpp"
 
 #include "pipehook/admin/api.hpp"
 #include "pipehook/core/metrics.hpp"
@@ -232,25 +233,23 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
   if (!built) return built.error();
   p->dispatch = std::move(*built);
 
-  store::sqlite_options store_opts;
-  store_opts.path = c.store.path;
-  store_opts.synchronous_full = c.store.sync == config::durability::full;
-  store_opts.queue_capacity = c.store.queue_capacity;
-  store_opts.batch_max = c.store.batch_max;
-  store_opts.busy_timeout_ms = c.store.busy_timeout_ms;
-  store_opts.route = p->dispatch->router();
-  store_opts.on_deliveries = [d = p->dispatch.get()](std::vector<store::fresh_deliveries>&& fresh) {
+  const store::location where = store_location(c);
+  store::writer_options writer;
+  writer.queue_capacity = c.store.queue_capacity;
+  writer.batch_max = c.store.batch_max;
+  writer.route = p->dispatch->router();
+  writer.on_deliveries = [d = p->dispatch.get()](std::vector<store::fresh_deliveries>&& fresh) {
     d->notify(std::move(fresh));
   };
   metrics* m = &p->stats;
-  store_opts.on_commit = [m](std::size_t records, std::chrono::microseconds t) { m->commit(records, t); };
+  writer.on_commit = [m](std::size_t records, std::chrono::microseconds t) { m->commit(records, t); };
   p->dispatch->set_observer([m](const std::string& h, std::string_view result, std::chrono::microseconds t) {
     m->delivery(h, result, t);
   });
-  auto log = store::open_sqlite_event_log(store_opts);
+  auto log = open_event_log(c, writer);
   if (!log) return log.error();
   p->log = std::move(*log);
-  if (auto started = p->dispatch->start(*p->log, c.store.path); !started) return started.error();
+  if (auto started = p->dispatch->start(*p->log, where); !started) return started.error();
 
   ingest::options ingest_opts;
   ingest_opts.auth_enabled = c.auth.enabled;
@@ -300,7 +299,7 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
   routes.push_back({"POST", c.server.path, ingest_check{raw->endpoint.get()}, ingest_handle{raw->endpoint.get()}});
   if (c.admin.enabled) {
     admin::api_options admin_opts;
-    admin_opts.store_path = c.store.path;
+    admin_opts.store = where;
     admin_opts.token = c.admin.token;
     admin_opts.allowed_hosts = c.admin.allowed_hosts;
     admin_opts.metrics = [raw](const std::vector<store::handler_counts>& counts) {
@@ -350,7 +349,7 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
   }
   if (c.store.retention_max_age_ms > 0 || c.store.retention_max_bytes > 0) {
     store::retention_policy policy{c.store.retention_max_age_ms, c.store.retention_max_bytes, c.store.retention_interval_ms};
-    auto runner = store::retention_runner::create(p->ioc.get_executor(), *p->log, c.store.path, policy);
+    auto runner = store::retention_runner::create(p->ioc.get_executor(), *p->log, where, policy);
     if (!runner) return runner.error();
     p->retention = std::move(*runner);
   }
@@ -407,8 +406,10 @@ void daemon::run(bool handle_signals) {
                : self->activated        ? std::string("a Unix socket passed by systemd")
                                         : "unix:" + c.server.unix_path,
                c.server.path,
-               c.auth.enabled ? "Basic" : "DISABLED", c.store.path,
-               c.store.sync == config::durability::full ? "full" : "normal");
+               c.auth.enabled ? "Basic" : "DISABLED", store_location(c).describe(),
+               c.store.backend == config::store_backend::postgres ? "PostgreSQL commit"
+               : c.store.sync == config::durability::full         ? "full"
+                                                                  : "normal");
   if (self->retention)
     spdlog::info("retention: max_age {}, max_bytes {}, checked every {} ms",
                  c.store.retention_max_age_ms ? std::to_string(c.store.retention_max_age_ms / 1000) + " s" : "none",

@@ -91,7 +91,7 @@ struct filter_args {
 outcome<std::unique_ptr<store::reader>> open_reader(const std::string& config_path) {
   auto cfg = load(config_path);
   if (!cfg) return cfg.error();
-  return store::reader::open(cfg->store.path);
+  return store::reader::open(store_location(*cfg));
 }
 
 
@@ -223,11 +223,11 @@ int cmd_events_stats(const std::string& config_path, const std::string& since, c
   if (!window) return fail_with(window.error());
   auto cfg = load(config_path);
   if (!cfg) return fail_with(cfg.error());
-  auto rd = store::reader::open(cfg->store.path);
+  auto rd = store::reader::open(store_location(*cfg));
   if (!rd) return fail_with(rd.error());
   auto s = (*rd)->stats(window->first, window->second);
   if (!s) return fail_with(s.error());
-  auto ob = store::outbox::open(cfg->store.path);
+  auto ob = store::outbox::open(store_location(*cfg));
   if (!ob) return fail_with(ob.error());
   auto counts = (*ob)->counts();
   if (!counts) return fail_with(counts.error());
@@ -260,7 +260,7 @@ int cmd_events_purge(const std::string& config_path, const std::string& before, 
   if (!t) return fail_with(t.error());
   auto cfg = load(config_path);
   if (!cfg) return fail_with(cfg.error());
-  auto rd = store::reader::open(cfg->store.path);
+  auto rd = store::reader::open(store_location(*cfg));
   if (!rd) return fail_with(rd.error());
   auto n = (*rd)->count_purgeable(*t);
   if (!n) return fail_with(n.error());
@@ -268,7 +268,7 @@ int cmd_events_purge(const std::string& config_path, const std::string& before, 
             << " can be deleted (events whose deliveries are settled, and quarantined bodies)\n";
   if (dry_run || *n == 0) return exit_ok;
   rd->reset();
-  auto deleted = store::purge_before(cfg->store.path, *t);
+  auto deleted = store::purge_before(store_location(*cfg), *t);
   if (!deleted) return fail_with(deleted.error());
   std::cout << "deleted " << *deleted << " row(s)\n";
   return exit_ok;
@@ -288,7 +288,7 @@ int cmd_events_replay(const std::string& config_path, const std::string& name, c
   asio::io_context ioc;
   auto h = dispatch::make_handler(*hc, ioc.get_executor());
   if (!h) return fail(exit_usage, h.error().message);
-  auto ob = store::outbox::open(cfg->store.path);
+  auto ob = store::outbox::open(store_location(*cfg));
   if (!ob) return fail(exit_failed, ob.error().message);
   // The handler's own rule applies too: a replay never sends a handler what it would not get.
   const dispatch::handler* handler = h->get();

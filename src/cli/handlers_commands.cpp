@@ -19,7 +19,7 @@ namespace {
 int cmd_handlers_status(const std::string& config_path, const std::string& format) {
   auto cfg = load(config_path);
   if (!cfg) return fail(exit_usage, cfg.error().message);
-  auto ob = store::outbox::open(cfg->store.path);
+  auto ob = store::outbox::open(store_location(*cfg));
   if (!ob) return fail(exit_failed, ob.error().message);
   auto counts = (*ob)->counts();
   if (!counts) return fail(exit_failed, counts.error().message);
@@ -66,7 +66,7 @@ int cmd_handlers_retry(const std::string& config_path, const std::string& name) 
   if (!cfg) return fail(exit_usage, cfg.error().message);
   if (!find_handler(*cfg, name))
     return fail(exit_usage, "no handler named \"" + name + "\" in the config (" + handler_names(*cfg) + ")");
-  auto ob = store::outbox::open(cfg->store.path);
+  auto ob = store::outbox::open(store_location(*cfg));
   if (!ob) return fail(exit_failed, ob.error().message);
   auto n = (*ob)->retry_dead(name);
   if (!n) return fail(exit_failed, n.error().message);

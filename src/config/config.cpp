@@ -804,28 +804,6 @@ toml::table effective_table(const config& c) {
 
 }  // namespace
 
-std::string mask_url_password(const std::string& url) {
-  std::string out = url;
-  const auto scheme = out.find("://");
-  if (scheme != std::string::npos) {
-    const auto start = scheme + 3;
-    const auto end = out.find_first_of("/?", start);
-    const auto at = out.rfind('@', end == std::string::npos ? std::string::npos : end);
-    if (at != std::string::npos && at >= start) {
-      const auto colon = out.find(':', start);
-      if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "********");
-    }
-  }
-  // ?password=... or &password=...
-  for (std::size_t pos = out.find("password="); pos != std::string::npos; pos = out.find("password=", pos + 1)) {
-    if (pos == 0 || (out[pos - 1] != '?' && out[pos - 1] != '&')) continue;
-    const auto value = pos + 9;
-    const auto end = out.find('&', value);
-    out.replace(value, (end == std::string::npos ? out.size() : end) - value, "********");
-  }
-  return out;
-}
-
 std::string render_effective(const config& c) {
   std::ostringstream os;
   os << "# effective configuration (source: " << c.source << ")\n";

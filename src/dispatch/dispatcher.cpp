@@ -306,9 +306,9 @@ store::router dispatcher::router() {
   };
 }
 
-outcome<void> dispatcher::start(store::event_log& log, const std::string& db_path) {
+outcome<void> dispatcher::start(store::event_log& log, const store::location& where) {
   if (p_->workers.empty()) return {};
-  auto ob = store::outbox::open(db_path);
+  auto ob = store::outbox::open(where);
   if (!ob) return ob.error();
   p_->outbox = std::move(*ob);
   p_->log = &log;

@@ -194,7 +194,11 @@ std::string due_sql(bool ordered) {
 
 }  // namespace
 
-outcome<std::unique_ptr<outbox>> outbox::open(const std::string& path) {
+outcome<std::unique_ptr<outbox>> open_postgres_outbox(const location& where);
+
+outcome<std::unique_ptr<outbox>> outbox::open(const location& where) {
+  if (where.is_postgres()) return open_postgres_outbox(where);
+  const std::string& path = where.path;
   auto opened = detail::open_existing(path, SQLITE_OPEN_READWRITE, 2);  // 2: the outbox
   if (!opened) return opened.error();
   detail::db_handle db = std::move(*opened);

@@ -1,5 +1,6 @@
 #include "pipehook/store/reader.hpp"
 
+#include "pipehook/core/url.hpp"
 #include "sqlite.hpp"
 
 #include <algorithm>
@@ -226,10 +227,16 @@ class sqlite_reader final : public reader {
 
 }  // namespace
 
-outcome<std::unique_ptr<reader>> reader::open(const std::string& path) {
+outcome<std::unique_ptr<reader>> open_postgres_reader(const location& where);
+
+outcome<std::unique_ptr<reader>> reader::open(const location& where) {
+  if (where.is_postgres()) return open_postgres_reader(where);
+  const std::string& path = where.path;
   auto db = detail::open_existing(path, SQLITE_OPEN_READONLY, 1);
   if (!db) return db.error();
   return std::unique_ptr<reader>(new sqlite_reader(std::move(*db)));
 }
+
+std::string location::describe() const { return is_postgres() ? mask_url_password(url) : path; }
 
 }  // namespace pipehook::store

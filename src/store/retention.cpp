@@ -66,7 +66,11 @@ outcome<std::int64_t> purge_batch(sqlite3* db, std::int64_t before_us, int limit
 
 namespace pipehook::store {
 
-outcome<std::int64_t> purge_before(const std::string& path, std::int64_t before_us, int batch) {
+outcome<std::int64_t> purge_before_postgres(const location& where, std::int64_t before_us, int batch);
+
+outcome<std::int64_t> purge_before(const location& where, std::int64_t before_us, int batch) {
+  if (where.is_postgres()) return purge_before_postgres(where, before_us, batch);
+  const std::string& path = where.path;
   auto db = detail::open_existing(path, SQLITE_OPEN_READWRITE, detail::schema_version);
   if (!db) return db.error();
   std::int64_t total = 0;
@@ -181,8 +185,8 @@ asio::awaitable<void> retention_loop(std::shared_ptr<retention_runner::impl> sel
 }  // namespace
 
 outcome<std::unique_ptr<retention_runner>> retention_runner::create(asio::any_io_executor ex, event_log& log,
-                                                                    const std::string& path, retention_policy policy) {
-  auto rd = reader::open(path);
+                                                                    const location& where, retention_policy policy) {
+  auto rd = reader::open(where);
   if (!rd) return rd.error();
   return std::unique_ptr<retention_runner>(new retention_runner(std::make_shared<impl>(ex, log, std::move(*rd), policy)));
 }

@@ -12,13 +12,15 @@
 
 #include <functional>
 #include <memory>
+#include "pipehook/store/location.hpp"
+
 #include <string>
 #include <vector>
 
 namespace pipehook::admin {
 
 struct api_options {
-  std::string store_path;
+  store::location store;  // where the event log is (its own reader and outbox connections)
   std::string token;  // "" = no token asked for (loopback only; config refuses otherwise)
   // Host names (besides localhost and the listener's own address) that requests may name: a
   // browser reaching the listener under any other name may be a DNS-rebinding page.

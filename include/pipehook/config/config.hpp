@@ -194,9 +194,6 @@ outcome<void> check_pipedrive_ready(const config& c);
 outcome<void> check_registrar_ready(const config& c);
 
 
-// A libpq URI with its password (user:password@ or ?password=) replaced by ********.
-std::string mask_url_password(const std::string& url);
-
 // The effective configuration as TOML, with secrets masked.
 std::string render_effective(const config& c);
 

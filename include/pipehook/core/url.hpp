@@ -26,4 +26,8 @@ struct url {
 // `what` names the value in the error ("pipedrive.api_base").
 outcome<url> parse_url(std::string_view text, std::string_view what, bool allow_query = false);
 
+// A connection URI (postgresql://user:password@host/db?password=...) with its password replaced
+// by ********, for logs and check-config.
+std::string mask_url_password(const std::string& url);
+
 }  // namespace pipehook

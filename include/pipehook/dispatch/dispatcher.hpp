@@ -44,8 +44,8 @@ class dispatcher {
   // flight finish with the old ones. Returns the names of the handlers that changed.
   outcome<std::vector<std::string>> reload(const std::vector<config::handler_config>& fresh);
 
-  // Opens the outbox at `db_path` (after the event log migrated it) and starts the workers.
-  outcome<void> start(store::event_log& log, const std::string& db_path);
+  // Opens the outbox (after the event log migrated it) and starts the workers.
+  outcome<void> start(store::event_log& log, const store::location& where);
   // Deliveries were committed (any thread): the new events' rows go straight to their workers
   // (within a bound; beyond it, and for ordered handlers, the workers read the outbox).
   void notify(std::vector<store::fresh_deliveries> fresh);

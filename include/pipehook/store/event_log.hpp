@@ -85,6 +85,17 @@ struct sqlite_options : writer_options {
   std::int64_t max_page_count = 0;     // >0 caps the database size (tests use it to simulate a full disk)
 };
 
+struct postgres_options : writer_options {
+  std::string url;       // a libpq connection URI
+  std::string password;  // overrides the URI's when set
+  std::int64_t connect_timeout_ms = 5'000;
+  std::int64_t lock_timeout_ms = 2'000;  // store.busy_timeout: a lock held elsewhere fails the batch (store_busy)
+};
+
+// Connects, creates or upgrades the schema (refusing a newer one), then starts the writer. Later
+// connection losses fail the batch in progress and reconnect with backoff.
+outcome<std::unique_ptr<event_log>> open_postgres_event_log(const postgres_options& options);
+
 // Opens (creating it and its directory if needed) and migrates the database, then starts the writer.
 outcome<std::unique_ptr<event_log>> open_sqlite_event_log(const sqlite_options& options);
 

@@ -71,8 +71,8 @@ using event_predicate = std::function<bool(const event::event&)>;
 
 class outbox {
  public:
-  // Opens its own connection to the event log at `path` (read-write: replay and retry write).
-  static outcome<std::unique_ptr<outbox>> open(const std::string& path);
+  // Opens its own connection to the event log (read-write: replay and retry write).
+  static outcome<std::unique_ptr<outbox>> open(const location& where);
   virtual ~outbox() = default;
 
   // Due rows of a handler, oldest first, at most `limit`. For an ordered handler a row is due only

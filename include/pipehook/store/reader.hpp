@@ -4,6 +4,7 @@
 
 #include "pipehook/core/error.hpp"
 #include "pipehook/event/event.hpp"
+#include "pipehook/store/location.hpp"
 
 #include <cstdint>
 #include <memory>
@@ -44,8 +45,9 @@ struct event_stats {
 
 class reader {
  public:
-  // Opens `path` read-only. Errors name the path: missing file, not a pipehook database, newer schema.
-  static outcome<std::unique_ptr<reader>> open(const std::string& path);
+  // Opens the log read-only. Errors name where: missing file or database, not a pipehook event
+  // log, newer schema.
+  static outcome<std::unique_ptr<reader>> open(const location& where);
   virtual ~reader() = default;
 
   // Newest first (or oldest first with f.ascending). Bodies are left empty unless with_body.

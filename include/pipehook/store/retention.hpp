@@ -4,6 +4,7 @@
 
 #include "pipehook/core/error.hpp"
 #include "pipehook/store/event_log.hpp"
+#include "pipehook/store/location.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 
@@ -17,7 +18,7 @@ namespace pipehook::store {
 // and quarantined rows received before it, in transactions of at most `batch` rows each (a
 // running daemon's writer waits at most one batch), then returns the freed pages to the file
 // system. Returns the rows deleted.
-outcome<std::int64_t> purge_before(const std::string& path, std::int64_t before_us, int batch = 500);
+outcome<std::int64_t> purge_before(const location& where, std::int64_t before_us, int batch = 500);
 
 struct retention_policy {
   std::int64_t max_age_ms = 0;    // 0: no age limit
@@ -30,9 +31,9 @@ struct retention_policy {
 // than max_age is left and the data fits max_bytes. Events with pending deliveries stay.
 class retention_runner {
  public:
-  // Opens its own read connection to `path` (for the size measurements).
+  // Opens its own read connection to the log (for the size measurements).
   static outcome<std::unique_ptr<retention_runner>> create(boost::asio::any_io_executor ex, event_log& log,
-                                                           const std::string& path, retention_policy policy);
+                                                           const location& where, retention_policy policy);
   ~retention_runner();
   void start();  // the first pass now, then every interval
   void stop();   // any thread: no further batch is started; the loop ends

@@ -1,0 +1,202 @@
+// The outbox on PostgreSQL: the same rows and answers as SQLite's, on a connection of its own.
+
+#include "pipehook/core/time.hpp"
+#include "pipehook/event/diff.hpp"
+#include "pipehook/store/outbox.hpp"
+#include "rows.hpp"
+#include "schema.hpp"
+
+namespace pipehook::store {
+namespace {
+
+// Replay writes in transactions of this many rows: the daemon's writer waits at most for one.
+constexpr std::size_t replay_chunk = 500;
+
+std::string due_sql(bool ordered) {
+  std::string sql = "SELECT d.id, d.attempts, d.created_at, d.order_key, " + pg::event_columns("e") +
+                    ", e.body FROM deliveries d JOIN events e ON e.id = d.event_id "
+                    "WHERE d.handler = $1 AND d.state = 'pending' AND d.due_at <= $2::bigint";
+  // Ordered: a row waits while an earlier row of its entity is pending (in flight or retrying).
+  if (ordered)
+    sql += " AND NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.handler = d.handler AND p.state = 'pending' "
+           "AND p.order_key IS NOT NULL AND p.order_key = d.order_key AND p.id < d.id)";
+  sql += " ORDER BY d.id LIMIT $3::bigint";
+  return sql;
+}
+
+class postgres_outbox final : public outbox {
+ public:
+  explicit postgres_outbox(pg::connection c) : c_(std::move(c)) {}
+
+  outcome<std::vector<pending_delivery>> due(const std::string& handler, std::int64_t now_us, int limit,
+                                             bool ordered) override {
+    pg::params p;
+    p.text(handler).integer(now_us).integer(limit);
+    auto r = pg::exec(c_.get(), due_sql(ordered), p);
+    if (!r) return r.error();
+    std::vector<pending_delivery> out;
+    for (int row = 0; row < PQntuples(r->get()); ++row) {
+      pending_delivery d;
+      d.id = pg::integer(r->get(), row, 0);
+      d.attempts = static_cast<int>(pg::integer(r->get(), row, 1));
+      d.created_at_us = pg::integer(r->get(), row, 2);
+      d.order_key = pg::text(r->get(), row, 3);
+      auto se = std::make_shared<event::stored_event>(pg::read_event(r->get(), row, 4));
+      se->ev.body = pg::text(r->get(), row, 4 + pg::event_column_count);
+      d.ev = std::move(se);
+      out.push_back(std::move(d));
+    }
+    return out;
+  }
+
+  outcome<std::optional<std::int64_t>> next_due(const std::string& handler, std::int64_t now_us) override {
+    pg::params p;
+    p.text(handler).integer(now_us);
+    auto r = pg::exec(c_.get(), "SELECT min(due_at) FROM deliveries WHERE handler = $1 AND state = 'pending' AND due_at > $2::bigint", p);
+    if (!r) return r.error();
+    std::optional<std::int64_t> out;
+    if (!PQgetisnull(r->get(), 0, 0)) out = pg::integer(r->get(), 0, 0);
+    return out;
+  }
+
+  outcome<std::vector<handler_counts>> counts() override {
+    auto r = pg::exec(c_.get(), R"sql(
+SELECT handler,
+       count(*) FILTER (WHERE state = 'pending' AND attempts = 0), count(*) FILTER (WHERE state = 'pending' AND attempts > 0),
+       count(*) FILTER (WHERE state = 'dead'), count(*) FILTER (WHERE state = 'done'),
+       min(created_at) FILTER (WHERE state = 'pending'),
+       (SELECT last_error FROM deliveries l WHERE l.handler = d.handler AND l.last_error_at IS NOT NULL
+        ORDER BY l.last_error_at DESC LIMIT 1),
+       (SELECT max(last_error_at) FROM deliveries l WHERE l.handler = d.handler)
+FROM deliveries d GROUP BY handler ORDER BY handler COLLATE "C")sql");
+    if (!r) return r.error();
+    std::vector<handler_counts> out;
+    for (int row = 0; row < PQntuples(r->get()); ++row) {
+      handler_counts c;
+      c.handler = pg::text(r->get(), row, 0);
+      c.pending = pg::integer(r->get(), row, 1);
+      c.retrying = pg::integer(r->get(), row, 2);
+      c.dead = pg::integer(r->get(), row, 3);
+      c.done = pg::integer(r->get(), row, 4);
+      if (!PQgetisnull(r->get(), row, 5)) c.oldest_pending_us = pg::integer(r->get(), row, 5);
+      c.last_error = pg::text(r->get(), row, 6);
+      c.last_error_at_us = pg::integer(r->get(), row, 7);
+      out.push_back(std::move(c));
+    }
+    return out;
+  }
+
+  outcome<std::int64_t> count_matching(const event_filter& f, const event_predicate& p) override {
+    std::int64_t n = 0;
+    auto r = matching(f, p, [&](const event::event&, std::int64_t) { ++n; });
+    if (!r) return r.error();
+    return n;
+  }
+
+  outcome<std::int64_t> replay(const std::string& handler, bool ordered, const event_filter& f,
+                               const event_predicate& p) override {
+    std::vector<std::pair<std::int64_t, std::string>> rows;  // event id, order key
+    auto r = matching(f, p, [&](const event::event& ev, std::int64_t id) {
+      rows.emplace_back(id, ordered ? order_key_of(ev) : std::string());
+    });
+    if (!r) return r.error();
+    constexpr std::string_view upsert = R"sql(
+INSERT INTO deliveries (handler, event_id, state, attempts, due_at, created_at, updated_at, order_key)
+VALUES ($1, $2::bigint, 'pending', 0, $3::bigint, $3::bigint, $3::bigint, $4)
+ON CONFLICT (handler, event_id) DO UPDATE SET
+  state = 'pending', attempts = 0, due_at = excluded.due_at, created_at = excluded.created_at,
+  updated_at = excluded.updated_at, order_key = excluded.order_key)sql";
+    for (std::size_t start = 0; start < rows.size(); start += replay_chunk) {
+      const std::int64_t now = now_us();
+      pg::pipeline pl(c_.get());
+      pl.send("BEGIN");
+      for (std::size_t i = start; i < std::min(rows.size(), start + replay_chunk); ++i) {
+        pg::params ps;
+        ps.text(handler).integer(rows[i].first).integer(now);
+        if (ordered) ps.text(rows[i].second);
+        else ps.null();
+        pl.send(upsert, ps);
+      }
+      pl.send("COMMIT");
+      if (auto done = pl.run(std::chrono::seconds(60)); !done) {
+        (void)pg::exec(c_.get(), "ROLLBACK");
+        failure f2 = done.error();
+        f2.message = "queue replay: " + f2.message;
+        return f2;
+      }
+    }
+    return static_cast<std::int64_t>(rows.size());
+  }
+
+  outcome<std::int64_t> retry_dead(const std::string& handler) override {
+    pg::params p;
+    p.text(handler).integer(now_us());
+    auto r = pg::exec(c_.get(),
+                      "UPDATE deliveries SET state = 'pending', attempts = 0, due_at = $2::bigint, created_at = $2::bigint, "
+                      "updated_at = $2::bigint WHERE handler = $1 AND state = 'dead'",
+                      p);
+    if (!r) return r.error();
+    return std::strtoll(PQcmdTuples(r->get()), nullptr, 10);
+  }
+
+ private:
+  // The events matching a filter (`q` included) and predicate, oldest first, a page at a time.
+  template <class Each>
+  outcome<void> matching(const event_filter& f, const event_predicate& pred, Each each) {
+    event_filter page = f;
+    page.ascending = true;
+    constexpr int chunk = 1000;
+    const bool scan = !f.q.empty();
+    for (;;) {
+      pg::params p;
+      std::string sql = "SELECT " + pg::event_columns() + (scan ? ", body" : "") + " FROM events WHERE true";
+      pg::append_filter(sql, page, p);
+      p.integer(chunk);
+      sql += " ORDER BY id LIMIT $" + std::to_string(p.size()) + "::bigint";
+      auto r = pg::exec(c_.get(), sql, p);
+      if (!r) return r.error();
+      const int n = PQntuples(r->get());
+      for (int row = 0; row < n; ++row) {
+        event::stored_event se = pg::read_event(r->get(), row, 0);
+        if (scan && !event::changes_match(pg::text(r->get(), row, pg::event_column_count), se.ev.version, f.q)) continue;
+        if (!pred || pred(se.ev)) each(se.ev, se.id);
+      }
+      if (n < chunk) return {};
+      page.after_id = pg::integer(r->get(), n - 1, 0);
+    }
+  }
+
+  pg::connection c_;
+};
+
+}  // namespace
+
+outcome<std::unique_ptr<outbox>> open_postgres_outbox(const location& where) {
+  auto c = pg::connect({where.url, where.password, where.connect_timeout_ms});
+  if (!c) return c.error();
+  if (auto ok = pg::check_schema(c->get(), where.describe()); !ok) return ok.error();
+  return std::unique_ptr<outbox>(new postgres_outbox(std::move(*c)));
+}
+
+}  // namespace pipehook::store
+
+namespace pipehook::store {
+
+// `pipehook events purge` on PostgreSQL: the daemon's retention batch, each its own transaction.
+outcome<std::int64_t> purge_before_postgres(const location& where, std::int64_t before_us, int batch) {
+  auto c = pg::connect({where.url, where.password, where.connect_timeout_ms});
+  if (!c) return c.error();
+  if (auto ok = pg::check_schema(c->get(), where.describe()); !ok) return ok.error();
+  std::int64_t total = 0;
+  for (;;) {
+    pg::params p;
+    p.integer(before_us).integer(batch);
+    auto r = pg::exec(c->get(), pg::purge_sql, p);
+    if (!r) return r.error();
+    const std::int64_t n = pg::integer(r->get(), 0, 0);
+    total += n;
+    if (n == 0) return total;
+  }
+}
+
+}  // namespace pipehook::store

@@ -1,0 +1,91 @@
+#pragma once
+// Small RAII helpers over libpq, internal to the store module: connections, results, text
+// parameters, errors mapped to the project's (SQLSTATE class 53 -> store_full, lock and
+// serialization failures -> store_busy, the rest -> store_io), and pipelines (every statement of a
+// batch sent in one round trip).
+
+#include "pipehook/core/error.hpp"
+
+#include <libpq-fe.h>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pipehook::store::pg {
+
+struct conn_deleter {
+  void operator()(PGconn* c) const { PQfinish(c); }
+};
+using connection = std::unique_ptr<PGconn, conn_deleter>;
+
+struct result_deleter {
+  void operator()(PGresult* r) const { PQclear(r); }
+};
+using result = std::unique_ptr<PGresult, result_deleter>;
+
+struct connect_options {
+  std::string url;       // a libpq URI
+  std::string password;  // overrides the URI's when set
+  std::int64_t connect_timeout_ms = 5'000;
+  std::int64_t lock_timeout_ms = 0;  // > 0: a lock held elsewhere longer than this fails the statement (store_busy)
+};
+
+// Connects (and sets the session up: UTC, no statement over 60 s). Errors name the server with
+// its password masked.
+outcome<connection> connect(const connect_options& o);
+
+// The error of a failed result (or of the connection when r is null), as a project failure.
+failure failure_of(PGconn* c, const PGresult* r, std::string_view what);
+
+// True when the connection is gone (the next use needs a new one).
+inline bool broken(PGconn* c) { return !c || PQstatus(c) != CONNECTION_OK; }
+
+// Text parameters for one statement; nullopt is SQL NULL.
+class params {
+ public:
+  params& text(std::string_view v);
+  params& text_or_null(std::string_view v);  // "" is NULL (absent optional fields)
+  params& integer(std::int64_t v);
+  params& null();
+  int size() const { return static_cast<int>(values_.size()); }
+  const char* const* values() const { return values_.data(); }
+
+ private:
+  std::deque<std::string> storage_;  // stable addresses
+  std::vector<const char*> values_;
+};
+
+// One statement, parameters as text; the result must be COMMAND_OK or TUPLES_OK.
+outcome<result> exec(PGconn* c, std::string_view sql, const params& p = {});
+
+// The cell as text / integer ("" and 0 for NULL).
+std::string text(const PGresult* r, int row, int col);
+std::int64_t integer(const PGresult* r, int row, int col);
+
+// Prepares a named statement on the connection.
+outcome<void> prepare(PGconn* c, const char* name, std::string_view sql);
+
+// A pipeline: statements queued with send(), then run() sends them all with one sync and reads
+// every result in order (one round trip). After a failed statement the rest are aborted by the
+// server; run() reports the first failure.
+class pipeline {
+ public:
+  explicit pipeline(PGconn* c) : c_(c) {}
+  void send_prepared(const char* name, const params& p);
+  void send(std::string_view sql, const params& p = {});
+  // The results of the statements in the order sent; `deadline` bounds the wait for the server.
+  outcome<std::vector<result>> run(std::chrono::milliseconds deadline);
+
+ private:
+  PGconn* c_;
+  std::size_t sent_ = 0;
+  bool send_failed_ = false;
+};
+
+}  // namespace pipehook::store::pg

@@ -1,0 +1,163 @@
+// The operators' read access to a PostgreSQL event log: the same queries as SQLite's reader,
+// the same answers (ids, microsecond times, order), on a connection of its own.
+
+#include "pipehook/event/diff.hpp"
+#include "pipehook/store/reader.hpp"
+#include "rows.hpp"
+#include "schema.hpp"
+
+namespace pipehook::store {
+namespace {
+
+class postgres_reader final : public reader {
+ public:
+  explicit postgres_reader(pg::connection c) : c_(std::move(c)) {}
+
+  outcome<std::vector<event::stored_event>> list(const event_filter& f, bool with_body) override {
+    // `q` looks into the bodies: read pages of candidates and keep those whose changes match.
+    const bool scan = !f.q.empty();
+    event_filter page = f;
+    std::vector<event::stored_event> out;
+    for (;;) {
+      pg::params p;
+      std::string sql = "SELECT " + pg::event_columns() + (with_body || scan ? ", body" : "") + " FROM events WHERE true";
+      pg::append_filter(sql, page, p);
+      const int want = scan ? std::max(page.limit, 500) : page.limit;
+      p.integer(want);
+      sql += std::string(f.ascending ? " ORDER BY id ASC" : " ORDER BY id DESC") + " LIMIT $" + std::to_string(p.size());
+      auto r = pg::exec(c_.get(), sql, p);
+      if (!r) return r.error();
+      const int n = PQntuples(r->get());
+      for (int row = 0; row < n && out.size() < static_cast<std::size_t>(f.limit); ++row) {
+        event::stored_event se = pg::read_event(r->get(), row, 0);
+        if (with_body || scan) se.ev.body = pg::text(r->get(), row, pg::event_column_count);
+        if (scan && !event::changes_match(se.ev.body, se.ev.version, f.q)) continue;
+        if (!with_body) se.ev.body.clear();
+        out.push_back(std::move(se));
+      }
+      if (!scan || n < want || out.size() >= static_cast<std::size_t>(f.limit)) return out;
+      const std::int64_t last = pg::integer(r->get(), n - 1, 0);
+      if (f.ascending) page.after_id = last;
+      else page.before_id = last;
+    }
+  }
+
+  outcome<event::stored_event> get(std::int64_t id) override {
+    pg::params p;
+    p.integer(id);
+    auto r = pg::exec(c_.get(), "SELECT " + pg::event_columns() + ", body FROM events WHERE id = $1::bigint", p);
+    if (!r) return r.error();
+    if (PQntuples(r->get()) == 0) return make_failure(errc::not_found, "no event with id " + std::to_string(id));
+    event::stored_event se = pg::read_event(r->get(), 0, 0);
+    se.ev.body = pg::text(r->get(), 0, pg::event_column_count);
+    return se;
+  }
+
+  outcome<event_stats> stats(std::int64_t since_us, std::int64_t until_us) override {
+    event_stats out;
+    pg::params p;
+    p.integer(since_us).integer(until_us);
+    auto by = pg::exec(c_.get(),
+                       "SELECT entity, action, count(*), sum(deliveries - 1) FROM events "
+                       "WHERE received_at >= $1::bigint AND received_at < $2::bigint GROUP BY entity, action "
+                       "ORDER BY entity COLLATE \"C\", action COLLATE \"C\"",
+                       p);
+    if (!by) return by.error();
+    for (int row = 0; row < PQntuples(by->get()); ++row) {
+      count_row c{pg::text(by->get(), row, 0), pg::text(by->get(), row, 1), pg::integer(by->get(), row, 2),
+                  pg::integer(by->get(), row, 3)};
+      out.events += c.events;
+      out.duplicates += c.duplicates;
+      out.by_entity_action.push_back(std::move(c));
+    }
+    auto hours = pg::exec(c_.get(),
+                          "SELECT received_at / 3600000000 * 3600000000 AS h, count(*) FROM events "
+                          "WHERE received_at >= $1::bigint AND received_at < $2::bigint GROUP BY h ORDER BY h",
+                          p);
+    if (!hours) return hours.error();
+    for (int row = 0; row < PQntuples(hours->get()); ++row)
+      out.per_hour.emplace_back(pg::integer(hours->get(), row, 0), pg::integer(hours->get(), row, 1));
+    auto q = count("SELECT count(*) FROM quarantine WHERE received_at >= $1::bigint AND received_at < $2::bigint", {since_us, until_us});
+    if (!q) return q.error();
+    out.quarantined = *q;
+    return out;
+  }
+
+  outcome<std::vector<quarantine_row>> quarantine(std::optional<std::int64_t> before_id, int limit) override {
+    pg::params p;
+    p.integer(before_id.value_or(INT64_MAX)).integer(limit);
+    auto r = pg::exec(c_.get(),
+                      "SELECT id, received_at, reason, content_type, remote FROM quarantine WHERE id < $1::bigint "
+                      "ORDER BY id DESC LIMIT $2::bigint",
+                      p);
+    if (!r) return r.error();
+    std::vector<quarantine_row> out;
+    for (int row = 0; row < PQntuples(r->get()); ++row) out.push_back(read_quarantine(r->get(), row));
+    return out;
+  }
+
+  outcome<quarantine_row> quarantined(std::int64_t id) override {
+    pg::params p;
+    p.integer(id);
+    auto r = pg::exec(c_.get(), "SELECT id, received_at, reason, content_type, remote, body FROM quarantine WHERE id = $1::bigint", p);
+    if (!r) return r.error();
+    if (PQntuples(r->get()) == 0) return make_failure(errc::not_found, "no quarantined body with id " + std::to_string(id));
+    quarantine_row q = read_quarantine(r->get(), 0);
+    q.body = pg::text(r->get(), 0, 5);
+    return q;
+  }
+
+  outcome<std::int64_t> count_purgeable(std::int64_t before_us) override {
+    return count("SELECT (SELECT count(*) FROM events e WHERE e.received_at < $1::bigint AND NOT EXISTS "
+                 "(SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.state = 'pending')) + "
+                 "(SELECT count(*) FROM quarantine WHERE received_at < $1::bigint)",
+                 {before_us});
+  }
+
+  // What store.retention.max_bytes bounds: the rows' own size (bodies included, compressed as
+  // stored), estimated from the newest 1000 rows of each table times its row count. Not the files'
+  // size: PostgreSQL keeps the space of deleted rows for new ones instead of giving it back, so a
+  // bound on the files would go on deleting after the rows already fit.
+  outcome<std::int64_t> used_bytes() override {
+    std::int64_t total = 0;
+    for (const char* table : {"events", "quarantine", "deliveries"}) {
+      auto n = count(std::string("SELECT ((SELECT coalesce(sum(pg_column_size(t.*)), 0) FROM (SELECT * FROM ") + table +
+                     " ORDER BY id DESC LIMIT 1000) t) * (SELECT count(*) FROM " + table + ")) / greatest(1, least(1000, (SELECT count(*) FROM " +
+                     table + ")))");
+      if (!n) return n.error();
+      total += *n;
+    }
+    return total;
+  }
+
+  outcome<std::int64_t> count_events() override { return count("SELECT count(*) FROM events"); }
+  outcome<std::int64_t> count_quarantined() override { return count("SELECT count(*) FROM quarantine"); }
+
+ private:
+  static quarantine_row read_quarantine(const PGresult* r, int row) {
+    return {pg::integer(r, row, 0), pg::integer(r, row, 1), pg::text(r, row, 2), pg::text(r, row, 3), pg::text(r, row, 4), {}};
+  }
+
+  outcome<std::int64_t> count(std::string_view sql, std::initializer_list<std::int64_t> values = {}) {
+    pg::params p;
+    for (auto v : values) p.integer(v);
+    auto r = pg::exec(c_.get(), sql, p);
+    if (!r) return r.error();
+    return pg::integer(r->get(), 0, 0);
+  }
+
+  pg::connection c_;
+};
+
+}  // namespace
+
+outcome<std::unique_ptr<reader>> open_postgres_reader(const location& where) {
+  auto c = pg::connect({where.url, where.password, where.connect_timeout_ms});
+  if (!c) return c.error();
+  if (auto ok = pg::check_schema(c->get(), where.describe()); !ok) return ok.error();
+  // Read-only, like SQLite's reader connection: a bug here cannot write.
+  if (auto ro = pg::exec(c->get(), "SET default_transaction_read_only = on"); !ro) return ro.error();
+  return std::unique_ptr<reader>(new postgres_reader(std::move(*c)));
+}
+
+}  // namespace pipehook::store

@@ -1,0 +1,38 @@
+#pragma once
+// Reading events from PostgreSQL results, and the list filters as SQL ($N parameters), shared by
+// the postgres reader and outbox. The `q` filter (a changed field's name) is not SQL: callers
+// apply event::changes_match to the bodies they read.
+
+#include "pg.hpp"
+#include "pipehook/event/event.hpp"
+#include "pipehook/store/reader.hpp"
+
+#include <string>
+#include <string_view>
+
+namespace pipehook::store::pg {
+
+// The events columns a stored_event is read from (the body not among them), as in SQLite.
+std::string event_columns(std::string_view alias = {});
+inline constexpr int event_column_count = 24;
+event::stored_event read_event(const PGresult* r, int row, int first);
+
+// Appends " AND <column> <op> $N" for each filter field present but `q`, adding its value to `p`.
+void append_filter(std::string& sql, const event_filter& f, params& p, std::string_view alias = {});
+
+// Retention, one small batch: the oldest events received before $1 whose deliveries are all
+// settled, with those deliveries, and the oldest quarantined rows before it. Returns the rows deleted.
+inline constexpr std::string_view purge_sql = R"sql(
+WITH victims AS (
+  SELECT e.id FROM events e
+  WHERE e.received_at < $1
+    AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.state = 'pending')
+  ORDER BY e.received_at LIMIT $2),
+gone_deliveries AS (DELETE FROM deliveries WHERE event_id IN (SELECT id FROM victims)),
+gone_events AS (DELETE FROM events WHERE id IN (SELECT id FROM victims) RETURNING 1),
+gone_quarantine AS (
+  DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine WHERE received_at < $1 ORDER BY received_at LIMIT $2)
+  RETURNING 1)
+SELECT (SELECT count(*) FROM gone_events) + (SELECT count(*) FROM gone_quarantine))sql";
+
+}  // namespace pipehook::store::pg
