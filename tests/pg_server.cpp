@@ -6,6 +6,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
+#include <sqlite3.h>
 
 #include <filesystem>
 #include <fstream>
@@ -160,6 +161,68 @@ std::string pg_server::create_database() {
   const std::string name = "t" + std::to_string(::getpid()) + "_" + std::to_string(++databases_);
   query("postgres", "CREATE DATABASE " + name + " OWNER pipehook");
   return "postgresql://pipehook@127.0.0.1:" + std::to_string(port_) + "/" + name;
+}
+
+std::string backend_name(const ::testing::TestParamInfo<store::location::kind>& info) {
+  return info.param == store::location::kind::postgres ? "postgres" : "sqlite";
+}
+
+void use_backend(config::config& c, store::location::kind k) {
+  if (k != store::location::kind::postgres) return;
+  c.store.backend = config::store_backend::postgres;
+  c.store.url = pg_server::shared().create_database();
+  c.store.password = pg_server::password;
+  c.store.password_source = "store.password";
+}
+
+store::location location_of(const config::config& c) {
+  if (c.store.backend == config::store_backend::postgres)
+    return store::location::postgres(c.store.url, c.store.password, c.store.connect_timeout_ms);
+  return store::location(c.store.path);
+}
+
+std::string store_toml(const config::config& c) {
+  if (c.store.backend == config::store_backend::postgres)
+    return "[store]\nbackend = \"postgres\"\nurl = \"" + c.store.url + "\"\npassword = \"" + c.store.password + "\"\n";
+  return "[store]\npath = \"" + c.store.path + "\"\n";
+}
+
+std::string outside_sql(const store::location& where, const std::string& sql) {
+  if (where.is_postgres()) return pg_server::shared().query(where.url.substr(where.url.rfind('/') + 1), sql);
+  sqlite3* db = nullptr;
+  std::string out;
+  if (sqlite3_open(where.path.c_str(), &db) != SQLITE_OK) throw std::runtime_error("cannot open " + where.path);
+  char* err = nullptr;
+  const int rc = sqlite3_exec(
+      db, sql.c_str(),
+      [](void* o, int n, char** v, char**) {
+        auto* s = static_cast<std::string*>(o);
+        if (s->empty() && n > 0 && v[0]) *s = v[0];
+        return 0;
+      },
+      &out, &err);
+  const std::string why = err ? err : "";
+  sqlite3_free(err);
+  sqlite3_close(db);
+  if (rc != SQLITE_OK) throw std::runtime_error(sql + ": " + why);
+  return out;
+}
+
+outcome<std::unique_ptr<store::event_log>> open_log(const store::location& where, const store::writer_options& w,
+                                                    std::int64_t busy_timeout_ms) {
+  if (where.is_postgres()) {
+    store::postgres_options o;
+    static_cast<store::writer_options&>(o) = w;
+    o.url = where.url;
+    o.password = where.password;
+    o.lock_timeout_ms = busy_timeout_ms;
+    return store::open_postgres_event_log(o);
+  }
+  store::sqlite_options o;
+  static_cast<store::writer_options&>(o) = w;
+  o.path = where.path;
+  o.busy_timeout_ms = busy_timeout_ms;
+  return store::open_sqlite_event_log(o);
 }
 
 }  // namespace pipehook::test

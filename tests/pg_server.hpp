@@ -5,6 +5,11 @@
 // stopped with the test binary. The role `pipehook` logs in over TCP with a password
 // (scram-sha-256), the way a deployment would; the harness itself uses the socket.
 
+#include "pipehook/config/config.hpp"
+#include "pipehook/store/event_log.hpp"
+#include "pipehook/store/location.hpp"
+
+#include <gtest/gtest.h>
 #include <libpq-fe.h>
 
 #include <memory>
@@ -46,5 +51,25 @@ class pg_server {
   bool running_ = false;
   int databases_ = 0;
 };
+
+// The event-log backends a suite runs on (INSTANTIATE_TEST_SUITE_P(backends, X, test::backends(),
+// test::backend_name)).
+inline auto backends() { return ::testing::Values(store::location::kind::sqlite, store::location::kind::postgres); }
+std::string backend_name(const ::testing::TestParamInfo<store::location::kind>& info);
+
+// Points the config's event log at a fresh database on the test PostgreSQL (kind postgres), or
+// leaves it on its SQLite file.
+void use_backend(config::config& c, store::location::kind k);
+// Where the config's event log is.
+store::location location_of(const config::config& c);
+// The [store] lines of a config file for the config's event log.
+std::string store_toml(const config::config& c);
+// Opens an event log at `where` for writing (SQLite defaults, or the PostgreSQL backend).
+outcome<std::unique_ptr<store::event_log>> open_log(const store::location& where, const store::writer_options& w = {},
+                                                    std::int64_t busy_timeout_ms = 2000);
+
+// Runs one SQL statement on an event log from outside pipehook (as another process would);
+// returns the first cell, if any.
+std::string outside_sql(const store::location& where, const std::string& sql);
 
 }  // namespace pipehook::test

@@ -47,19 +47,7 @@ struct store_backend : ::testing::TestWithParam<store::location::kind> {
   bool postgres() const { return where.is_postgres(); }
 
   outcome<std::unique_ptr<store::event_log>> try_open(const store::writer_options& w = {}, std::int64_t busy_timeout_ms = 2000) {
-    if (postgres()) {
-      store::postgres_options o;
-      static_cast<store::writer_options&>(o) = w;
-      o.url = where.url;
-      o.password = where.password;
-      o.lock_timeout_ms = busy_timeout_ms;
-      return store::open_postgres_event_log(o);
-    }
-    store::sqlite_options o;
-    static_cast<store::writer_options&>(o) = w;
-    o.path = where.path;
-    o.busy_timeout_ms = busy_timeout_ms;
-    return store::open_sqlite_event_log(o);
+    return test::open_log(where, w, busy_timeout_ms);
   }
   std::unique_ptr<store::event_log> open_log(const store::writer_options& w = {}, std::int64_t busy_timeout_ms = 2000) {
     auto log = try_open(w, busy_timeout_ms);
@@ -71,15 +59,7 @@ struct store_backend : ::testing::TestWithParam<store::location::kind> {
     EXPECT_TRUE(rd) << (rd ? "" : rd.error().message);
     return rd ? std::move(*rd) : nullptr;
   }
-  // Runs SQL on the log's database from outside pipehook (the way another process would).
-  std::string outside(const std::string& sql) {
-    if (postgres()) return test::pg_server::shared().query(where.url.substr(where.url.rfind('/') + 1), sql);
-    sqlite3* db = nullptr;
-    sqlite3_open(where.path.c_str(), &db);
-    sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
-    sqlite3_close(db);
-    return {};
-  }
+  std::string outside(const std::string& sql) { return test::outside_sql(where, sql); }
 };
 
 // Another process holding a lock on a table of the log: SQLite's whole database (BEGIN
@@ -115,9 +95,6 @@ class lock_holder {
   std::string why_;
 };
 
-std::string backend_name(const ::testing::TestParamInfo<store::location::kind>& info) {
-  return info.param == store::location::kind::postgres ? "postgres" : "sqlite";
-}
 
 TEST_P(store_backend, stores_events_and_counts_duplicates_instead_of_adding_rows) {
   auto log = open_log();
@@ -342,8 +319,7 @@ TEST_P(store_backend, close_commits_everything_already_queued) {
   EXPECT_EQ(*rd->count_events(), 300);
 }
 
-INSTANTIATE_TEST_SUITE_P(backends, store_backend,
-                         ::testing::Values(store::location::kind::sqlite, store::location::kind::postgres), backend_name);
+INSTANTIATE_TEST_SUITE_P(backends, store_backend, test::backends(), test::backend_name);
 
 }  // namespace
 }  // namespace pipehook

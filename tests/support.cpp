@@ -220,8 +220,8 @@ bool wait_for(const std::function<bool()>& cond, std::chrono::milliseconds timeo
   return cond();
 }
 
-store::handler_counts counts_of(const std::string& db) {
-  auto ob = store::outbox::open(db);
+store::handler_counts counts_of(const store::location& where) {
+  auto ob = store::outbox::open(where);
   if (!ob) return {};
   auto c = (*ob)->counts();
   if (!c || c->empty()) return {};

@@ -43,7 +43,7 @@ std::string v2_body(const std::string& event_id, const std::string& entity = "de
 std::string basic_auth(const std::string& user, const std::string& password);
 
 // The outbox counts of the first handler (by name) in the event log at `db`; all zero when none.
-store::handler_counts counts_of(const std::string& db);
+store::handler_counts counts_of(const store::location& where);
 
 // True when the admin listener's /metrics (no token) has a sample line starting with `sample`,
 // e.g. "pipehook_http_connections{state=\"busy\"} 1".
