@@ -8,6 +8,7 @@
 #include "pipehook/dispatch/policy.hpp"
 #include "pipehook/store/event_log.hpp"
 #include "pipehook/store/outbox.hpp"
+#include "pg_server.hpp"
 #include "support.hpp"
 
 #include <boost/json/parse.hpp>
@@ -128,22 +129,31 @@ std::vector<std::string> due_entities(store::outbox& ob, const std::string& hand
   return out;
 }
 
-TEST(outbox, rows_commit_with_new_events_only_and_follow_the_router) {
+// The outbox's rows on both backends.
+struct outbox : ::testing::TestWithParam<store::location::kind> {
   test::temp_dir dir;
-  store::sqlite_options o;
-  o.path = dir.file("e.db");
+  config::config c = test::test_config(dir);
+  store::location where;
+  outbox() {
+    test::use_backend(c, GetParam());
+    where = test::location_of(c);
+  }
+};
+
+TEST_P(outbox, rows_commit_with_new_events_only_and_follow_the_router) {
+  store::writer_options o;
   o.route = [](const event::event& e, std::vector<store::route>& out) {
     out.push_back({"all", false});
     if (e.entity == "deal") out.push_back({"deals", true});
   };
-  auto log = store::open_sqlite_event_log(o);
+  auto log = test::open_log(where, o);
   ASSERT_TRUE(log);
   ASSERT_TRUE(append_sync(**log, make_event("k1", "deal", "1")));
   ASSERT_TRUE(append_sync(**log, make_event("k2", "person", "1")));
   auto dup = append_sync(**log, make_event("k1", "deal", "1"));
   ASSERT_TRUE(dup);
   EXPECT_EQ(dup->status, store::append_status::duplicate);
-  auto ob = store::outbox::open(o.path);
+  auto ob = store::outbox::open(where);
   ASSERT_TRUE(ob) << ob.error().message;
   EXPECT_EQ(due_entities(**ob, "all", false).size(), 2u);  // the duplicate added nothing
   EXPECT_EQ(due_entities(**ob, "deals", true), std::vector<std::string>{"deal/1#k1"});
@@ -153,17 +163,15 @@ TEST(outbox, rows_commit_with_new_events_only_and_follow_the_router) {
   (*log)->close();
 }
 
-TEST(outbox, ordered_rows_wait_for_their_entity_and_only_for_it) {
-  test::temp_dir dir;
-  store::sqlite_options o;
-  o.path = dir.file("e.db");
+TEST_P(outbox, ordered_rows_wait_for_their_entity_and_only_for_it) {
+  store::writer_options o;
   o.route = [](const event::event&, std::vector<store::route>& out) { out.push_back({"h", true}); };
-  auto log = store::open_sqlite_event_log(o);
+  auto log = test::open_log(where, o);
   ASSERT_TRUE(log);
   for (auto [key, entity, id] : {std::tuple{"a1", "deal", "1"}, std::tuple{"a2", "deal", "1"},
                                  std::tuple{"b1", "deal", "2"}, std::tuple{"c1", "person", "1"}})
     ASSERT_TRUE(append_sync(**log, make_event(key, entity, id)));
-  auto ob = store::outbox::open(o.path);
+  auto ob = store::outbox::open(where);
   ASSERT_TRUE(ob);
   EXPECT_EQ(due_entities(**ob, "h", true), (std::vector<std::string>{"deal/1#a1", "deal/2#b1", "person/1#c1"}));
   EXPECT_EQ(due_entities(**ob, "h", false).size(), 4u);  // unordered: everything due
@@ -266,10 +274,12 @@ std::set<std::string> ids_delivered(const http_test_server& sink) {
   return out;
 }
 
-// A daemon with the given handlers, and a client posting webhooks to it.
-struct dispatch_fixture : ::testing::Test {
+// A daemon with the given handlers, and a client posting webhooks to it; on both backends.
+struct dispatch_fixture : ::testing::TestWithParam<store::location::kind> {
   test::temp_dir dir;
   config::config c = test::test_config(dir);
+  dispatch_fixture() { test::use_backend(c, GetParam()); }
+  store::location where() const { return test::location_of(c); }
   std::unique_ptr<test::running_daemon> daemon;
   std::unique_ptr<test::http_client> client;
 
@@ -285,14 +295,14 @@ struct dispatch_fixture : ::testing::Test {
   // A config file naming the same event log and handler, for the CLI.
   std::string cli_config(unsigned short sink_port) {
     const std::string path = dir.file("p.toml");
-    test::write_file(path, "[store]\npath = \"" + c.store.path +
-                               "\"\n[[handlers]]\nname = \"sink\"\ntype = \"http\"\nurl = \"http://127.0.0.1:" +
+    test::write_file(path, test::store_toml(c) +
+                               "[[handlers]]\nname = \"sink\"\ntype = \"http\"\nurl = \"http://127.0.0.1:" +
                                std::to_string(sink_port) + "/\"\n");
     return path;
   }
 };
 
-TEST_F(dispatch_fixture, delivers_original_bodies_signed_with_the_event_key) {
+TEST_P(dispatch_fixture, delivers_original_bodies_signed_with_the_event_key) {
   http_test_server sink(ok_response);
   start({http_handler_config("sink", sink.port())});
   const auto samples = test::samples();
@@ -301,7 +311,7 @@ TEST_F(dispatch_fixture, delivers_original_bodies_signed_with_the_event_key) {
   ASSERT_TRUE(test::wait_for([&] { return sink.request_count() >= samples.size(); }, std::chrono::seconds(10)));
   std::set<std::string> bodies;
   for (const auto& [name, body] : samples) bodies.insert(body);
-  auto rd = store::reader::open(c.store.path);
+  auto rd = store::reader::open(where());
   ASSERT_TRUE(rd);
   auto events = (*rd)->list({}, false);
   ASSERT_TRUE(events);
@@ -322,7 +332,7 @@ TEST_F(dispatch_fixture, delivers_original_bodies_signed_with_the_event_key) {
   EXPECT_EQ(ids_delivered(sink).size(), samples.size());
 }
 
-TEST_F(dispatch_fixture, the_envelope_carries_the_event_fields_and_the_object_state) {
+TEST_P(dispatch_fixture, the_envelope_carries_the_event_fields_and_the_object_state) {
   http_test_server sink(ok_response);
   start({http_handler_config("sink", sink.port(), "envelope")});
   ASSERT_EQ(post(test::samples().at("v2-change-deal.json")),
@@ -352,7 +362,7 @@ class throws_once final : public dispatch::handler {
   std::shared_ptr<std::atomic<int>> calls_;
 };
 
-TEST_F(dispatch_fixture, an_exception_in_a_handler_is_a_failed_attempt_not_a_stuck_row) {
+TEST_P(dispatch_fixture, an_exception_in_a_handler_is_a_failed_attempt_not_a_stuck_row) {
   auto calls = std::make_shared<std::atomic<int>>(0);
   dispatch::register_handler_type("throws_once", [calls](const config::handler_config&, dispatch::settings_reader&,
                                                          boost::asio::any_io_executor) -> outcome<std::unique_ptr<dispatch::handler>> {
@@ -365,23 +375,23 @@ TEST_F(dispatch_fixture, an_exception_in_a_handler_is_a_failed_attempt_not_a_stu
   h.retry.schedule_ms = {50};
   start({h});
   ASSERT_EQ(post(test::v2_body("thrown")), 200u);
-  ASSERT_TRUE(test::wait_for([&] { return test::counts_of(c.store.path).done == 1; }, std::chrono::seconds(10)))
+  ASSERT_TRUE(test::wait_for([&] { return test::counts_of(where()).done == 1; }, std::chrono::seconds(10)))
       << "the row never got past the exception";
   EXPECT_EQ(calls->load(), 2);
-  EXPECT_NE(test::counts_of(c.store.path).last_error.find("the handler failed: a bug in the handler"), std::string::npos);
+  EXPECT_NE(test::counts_of(where()).last_error.find("the handler failed: a bug in the handler"), std::string::npos);
 }
 
-TEST_F(dispatch_fixture, a_sink_that_is_down_gets_every_event_once_it_is_back) {
+TEST_P(dispatch_fixture, a_sink_that_is_down_gets_every_event_once_it_is_back) {
   const unsigned short port = test::reserve_port();
   start({http_handler_config("sink", port)});
   for (int i = 0; i < 30; ++i) ASSERT_EQ(post(test::v2_body("evt-" + std::to_string(i), "deal", std::to_string(i % 5))), 200u);
   // Every event has failed at least once before the sink comes up.
-  ASSERT_TRUE(test::wait_for([&] { return test::counts_of(c.store.path).retrying == 30; }, std::chrono::seconds(10)));
+  ASSERT_TRUE(test::wait_for([&] { return test::counts_of(where()).retrying == 30; }, std::chrono::seconds(10)));
   http_test_server sink(ok_response, port);
   ASSERT_TRUE(test::wait_for([&] { return ids_delivered(sink).size() == 30; }, std::chrono::seconds(15)))
       << ids_delivered(sink).size();
   daemon->stop_and_wait();
-  auto ob = store::outbox::open(c.store.path);
+  auto ob = store::outbox::open(where());
   ASSERT_TRUE(ob);
   auto counts = (*ob)->counts();
   ASSERT_TRUE(counts);
@@ -390,7 +400,7 @@ TEST_F(dispatch_fixture, a_sink_that_is_down_gets_every_event_once_it_is_back) {
   EXPECT_NE((*counts)[0].last_error.find("127.0.0.1:" + std::to_string(port)), std::string::npos);
 }
 
-TEST_F(dispatch_fixture, a_4xx_is_dead_with_the_reason_and_retry_brings_it_back) {
+TEST_P(dispatch_fixture, a_4xx_is_dead_with_the_reason_and_retry_brings_it_back) {
   std::atomic<bool> refuse{true};
   http_test_server sink([&](const recorded_request&) {
     if (refuse) return canned_response{422, R"({"error":"unknown entity"})", {}, "application/json"};
@@ -398,7 +408,7 @@ TEST_F(dispatch_fixture, a_4xx_is_dead_with_the_reason_and_retry_brings_it_back)
   });
   start({http_handler_config("sink", sink.port())});
   ASSERT_EQ(post(test::v2_body("evt-1")), 200u);
-  auto ob = store::outbox::open(c.store.path);
+  auto ob = store::outbox::open(where());
   ASSERT_TRUE(ob);
   auto dead = [&] {
     auto counts = (*ob)->counts();
@@ -421,7 +431,7 @@ TEST_F(dispatch_fixture, a_4xx_is_dead_with_the_reason_and_retry_brings_it_back)
   EXPECT_NE(status.out.find("sink"), std::string::npos) << status.out;
 }
 
-TEST_F(dispatch_fixture, server_errors_are_retried_after_the_retry_after_the_sink_asks_for) {
+TEST_P(dispatch_fixture, server_errors_are_retried_after_the_retry_after_the_sink_asks_for) {
   std::atomic<int> calls{0};
   http_test_server sink([&](const recorded_request&) {
     if (calls++ == 0) return canned_response{503, "busy", {{"Retry-After", "1"}}, "text/plain"};
@@ -434,7 +444,7 @@ TEST_F(dispatch_fixture, server_errors_are_retried_after_the_retry_after_the_sin
   EXPECT_EQ(reqs[0].header("webhook-id"), reqs[1].header("webhook-id"));  // the same event, the same id
 }
 
-TEST_F(dispatch_fixture, deliveries_pending_at_shutdown_are_delivered_after_a_restart) {
+TEST_P(dispatch_fixture, deliveries_pending_at_shutdown_are_delivered_after_a_restart) {
   const unsigned short port = test::reserve_port();
   start({http_handler_config("sink", port)});
   for (int i = 0; i < 20; ++i) ASSERT_EQ(post(test::v2_body("evt-" + std::to_string(i))), 200u);
@@ -446,7 +456,7 @@ TEST_F(dispatch_fixture, deliveries_pending_at_shutdown_are_delivered_after_a_re
       << ids_delivered(sink).size();
 }
 
-TEST_F(dispatch_fixture, an_ordered_handler_keeps_each_entitys_order_while_others_pass) {
+TEST_P(dispatch_fixture, an_ordered_handler_keeps_each_entitys_order_while_others_pass) {
   std::atomic<int> first_of_deal_1{0};
   http_test_server sink([&](const recorded_request& r) {
     // The first attempt at deal 1's first event fails; everything else succeeds.
@@ -463,7 +473,7 @@ TEST_F(dispatch_fixture, an_ordered_handler_keeps_each_entitys_order_while_other
   ASSERT_EQ(post(test::v2_body("d2-only", "deal", "2")), 200u);
   ASSERT_TRUE(test::wait_for([&] { return sink.request_count() == 4; }, std::chrono::seconds(10)));
   // All three settled: nothing more will be sent.
-  ASSERT_TRUE(test::wait_for([&] { return test::counts_of(c.store.path).done == 3; }, std::chrono::seconds(10)));
+  ASSERT_TRUE(test::wait_for([&] { return test::counts_of(where()).done == 3; }, std::chrono::seconds(10)));
   auto reqs = sink.requests();
   ASSERT_EQ(reqs.size(), 4u);
   std::vector<std::string> deal1, all;
@@ -480,7 +490,7 @@ TEST_F(dispatch_fixture, an_ordered_handler_keeps_each_entitys_order_while_other
   EXPECT_EQ(std::find(all.begin(), all.end(), "2") - all.begin() < 3, true);
 }
 
-TEST_F(dispatch_fixture, replay_requeues_matching_events_for_a_handler) {
+TEST_P(dispatch_fixture, replay_requeues_matching_events_for_a_handler) {
   http_test_server sink(ok_response);
   start({http_handler_config("sink", sink.port())});
   const std::string cfg_path = cli_config(sink.port());
@@ -532,6 +542,9 @@ TEST(dispatch_config, handler_settings_are_checked_by_their_type) {
   EXPECT_EQ(ok.out.find(secret_b64), std::string::npos);
   EXPECT_NE(ok.out.find("[handlers.retry]\nmax_age = '2h'\nmax_attempts = 0\nschedule = [ '1s', '1m' ]"), std::string::npos) << ok.out;
 }
+
+INSTANTIATE_TEST_SUITE_P(backends, outbox, test::backends(), test::backend_name);
+INSTANTIATE_TEST_SUITE_P(backends, dispatch_fixture, test::backends(), test::backend_name);
 
 }  // namespace
 }  // namespace pipehook
