@@ -2,6 +2,7 @@
 #include "http_sink.hpp"
 #include "pipehook/store/outbox.hpp"
 #include "pipehook/store/reader.hpp"
+#include "pg_server.hpp"
 #include "support.hpp"
 
 #include <boost/json/parse.hpp>
@@ -9,6 +10,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <map>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -20,12 +22,23 @@ using namespace std::chrono_literals;
 
 const std::string good_auth = test::basic_auth(test::test_user, test::test_password);
 
-std::string write_config(const test::temp_dir& dir, const std::string& extra = "") {
+// A config file for the daemon; `store` is its [store] section (the SQLite file in `dir` by default).
+std::string write_config(const test::temp_dir& dir, const std::string& extra = "", std::string store = "") {
   const std::string path = dir.file("pipehook.toml");
+  if (store.empty()) store = "[store]\npath = \"" + dir.file("events.db") + "\"\n";
   test::write_file(path, "[admin]\nlisten = \"127.0.0.1:0\"\n[server]\nlisten = \"127.0.0.1:0\"\n" + extra + "[auth]\npassword = \"" + test::test_password +
-                             "\"\n[store]\npath = \"" + dir.file("events.db") + "\"\n");
+                             "\"\n" + store);
   return path;
 }
+
+// The process tests that touch the event log, on both backends.
+struct process_backend : ::testing::TestWithParam<store::location::kind> {
+  test::temp_dir dir;
+  config::config c = test::test_config(dir);
+  process_backend() { test::use_backend(c, GetParam()); }
+  std::string config_file(const std::string& extra = "") { return write_config(dir, extra, test::store_toml(c)); }
+  store::location where() const { return test::location_of(c); }
+};
 
 TEST(process, a_hanging_handler_does_not_hold_up_shutdown_and_its_delivery_waits_for_the_next_run) {
   std::atomic<bool> release{false};
@@ -137,9 +150,8 @@ TEST(process, sighup_reloads_handler_settings_and_refuses_what_needs_a_restart) 
             std::string::npos) << log;
 }
 
-TEST(process, sigterm_finishes_the_request_in_flight_then_exits_0) {
-  test::temp_dir dir;
-  test::daemon_process d(write_config(dir), dir.file("log"));
+TEST_P(process_backend, sigterm_finishes_the_request_in_flight_then_exits_0) {
+  test::daemon_process d(config_file(), dir.file("log"));
   test::raw_socket s(d.port());
   const std::string body = test::v2_body("term-1");
   s.send("POST /webhooks/pipedrive HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: " + good_auth +
@@ -156,16 +168,16 @@ TEST(process, sigterm_finishes_the_request_in_flight_then_exits_0) {
   EXPECT_NE(log.find("received SIGTERM"), std::string::npos);
   EXPECT_NE(log.find("stopped"), std::string::npos);
   EXPECT_EQ(log.find(test::test_password), std::string::npos) << "a secret was logged";
-  auto rd = store::reader::open(dir.file("events.db"));
+  EXPECT_EQ(log.find(test::pg_server::password), std::string::npos) << "the database password was logged";
+  auto rd = store::reader::open(where());
   ASSERT_TRUE(rd);
   EXPECT_EQ(*(*rd)->count_events(), 1);
 }
 
 // The promise that matters most: a 2xx means the event is on disk. Kill -9 under concurrent
 // load, restart, and every acknowledged event is there exactly once.
-TEST(process, sigkill_under_load_loses_no_acknowledged_event) {
-  test::temp_dir dir;
-  const std::string cfg = write_config(dir);
+TEST_P(process_backend, sigkill_under_load_loses_no_acknowledged_event) {
+  const std::string cfg = config_file();
   std::mutex mu;
   std::set<std::string> acked;  // event ids answered 200 stored
   {
@@ -207,7 +219,7 @@ TEST(process, sigkill_under_load_loses_no_acknowledged_event) {
 
   // After restart: each acknowledged event is in the log once, and sending it again is a duplicate.
   test::daemon_process d(cfg, dir.file("log2"));
-  auto rd = std::move(*store::reader::open(dir.file("events.db")));
+  auto rd = std::move(*store::reader::open(where()));
   store::event_filter all;
   all.limit = 100000;
   auto rows = *rd->list(all, false);
@@ -254,9 +266,8 @@ TEST(process, check_config_prints_the_effective_config_with_secrets_masked) {
   EXPECT_NE(r.out.find("********"), std::string::npos);
 }
 
-TEST(process, events_list_and_show_read_the_log_while_the_daemon_runs) {
-  test::temp_dir dir;
-  const std::string cfg = write_config(dir);
+TEST_P(process_backend, events_list_and_show_read_the_log_while_the_daemon_runs) {
+  const std::string cfg = config_file();
   test::daemon_process d(cfg, dir.file("log"));
   test::http_client c(d.port());
   for (const auto& [name, body] : test::samples()) ASSERT_EQ(c.post(body, good_auth).status, 200u) << name;
@@ -304,6 +315,87 @@ TEST(process, listing_without_a_log_says_so) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("no event log at"), std::string::npos) << r.err;
 }
+
+// PostgreSQL stopped under load: meanwhile every webhook is answered 503 with Retry-After (none
+// 2xx: nothing can commit) and /readyz says 503; once the server is back pipehook reconnects by
+// itself, and every event acknowledged before, during or after is in the log exactly once.
+TEST(postgres_outage, webhooks_get_503_while_the_database_is_down_and_pipehook_recovers_without_a_restart) {
+  test::temp_dir dir;
+  config::config c = test::test_config(dir);
+  test::use_backend(c, store::location::kind::postgres);
+  c.store.retry_after_s = 3;
+  test::running_daemon d(c);
+  auto& server = test::pg_server::shared();
+
+  std::mutex mu;
+  std::set<std::string> acked;
+  std::map<unsigned, int> statuses;
+  int without_retry_after = 0;
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> clients;
+  struct joiner {
+    std::atomic<bool>& stop;
+    std::vector<std::thread>& threads;
+    ~joiner() {
+      stop = true;
+      for (auto& t : threads)
+        if (t.joinable()) t.join();
+    }
+  } join_clients{stop, clients};
+  for (int t = 0; t < 3; ++t)
+    clients.emplace_back([&, t] {
+      test::http_client client(d.port());
+      // Bounded: at most 100k requests each, and a sender that is told 503 slows down (as
+      // Pipedrive's retries do) instead of spending its budget in the outage.
+      for (int i = 0; !stop && i < 100000; ++i) {
+        const std::string id = "o-" + std::to_string(t) + "-" + std::to_string(i);
+        auto r = client.post(test::v2_body(id), good_auth);
+        {
+          std::lock_guard lk(mu);
+          ++statuses[r.status];
+          if (r.status == 200) acked.insert(id);
+          if (r.status == 503 && r.headers["retry-after"] != "3") ++without_retry_after;
+        }
+        if (r.status == 503) std::this_thread::sleep_for(5ms);
+      }
+    });
+  auto count = [&](unsigned status) {
+    std::lock_guard lk(mu);
+    return statuses[status];
+  };
+  ASSERT_TRUE(test::wait_for([&] { return count(200) >= 50; }, 20s)) << "no load before the outage";
+  test::http_client probe(d.port());
+  server.stop();
+  const auto down_at = std::chrono::steady_clock::now();
+  ASSERT_TRUE(test::wait_for([&] { return count(503) >= 20; }, 20s)) << "no 503 while the database was down";
+  ASSERT_TRUE(test::wait_for([&] { return probe.request("GET", "/readyz").status == 503; }, 10s));
+  // The outage lasts 5 s; the 2xx count must not move meanwhile (nothing can commit).
+  const int ok_when_down = count(200);
+  ASSERT_FALSE(test::wait_for([&] { return count(200) > ok_when_down; },
+                              std::chrono::duration_cast<std::chrono::milliseconds>(down_at + 5s - std::chrono::steady_clock::now())))
+      << "a webhook was acknowledged while the database was down";
+  server.start();
+  ASSERT_TRUE(test::wait_for([&] { return count(200) > ok_when_down + 50; }, 30s)) << "pipehook did not recover";
+  EXPECT_EQ(probe.request("GET", "/readyz").status, 200u);
+  stop = true;
+  for (auto& t : clients) t.join();
+  clients.clear();
+  EXPECT_EQ(without_retry_after, 0) << "a 503 came without Retry-After";
+  {
+    std::lock_guard lk(mu);
+    for (const auto& [status, n] : statuses) EXPECT_TRUE(status == 200 || status == 503) << n << " answers of " << status;
+  }
+  d.stop_and_wait();
+  auto rd = store::reader::open(test::location_of(c));
+  ASSERT_TRUE(rd) << rd.error().message;
+  store::event_filter all;
+  all.limit = 1'000'000;
+  std::map<std::string, int> in_log;
+  for (const auto& e : *(*rd)->list(all, false)) ++in_log[e.ev.event_id];
+  for (const auto& id : acked) ASSERT_EQ(in_log[id], 1) << id << " was acknowledged but is not in the log exactly once";
+}
+
+INSTANTIATE_TEST_SUITE_P(backends, process_backend, test::backends(), test::backend_name);
 
 }  // namespace
 }  // namespace pipehook

@@ -92,7 +92,7 @@ class postgres_event_log final : public detail::queued_event_log {
       }
       prepared_ = true;
     }
-    if (conn_ && !pg::broken(conn_.get())) return conn_.get();
+    if (conn_ && pg::still_open(conn_.get())) return conn_.get();
     conn_.reset();
     prepared_ = false;
     const auto now = std::chrono::steady_clock::now();

@@ -26,13 +26,13 @@ std::string due_sql(bool ordered) {
 
 class postgres_outbox final : public outbox {
  public:
-  explicit postgres_outbox(pg::connection c) : c_(std::move(c)) {}
+  explicit postgres_outbox(std::unique_ptr<pg::session> s) : s_(std::move(s)) {}
 
   outcome<std::vector<pending_delivery>> due(const std::string& handler, std::int64_t now_us, int limit,
                                              bool ordered) override {
     pg::params p;
     p.text(handler).integer(now_us).integer(limit);
-    auto r = pg::exec(c_.get(), due_sql(ordered), p);
+    auto r = run(due_sql(ordered), p);
     if (!r) return r.error();
     std::vector<pending_delivery> out;
     for (int row = 0; row < PQntuples(r->get()); ++row) {
@@ -52,7 +52,7 @@ class postgres_outbox final : public outbox {
   outcome<std::optional<std::int64_t>> next_due(const std::string& handler, std::int64_t now_us) override {
     pg::params p;
     p.text(handler).integer(now_us);
-    auto r = pg::exec(c_.get(), "SELECT min(due_at) FROM deliveries WHERE handler = $1 AND state = 'pending' AND due_at > $2::bigint", p);
+    auto r = run("SELECT min(due_at) FROM deliveries WHERE handler = $1 AND state = 'pending' AND due_at > $2::bigint", p);
     if (!r) return r.error();
     std::optional<std::int64_t> out;
     if (!PQgetisnull(r->get(), 0, 0)) out = pg::integer(r->get(), 0, 0);
@@ -60,7 +60,7 @@ class postgres_outbox final : public outbox {
   }
 
   outcome<std::vector<handler_counts>> counts() override {
-    auto r = pg::exec(c_.get(), R"sql(
+    auto r = run(R"sql(
 SELECT handler,
        count(*) FILTER (WHERE state = 'pending' AND attempts = 0), count(*) FILTER (WHERE state = 'pending' AND attempts > 0),
        count(*) FILTER (WHERE state = 'dead'), count(*) FILTER (WHERE state = 'done'),
@@ -108,7 +108,9 @@ ON CONFLICT (handler, event_id) DO UPDATE SET
   updated_at = excluded.updated_at, order_key = excluded.order_key)sql";
     for (std::size_t start = 0; start < rows.size(); start += replay_chunk) {
       const std::int64_t now = now_us();
-      pg::pipeline pl(c_.get());
+      auto c = s_->get();
+      if (!c) return c.error();
+      pg::pipeline pl(*c);
       pl.send("BEGIN");
       for (std::size_t i = start; i < std::min(rows.size(), start + replay_chunk); ++i) {
         pg::params ps;
@@ -119,7 +121,7 @@ ON CONFLICT (handler, event_id) DO UPDATE SET
       }
       pl.send("COMMIT");
       if (auto done = pl.run(std::chrono::seconds(60)); !done) {
-        (void)pg::exec(c_.get(), "ROLLBACK");
+        (void)run("ROLLBACK");
         failure f2 = done.error();
         f2.message = "queue replay: " + f2.message;
         return f2;
@@ -131,15 +133,46 @@ ON CONFLICT (handler, event_id) DO UPDATE SET
   outcome<std::int64_t> retry_dead(const std::string& handler) override {
     pg::params p;
     p.text(handler).integer(now_us());
-    auto r = pg::exec(c_.get(),
-                      "UPDATE deliveries SET state = 'pending', attempts = 0, due_at = $2::bigint, created_at = $2::bigint, "
+    auto r = run("UPDATE deliveries SET state = 'pending', attempts = 0, due_at = $2::bigint, created_at = $2::bigint, "
                       "updated_at = $2::bigint WHERE handler = $1 AND state = 'dead'",
                       p);
     if (!r) return r.error();
     return std::strtoll(PQcmdTuples(r->get()), nullptr, 10);
   }
 
+  outcome<std::vector<delivery_row>> pending_rows(std::int64_t after_id, int limit) override {
+    pg::params p;
+    p.integer(after_id).integer(limit);
+    auto r = run(R"sql(
+SELECT id, handler, event_id, attempts, due_at, created_at, updated_at, order_key, last_error, last_error_at
+FROM deliveries WHERE state = 'pending' AND id > $1::bigint ORDER BY id LIMIT $2::bigint)sql", p);
+    if (!r) return r.error();
+    std::vector<delivery_row> out;
+    for (int row = 0; row < PQntuples(r->get()); ++row) {
+      delivery_row d;
+      d.id = pg::integer(r->get(), row, 0);
+      d.handler = pg::text(r->get(), row, 1);
+      d.event_id = pg::integer(r->get(), row, 2);
+      d.attempts = static_cast<int>(pg::integer(r->get(), row, 3));
+      d.due_at_us = pg::integer(r->get(), row, 4);
+      d.created_at_us = pg::integer(r->get(), row, 5);
+      d.updated_at_us = pg::integer(r->get(), row, 6);
+      d.order_key = pg::text(r->get(), row, 7);
+      d.last_error = pg::text(r->get(), row, 8);
+      d.last_error_at_us = pg::integer(r->get(), row, 9);
+      out.push_back(std::move(d));
+    }
+    return out;
+  }
+
  private:
+  // One statement on the session's connection (re-opened if it was lost).
+  outcome<pg::result> run(std::string_view sql, const pg::params& p = {}) {
+    auto c = s_->get();
+    if (!c) return c.error();
+    return pg::exec(*c, sql, p);
+  }
+
   // The events matching a filter (`q` included) and predicate, oldest first, a page at a time.
   template <class Each>
   outcome<void> matching(const event_filter& f, const event_predicate& pred, Each each) {
@@ -153,7 +186,7 @@ ON CONFLICT (handler, event_id) DO UPDATE SET
       pg::append_filter(sql, page, p);
       p.integer(chunk);
       sql += " ORDER BY id LIMIT $" + std::to_string(p.size()) + "::bigint";
-      auto r = pg::exec(c_.get(), sql, p);
+      auto r = run(sql, p);
       if (!r) return r.error();
       const int n = PQntuples(r->get());
       for (int row = 0; row < n; ++row) {
@@ -166,16 +199,16 @@ ON CONFLICT (handler, event_id) DO UPDATE SET
     }
   }
 
-  pg::connection c_;
+  std::unique_ptr<pg::session> s_;
 };
 
 }  // namespace
 
 outcome<std::unique_ptr<outbox>> open_postgres_outbox(const location& where) {
-  auto c = pg::connect({where.url, where.password, where.connect_timeout_ms});
-  if (!c) return c.error();
-  if (auto ok = pg::check_schema(c->get(), where.describe()); !ok) return ok.error();
-  return std::unique_ptr<outbox>(new postgres_outbox(std::move(*c)));
+  auto s = std::make_unique<pg::session>(pg::connect_options{where.url, where.password, where.connect_timeout_ms});
+  if (auto r = s->open(); !r) return r.error();
+  if (auto ok = pg::check_schema(*s->get(), where.describe()); !ok) return ok.error();
+  return std::unique_ptr<outbox>(new postgres_outbox(std::move(s)));
 }
 
 }  // namespace pipehook::store

@@ -179,4 +179,34 @@ outcome<std::vector<result>> pipeline::run(std::chrono::milliseconds timeout) {
   return out;
 }
 
+bool still_open(PGconn* c) {
+  if (broken(c)) return false;
+  pollfd p{PQsocket(c), POLLIN, 0};
+  if (::poll(&p, 1, 0) > 0) {
+    // Readable while idle: a notice, or the server's goodbye (EOF).
+    if (!PQconsumeInput(c)) return false;
+    while (PGnotify* n = PQnotifies(c)) PQfreemem(n);
+  }
+  return !broken(c);
+}
+
+outcome<void> session::open() {
+  auto c = connect(opts_);
+  if (!c) return c.error();
+  if (!setup_.empty())
+    if (auto r = exec(c->get(), setup_); !r) return r.error();
+  c_ = std::move(*c);
+  return {};
+}
+
+outcome<PGconn*> session::get() {
+  if (c_ && still_open(c_.get())) return c_.get();
+  c_.reset();
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_try_) return make_failure(errc::store_io, "the connection to PostgreSQL was lost; reconnecting");
+  next_try_ = now + std::chrono::seconds(1);
+  if (auto r = open(); !r) return r.error();
+  return c_.get();
+}
+
 }  // namespace pipehook::store::pg

@@ -45,6 +45,25 @@ failure failure_of(PGconn* c, const PGresult* r, std::string_view what);
 
 // True when the connection is gone (the next use needs a new one).
 inline bool broken(PGconn* c) { return !c || PQstatus(c) != CONNECTION_OK; }
+// Reads what the server sent meanwhile without waiting: a connection the server closed (a
+// restart, an idle timeout) shows as broken before it is used, not by failing a statement.
+bool still_open(PGconn* c);
+
+// A connection that comes back: get() reconnects when the last one was lost (a server restart, a
+// network cut), at most once per second, and runs `setup` on each new connection.
+class session {
+ public:
+  session(connect_options o, std::string setup = {}) : opts_(std::move(o)), setup_(std::move(setup)) {}
+  // The first connection, for open(): errors are the caller's to report.
+  outcome<void> open();
+  outcome<PGconn*> get();
+
+ private:
+  connect_options opts_;
+  std::string setup_;
+  connection c_;
+  std::chrono::steady_clock::time_point next_try_{};
+};
 
 // Text parameters for one statement; nullopt is SQL NULL.
 class params {

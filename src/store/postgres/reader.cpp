@@ -11,7 +11,7 @@ namespace {
 
 class postgres_reader final : public reader {
  public:
-  explicit postgres_reader(pg::connection c) : c_(std::move(c)) {}
+  explicit postgres_reader(std::unique_ptr<pg::session> s) : s_(std::move(s)) {}
 
   outcome<std::vector<event::stored_event>> list(const event_filter& f, bool with_body) override {
     // `q` looks into the bodies: read pages of candidates and keep those whose changes match.
@@ -25,7 +25,7 @@ class postgres_reader final : public reader {
       const int want = scan ? std::max(page.limit, 500) : page.limit;
       p.integer(want);
       sql += std::string(f.ascending ? " ORDER BY id ASC" : " ORDER BY id DESC") + " LIMIT $" + std::to_string(p.size());
-      auto r = pg::exec(c_.get(), sql, p);
+      auto r = run(sql, p);
       if (!r) return r.error();
       const int n = PQntuples(r->get());
       for (int row = 0; row < n && out.size() < static_cast<std::size_t>(f.limit); ++row) {
@@ -45,7 +45,7 @@ class postgres_reader final : public reader {
   outcome<event::stored_event> get(std::int64_t id) override {
     pg::params p;
     p.integer(id);
-    auto r = pg::exec(c_.get(), "SELECT " + pg::event_columns() + ", body FROM events WHERE id = $1::bigint", p);
+    auto r = run("SELECT " + pg::event_columns() + ", body FROM events WHERE id = $1::bigint", p);
     if (!r) return r.error();
     if (PQntuples(r->get()) == 0) return make_failure(errc::not_found, "no event with id " + std::to_string(id));
     event::stored_event se = pg::read_event(r->get(), 0, 0);
@@ -57,8 +57,7 @@ class postgres_reader final : public reader {
     event_stats out;
     pg::params p;
     p.integer(since_us).integer(until_us);
-    auto by = pg::exec(c_.get(),
-                       "SELECT entity, action, count(*), sum(deliveries - 1) FROM events "
+    auto by = run("SELECT entity, action, count(*), sum(deliveries - 1) FROM events "
                        "WHERE received_at >= $1::bigint AND received_at < $2::bigint GROUP BY entity, action "
                        "ORDER BY entity COLLATE \"C\", action COLLATE \"C\"",
                        p);
@@ -70,8 +69,7 @@ class postgres_reader final : public reader {
       out.duplicates += c.duplicates;
       out.by_entity_action.push_back(std::move(c));
     }
-    auto hours = pg::exec(c_.get(),
-                          "SELECT received_at / 3600000000 * 3600000000 AS h, count(*) FROM events "
+    auto hours = run("SELECT received_at / 3600000000 * 3600000000 AS h, count(*) FROM events "
                           "WHERE received_at >= $1::bigint AND received_at < $2::bigint GROUP BY h ORDER BY h",
                           p);
     if (!hours) return hours.error();
@@ -86,8 +84,7 @@ class postgres_reader final : public reader {
   outcome<std::vector<quarantine_row>> quarantine(std::optional<std::int64_t> before_id, int limit) override {
     pg::params p;
     p.integer(before_id.value_or(INT64_MAX)).integer(limit);
-    auto r = pg::exec(c_.get(),
-                      "SELECT id, received_at, reason, content_type, remote FROM quarantine WHERE id < $1::bigint "
+    auto r = run("SELECT id, received_at, reason, content_type, remote FROM quarantine WHERE id < $1::bigint "
                       "ORDER BY id DESC LIMIT $2::bigint",
                       p);
     if (!r) return r.error();
@@ -99,7 +96,7 @@ class postgres_reader final : public reader {
   outcome<quarantine_row> quarantined(std::int64_t id) override {
     pg::params p;
     p.integer(id);
-    auto r = pg::exec(c_.get(), "SELECT id, received_at, reason, content_type, remote, body FROM quarantine WHERE id = $1::bigint", p);
+    auto r = run("SELECT id, received_at, reason, content_type, remote, body FROM quarantine WHERE id = $1::bigint", p);
     if (!r) return r.error();
     if (PQntuples(r->get()) == 0) return make_failure(errc::not_found, "no quarantined body with id " + std::to_string(id));
     quarantine_row q = read_quarantine(r->get(), 0);
@@ -134,6 +131,13 @@ class postgres_reader final : public reader {
   outcome<std::int64_t> count_quarantined() override { return count("SELECT count(*) FROM quarantine"); }
 
  private:
+  // One statement on the session's connection (re-opened if it was lost).
+  outcome<pg::result> run(std::string_view sql, const pg::params& p = {}) {
+    auto c = s_->get();
+    if (!c) return c.error();
+    return pg::exec(*c, sql, p);
+  }
+
   static quarantine_row read_quarantine(const PGresult* r, int row) {
     return {pg::integer(r, row, 0), pg::integer(r, row, 1), pg::text(r, row, 2), pg::text(r, row, 3), pg::text(r, row, 4), {}};
   }
@@ -141,23 +145,23 @@ class postgres_reader final : public reader {
   outcome<std::int64_t> count(std::string_view sql, std::initializer_list<std::int64_t> values = {}) {
     pg::params p;
     for (auto v : values) p.integer(v);
-    auto r = pg::exec(c_.get(), sql, p);
+    auto r = run(sql, p);
     if (!r) return r.error();
     return pg::integer(r->get(), 0, 0);
   }
 
-  pg::connection c_;
+  std::unique_ptr<pg::session> s_;
 };
 
 }  // namespace
 
 outcome<std::unique_ptr<reader>> open_postgres_reader(const location& where) {
-  auto c = pg::connect({where.url, where.password, where.connect_timeout_ms});
-  if (!c) return c.error();
-  if (auto ok = pg::check_schema(c->get(), where.describe()); !ok) return ok.error();
   // Read-only, like SQLite's reader connection: a bug here cannot write.
-  if (auto ro = pg::exec(c->get(), "SET default_transaction_read_only = on"); !ro) return ro.error();
-  return std::unique_ptr<reader>(new postgres_reader(std::move(*c)));
+  auto s = std::make_unique<pg::session>(pg::connect_options{where.url, where.password, where.connect_timeout_ms},
+                                         "SET default_transaction_read_only = on");
+  if (auto r = s->open(); !r) return r.error();
+  if (auto ok = pg::check_schema(*s->get(), where.describe()); !ok) return ok.error();
+  return std::unique_ptr<reader>(new postgres_reader(std::move(s)));
 }
 
 }  // namespace pipehook::store
