@@ -8,6 +8,7 @@
 #include "pipehook/dispatch/policy.hpp"
 #include "pipehook/event/json.hpp"
 #include "pipehook/handlers/builtin.hpp"
+#include "pipehook/store/copy.hpp"
 #include "pipehook/store/outbox.hpp"
 #include "pipehook/store/reader.hpp"
 #include "pipehook/store/retention.hpp"
@@ -18,6 +19,7 @@
 #include <boost/json/serialize.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <iostream>
 #include <memory>
 
@@ -309,6 +311,37 @@ int cmd_events_replay(const std::string& config_path, const std::string& name, c
   return exit_ok;
 }
 
+// Copies the log of one config into the PostgreSQL log of another, with a progress line.
+int cmd_events_copy(const std::string& from_path, const std::string& to_path, int batch) {
+  if (batch < 1 || batch > 10'000) return fail(exit_usage, "--batch must be between 1 and 10000");
+  auto from = load(from_path);
+  if (!from) return fail(exit_usage, "--from: " + from.error().message);
+  auto to = load(to_path);
+  if (!to) return fail(exit_usage, "--to: " + to.error().message);
+  if (to->store.backend != config::store_backend::postgres)
+    return fail(exit_usage, "--to: " + to_path + " keeps its log in SQLite; the target must have store.backend = \"postgres\"");
+  const auto start = std::chrono::steady_clock::now();
+  auto last_line = start;
+  auto line = [&](const store::copy_progress& p, bool final) {
+    const auto now = std::chrono::steady_clock::now();
+    if (!final && now - last_line < std::chrono::seconds(1)) return;
+    last_line = now;
+    const double secs = std::max(1e-3, std::chrono::duration<double>(now - start).count());
+    std::cerr << "copied " << p.copied << " event(s), " << p.seen << " of " << p.total << " looked at ("
+              << static_cast<std::int64_t>(static_cast<double>(p.copied) / secs) << "/s)";
+    if (final) std::cerr << "; " << p.quarantined << " quarantined, " << p.deliveries << " pending deliveries";
+    std::cerr << "\n";
+  };
+  auto done = store::copy_log(store_location(*from), store_location(*to), batch,
+                              [&](const store::copy_progress& p) { line(p, false); });
+  if (!done) return fail_with(done.error());
+  line(*done, true);
+  std::cout << "copied " << done->copied << " event(s) (" << done->total - done->copied << " already there), "
+            << done->quarantined << " quarantined body(ies) and " << done->deliveries << " pending delivery(ies) into "
+            << store_location(*to).describe() << "\n";
+  return exit_ok;
+}
+
 }  // namespace
 
 void add_events_commands(CLI::App& app, context& ctx) {
@@ -380,6 +413,18 @@ void add_events_commands(CLI::App& app, context& ctx) {
   rf->filters.add_to(replay, false);
   replay->add_flag("--yes", rf->yes, "confirm a replay of more than 1000 events");
   replay->callback([&ctx, rf] { ctx.exit_code = cmd_events_replay(ctx.config_path, rf->handler, rf->filters, rf->yes); });
+
+  struct copy_flags {
+    std::string from, to;
+    int batch = 1000;
+  };
+  auto cf = std::make_shared<copy_flags>();
+  auto* copy = events->add_subcommand("copy", "copy a log (events, quarantine, pending deliveries) into a PostgreSQL log; "
+                                              "resumable, idempotent by event key");
+  copy->add_option("--from", cf->from, "the config whose log is copied")->required();
+  copy->add_option("--to", cf->to, "the config whose log (store.backend = \"postgres\") receives it")->required();
+  copy->add_option("--batch", cf->batch, "events per transaction (default 1000)");
+  copy->callback([&ctx, cf] { ctx.exit_code = cmd_events_copy(cf->from, cf->to, cf->batch); });
 }
 
 }  // namespace pipehook::cli

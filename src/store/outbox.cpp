@@ -156,6 +156,33 @@ WHERE handler = ?1 AND state = 'dead')sql");
     return static_cast<std::int64_t>(sqlite3_changes(db_.db));
   }
 
+  outcome<std::vector<delivery_row>> pending_rows(std::int64_t after_id, int limit) override {
+    auto st = statement::prepare(db_.db, R"sql(
+SELECT id, handler, event_id, attempts, due_at, created_at, updated_at, order_key, last_error, last_error_at
+FROM deliveries WHERE state = 'pending' AND id > ?1 ORDER BY id LIMIT ?2)sql");
+    if (!st) return st.error();
+    st->bind_int(1, after_id);
+    st->bind_int(2, limit);
+    std::vector<delivery_row> out;
+    int rc;
+    while ((rc = st->step()) == SQLITE_ROW) {
+      delivery_row d;
+      d.id = st->column_int(0);
+      d.handler = st->column_text(1);
+      d.event_id = st->column_int(2);
+      d.attempts = static_cast<int>(st->column_int(3));
+      d.due_at_us = st->column_int(4);
+      d.created_at_us = st->column_int(5);
+      d.updated_at_us = st->column_int(6);
+      d.order_key = st->column_text(7);
+      d.last_error = st->column_text(8);
+      d.last_error_at_us = st->column_int(9);
+      out.push_back(std::move(d));
+    }
+    if (rc != SQLITE_DONE) return detail::sqlite_failure(db_.db, rc, "read pending deliveries");
+    return out;
+  }
+
  private:
   template <class Each>
   outcome<void> matching(const event_filter& f, const event_predicate& p, Each each) {

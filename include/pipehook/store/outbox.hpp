@@ -55,6 +55,18 @@ struct fresh_deliveries {
   std::shared_ptr<const event::stored_event> ev;
 };
 
+// A delivery row as stored, for copying a log (`pipehook events copy`).
+struct delivery_row {
+  std::int64_t id = 0;
+  std::string handler;
+  std::int64_t event_id = 0;
+  delivery_state state = delivery_state::pending;
+  int attempts = 0;
+  std::int64_t due_at_us = 0, created_at_us = 0, updated_at_us = 0;
+  std::string order_key, last_error;
+  std::int64_t last_error_at_us = 0;  // 0: none
+};
+
 struct handler_counts {
   std::string handler;
   std::int64_t pending = 0;   // not tried yet
@@ -91,6 +103,8 @@ class outbox {
                                        const event_predicate& p) = 0;
   // Dead rows of `handler` back to pending. Returns how many.
   virtual outcome<std::int64_t> retry_dead(const std::string& handler) = 0;
+  // Pending rows of every handler with ids above `after_id`, by id, at most `limit`.
+  virtual outcome<std::vector<delivery_row>> pending_rows(std::int64_t after_id, int limit) = 0;
 };
 
 // The order key of an ordered handler's delivery: events of one entity share it.
