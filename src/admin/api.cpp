@@ -5,7 +5,9 @@
 #include "pipehook/core/time.hpp"
 #include "pipehook/event/json.hpp"
 #include "pipehook/pipedrive/parse.hpp"
-#include "pipehook/store/await.hpp"
+#include "pipehook/store/async.hpp"
+
+#include <boost/asio/use_awaitable.hpp>
 #include "pipehook/store/outbox.hpp"
 #include "pipehook/store/reader.hpp"
 #include "web_assets.hpp"
@@ -277,13 +279,6 @@ struct api::impl {
 
 namespace {
 
-struct submit_reparsed {
-  store::event_log* log;
-  std::int64_t quarantine_id;
-  std::shared_ptr<event::event> ev;
-  void operator()(store::append_callback cb) const { log->append_reparsed(quarantine_id, std::move(*ev), std::move(cb)); }
-};
-
 // POST /api/v1/quarantine/{id}/reparse: the body through today's parser; an event now is stored
 // (a duplicate if it already is) and leaves the quarantine in the same transaction.
 asio::awaitable<http::response> reparse(api::impl* self, std::string path) {
@@ -299,8 +294,7 @@ asio::awaitable<http::response> reparse(api::impl* self, std::string path) {
   if (parsed.status != pipedrive::parse_status::event)
     co_return json_error(422, "not_an_event", "quarantined body " + std::to_string(*id) + " still does not parse as a Pipedrive event: " +
                                                   parsed.reason);
-  auto ev = std::make_shared<event::event>(std::move(parsed.ev));
-  auto op = store::await_commit(submit_reparsed{&self->log, *id, ev});
+  auto op = store::async_append_reparsed(self->log, *id, std::move(parsed.ev), asio::use_awaitable);
   store::append_result res = co_await std::move(op);
   if (!res) co_return json_error(503, "store_unavailable", res.error().message);
   const bool dup = res->status == store::append_status::duplicate;

@@ -7,8 +7,10 @@
 #include "pipehook/core/time.hpp"
 #include "pipehook/dispatch/handler.hpp"
 #include "pipehook/dispatch/policy.hpp"
+#include "pipehook/store/async.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -84,23 +86,29 @@ struct dispatcher::impl {
     unsent_rows.clear();
     std::vector<store::delivery_update> batch;
     batch.swap(unsent);
-    // The work guard keeps run() from returning while a batch of verdicts is being committed: at
+    // The operation keeps run() from returning while a batch of verdicts is being committed: at
     // shutdown the verdicts still unsent are flushed after it, instead of being dropped (which
     // would deliver those events again after a restart).
-    log->update_deliveries(std::move(batch), [this, rows, work = asio::make_work_guard(ioc)](store::append_result) {
-      asio::post(ioc, [this, rows] {
-        flushing = false;
-        for (const auto& f : *rows) {
-          f.w->committing.erase(f.id);
-          if (!f.key.empty()) f.w->busy_keys.erase(f.key);
-          // Ordered: the entity's next row is due now, and only the outbox knows it.
-          if (f.w->cfg.ordered) f.w->dirty = true;
-          f.w->wake->cancel();
-        }
-        flush();
-      });
-    });
+    store::async_update_deliveries(*log, std::move(batch), asio::bind_executor(ioc, verdicts_committed{this, rows}));
   }
+
+  // On the dispatcher's thread once a batch of verdicts committed (or failed: the rows are then
+  // delivered again after a restart, at-least-once).
+  struct verdicts_committed {
+    impl* self;
+    std::shared_ptr<std::vector<finished>> rows;
+    void operator()(store::append_result) const {
+      self->flushing = false;
+      for (const auto& f : *rows) {
+        f.w->committing.erase(f.id);
+        if (!f.key.empty()) f.w->busy_keys.erase(f.key);
+        // Ordered: the entity's next row is due now, and only the outbox knows it.
+        if (f.w->cfg.ordered) f.w->dirty = true;
+        f.w->wake->cancel();
+      }
+      self->flush();
+    }
+  };
 
   void wake_all() {
     for (auto& w : workers) {

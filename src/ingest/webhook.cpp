@@ -3,7 +3,9 @@
 #include "pipehook/core/codec.hpp"
 #include "pipehook/core/time.hpp"
 #include "pipehook/pipedrive/parse.hpp"
-#include "pipehook/store/await.hpp"
+#include "pipehook/store/async.hpp"
+
+#include <boost/asio/use_awaitable.hpp>
 
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
@@ -48,24 +50,6 @@ bool is_json_content_type(std::string_view ct) {
   return lower.rfind("application/", 0) == 0 && lower.size() > 17 && lower.compare(lower.size() - 5, 5, "+json") == 0;
 }
 
-
-struct submit_event {
-  store::event_log* log;
-  std::shared_ptr<event::event> ev;
-  void operator()(store::append_callback cb) const { log->append(std::move(*ev), std::move(cb)); }
-};
-
-struct submit_quarantine {
-  store::event_log* log;
-  std::shared_ptr<store::quarantined> q;
-  void operator()(store::append_callback cb) const { log->append(std::move(*q), std::move(cb)); }
-};
-
-struct submit_probe {
-  store::event_log* log;
-  std::size_t room;
-  void operator()(store::append_callback cb) const { log->probe(room, std::move(cb)); }
-};
 
 }  // namespace
 
@@ -145,14 +129,14 @@ asio::awaitable<http::response> webhook_endpoint::handle(http::request_head head
     co_return http::json_error(400, "invalid_json", parsed.reason);
 
   if (parsed.status == pipedrive::parse_status::not_an_event) {
-    auto q = std::make_shared<store::quarantined>();
-    q->reason = parsed.reason;
-    q->content_type = std::string(head.content_type);
-    q->remote = head.remote;
-    q->body = std::move(parsed.ev.body);
-    q->received_at_us = parsed.ev.received_at_us;
-    const std::size_t bytes = q->body.size();
-    auto op = store::await_commit(submit_quarantine{&log_, q});  // see await_commit(): no temporaries in the co_await
+    store::quarantined q;
+    q.reason = parsed.reason;
+    q.content_type = std::string(head.content_type);
+    q.remote = head.remote;
+    q.body = std::move(parsed.ev.body);
+    q.received_at_us = parsed.ev.received_at_us;
+    const std::size_t bytes = q.body.size();
+    auto op = store::async_append(log_, std::move(q), asio::use_awaitable);  // named: no temporaries in a co_await (GCC 12)
     store::append_result res = co_await std::move(op);
     note_write(res, bytes);
     if (!res) co_return unavailable(res.error());
@@ -161,10 +145,10 @@ asio::awaitable<http::response> webhook_endpoint::handle(http::request_head head
     co_return r;
   }
 
-  auto ev = std::make_shared<event::event>(std::move(parsed.ev));
-  const std::string note = ev->entity + "." + ev->action + " " + ev->entity_id + " attempt " + std::to_string(ev->attempt);
-  const std::size_t bytes = ev->body.size();
-  auto op = store::await_commit(submit_event{&log_, ev});
+  event::event& ev = parsed.ev;
+  const std::string note = ev.entity + "." + ev.action + " " + ev.entity_id + " attempt " + std::to_string(ev.attempt);
+  const std::size_t bytes = ev.body.size();
+  auto op = store::async_append(log_, std::move(ev), asio::use_awaitable);
   store::append_result res = co_await std::move(op);
   note_write(res, bytes);
   if (!res) co_return unavailable(res.error());
@@ -183,7 +167,7 @@ asio::awaitable<http::response> webhook_endpoint::ready() {
     std::lock_guard lk(failure_mu_);
     room = failure_bytes_;
   }
-  auto op = store::await_commit(submit_probe{&log_, room});
+  auto op = store::async_probe(log_, room, asio::use_awaitable);
   store::append_result res = co_await std::move(op);
   note_write(res, room);
   if (!res) {

@@ -4,7 +4,7 @@
 #include "pipehook/core/spawn.hpp"
 #include "pipehook/core/time.hpp"
 #include "pipehook/core/use_tuple.hpp"
-#include "pipehook/store/await.hpp"
+#include "pipehook/store/async.hpp"
 #include "pipehook/store/reader.hpp"
 #include "sqlite.hpp"
 
@@ -12,6 +12,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -108,16 +109,9 @@ namespace {
 
 constexpr int retention_batch = 500;
 
-struct purge_submit {
-  event_log* log;
-  std::int64_t before_us;
-  int limit;
-  void operator()(append_callback cb) const { log->purge(before_us, limit, std::move(cb)); }
-};
-
 // One batch through the writer; the rows it deleted, or nullopt (logged) when it failed.
 asio::awaitable<std::optional<std::int64_t>> purge_batch_via_writer(retention_runner::impl* self, std::int64_t before_us, int limit) {
-  auto op = await_commit(purge_submit{&self->log, before_us, limit});
+  auto op = async_purge(self->log, before_us, limit, asio::use_awaitable);
   append_result r = co_await std::move(op);
   if (!r) {
     spdlog::error("retention: {}", r.error().message);
