@@ -6,7 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build.sh
 scripts/install-npm-tools.sh   # Prism (Pipedrive API spec checks) and playwright-core (web page test)
+# The PostgreSQL servers the tests start stop with their test process; one killed by the timeout
+# would leave its server behind: stop any such leftover when the suite ends.
+stop_leftover_pg() { pkill -f '^/usr/lib/postgresql/[0-9]+/bin/postgres -D /tmp/pipehook-pg-' 2>/dev/null || true; }
+trap stop_leftover_pg EXIT
 ctest --test-dir build --output-on-failure -j 2 --timeout 300
+stop_leftover_pg
 
 fuzz_seconds=${PIPEHOOK_FUZZ_SECONDS:-30}
 if (( fuzz_seconds > 0 )); then

@@ -107,10 +107,9 @@ ordered = true
 
 TEST(config, the_postgres_backend_needs_a_uri_and_masks_its_password) {
   auto c = parse("[store]\nbackend = \"postgres\"\nurl = \"postgresql://ph:hunter2@db.internal:5432/pipehook?sslmode=verify-full\"\n"
-                 "pool_size = 8\nconnect_timeout = \"3s\"\n");
+                 "connect_timeout = \"3s\"\n");
   ASSERT_TRUE(c) << c.error().message;
   EXPECT_EQ(c->store.backend, config::store_backend::postgres);
-  EXPECT_EQ(c->store.pool_size, 8u);
   EXPECT_EQ(c->store.connect_timeout_ms, 3'000);
   const std::string shown = config::render_effective(*c);
   EXPECT_EQ(shown.find("hunter2"), std::string::npos) << shown;
@@ -119,7 +118,8 @@ TEST(config, the_postgres_backend_needs_a_uri_and_masks_its_password) {
   auto back = parse(shown);
   ASSERT_TRUE(back) << back.error().message;
   EXPECT_EQ(back->store.backend, config::store_backend::postgres);
-  EXPECT_EQ(back->store.pool_size, 8u);
+  EXPECT_EQ(back->store.connect_timeout_ms, 3'000);
+  EXPECT_EQ(back->store.url, mask_url_password(c->store.url));  // the secret stays out of the printout
   EXPECT_EQ(mask_url_password("postgresql://db/x?user=a&password=p%20w&sslmode=require"),
             "postgresql://db/x?user=a&password=********&sslmode=require");
   EXPECT_EQ(mask_url_password("postgresql://u@db/x"), "postgresql://u@db/x");
@@ -145,7 +145,7 @@ TEST(config, the_postgres_backend_needs_a_uri_and_masks_its_password) {
            {"[store]\nbackend = \"postgres\"\nurl = \"mysql://x:secretpw@h/db\"\n", "must be a URI starting with postgresql://"},
            {"[store]\nbackend = \"oracle\"\n", "store.backend must be \"sqlite\" or \"postgres\""},
            {"[store]\nurl = \"postgresql://h/db\"\n", "store.url is for the postgres backend"},
-           {"[store]\nbackend = \"postgres\"\nurl = \"postgresql://h/db\"\npool_size = 0\n", "store.pool_size"},
+           {"[store]\nbackend = \"postgres\"\nurl = \"postgresql://h/db\"\nconnect_timeout = \"0s\"\n", "store.connect_timeout"},
            {"[store]\nbackend = \"postgres\"\nurl = \"postgresql://h/db\"\npoolsize = 2\n", "store.poolsize"}}) {
     auto r = parse(b.text);
     ASSERT_FALSE(r) << b.text;

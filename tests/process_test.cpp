@@ -395,6 +395,24 @@ TEST(postgres_outage, webhooks_get_503_while_the_database_is_down_and_pipehook_r
   for (const auto& id : acked) ASSERT_EQ(in_log[id], 1) << id << " was acknowledged but is not in the log exactly once";
 }
 
+// An acknowledged event survives a database crash only if COMMIT waits for the WAL: a server
+// (here, the database) running with synchronous_commit = off is named in a warning at start-up.
+TEST(postgres_outage, synchronous_commit_off_is_warned_about_at_start_up) {
+  test::temp_dir dir;
+  config::config c = test::test_config(dir);
+  test::use_backend(c, store::location::kind::postgres);
+  const std::string db = c.store.url.substr(c.store.url.rfind('/') + 1);
+  test::pg_server::shared().query("postgres", "ALTER DATABASE " + db + " SET synchronous_commit = off");
+  test::daemon_process d(write_config(dir, "", test::store_toml(c)), dir.file("log"));
+  test::http_client client(d.port());
+  ASSERT_EQ(client.post(test::v2_body("async-commit"), good_auth).status, 200u);
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait(10s), 0);
+  const std::string log = test::read_file(dir.file("log"));
+  EXPECT_NE(log.find("synchronous_commit = off"), std::string::npos) << log;
+  EXPECT_NE(log.find("may be lost if the server crashes"), std::string::npos) << log;
+}
+
 INSTANTIATE_TEST_SUITE_P(backends, process_backend, test::backends(), test::backend_name);
 
 }  // namespace

@@ -276,7 +276,6 @@ outcome<void> apply_store(const reader& r, config& c) {
   else return bad("store.backend must be \"sqlite\" or \"postgres\" (got \"" + backend + "\")");
   PIPEHOOK_TRY(r.string("url", c.store.url));
   PIPEHOOK_TRY(secret_pair(r, "password", c.store.password, c.store.password_source, c));
-  PIPEHOOK_TRY(r.integer("pool_size", c.store.pool_size, 1, 64));
   PIPEHOOK_TRY(r.duration("connect_timeout", c.store.connect_timeout_ms, 1'000, 300'000));
   if (c.store.backend == store_backend::postgres) {
     if (c.store.url.empty())
@@ -285,7 +284,7 @@ outcome<void> apply_store(const reader& r, config& c) {
       return bad("store.url must be a URI starting with postgresql:// (got \"" + mask_url_password(c.store.url) + "\")");
     if (mask_url_password(c.store.url) != c.store.url) c.inline_secrets.push_back("store.url");
   } else {
-    for (const char* k : {"url", "password", "password_file", "pool_size", "connect_timeout"})
+    for (const char* k : {"url", "password", "password_file", "connect_timeout"})
       if (r.node(k)) return bad(std::string("store.") + k + " is for the postgres backend; store.backend is \"sqlite\"");
   }
   PIPEHOOK_TRY(r.string("path", c.store.path));
@@ -796,7 +795,6 @@ toml::table effective_table(const config& c) {
     auto* store = doc["store"].as_table();
     store->insert_or_assign("url", mask_url_password(c.store.url));
     store->insert_or_assign("password", masked(c.store.password));
-    store->insert_or_assign("pool_size", static_cast<std::int64_t>(c.store.pool_size));
     store->insert_or_assign("connect_timeout", duration_value(c.store.connect_timeout_ms));
   }
   return doc;

@@ -52,7 +52,6 @@ struct store_config {
   std::string url;
   std::string password;         // secret: PGPASSWORD, store.password(_file), or the URI's own
   std::string password_source;
-  std::uint32_t pool_size = 4;              // connections for readers (the writer has its own)
   std::int64_t connect_timeout_ms = 5'000;
   durability sync = durability::full;
   std::uint32_t queue_capacity = 4096;   // events waiting for the writer; beyond it ingest answers 503

@@ -6,17 +6,6 @@
 
 namespace pipehook::store {
 
-std::string_view to_string(delivery_state s) {
-  switch (s) {
-    case delivery_state::pending: return "pending";
-    case delivery_state::done: return "done";
-    case delivery_state::dead: return "dead";
-  }
-  return "pending";
-}
-
-std::string order_key_of(const event::event& ev) { return ev.entity + "/" + ev.entity_id; }
-
 namespace {
 
 using detail::statement;
@@ -221,11 +210,7 @@ std::string due_sql(bool ordered) {
 
 }  // namespace
 
-outcome<std::unique_ptr<outbox>> open_postgres_outbox(const location& where);
-
-outcome<std::unique_ptr<outbox>> outbox::open(const location& where) {
-  if (where.is_postgres()) return open_postgres_outbox(where);
-  const std::string& path = where.path;
+outcome<std::unique_ptr<outbox>> open_sqlite_outbox(const std::string& path) {
   auto opened = detail::open_existing(path, SQLITE_OPEN_READWRITE, 2);  // 2: the outbox
   if (!opened) return opened.error();
   detail::db_handle db = std::move(*opened);

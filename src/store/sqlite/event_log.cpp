@@ -1,7 +1,7 @@
 // The SQLite event log: one writer thread, a bounded queue, group commit.
 #include "pipehook/core/time.hpp"
 #include "pipehook/store/event_log.hpp"
-#include "queued_event_log.hpp"
+#include "../queued_event_log.hpp"
 #include "sqlite.hpp"
 
 #include <chrono>

@@ -1,6 +1,5 @@
 #include "pipehook/store/reader.hpp"
 
-#include "pipehook/core/url.hpp"
 #include "sqlite.hpp"
 
 #include <algorithm>
@@ -227,16 +226,10 @@ class sqlite_reader final : public reader {
 
 }  // namespace
 
-outcome<std::unique_ptr<reader>> open_postgres_reader(const location& where);
-
-outcome<std::unique_ptr<reader>> reader::open(const location& where) {
-  if (where.is_postgres()) return open_postgres_reader(where);
-  const std::string& path = where.path;
+outcome<std::unique_ptr<reader>> open_sqlite_reader(const std::string& path) {
   auto db = detail::open_existing(path, SQLITE_OPEN_READONLY, 1);
   if (!db) return db.error();
   return std::unique_ptr<reader>(new sqlite_reader(std::move(*db)));
 }
-
-std::string location::describe() const { return is_postgres() ? mask_url_password(url) : path; }
 
 }  // namespace pipehook::store

@@ -1,0 +1,43 @@
+// One store interface, two backends: where a location leads (src/store/sqlite/ holds SQLite's SQL,
+// src/store/postgres/ PostgreSQL's), and what both share.
+#include "pipehook/core/url.hpp"
+#include "pipehook/store/outbox.hpp"
+#include "pipehook/store/reader.hpp"
+#include "pipehook/store/retention.hpp"
+
+namespace pipehook::store {
+
+// Each backend's own openers (src/store/sqlite/, src/store/postgres/).
+outcome<std::unique_ptr<reader>> open_sqlite_reader(const std::string& path);
+outcome<std::unique_ptr<reader>> open_postgres_reader(const location& where);
+outcome<std::unique_ptr<outbox>> open_sqlite_outbox(const std::string& path);
+outcome<std::unique_ptr<outbox>> open_postgres_outbox(const location& where);
+outcome<std::int64_t> purge_before_sqlite(const std::string& path, std::int64_t before_us, int batch);
+outcome<std::int64_t> purge_before_postgres(const location& where, std::int64_t before_us, int batch);
+
+outcome<std::unique_ptr<reader>> reader::open(const location& where) {
+  return where.is_postgres() ? open_postgres_reader(where) : open_sqlite_reader(where.path);
+}
+
+outcome<std::unique_ptr<outbox>> outbox::open(const location& where) {
+  return where.is_postgres() ? open_postgres_outbox(where) : open_sqlite_outbox(where.path);
+}
+
+outcome<std::int64_t> purge_before(const location& where, std::int64_t before_us, int batch) {
+  return where.is_postgres() ? purge_before_postgres(where, before_us, batch) : purge_before_sqlite(where.path, before_us, batch);
+}
+
+std::string location::describe() const { return is_postgres() ? mask_url_password(url) : path; }
+
+std::string_view to_string(delivery_state s) {
+  switch (s) {
+    case delivery_state::pending: return "pending";
+    case delivery_state::done: return "done";
+    case delivery_state::dead: return "dead";
+  }
+  return "pending";
+}
+
+std::string order_key_of(const event::event& ev) { return ev.entity + "/" + ev.entity_id; }
+
+}  // namespace pipehook::store
