@@ -39,10 +39,11 @@ $2
 TOML
 }
 
-# --- 1. durable ingest
+# --- 1. durable ingest (BENCH_SKIP_INGEST=1 skips it)
 config sqlite "path = \"$work/pipehook.db\""
 config postgres "backend = \"postgres\"
 url = \"postgresql://postgres@127.0.0.1:$pgport/pipehook\""
+if [[ -z "${BENCH_SKIP_INGEST:-}" ]]; then
 for backend in sqlite postgres; do
   build/pipehook --config "$work/$backend.toml" serve 2> "$work/$backend.log" & pid=$!; pids+=("$pid")
   wait_port 18080
@@ -66,6 +67,8 @@ fi
 awk -v p="${rps[pipehook-postgres]}" -v s="${rps[pipehook-sqlite]}" 'BEGIN {printf "postgres / sqlite: %.2fx   (goal >= 0.5x)\n", p/s}'
 if [[ -n "${rps[node-peer-full]:-}" ]]; then
   awk -v p="${rps[pipehook-postgres]}" -v n="${rps[node-peer-full]}" 'BEGIN {printf "postgres / node peer (FULL): %.2fx   (goal >= 2x)\n", p/n}'
+fi
+
 fi
 
 # --- 2. a large log on PostgreSQL: pages and export

@@ -200,11 +200,15 @@ class postgres_event_log final : public detail::queued_event_log {
     steps.push_back({step_kind::control});
     auto results = p.run(std::chrono::seconds(60));
     if (!results) {
-      if (pg::broken(*c)) {
+      if (pg::broken(*c) || PQpipelineStatus(*c) != PQ_PIPELINE_OFF) {
+        // Lost, or left mid-pipeline (the server did not answer in time): the next batch starts
+        // on a new connection.
         last_error_ = results.error().message;
         spdlog::error("event log: {}", last_error_);
+        conn_.reset();
+        prepared_ = false;
       } else {
-        (void)pg::exec(*c, "ROLLBACK");  // the sync already ended the aborted transaction; harmless
+        (void)pg::exec(*c, "ROLLBACK");  // the failed statement aborted the transaction; COMMIT never ran
       }
       return fail_all(results.error());
     }

@@ -121,7 +121,8 @@ ON CONFLICT (handler, event_id) DO UPDATE SET
       }
       pl.send("COMMIT");
       if (auto done = pl.run(std::chrono::seconds(60)); !done) {
-        (void)run("ROLLBACK");
+        if (PQpipelineStatus(*c) != PQ_PIPELINE_OFF) s_->discard();
+        else (void)run("ROLLBACK");
         failure f2 = done.error();
         f2.message = "queue replay: " + f2.message;
         return f2;

@@ -57,6 +57,8 @@ class session {
   // The first connection, for open(): errors are the caller's to report.
   outcome<void> open();
   outcome<PGconn*> get();
+  // After a failure that left the connection unusable (mid-pipeline): the next get() reconnects.
+  void discard() { c_.reset(); }
 
  private:
   connect_options opts_;
