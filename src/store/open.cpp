@@ -1,6 +1,9 @@
 // One store interface, two backends: where a location leads (src/store/sqlite/ holds SQLite's SQL,
 // src/store/postgres/ PostgreSQL's), and what both share.
+#include "columns.hpp"
 #include "pipehook/core/url.hpp"
+
+#include <iterator>
 #include "pipehook/store/outbox.hpp"
 #include "pipehook/store/reader.hpp"
 #include "pipehook/store/retention.hpp"
@@ -26,6 +29,26 @@ outcome<std::unique_ptr<outbox>> outbox::open(const location& where) {
 outcome<std::int64_t> purge_before(const location& where, std::int64_t before_us, int batch) {
   return where.is_postgres() ? purge_before_postgres(where, before_us, batch) : purge_before_sqlite(where.path, before_us, batch);
 }
+
+namespace detail {
+
+std::string event_columns(std::string_view alias) {
+  static constexpr std::string_view names[] = {
+      "id",           "event_key",  "version",      "entity",         "action",    "source_action",
+      "entity_id",    "company_id", "user_id",      "webhook_id",     "event_id",  "correlation_id",
+      "change_source", "type",      "host",         "merged_to_id",   "merged_from_id", "occurred_at",
+      "received_at",  "attempt",    "is_bulk",      "deliveries",     "last_attempt", "last_received_at"};
+  static_assert(std::size(names) == event_column_count);
+  std::string out;
+  for (auto n : names) {
+    if (!out.empty()) out += ", ";
+    if (!alias.empty()) out += std::string(alias) + ".";
+    out += n;
+  }
+  return out;
+}
+
+}  // namespace detail
 
 std::string location::describe() const { return is_postgres() ? mask_url_password(url) : path; }
 

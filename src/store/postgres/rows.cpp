@@ -1,54 +1,19 @@
 #include "rows.hpp"
 
-#include <iterator>
 
 namespace pipehook::store::pg {
 
-std::string event_columns(std::string_view alias) {
-  static constexpr std::string_view names[] = {
-      "id",           "event_key",  "version",      "entity",         "action",    "source_action",
-      "entity_id",    "company_id", "user_id",      "webhook_id",     "event_id",  "correlation_id",
-      "change_source", "type",      "host",         "merged_to_id",   "merged_from_id", "occurred_at",
-      "received_at",  "attempt",    "is_bulk",      "deliveries",     "last_attempt", "last_received_at"};
-  static_assert(std::size(names) == event_column_count);
-  std::string out;
-  for (auto n : names) {
-    if (!out.empty()) out += ", ";
-    if (!alias.empty()) out += std::string(alias) + ".";
-    out += n;
-  }
-  return out;
-}
+namespace {
+// A PostgreSQL result row as read_event_columns wants it.
+struct pg_row {
+  const PGresult* r;
+  int row;
+  std::string text(int i) const { return pg::text(r, row, i); }
+  std::int64_t integer(int i) const { return pg::integer(r, row, i); }
+};
+}  // namespace
 
-event::stored_event read_event(const PGresult* r, int row, int f) {
-  event::stored_event se;
-  event::event& e = se.ev;
-  se.id = integer(r, row, f + 0);
-  e.event_key = text(r, row, f + 1);
-  e.version = static_cast<int>(integer(r, row, f + 2));
-  e.entity = text(r, row, f + 3);
-  e.action = text(r, row, f + 4);
-  e.source_action = text(r, row, f + 5);
-  e.entity_id = text(r, row, f + 6);
-  e.company_id = text(r, row, f + 7);
-  e.user_id = text(r, row, f + 8);
-  e.webhook_id = text(r, row, f + 9);
-  e.event_id = text(r, row, f + 10);
-  e.correlation_id = text(r, row, f + 11);
-  e.change_source = text(r, row, f + 12);
-  e.type = text(r, row, f + 13);
-  e.host = text(r, row, f + 14);
-  e.merged_to_id = text(r, row, f + 15);
-  e.merged_from_id = text(r, row, f + 16);
-  e.occurred_at_us = integer(r, row, f + 17);
-  e.received_at_us = integer(r, row, f + 18);
-  e.attempt = static_cast<int>(integer(r, row, f + 19));
-  e.is_bulk = integer(r, row, f + 20) != 0;
-  se.deliveries = static_cast<int>(integer(r, row, f + 21));
-  se.last_attempt = static_cast<int>(integer(r, row, f + 22));
-  se.last_received_at_us = integer(r, row, f + 23);
-  return se;
-}
+event::stored_event read_event(const PGresult* r, int row, int f) { return detail::read_event_columns(pg_row{r, row}, f); }
 
 void append_filter(std::string& sql, const event_filter& f, params& p, std::string_view alias) {
   const std::string a = alias.empty() ? "" : std::string(alias) + ".";

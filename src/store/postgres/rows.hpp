@@ -3,6 +3,7 @@
 // the postgres reader and outbox. The `q` filter (a changed field's name) is not SQL: callers
 // apply event::changes_match to the bodies they read.
 
+#include "../columns.hpp"
 #include "pg.hpp"
 #include "pipehook/event/event.hpp"
 #include "pipehook/store/reader.hpp"
@@ -12,9 +13,9 @@
 
 namespace pipehook::store::pg {
 
-// The events columns a stored_event is read from (the body not among them), as in SQLite.
-std::string event_columns(std::string_view alias = {});
-inline constexpr int event_column_count = 24;
+using detail::event_column_count;
+using detail::event_columns;
+// Reads the event columns (columns.hpp) of `row` starting at `first`.
 event::stored_event read_event(const PGresult* r, int row, int first);
 
 // Appends " AND <column> <op> $N" for each filter field present but `q`, adding its value to `p`.

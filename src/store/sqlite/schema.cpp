@@ -83,51 +83,16 @@ outcome<void> exec(sqlite3* db, std::string_view sql) {
   return {};
 }
 
-std::string event_columns(std::string_view alias) {
-  static constexpr std::string_view names[] = {
-      "id",           "event_key",  "version",      "entity",         "action",    "source_action",
-      "entity_id",    "company_id", "user_id",      "webhook_id",     "event_id",  "correlation_id",
-      "change_source", "type",      "host",         "merged_to_id",   "merged_from_id", "occurred_at",
-      "received_at",  "attempt",    "is_bulk",      "deliveries",     "last_attempt", "last_received_at"};
-  static_assert(std::size(names) == event_column_count);
-  std::string out;
-  for (auto n : names) {
-    if (!out.empty()) out += ", ";
-    if (!alias.empty()) out += std::string(alias) + ".";
-    out += n;
-  }
-  return out;
-}
+namespace {
+// A SQLite row as read_event_columns wants it.
+struct sqlite_row {
+  const statement& st;
+  std::string text(int i) const { return st.column_text(i); }
+  std::int64_t integer(int i) const { return st.column_int(i); }
+};
+}  // namespace
 
-event::stored_event read_event(const statement& st, int f) {
-  event::stored_event se;
-  event::event& e = se.ev;
-  se.id = st.column_int(f + 0);
-  e.event_key = st.column_text(f + 1);
-  e.version = static_cast<int>(st.column_int(f + 2));
-  e.entity = st.column_text(f + 3);
-  e.action = st.column_text(f + 4);
-  e.source_action = st.column_text(f + 5);
-  e.entity_id = st.column_text(f + 6);
-  e.company_id = st.column_text(f + 7);
-  e.user_id = st.column_text(f + 8);
-  e.webhook_id = st.column_text(f + 9);
-  e.event_id = st.column_text(f + 10);
-  e.correlation_id = st.column_text(f + 11);
-  e.change_source = st.column_text(f + 12);
-  e.type = st.column_text(f + 13);
-  e.host = st.column_text(f + 14);
-  e.merged_to_id = st.column_text(f + 15);
-  e.merged_from_id = st.column_text(f + 16);
-  e.occurred_at_us = st.column_int(f + 17);
-  e.received_at_us = st.column_int(f + 18);
-  e.attempt = static_cast<int>(st.column_int(f + 19));
-  e.is_bulk = st.column_int(f + 20) != 0;
-  se.deliveries = static_cast<int>(st.column_int(f + 21));
-  se.last_attempt = static_cast<int>(st.column_int(f + 22));
-  se.last_received_at_us = st.column_int(f + 23);
-  return se;
-}
+event::stored_event read_event(const statement& st, int f) { return read_event_columns(sqlite_row{st}, f); }
 
 void append_filter(std::string& sql, const event_filter& f, int& n, std::string_view alias) {
   auto clause = [&](bool present, std::string_view column, std::string_view op) {

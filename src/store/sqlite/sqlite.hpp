@@ -4,6 +4,7 @@
 #include "pipehook/core/error.hpp"
 #include "pipehook/event/event.hpp"
 #include "pipehook/store/reader.hpp"
+#include "../columns.hpp"
 
 #include <sqlite3.h>
 
@@ -75,10 +76,7 @@ outcome<void> migrate(sqlite3* db);
 // The schema version this build writes and reads.
 inline constexpr int schema_version = 3;
 
-// The events columns a stored_event is read from, with a table alias ("e.id, e.event_key, ...").
-std::string event_columns(std::string_view alias = {});
-inline constexpr int event_column_count = 24;
-// Reads those columns starting at `first` (the body is not among them).
+// Reads the event columns (columns.hpp) starting at `first` (the body is not among them).
 event::stored_event read_event(const statement& st, int first);
 
 // The list filters as SQL: appends " AND <column> <op> ?N" for each field present (N counting on
