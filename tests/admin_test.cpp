@@ -796,6 +796,49 @@ TEST_P(purge_cli, dry_run_counts_and_purge_deletes_only_settled_old_rows) {
   EXPECT_NE(bad.err.find("--before"), std::string::npos) << bad.err;
 }
 
+// store.pool_size: queries run on worker threads, each with its own read connection, so one that
+// waits (here on a lock another session holds on the events table) does not hold up the others;
+// with a pool of one, the second waits for the first.
+TEST(admin_pool, a_query_waiting_on_a_lock_does_not_hold_up_the_others) {
+  for (const std::uint32_t pool : {2u, 1u}) {
+    test::temp_dir dir;
+    config::config c = test::test_config(dir);
+    test::use_backend(c, store::location::kind::postgres);
+    c.store.pool_size = pool;
+    test::running_daemon d(c);
+    test::http_client ingest(d.port());
+    ASSERT_EQ(ingest.post(test::v2_body("pool-1"), good_auth).status, 200u);
+    PGconn* locker = test::pg_server::shared().connect(c.store.url.substr(c.store.url.rfind('/') + 1));
+    PQclear(PQexec(locker, "BEGIN"));
+    PQclear(PQexec(locker, "LOCK TABLE events IN ACCESS EXCLUSIVE MODE"));
+    std::atomic<unsigned> blocked_status{0};
+    std::thread slow([&] {
+      test::http_client admin(d.admin_port());
+      blocked_status = admin.request("GET", "/api/v1/events?limit=5").status;
+    });
+    // The first query is waiting on the lock (PostgreSQL shows it), then the second is asked.
+    ASSERT_TRUE(test::wait_for([&] {
+      return test::pg_server::shared().query("postgres", "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'") == "1";
+    }, 10s));
+    std::atomic<unsigned> other_status{0};
+    std::thread other([&] {
+      test::http_client admin(d.admin_port());
+      other_status = admin.request("GET", "/api/v1/quarantine").status;
+    });
+    const bool answered = test::wait_for([&] { return other_status.load() != 0; }, pool > 1 ? 10s : 1s);
+    if (pool > 1) EXPECT_TRUE(answered) << "the quarantine list waited for a query on another table";
+    else EXPECT_FALSE(answered) << "with one worker the second query cannot run before the first";
+    EXPECT_EQ(blocked_status.load(), 0u);
+    PQclear(PQexec(locker, "ROLLBACK"));
+    PQfinish(locker);
+    slow.join();
+    other.join();
+    EXPECT_EQ(blocked_status.load(), 200u);
+    EXPECT_EQ(other_status.load(), 200u);
+    d.stop_and_wait();
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(backends, time_range_pages, test::backends(), test::backend_name);
 INSTANTIATE_TEST_SUITE_P(backends, admin_fixture, test::backends(), test::backend_name);
 INSTANTIATE_TEST_SUITE_P(backends, retention, test::backends(), test::backend_name);

@@ -107,10 +107,11 @@ ordered = true
 
 TEST(config, the_postgres_backend_needs_a_uri_and_masks_its_password) {
   auto c = parse("[store]\nbackend = \"postgres\"\nurl = \"postgresql://ph:hunter2@db.internal:5432/pipehook?sslmode=verify-full\"\n"
-                 "connect_timeout = \"3s\"\n");
+                 "connect_timeout = \"3s\"\npool_size = 8\n");
   ASSERT_TRUE(c) << c.error().message;
   EXPECT_EQ(c->store.backend, config::store_backend::postgres);
   EXPECT_EQ(c->store.connect_timeout_ms, 3'000);
+  EXPECT_EQ(c->store.pool_size, 8u);
   const std::string shown = config::render_effective(*c);
   EXPECT_EQ(shown.find("hunter2"), std::string::npos) << shown;
   EXPECT_NE(shown.find("postgresql://ph:********@db.internal:5432/pipehook?sslmode=verify-full"), std::string::npos) << shown;
@@ -146,6 +147,7 @@ TEST(config, the_postgres_backend_needs_a_uri_and_masks_its_password) {
            {"[store]\nbackend = \"oracle\"\n", "store.backend must be \"sqlite\" or \"postgres\""},
            {"[store]\nurl = \"postgresql://h/db\"\n", "store.url is for the postgres backend"},
            {"[store]\nbackend = \"postgres\"\nurl = \"postgresql://h/db\"\nconnect_timeout = \"0s\"\n", "store.connect_timeout"},
+           {"[store]\npool_size = 0\n", "store.pool_size"},
            {"[store]\nbackend = \"postgres\"\nurl = \"postgresql://h/db\"\npoolsize = 2\n", "store.poolsize"}}) {
     auto r = parse(b.text);
     ASSERT_FALSE(r) << b.text;

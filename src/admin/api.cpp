@@ -10,6 +10,12 @@
 #include <boost/asio/use_awaitable.hpp>
 #include "pipehook/store/outbox.hpp"
 #include "pipehook/store/reader.hpp"
+#include "pipehook/store/reader_pool.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include <mutex>
 #include "web_assets.hpp"
 
 #include <boost/json/serialize.hpp>
@@ -80,8 +86,13 @@ outcome<params> query_of(const http::request_head& head) {
 struct api::impl {
   api_options opt;
   store::event_log& log;
-  std::unique_ptr<store::reader> reader;   // the admin thread's own read connection
-  std::unique_ptr<store::outbox> outbox;   // handler counts (reads only)
+  // Queries run on `workers`, each with a reader of its own from `readers` (store.pool_size of
+  // each): a slow query (a lock held on the events table, a big stats range) does not hold up
+  // the others, and the admin listener's thread only parses and writes.
+  std::unique_ptr<store::reader_pool> readers;
+  std::mutex outbox_mu;
+  std::unique_ptr<store::outbox> outbox;   // handler counts (reads only), under outbox_mu
+  std::unique_ptr<asio::thread_pool> workers;  // last: joined first, before what its queries use
 
   std::optional<asio::ip::address> listen_address;  // nullopt or unspecified: a wildcard listener
 
@@ -126,6 +137,11 @@ struct api::impl {
     return std::nullopt;
   }
 
+  outcome<std::vector<store::handler_counts>> outbox_counts() {
+    std::lock_guard lk(outbox_mu);
+    return outbox->counts();
+  }
+
   std::optional<http::response> check_token(const http::request_head& head) const {
     if (opt.token.empty()) return std::nullopt;
     // "Bearer <token>": the scheme is case-insensitive (RFC 9110 §11.1), spaces after it are optional extras.
@@ -152,7 +168,9 @@ struct api::impl {
     auto q = parse_list_query(*p);
     if (!q) return failure_response(q.error());
     if (q->ndjson) return export_events(q->filter);
-    auto page = read_page(*reader, q->filter, false);
+    auto rd = readers->acquire();
+    if (!rd) return failure_response(rd.error());
+    auto page = read_page(**rd, q->filter, false);
     if (!page) return failure_response(page.error());
     return json_ok(page_json(*page, event::to_json));
   }
@@ -164,10 +182,12 @@ struct api::impl {
     r.content_type = "application/x-ndjson";
     r.outcome = "export";
     f.limit = export_page_size;
-    auto* rd = reader.get();
+    auto leased = readers->acquire();  // held by the stream until it ends
+    if (!leased) return failure_response(leased.error());
+    auto rd = std::make_shared<store::reader_pool::lease>(std::move(*leased));
     auto state = std::make_shared<store::event_filter>(std::move(f));
     r.stream = [rd, state](std::string& chunk) {
-      auto more = append_export_page(*rd, *state, chunk);
+      auto more = append_export_page(**rd, *state, chunk);
       if (!more) return http::chunk_status::failed;
       return *more ? http::chunk_status::more : http::chunk_status::done;
     };
@@ -179,7 +199,9 @@ struct api::impl {
     if (seg.size() != 1) return json_error(404, "not_found", "no resource at " + std::string(head.path));
     const auto id = to_id(seg[0]);
     if (!id) return json_error(400, "bad_request", "id: \"" + std::string(seg[0]) + "\" is not an event id");
-    auto e = reader->get(*id);
+    auto rd = readers->acquire();
+    if (!rd) return failure_response(rd.error());
+    auto e = (*rd)->get(*id);
     if (!e) return failure_response(e.error());
     boost::json::object o = event::to_json_detail(*e);
     o["changes"] = changes_json(event::diff_body(e->ev.body, e->ev.version));
@@ -205,7 +227,9 @@ struct api::impl {
     store::event_filter f = q->filter;
     f.entity = std::string(seg[0]);
     f.entity_id = std::string(seg[1]);
-    auto page = read_page(*reader, f, true);
+    auto rd = readers->acquire();
+    if (!rd) return failure_response(rd.error());
+    auto page = read_page(**rd, f, true);
     if (!page) return failure_response(page.error());
     return json_ok(page_json(*page, timeline_entry_json));
   }
@@ -215,10 +239,12 @@ struct api::impl {
     if (!p) return failure_response(p.error());
     auto window = parse_window(*p);
     if (!window) return failure_response(window.error());
-    auto s = reader->stats(window->first, window->second);
+    auto rd = readers->acquire();
+    if (!rd) return failure_response(rd.error());
+    auto s = (*rd)->stats(window->first, window->second);
     if (!s) return failure_response(s.error());
     boost::json::object o = stats_json(*s, window->first, window->second);
-    auto counts = outbox->counts();
+    auto counts = outbox_counts();
     if (!counts) return failure_response(counts.error());
     boost::json::array handlers;
     for (const auto& h : *counts) handlers.push_back(handler_json(h));
@@ -229,7 +255,7 @@ struct api::impl {
   }
 
   http::response handlers() {
-    auto counts = outbox->counts();
+    auto counts = outbox_counts();
     if (!counts) return failure_response(counts.error());
     boost::json::array out;
     for (const auto& h : *counts) out.push_back(handler_json(h));
@@ -254,7 +280,9 @@ struct api::impl {
         return json_error(400, "bad_request", name + ": unknown parameter (quarantine takes limit, cursor)");
       }
     }
-    auto rows = reader->quarantine(before, limit + 1);
+    auto rd = readers->acquire();
+    if (!rd) return failure_response(rd.error());
+    auto rows = (*rd)->quarantine(before, limit + 1);
     if (!rows) return failure_response(rows.error());
     boost::json::value next = nullptr;
     if (rows->size() > static_cast<std::size_t>(limit)) {
@@ -271,7 +299,9 @@ struct api::impl {
     if (seg.size() != 1) return json_error(404, "not_found", "no resource at " + std::string(head.path));
     const auto id = to_id(seg[0]);
     if (!id) return json_error(400, "bad_request", "id: \"" + std::string(seg[0]) + "\" is not a quarantine id");
-    auto q = reader->quarantined(*id);
+    auto rd = readers->acquire();
+    if (!rd) return failure_response(rd.error());
+    auto q = (*rd)->quarantined(*id);
     if (!q) return failure_response(q.error());
     return json_ok(quarantine_json(*q));
   }
@@ -286,7 +316,9 @@ asio::awaitable<http::response> reparse(api::impl* self, std::string path) {
   if (seg.size() != 2 || seg[1] != "reparse") co_return json_error(404, "not_found", "no resource at " + path);
   const auto id = to_id(seg[0]);
   if (!id) co_return json_error(400, "bad_request", "id: \"" + std::string(seg[0]) + "\" is not a quarantine id");
-  auto q = self->reader->quarantined(*id);
+  auto rd = self->readers->acquire();
+  if (!rd) co_return failure_response(rd.error());
+  auto q = (*rd)->quarantined(*id);
   if (!q) co_return failure_response(q.error());
   std::string body = std::move(q->body);
   body.reserve(body.size() + pipedrive::parse_padding);
@@ -312,6 +344,15 @@ http::response asset(std::string_view content_type, std::string_view body) {
   return r;
 }
 
+// A route's synchronous handler as the coroutine a worker thread runs (a named function object:
+// co_spawn keeps it, and what it holds, alive until the coroutine ends).
+template <class F>
+struct run_query {
+  F fn;
+  http::request_head head;
+  asio::awaitable<http::response> operator()() { co_return fn(head); }
+};
+
 }  // namespace
 
 api::api(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
@@ -319,9 +360,10 @@ api::~api() = default;
 
 outcome<std::unique_ptr<api>> api::create(api_options opt, store::event_log& log) {
   auto p = std::make_unique<impl>(std::move(opt), log);
-  auto rd = store::reader::open(p->opt.store);
+  auto rd = store::reader_pool::open(p->opt.store, p->opt.pool_size);
   if (!rd) return rd.error();
-  p->reader = std::move(*rd);
+  p->readers = std::move(*rd);
+  p->workers = std::make_unique<asio::thread_pool>(std::max<std::size_t>(1, p->opt.pool_size));
   auto ob = store::outbox::open(p->opt.store);
   if (!ob) return ob.error();
   p->outbox = std::move(*ob);
@@ -335,8 +377,12 @@ void api::set_listen_address(const std::string& ip) { impl_->listen_address = pa
 std::vector<http::route> api::routes() {
   impl* self = impl_.get();
   auto check = [self](const http::request_head& head) { return self->check_token(head); };
-  auto get = [](auto fn) {  // a synchronous handler as a route: reads are quick, this thread serves only operators
-    return [fn](const http::request_head& head, std::string) { return http::ready(fn(head)); };
+  // A synchronous handler as a route, run on a worker thread; its answer comes back to the
+  // connection's own executor.
+  auto get = [self](auto fn) {
+    return [self, fn](const http::request_head& head, std::string) {
+      return asio::co_spawn(*self->workers, run_query<decltype(fn)>{fn, head}, asio::use_awaitable);
+    };
   };
   const bool prefix = true, exact = false;
   std::vector<http::route> out = {
@@ -356,7 +402,7 @@ std::vector<http::route> api::routes() {
   };
   if (self->opt.metrics) {
     out.push_back({"GET", "/metrics", check, get([self](const auto&) {
-                     auto counts = self->outbox->counts();
+                     auto counts = self->outbox_counts();
                      if (!counts) return failure_response(counts.error());
                      http::response r;
                      r.content_type = "text/plain; version=0.0.4; charset=utf-8";

@@ -300,6 +300,7 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
   if (c.admin.enabled) {
     admin::api_options admin_opts;
     admin_opts.store = where;
+    admin_opts.pool_size = c.store.pool_size;
     admin_opts.token = c.admin.token;
     admin_opts.allowed_hosts = c.admin.allowed_hosts;
     admin_opts.metrics = [raw](const std::vector<store::handler_counts>& counts) {

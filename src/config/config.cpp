@@ -277,6 +277,7 @@ outcome<void> apply_store(const reader& r, config& c) {
   PIPEHOOK_TRY(r.string("url", c.store.url));
   PIPEHOOK_TRY(secret_pair(r, "password", c.store.password, c.store.password_source, c));
   PIPEHOOK_TRY(r.duration("connect_timeout", c.store.connect_timeout_ms, 1'000, 300'000));
+  PIPEHOOK_TRY(r.integer("pool_size", c.store.pool_size, 1, 64));
   if (c.store.backend == store_backend::postgres) {
     if (c.store.url.empty())
       return bad("store.backend = \"postgres\" needs store.url, a connection URI like \"postgresql://pipehook@db.internal:5432/pipehook\"");
@@ -775,6 +776,7 @@ toml::table effective_table(const config& c) {
                             {"path", c.store.path},
                             {"durability", c.store.sync == durability::full ? "full" : "normal"},
                             {"queue_capacity", static_cast<std::int64_t>(c.store.queue_capacity)},
+                            {"pool_size", static_cast<std::int64_t>(c.store.pool_size)},
                             {"batch_max", static_cast<std::int64_t>(c.store.batch_max)},
                             {"busy_timeout", duration_value(c.store.busy_timeout_ms)},
                             {"retry_after", duration_value(c.store.retry_after_s * 1000LL)},

@@ -21,6 +21,7 @@ namespace pipehook::admin {
 
 struct api_options {
   store::location store;  // where the event log is (its own reader and outbox connections)
+  std::size_t pool_size = 4;  // worker threads and read connections for queries (store.pool_size)
   std::string token;  // "" = no token asked for (loopback only; config refuses otherwise)
   // Host names (besides localhost and the listener's own address) that requests may name: a
   // browser reaching the listener under any other name may be a DNS-rebinding page.

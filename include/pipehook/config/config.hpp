@@ -53,6 +53,8 @@ struct store_config {
   std::string password;         // secret: PGPASSWORD, store.password(_file), or the URI's own
   std::string password_source;
   std::int64_t connect_timeout_ms = 5'000;
+  // The admin API's query threads, each with its own read connection (both backends).
+  std::uint32_t pool_size = 4;
   durability sync = durability::full;
   std::uint32_t queue_capacity = 4096;   // events waiting for the writer; beyond it ingest answers 503
   std::uint32_t batch_max = 512;         // events per transaction (group commit)
