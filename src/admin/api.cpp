@@ -394,7 +394,11 @@ std::vector<http::route> api::routes() {
       {"GET", "/api/v1/quarantine", check, get([self](const auto& h) { return self->list_quarantine(h); }), exact},
       {"GET", "/api/v1/quarantine/", check, get([self](const auto& h) { return self->get_quarantined(h); }), prefix},
       {"POST", "/api/v1/quarantine/", check,
-       [self](const http::request_head& head, std::string) { return reparse(self, std::string(head.path)); }, prefix},
+       [self](const http::request_head& head, std::string) {
+         // On a worker too: leasing a reader may wait, and the listener's thread never does.
+         return asio::co_spawn(*self->workers, reparse(self, std::string(head.path)), asio::use_awaitable);
+       },
+       prefix},
       // The page itself holds no data: it asks for the token and sends it with each API call.
       {"GET", "/", {}, get([](const auto&) { return asset("text/html; charset=utf-8", web::index_html); }), exact},
       {"GET", "/app.js", {}, get([](const auto&) { return asset("text/javascript; charset=utf-8", web::app_js); }), exact},
