@@ -413,6 +413,32 @@ TEST(postgres_outage, synchronous_commit_off_is_warned_about_at_start_up) {
   EXPECT_NE(log.find("may be lost if the server crashes"), std::string::npos) << log;
 }
 
+// Two replicas on one PostgreSQL log both ingest, and dedup is the database's: the same event
+// posted to each (Pipedrive's retry landing on the other) is one row, `stored` then `duplicate`;
+// what either acknowledged, the other's reader sees.
+TEST(replicas, both_ingest_and_a_retry_on_the_other_replica_is_a_duplicate) {
+  test::temp_dir dir;
+  config::config c = test::test_config(dir);
+  test::use_backend(c, store::location::kind::postgres);
+  test::running_daemon a(c), b(c);
+  test::http_client to_a(a.port()), to_b(b.port());
+  auto first = to_a.post(test::v2_body("across-1"), good_auth);
+  auto again = to_b.post(test::v2_body("across-1", "deal", "42", 2), good_auth);
+  EXPECT_NE(first.body.find("\"stored\""), std::string::npos) << first.body;
+  EXPECT_NE(again.body.find("\"duplicate\""), std::string::npos) << again.body;
+  for (int i = 0; i < 20; ++i)
+    ASSERT_EQ((i % 2 ? to_a : to_b).post(test::v2_body("alt-" + std::to_string(i)), good_auth).status, 200u);
+  // The other replica's admin API shows the event the first stored, with both deliveries.
+  const auto id = boost::json::parse(first.body).at("id").as_int64();
+  test::http_client admin_b(b.admin_port());
+  auto shown = admin_b.request("GET", "/api/v1/events/" + std::to_string(id));
+  ASSERT_EQ(shown.status, 200u) << shown.body;
+  EXPECT_EQ(boost::json::parse(shown.body).at("deliveries").as_int64(), 2);
+  auto rd = store::reader::open(test::location_of(c));
+  ASSERT_TRUE(rd);
+  EXPECT_EQ(*(*rd)->count_events(), 21);
+}
+
 INSTANTIATE_TEST_SUITE_P(backends, process_backend, test::backends(), test::backend_name);
 
 }  // namespace

@@ -2,6 +2,7 @@
 // Pipedrive's API over real sockets (HTTP and HTTPS), the `pipehook webhooks` CLI, and `serve`
 // registering its own webhooks.
 #include "fake_pipedrive.hpp"
+#include "pg_server.hpp"
 #include "registrar_support.hpp"
 #include "pipehook/core/run_blocking.hpp"
 #include "pipehook/pipedrive/client.hpp"
@@ -466,6 +467,36 @@ TEST(serve_registrar, serves_while_pipedrive_is_unreachable_and_registers_once_i
   EXPECT_TRUE(test::wait_for([&] { return fake.webhooks().size() == 2; }, std::chrono::seconds(15)));
   auto reply = client.post(test::samples().at("v2-change-deal.json"), test::basic_auth(test::test_user, test::test_password));
   EXPECT_EQ(reply.status, 200u);
+}
+
+// Two replicas on one PostgreSQL log: one registers (an advisory lock decides), the other stands
+// by; when the registering one stops, the other takes over within takeover_check and reconciles.
+// The webhooks are created once and never twice.
+TEST(serve_registrar, replicas_on_one_database_register_once_and_the_standby_takes_over) {
+  fake_pipedrive fake(token);
+  test::temp_dir dir;
+  auto c = registrar_daemon_config(dir, fake.base_url());
+  test::use_backend(c, store::location::kind::postgres);
+  c.registrar.delete_on_shutdown = false;  // a rolling restart must not unregister
+  c.registrar.takeover_check_ms = 200;
+  auto first = std::make_unique<test::running_daemon>(c);
+  ASSERT_TRUE(test::wait_for([&] { return fake.webhooks().size() == 2; }, std::chrono::seconds(10)));
+  auto second = std::make_unique<test::running_daemon>(c);
+  ASSERT_TRUE(test::wait_for([&] { return test::metrics_show(second->admin_port(), "pipehook_registrar_state{state=\"standby\"} 1"); },
+                             std::chrono::seconds(10)));
+  EXPECT_TRUE(test::metrics_show(first->admin_port(), "pipehook_registrar_state{state=\"ok\"} 1"));
+  const std::size_t lists_before = fake.count("GET");
+  EXPECT_EQ(fake.count("POST"), 2u);
+
+  first->stop_and_wait();
+  first.reset();
+  // The standby takes the role and reconciles: it reads what is there, creates nothing.
+  ASSERT_TRUE(test::wait_for([&] { return test::metrics_show(second->admin_port(), "pipehook_registrar_state{state=\"ok\"} 1"); },
+                             std::chrono::seconds(10)));
+  EXPECT_GT(fake.count("GET"), lists_before);
+  EXPECT_EQ(fake.count("POST"), 2u) << "a webhook was created twice";
+  EXPECT_EQ(fake.webhooks().size(), 2u);
+  second->stop_and_wait();
 }
 
 TEST(serve_registrar, a_bad_registrar_config_stops_serve_with_a_usage_error) {

@@ -360,7 +360,9 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
   }
   p->server = std::make_unique<http::server>(p->ioc, http_opts, std::move(routes));
   if (c.registrar.enabled) {
-    auto reg = pipedrive::registrar_service::create(p->ioc.get_executor(), c, t.registrar_retry_floor);
+    // On a shared PostgreSQL log only one replica registers (an advisory lock decides).
+    auto leader = c.store.backend == config::store_backend::postgres ? store::leadership::open(where, "registrar") : nullptr;
+    auto reg = pipedrive::registrar_service::create(p->ioc.get_executor(), c, t.registrar_retry_floor, std::move(leader));
     if (!reg) return reg.error();
     p->registrar = std::move(*reg);
     p->registrar->set_observer([m](std::string_view state) { m->registrar(state); });

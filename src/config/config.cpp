@@ -353,6 +353,7 @@ outcome<void> apply_registrar(const reader& r, config& c) {
   PIPEHOOK_TRY(r.boolean("prune", g.prune));
   PIPEHOOK_TRY(r.boolean("delete_on_shutdown", g.delete_on_shutdown));
   PIPEHOOK_TRY(r.duration("resync_interval", g.resync_interval_ms, 0, 7LL * 24 * 3'600'000));
+  PIPEHOOK_TRY(r.duration("takeover_check", g.takeover_check_ms, 100, 3'600'000));
   if (g.resync_interval_ms != 0 && g.resync_interval_ms < 60'000)
     return bad("registrar.resync_interval must be 0 (off) or at least 1m: each check costs API tokens");
   if (const toml::node* n = r.node("webhooks")) {
@@ -763,7 +764,8 @@ toml::table effective_table(const config& c) {
                         {"user_id", g.user_id},
                         {"prune", g.prune},
                         {"delete_on_shutdown", g.delete_on_shutdown},
-                        {"resync_interval", duration_value(g.resync_interval_ms)}};
+                        {"resync_interval", duration_value(g.resync_interval_ms)},
+                        {"takeover_check", duration_value(g.takeover_check_ms)}};
   if (!webhooks.empty()) registrar.insert_or_assign("webhooks", std::move(webhooks));
   toml::table doc{
       {"server", std::move(server)},

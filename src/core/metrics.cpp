@@ -124,6 +124,7 @@ void metrics::delivery(const std::string& handler, std::string_view result, std:
 
 void metrics::registrar(std::string_view state) {
   std::lock_guard lk(mu_);
+  if (registrar_state_ == state) return;
   registrar_state_ = std::string(state);
   registrar_changed_us_ = now_us();
 }
@@ -187,8 +188,9 @@ std::string metrics::render(const gauges& g) const {
   for (const auto& [name, h] : delivery_latency_) h.render(out, "pipehook_handler_delivery_duration_seconds", "handler=\"" + label(name) + "\"");
 
   header(out, "pipehook_registrar_state", "gauge",
-         "The registrar's latest reconcile: 1 for the current state (disabled, starting, ok, retrying, failed).");
-  for (const char* s : {"disabled", "starting", "ok", "retrying", "failed"})
+         "The registrar's latest reconcile: 1 for the current state (disabled, starting, ok, retrying, failed; "
+         "standby: another replica registers).");
+  for (const char* s : {"disabled", "starting", "ok", "retrying", "failed", "standby"})
     out += std::string("pipehook_registrar_state{state=\"") + s + "\"} " + (registrar_state_ == s ? "1" : "0") + "\n";
   header(out, "pipehook_registrar_state_since_seconds", "gauge", "When the registrar's state last changed (epoch seconds).");
   out += "pipehook_registrar_state_since_seconds " + number(static_cast<double>(registrar_changed_us_) / 1e6) + "\n";

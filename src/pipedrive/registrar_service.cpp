@@ -31,6 +31,9 @@ struct registrar_service::impl {
   task_group loop;        // the registrar's loop, a group of one: stop waits for it with a deadline
   bool stopping = false;  // on the strand
   std::vector<std::int64_t> managed;  // the desired webhooks now in Pipedrive (on the strand)
+  std::unique_ptr<store::leadership> leader;  // null: the only replica
+  std::chrono::milliseconds takeover_check{60'000};
+  bool leading = false;  // on the strand: this replica has the role (with replicas)
   std::function<void(std::string_view)> observe;
 
   explicit impl(asio::any_io_executor ex) : strand(asio::make_strand(ex)), wait_timer(strand), loop(strand, "the registrar") {}
@@ -67,10 +70,36 @@ asio::awaitable<void> stop_loop(std::shared_ptr<registrar_service::impl> self, s
   if (!co_await std::move(ended)) self->api->cancel();
 }
 
+// Waits on the strand until `until` (or a stop).
+asio::awaitable<void> sleep_until(registrar_service::impl* self, std::chrono::steady_clock::time_point until) {
+  self->wait_timer.expires_at(until);
+  auto w = self->wait_timer.async_wait(use_tuple);
+  co_await std::move(w);
+}
+
 asio::awaitable<void> run_loop(std::shared_ptr<registrar_service::impl> self) {
   unsigned failures = 0;
   if (self->observe) self->observe("starting");
+  auto next_reconcile = std::chrono::steady_clock::now();
   while (!self->stopping) {
+    // Several replicas: only the one with the role talks to Pipedrive. Every takeover_check a
+    // replica in standby looks whether the leader is gone, and the leader whether it still leads.
+    if (self->leader) {
+      if (!self->leader->check()) {
+        self->leading = false;
+        if (self->observe) self->observe("standby");
+        next_reconcile = std::chrono::steady_clock::now();  // reconcile at once on taking over
+        auto op = sleep_until(self.get(), std::chrono::steady_clock::now() + self->takeover_check);
+        co_await std::move(op);
+        continue;
+      }
+      self->leading = true;
+      if (std::chrono::steady_clock::now() < next_reconcile) {
+        auto op = sleep_until(self.get(), std::min(next_reconcile, std::chrono::steady_clock::now() + self->takeover_check));
+        co_await std::move(op);
+        continue;
+      }
+    }
     auto op = reconcile(*self->api, self->desired, false, log_report);
     auto r = co_await std::move(op);
     if (self->stopping) break;
@@ -92,11 +121,12 @@ asio::awaitable<void> run_loop(std::shared_ptr<registrar_service::impl> self) {
                     self->resync.count() ? "; trying again at the next resync" : "; fix it and restart");
     }
     if (wait.count() == 0) wait = std::chrono::hours(24 * 365);  // no resync: sleep until stop
-    self->wait_timer.expires_after(wait);
-    auto w = self->wait_timer.async_wait(use_tuple);
+    next_reconcile = std::chrono::steady_clock::now() + wait;
+    if (self->leader) continue;  // the top of the loop sleeps, checking the role on the way
+    auto w = sleep_until(self.get(), next_reconcile);
     co_await std::move(w);
   }
-  if (self->delete_on_shutdown) {
+  if (self->delete_on_shutdown && (!self->leader || self->leading)) {
     auto op = delete_managed(self);
     co_await std::move(op);
   }
@@ -108,7 +138,8 @@ registrar_service::registrar_service(std::shared_ptr<impl> p) : p_(std::move(p))
 registrar_service::~registrar_service() = default;
 
 outcome<std::unique_ptr<registrar_service>> registrar_service::create(asio::any_io_executor ex, const config::config& c,
-                                                                      std::chrono::milliseconds retry_floor) {
+                                                                      std::chrono::milliseconds retry_floor,
+                                                                      std::unique_ptr<store::leadership> leader) {
   if (auto ready = config::check_registrar_ready(c); !ready) return ready.error();
   auto p = std::make_shared<impl>(ex);
   auto api = client::create(p->strand, c.pipedrive);
@@ -118,6 +149,8 @@ outcome<std::unique_ptr<registrar_service>> registrar_service::create(asio::any_
   p->resync = std::chrono::milliseconds(c.registrar.resync_interval_ms);
   p->delete_on_shutdown = c.registrar.delete_on_shutdown;
   p->retry_floor = retry_floor;
+  p->leader = std::move(leader);
+  p->takeover_check = std::chrono::milliseconds(c.registrar.takeover_check_ms);
   return std::unique_ptr<registrar_service>(new registrar_service(std::move(p)));
 }
 

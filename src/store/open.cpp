@@ -4,6 +4,7 @@
 #include "pipehook/core/url.hpp"
 
 #include <iterator>
+#include "pipehook/store/leadership.hpp"
 #include "pipehook/store/outbox.hpp"
 #include "pipehook/store/reader.hpp"
 #include "pipehook/store/retention.hpp"
@@ -17,6 +18,19 @@ outcome<std::unique_ptr<outbox>> open_sqlite_outbox(const std::string& path);
 outcome<std::unique_ptr<outbox>> open_postgres_outbox(const location& where);
 outcome<std::int64_t> purge_before_sqlite(const std::string& path, std::int64_t before_us, int batch);
 outcome<std::int64_t> purge_before_postgres(const location& where, std::int64_t before_us, int batch);
+std::unique_ptr<leadership> open_postgres_leadership(const location& where, const std::string& role);
+
+namespace {
+// A SQLite log belongs to one process: it has every role.
+struct sole_process final : leadership {
+  bool check() override { return true; }
+};
+}  // namespace
+
+std::unique_ptr<leadership> leadership::open(const location& where, const std::string& role) {
+  if (where.is_postgres()) return open_postgres_leadership(where, role);
+  return std::make_unique<sole_process>();
+}
 
 outcome<std::unique_ptr<reader>> reader::open(const location& where) {
   return where.is_postgres() ? open_postgres_reader(where) : open_sqlite_reader(where.path);

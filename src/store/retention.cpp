@@ -5,6 +5,7 @@
 #include "pipehook/core/time.hpp"
 #include "pipehook/core/use_tuple.hpp"
 #include "pipehook/store/async.hpp"
+#include "pipehook/store/leadership.hpp"
 #include "pipehook/store/reader.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -29,11 +30,12 @@ struct retention_runner::impl {
   asio::steady_timer timer;
   event_log& log;
   std::unique_ptr<reader> rd;
+  std::unique_ptr<leadership> leader;  // replicas on one PostgreSQL log: one of them deletes
   retention_policy policy;
   std::atomic<bool> stopping{false};
 
-  impl(asio::any_io_executor ex, event_log& l, std::unique_ptr<reader> r, retention_policy p)
-      : strand(asio::make_strand(ex)), timer(strand), log(l), rd(std::move(r)), policy(p) {}
+  impl(asio::any_io_executor ex, event_log& l, std::unique_ptr<reader> r, std::unique_ptr<leadership> lead, retention_policy p)
+      : strand(asio::make_strand(ex)), timer(strand), log(l), rd(std::move(r)), leader(std::move(lead)), policy(p) {}
 };
 
 namespace {
@@ -97,8 +99,11 @@ asio::awaitable<std::int64_t> retention_pass(retention_runner::impl* self) {
 
 asio::awaitable<void> retention_loop(std::shared_ptr<retention_runner::impl> self) {
   while (!self->stopping) {
-    auto pass = retention_pass(self.get());
-    const std::int64_t deleted = co_await std::move(pass);
+    std::int64_t deleted = 0;
+    if (self->leader->check()) {
+      auto pass = retention_pass(self.get());
+      deleted = co_await std::move(pass);
+    }
     if (deleted > 0) spdlog::info("retention: deleted {} old rows", deleted);
     if (self->stopping) break;
     self->timer.expires_after(std::chrono::milliseconds(self->policy.interval_ms));
@@ -113,7 +118,8 @@ outcome<std::unique_ptr<retention_runner>> retention_runner::create(asio::any_io
                                                                     const location& where, retention_policy policy) {
   auto rd = reader::open(where);
   if (!rd) return rd.error();
-  return std::unique_ptr<retention_runner>(new retention_runner(std::make_shared<impl>(ex, log, std::move(*rd), policy)));
+  return std::unique_ptr<retention_runner>(
+      new retention_runner(std::make_shared<impl>(ex, log, std::move(*rd), leadership::open(where, "retention"), policy)));
 }
 
 retention_runner::retention_runner(std::shared_ptr<impl> p) : p_(std::move(p)) {}

@@ -117,6 +117,9 @@ struct registrar_config {
   bool prune = false;             // delete webhooks at subscription_url that are no longer listed
   bool delete_on_shutdown = false;
   std::int64_t resync_interval_ms = 3'600'000;  // 0: reconcile only at start-up
+  // Replicas on one PostgreSQL log: how often one in standby looks whether the registering replica
+  // is gone (and the registering one whether it still is).
+  std::int64_t takeover_check_ms = 60'000;
   std::vector<webhook_subscription> webhooks;
   bool operator==(const registrar_config&) const = default;
 };

@@ -6,6 +6,7 @@
 
 #include "pipehook/config/config.hpp"
 #include "pipehook/core/error.hpp"
+#include "pipehook/store/leadership.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 
@@ -21,12 +22,17 @@ class registrar_service {
  public:
   // Fails on a config that cannot work (no token, bad CA file); no I/O here. After a transient
   // failure it tries again after `retry_floor`, doubling (with jitter) up to 5 minutes.
+  // With several replicas on one database only the one whose `leader` check passes reconciles
+  // (and deletes on shutdown); the others stand by and check again every
+  // registrar.takeover_check. Without `leader`, this process is the only one.
   static outcome<std::unique_ptr<registrar_service>> create(boost::asio::any_io_executor ex, const config::config& c,
-                                                            std::chrono::milliseconds retry_floor = std::chrono::seconds(2));
+                                                            std::chrono::milliseconds retry_floor = std::chrono::seconds(2),
+                                                            std::unique_ptr<store::leadership> leader = nullptr);
   ~registrar_service();
 
   // Called on the service's strand when its state changes: "starting", "ok", "retrying" (a
-  // transient failure, trying again soon) or "failed" (until the next resync). Set before start().
+  // transient failure, trying again soon), "failed" (until the next resync) or "standby"
+  // (another replica registers). Set before start().
   void set_observer(std::function<void(std::string_view)> o);
 
   void start();

@@ -26,7 +26,7 @@ struct retention_policy {
   std::int64_t interval_ms = 60'000;
 };
 
-// The daemon's retention: every interval, one pass of batches (at most 500 rows each, each its own
+// The daemon's retention: every interval, on one replica at a time (store::leadership), one pass of batches (at most 500 rows each, each its own
 // short transaction in the writer's next group commit, ingest interleaved) until nothing older
 // than max_age is left and the data fits max_bytes. Events with pending deliveries stay.
 class retention_runner {

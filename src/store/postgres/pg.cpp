@@ -196,6 +196,7 @@ outcome<void> session::open() {
   if (!setup_.empty())
     if (auto r = exec(c->get(), setup_); !r) return r.error();
   c_ = std::move(*c);
+  ++generation_;
   return {};
 }
 

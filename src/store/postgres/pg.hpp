@@ -59,11 +59,14 @@ class session {
   outcome<PGconn*> get();
   // After a failure that left the connection unusable (mid-pipeline): the next get() reconnects.
   void discard() { c_.reset(); }
+  // Counts the connections opened: a change means session state (locks, settings) is gone.
+  std::uint64_t generation() const { return generation_; }
 
  private:
   connect_options opts_;
   std::string setup_;
   connection c_;
+  std::uint64_t generation_ = 0;
   std::chrono::steady_clock::time_point next_try_{};
 };
 
