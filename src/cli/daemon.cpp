@@ -361,7 +361,8 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
   p->server = std::make_unique<http::server>(p->ioc, http_opts, std::move(routes));
   if (c.registrar.enabled) {
     // On a shared PostgreSQL log only one replica registers (an advisory lock decides).
-    auto leader = c.store.backend == config::store_backend::postgres ? store::leadership::open(where, "registrar") : nullptr;
+    auto leader = c.store.backend == config::store_backend::postgres ? store::leadership::open(where, "registrar", std::chrono::milliseconds(c.registrar.takeover_check_ms))
+                                                                             : nullptr;
     auto reg = pipedrive::registrar_service::create(p->ioc.get_executor(), c, t.registrar_retry_floor, std::move(leader));
     if (!reg) return reg.error();
     p->registrar = std::move(*reg);

@@ -18,7 +18,8 @@ outcome<std::unique_ptr<outbox>> open_sqlite_outbox(const std::string& path);
 outcome<std::unique_ptr<outbox>> open_postgres_outbox(const location& where);
 outcome<std::int64_t> purge_before_sqlite(const std::string& path, std::int64_t before_us, int batch);
 outcome<std::int64_t> purge_before_postgres(const location& where, std::int64_t before_us, int batch);
-std::unique_ptr<leadership> open_postgres_leadership(const location& where, const std::string& role);
+std::unique_ptr<leadership> open_postgres_leadership(const location& where, const std::string& role,
+                                                     std::chrono::milliseconds every);
 
 namespace {
 // A SQLite log belongs to one process: it has every role.
@@ -27,8 +28,9 @@ struct sole_process final : leadership {
 };
 }  // namespace
 
-std::unique_ptr<leadership> leadership::open(const location& where, const std::string& role) {
-  if (where.is_postgres()) return open_postgres_leadership(where, role);
+std::unique_ptr<leadership> leadership::open(const location& where, const std::string& role,
+                                             std::chrono::milliseconds every) {
+  if (where.is_postgres()) return open_postgres_leadership(where, role, every);
   return std::make_unique<sole_process>();
 }
 

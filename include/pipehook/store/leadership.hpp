@@ -7,6 +7,7 @@
 #include "pipehook/core/error.hpp"
 #include "pipehook/store/location.hpp"
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -14,11 +15,13 @@ namespace pipehook::store {
 
 class leadership {
  public:
-  // `role` names it in logs and picks the lock ("registrar", "retention").
-  static std::unique_ptr<leadership> open(const location& where, const std::string& role);
+  // `role` names it in logs and picks the lock ("registrar", "retention"). On PostgreSQL a thread
+  // of its own keeps the lock's connection and tries to take the role every `every`, so that
+  // check() never waits on the database (a server that is down does not stall the caller).
+  static std::unique_ptr<leadership> open(const location& where, const std::string& role,
+                                          std::chrono::milliseconds every = std::chrono::seconds(1));
   virtual ~leadership() = default;
-  // Keeps the role, or tries to take it: true while this process has it. One round trip at most;
-  // any thread, one at a time.
+  // Whether this process has the role, as last seen. Any thread.
   virtual bool check() = 0;
 };
 
