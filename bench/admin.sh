@@ -66,20 +66,10 @@ build/pipehook --config "$work/pipehook.toml" serve 2> "$work/pipehook.log" & pi
 wait_port 18080; wait_port 18090
 
 # --- 1. filtered pages
-declare -A lat50 lat99
-page() {  # page KIND
-  BENCH_QUERY=$1 BENCH_START_S=$(( start_us / 1000000 )) \
-    wrk -t1 -c1 -d5s --latency -s bench/admin_get.lua "http://127.0.0.1:18090" > "$work/get-$1.txt"
-  lat50[$1]=$(awk '$1=="50%" {print $2}' "$work/get-$1.txt")
-  lat99[$1]=$(awk '$1=="99%" {print $2}' "$work/get-$1.txt")
-  local n; n=$(awk '/requests in/ {print $1}' "$work/get-$1.txt")
-  if grep -q "error\|Non-2xx" "$work/get-$1.txt"; then echo "errors in $1:"; cat "$work/get-$1.txt"; fi
-  printf '%-28s p50 %8s   p99 %8s   (%s requests, 1 connection)\n' "$1" "${lat50[$1]}" "${lat99[$1]}" "$n"
-}
 to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) print v/1000; else if (v ~ /ms$/) print v+0; else print v*1000 }'; }
 echo "--- a page of 50 through the API, $events events in the log"
-page static
-for k in entity entity_id time week; do page "$k"; done
+page static "$start_us"
+for k in entity entity_id time week; do page "$k" "$start_us"; done
 for k in entity entity_id time week; do
   awk -v k="$k" -v p="$(to_ms "${lat50[$k]}")" -v b="$(to_ms "${lat50[static]}")" \
     'BEGIN {printf "%-10s p50 %.2f ms = %.1fx the static page   (goal < 10 ms)\n", k, p, p/b}'

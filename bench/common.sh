@@ -55,3 +55,33 @@ NGINX
   nginx -p "$dir" -c "$dir/nginx.conf" & npid=$!; pids+=("$npid")
   wait_port "$1"
 }
+
+# run_node_peer: the Node.js reference receiver (../shared/bench/node-peer, SYNC=FULL) on 18082
+# through wrk as node-peer-full; skipped with a note when its npm install fails.
+run_node_peer() {
+  local peer=${NODE_PEER_DIR:-$work/node-peer}
+  if [[ ! -d "$peer/node_modules" ]]; then
+    cp -r ../shared/bench/node-peer "$peer" 2>/dev/null && chmod -R u+w "$peer" && (cd "$peer" && npm install --no-audit --no-fund >/dev/null 2>&1) || true
+  fi
+  if [[ -f "$peer/node_modules/better-sqlite3/build/Release/better_sqlite3.node" ]]; then
+    (cd "$peer" && SYNC=FULL PORT=18082 DB="$work/peer.db" AUTH="pipedrive:$password" exec node server.js) & nodepid=$!; pids+=("$nodepid")
+    wait_port 18082
+    run_wrk node-peer-full 18082 "$nodepid"
+    kill "$nodepid"; wait "$nodepid" 2>/dev/null || true
+  else
+    echo "node peer not available (npm install failed): skipped" >&2
+  fi
+}
+
+# page KIND START_US: admin API pages of one kind (bench/admin_get.lua) through one connection for
+# 5 s on 127.0.0.1:18090; prints and records p50/p99 in lat50/lat99.
+declare -A lat50 lat99
+page() {
+  BENCH_QUERY=$1 BENCH_START_S=$(( $2 / 1000000 )) \
+    wrk -t1 -c1 -d5s --latency -s bench/admin_get.lua "http://127.0.0.1:18090" > "$work/get-$1.txt"
+  lat50[$1]=$(awk '$1=="50%" {print $2}' "$work/get-$1.txt")
+  lat99[$1]=$(awk '$1=="99%" {print $2}' "$work/get-$1.txt")
+  local n; n=$(awk '/requests in/ {print $1}' "$work/get-$1.txt")
+  if grep -q "error\|Non-2xx" "$work/get-$1.txt"; then echo "errors in $1:"; cat "$work/get-$1.txt"; fi
+  printf '%-28s p50 %8s   p99 %8s   (%s requests, 1 connection)\n' "$1" "${lat50[$1]}" "${lat99[$1]}" "$n"
+}

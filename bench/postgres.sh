@@ -52,18 +52,7 @@ for backend in sqlite postgres; do
 done
 echo "  (stored: sqlite $(sqlite3 "$work/pipehook.db" 'SELECT count(*) FROM events'), postgres $(psql_pg -d pipehook -tAc 'SELECT count(*) FROM events'))"
 
-peer=${NODE_PEER_DIR:-$work/node-peer}
-if [[ ! -d "$peer/node_modules" ]]; then
-  cp -r ../shared/bench/node-peer "$peer" 2>/dev/null && chmod -R u+w "$peer" && (cd "$peer" && npm install --no-audit --no-fund >/dev/null 2>&1) || true
-fi
-if [[ -f "$peer/node_modules/better-sqlite3/build/Release/better_sqlite3.node" ]]; then
-  (cd "$peer" && SYNC=FULL PORT=18082 DB="$work/peer.db" AUTH="pipedrive:$password" exec node server.js) & nodepid=$!; pids+=("$nodepid")
-  wait_port 18082
-  run_wrk node-peer-full 18082 "$nodepid"
-  kill "$nodepid"; wait "$nodepid" 2>/dev/null || true
-else
-  echo "node peer not available (npm install failed): skipped" >&2
-fi
+run_node_peer
 awk -v p="${rps[pipehook-postgres]}" -v s="${rps[pipehook-sqlite]}" 'BEGIN {printf "postgres / sqlite: %.2fx   (goal >= 0.5x)\n", p/s}'
 if [[ -n "${rps[node-peer-full]:-}" ]]; then
   awk -v p="${rps[pipehook-postgres]}" -v n="${rps[node-peer-full]}" 'BEGIN {printf "postgres / node peer (FULL): %.2fx   (goal >= 2x)\n", p/n}'
@@ -108,19 +97,9 @@ echo "  done in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.0f", b 
 
 build/pipehook --config "$work/bulk.toml" serve 2> "$work/bulk.log" & pid=$!; pids+=("$pid")
 wait_port 18080; wait_port 18090
-declare -A lat50 lat99
-page() {  # page KIND
-  BENCH_QUERY=$1 BENCH_START_S=$(( start_us / 1000000 )) \
-    wrk -t1 -c1 -d5s --latency -s bench/admin_get.lua "http://127.0.0.1:18090" > "$work/get-$1.txt"
-  lat50[$1]=$(awk '$1=="50%" {print $2}' "$work/get-$1.txt")
-  lat99[$1]=$(awk '$1=="99%" {print $2}' "$work/get-$1.txt")
-  local n; n=$(awk '/requests in/ {print $1}' "$work/get-$1.txt")
-  if grep -q "error\|Non-2xx" "$work/get-$1.txt"; then echo "errors in $1:"; cat "$work/get-$1.txt"; fi
-  printf '%-28s p50 %8s   p99 %8s   (%s requests, 1 connection)\n' "$1" "${lat50[$1]}" "${lat99[$1]}" "$n"
-}
 echo "--- a page of 50 through the API, $events events in the PostgreSQL log"
-page static
-for k in entity entity_id time week; do page "$k"; done
+page static "$start_us"
+for k in entity entity_id time week; do page "$k" "$start_us"; done
 
 echo "--- NDJSON export of the whole log"
 t0=$(date +%s.%N)

@@ -40,18 +40,7 @@ run_wrk nginx-constant-200 18081 "${worker:-$npid}"
 kill -QUIT "$npid" 2>/dev/null || true; wait "$npid" 2>/dev/null || true
 
 # --- the Node.js peer, durable (SYNC=FULL)
-peer=${NODE_PEER_DIR:-$work/node-peer}
-if [[ ! -d "$peer/node_modules" ]]; then
-  cp -r ../shared/bench/node-peer "$peer" 2>/dev/null && chmod -R u+w "$peer" && (cd "$peer" && npm install --no-audit --no-fund >/dev/null 2>&1) || true
-fi
-if [[ -f "$peer/node_modules/better-sqlite3/build/Release/better_sqlite3.node" ]]; then
-  (cd "$peer" && SYNC=FULL PORT=18082 DB="$work/peer.db" AUTH="pipedrive:$password" exec node server.js) & nodepid=$!; pids+=("$nodepid")
-  wait_port 18082
-  run_wrk node-peer-full 18082 "$nodepid"
-  kill "$nodepid"; wait "$nodepid" 2>/dev/null || true
-else
-  echo "node peer not available (npm install failed): skipped" >&2
-fi
+run_node_peer
 
 echo
 awk -v p="${rps[pipehook]}" -v n="${rps[nginx-constant-200]}" 'BEGIN {printf "pipehook / nginx constant 200: %.2fx   (goal >= 0.75x)\n", p/n}'

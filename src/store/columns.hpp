@@ -3,6 +3,7 @@
 // backends, and reading them from a row of either (internal to the store module).
 
 #include "pipehook/event/event.hpp"
+#include "pipehook/store/outbox.hpp"
 
 #include <cstdint>
 #include <string>
@@ -45,6 +46,26 @@ event::stored_event read_event_columns(const Row& row, int f) {
   se.last_attempt = static_cast<int>(row.integer(f + 22));
   se.last_received_at_us = row.integer(f + 23);
   return se;
+}
+
+// The delivery columns copied with a log, in this order (both backends' pending_rows).
+inline constexpr std::string_view delivery_columns =
+    "id, handler, event_id, attempts, due_at, created_at, updated_at, order_key, last_error, last_error_at";
+
+template <class Row>
+delivery_row read_delivery_row(const Row& row) {
+  delivery_row d;
+  d.id = row.integer(0);
+  d.handler = row.text(1);
+  d.event_id = row.integer(2);
+  d.attempts = static_cast<int>(row.integer(3));
+  d.due_at_us = row.integer(4);
+  d.created_at_us = row.integer(5);
+  d.updated_at_us = row.integer(6);
+  d.order_key = row.text(7);
+  d.last_error = row.text(8);
+  d.last_error_at_us = row.integer(9);
+  return d;
 }
 
 }  // namespace pipehook::store::detail

@@ -66,6 +66,23 @@ std::string event_columns(std::string_view alias) {
 
 }  // namespace detail
 
+outcome<std::int64_t> outbox::count_matching(const event_filter& f, const event_predicate& p) {
+  std::int64_t n = 0;
+  auto r = for_each_matching(f, p, [&](const event::event&, std::int64_t) { ++n; });
+  if (!r) return r.error();
+  return n;
+}
+
+outcome<std::int64_t> outbox::replay(const std::string& handler, bool ordered, const event_filter& f, const event_predicate& p) {
+  std::vector<std::pair<std::int64_t, std::string>> rows;  // event id, order key
+  auto r = for_each_matching(f, p, [&](const event::event& ev, std::int64_t id) {
+    rows.emplace_back(id, ordered ? order_key_of(ev) : std::string());
+  });
+  if (!r) return r.error();
+  if (auto q = requeue(handler, rows); !q) return q.error();
+  return static_cast<std::int64_t>(rows.size());
+}
+
 std::string location::describe() const { return is_postgres() ? mask_url_password(url) : path; }
 
 std::string_view to_string(delivery_state s) {

@@ -96,15 +96,24 @@ class outbox {
   virtual outcome<std::vector<handler_counts>> counts() = 0;
 
   // Events a replay would queue (the filter's limit is ignored: all of them).
-  virtual outcome<std::int64_t> count_matching(const event_filter& f, const event_predicate& p) = 0;
+  outcome<std::int64_t> count_matching(const event_filter& f, const event_predicate& p);
   // Queues (again) every matching event for `handler`: pending, attempts 0, due now. Writes in
   // small transactions so the daemon's writer is never held up long. Returns how many.
-  virtual outcome<std::int64_t> replay(const std::string& handler, bool ordered, const event_filter& f,
-                                       const event_predicate& p) = 0;
+  outcome<std::int64_t> replay(const std::string& handler, bool ordered, const event_filter& f, const event_predicate& p);
   // Dead rows of `handler` back to pending. Returns how many.
   virtual outcome<std::int64_t> retry_dead(const std::string& handler) = 0;
   // Pending rows of every handler with ids above `after_id`, by id, at most `limit`.
   virtual outcome<std::vector<delivery_row>> pending_rows(std::int64_t after_id, int limit) = 0;
+
+ protected:
+  // What each backend provides for count_matching and replay.
+  using each_event = std::function<void(const event::event& ev, std::int64_t id)>;
+  // Every event matching the filter (its limit ignored; `q` included) and the predicate, oldest first.
+  virtual outcome<void> for_each_matching(const event_filter& f, const event_predicate& p, const each_event& each) = 0;
+  // (Re)queues these events (id, order key or "") for `handler`, in transactions of at most
+  // `replay_chunk` rows.
+  virtual outcome<void> requeue(const std::string& handler, const std::vector<std::pair<std::int64_t, std::string>>& rows) = 0;
+  static constexpr std::size_t replay_chunk = 500;  // the daemon's writer waits at most for one
 };
 
 // The order key of an ordered handler's delivery: events of one entity share it.

@@ -9,9 +9,6 @@
 namespace pipehook::store {
 namespace {
 
-// Replay writes in transactions of this many rows: the daemon's writer waits at most for one.
-constexpr std::size_t replay_chunk = 500;
-
 std::string due_sql(bool ordered) {
   std::string sql = "SELECT d.id, d.attempts, d.created_at, d.order_key, " + pg::event_columns("e") +
                     ", e.body FROM deliveries d JOIN events e ON e.id = d.event_id "
@@ -86,20 +83,7 @@ FROM deliveries d GROUP BY handler ORDER BY handler COLLATE "C")sql");
     return out;
   }
 
-  outcome<std::int64_t> count_matching(const event_filter& f, const event_predicate& p) override {
-    std::int64_t n = 0;
-    auto r = matching(f, p, [&](const event::event&, std::int64_t) { ++n; });
-    if (!r) return r.error();
-    return n;
-  }
-
-  outcome<std::int64_t> replay(const std::string& handler, bool ordered, const event_filter& f,
-                               const event_predicate& p) override {
-    std::vector<std::pair<std::int64_t, std::string>> rows;  // event id, order key
-    auto r = matching(f, p, [&](const event::event& ev, std::int64_t id) {
-      rows.emplace_back(id, ordered ? order_key_of(ev) : std::string());
-    });
-    if (!r) return r.error();
+  outcome<void> requeue(const std::string& handler, const std::vector<std::pair<std::int64_t, std::string>>& rows) override {
     constexpr std::string_view upsert = R"sql(
 INSERT INTO deliveries (handler, event_id, state, attempts, due_at, created_at, updated_at, order_key)
 VALUES ($1, $2::bigint, 'pending', 0, $3::bigint, $3::bigint, $3::bigint, $4)
@@ -115,8 +99,7 @@ ON CONFLICT (handler, event_id) DO UPDATE SET
       for (std::size_t i = start; i < std::min(rows.size(), start + replay_chunk); ++i) {
         pg::params ps;
         ps.text(handler).integer(rows[i].first).integer(now);
-        if (ordered) ps.text(rows[i].second);
-        else ps.null();
+        ps.text_or_null(rows[i].second);
         pl.send(upsert, ps);
       }
       pl.send("COMMIT");
@@ -128,7 +111,7 @@ ON CONFLICT (handler, event_id) DO UPDATE SET
         return f2;
       }
     }
-    return static_cast<std::int64_t>(rows.size());
+    return {};
   }
 
   outcome<std::int64_t> retry_dead(const std::string& handler) override {
@@ -144,25 +127,11 @@ ON CONFLICT (handler, event_id) DO UPDATE SET
   outcome<std::vector<delivery_row>> pending_rows(std::int64_t after_id, int limit) override {
     pg::params p;
     p.integer(after_id).integer(limit);
-    auto r = run(R"sql(
-SELECT id, handler, event_id, attempts, due_at, created_at, updated_at, order_key, last_error, last_error_at
-FROM deliveries WHERE state = 'pending' AND id > $1::bigint ORDER BY id LIMIT $2::bigint)sql", p);
+    auto r = run("SELECT " + std::string(detail::delivery_columns) +
+                 " FROM deliveries WHERE state = 'pending' AND id > $1::bigint ORDER BY id LIMIT $2::bigint", p);
     if (!r) return r.error();
     std::vector<delivery_row> out;
-    for (int row = 0; row < PQntuples(r->get()); ++row) {
-      delivery_row d;
-      d.id = pg::integer(r->get(), row, 0);
-      d.handler = pg::text(r->get(), row, 1);
-      d.event_id = pg::integer(r->get(), row, 2);
-      d.attempts = static_cast<int>(pg::integer(r->get(), row, 3));
-      d.due_at_us = pg::integer(r->get(), row, 4);
-      d.created_at_us = pg::integer(r->get(), row, 5);
-      d.updated_at_us = pg::integer(r->get(), row, 6);
-      d.order_key = pg::text(r->get(), row, 7);
-      d.last_error = pg::text(r->get(), row, 8);
-      d.last_error_at_us = pg::integer(r->get(), row, 9);
-      out.push_back(std::move(d));
-    }
+    for (int row = 0; row < PQntuples(r->get()); ++row) out.push_back(detail::read_delivery_row(pg::pg_row{r->get(), row}));
     return out;
   }
 
@@ -174,9 +143,8 @@ FROM deliveries WHERE state = 'pending' AND id > $1::bigint ORDER BY id LIMIT $2
     return pg::exec(*c, sql, p);
   }
 
-  // The events matching a filter (`q` included) and predicate, oldest first, a page at a time.
-  template <class Each>
-  outcome<void> matching(const event_filter& f, const event_predicate& pred, Each each) {
+  // A page at a time; `q` is matched here, on the bodies.
+  outcome<void> for_each_matching(const event_filter& f, const event_predicate& pred, const each_event& each) override {
     event_filter page = f;
     page.ascending = true;
     constexpr int chunk = 1000;

@@ -3,16 +3,6 @@
 
 namespace pipehook::store::pg {
 
-namespace {
-// A PostgreSQL result row as read_event_columns wants it.
-struct pg_row {
-  const PGresult* r;
-  int row;
-  std::string text(int i) const { return pg::text(r, row, i); }
-  std::int64_t integer(int i) const { return pg::integer(r, row, i); }
-};
-}  // namespace
-
 event::stored_event read_event(const PGresult* r, int row, int f) { return detail::read_event_columns(pg_row{r, row}, f); }
 
 void append_filter(std::string& sql, const event_filter& f, params& p, std::string_view alias) {

@@ -13,6 +13,14 @@
 
 namespace pipehook::store::pg {
 
+// A result row as columns.hpp's readers want it.
+struct pg_row {
+  const PGresult* r;
+  int row;
+  std::string text(int i) const { return pg::text(r, row, i); }
+  std::int64_t integer(int i) const { return pg::integer(r, row, i); }
+};
+
 using detail::event_column_count;
 using detail::event_columns;
 // Reads the event columns (columns.hpp) of `row` starting at `first`.

@@ -10,9 +10,6 @@ namespace {
 
 using detail::statement;
 
-// Replay writes in transactions of this many rows: the daemon's writer waits at most for one.
-constexpr std::size_t replay_chunk = 500;
-
 class sqlite_outbox final : public outbox {
  public:
   sqlite_outbox(detail::db_handle db, statement due, statement due_ordered, statement next_due)
@@ -87,20 +84,7 @@ WHERE handler = ?1 AND last_error_at IS NOT NULL ORDER BY last_error_at DESC LIM
     return out;
   }
 
-  outcome<std::int64_t> count_matching(const event_filter& f, const event_predicate& p) override {
-    std::int64_t n = 0;
-    auto r = matching(f, p, [&](const event::event&, std::int64_t) { ++n; });
-    if (!r) return r.error();
-    return n;
-  }
-
-  outcome<std::int64_t> replay(const std::string& handler, bool ordered, const event_filter& f,
-                               const event_predicate& p) override {
-    std::vector<std::pair<std::int64_t, std::string>> rows;  // event id, order key
-    auto r = matching(f, p, [&](const event::event& ev, std::int64_t id) {
-      rows.emplace_back(id, ordered ? order_key_of(ev) : std::string());
-    });
-    if (!r) return r.error();
+  outcome<void> requeue(const std::string& handler, const std::vector<std::pair<std::int64_t, std::string>>& rows) override {
     auto up = statement::prepare(db_.db, R"sql(
 INSERT INTO deliveries (handler, event_id, state, attempts, due_at, created_at, updated_at, order_key)
 VALUES (?1, ?2, 'pending', 0, ?3, ?3, ?3, ?4)
@@ -115,7 +99,7 @@ ON CONFLICT (handler, event_id) DO UPDATE SET
         up->bind_text(1, handler);
         up->bind_int(2, rows[i].first);
         up->bind_int(3, now);
-        if (ordered) up->bind_text(4, rows[i].second);
+        if (!rows[i].second.empty()) up->bind_text(4, rows[i].second);
         else up->bind_null(4);
         const int rc = up->step();
         up->reset();
@@ -130,7 +114,7 @@ ON CONFLICT (handler, event_id) DO UPDATE SET
         return c.error();
       }
     }
-    return static_cast<std::int64_t>(rows.size());
+    return {};
   }
 
   outcome<std::int64_t> retry_dead(const std::string& handler) override {
@@ -146,35 +130,20 @@ WHERE handler = ?1 AND state = 'dead')sql");
   }
 
   outcome<std::vector<delivery_row>> pending_rows(std::int64_t after_id, int limit) override {
-    auto st = statement::prepare(db_.db, R"sql(
-SELECT id, handler, event_id, attempts, due_at, created_at, updated_at, order_key, last_error, last_error_at
-FROM deliveries WHERE state = 'pending' AND id > ?1 ORDER BY id LIMIT ?2)sql");
+    auto st = statement::prepare(db_.db, "SELECT " + std::string(detail::delivery_columns) +
+                                             " FROM deliveries WHERE state = 'pending' AND id > ?1 ORDER BY id LIMIT ?2");
     if (!st) return st.error();
     st->bind_int(1, after_id);
     st->bind_int(2, limit);
     std::vector<delivery_row> out;
     int rc;
-    while ((rc = st->step()) == SQLITE_ROW) {
-      delivery_row d;
-      d.id = st->column_int(0);
-      d.handler = st->column_text(1);
-      d.event_id = st->column_int(2);
-      d.attempts = static_cast<int>(st->column_int(3));
-      d.due_at_us = st->column_int(4);
-      d.created_at_us = st->column_int(5);
-      d.updated_at_us = st->column_int(6);
-      d.order_key = st->column_text(7);
-      d.last_error = st->column_text(8);
-      d.last_error_at_us = st->column_int(9);
-      out.push_back(std::move(d));
-    }
+    while ((rc = st->step()) == SQLITE_ROW) out.push_back(detail::read_delivery_row(detail::sqlite_row{*st}));
     if (rc != SQLITE_DONE) return detail::sqlite_failure(db_.db, rc, "read pending deliveries");
     return out;
   }
 
  private:
-  template <class Each>
-  outcome<void> matching(const event_filter& f, const event_predicate& p, Each each) {
+  outcome<void> for_each_matching(const event_filter& f, const event_predicate& p, const each_event& each) override {
     std::string sql = "SELECT " + detail::event_columns() + " FROM events WHERE 1";
     int n = 0;
     detail::append_filter(sql, f, n);

@@ -83,15 +83,6 @@ outcome<void> exec(sqlite3* db, std::string_view sql) {
   return {};
 }
 
-namespace {
-// A SQLite row as read_event_columns wants it.
-struct sqlite_row {
-  const statement& st;
-  std::string text(int i) const { return st.column_text(i); }
-  std::int64_t integer(int i) const { return st.column_int(i); }
-};
-}  // namespace
-
 event::stored_event read_event(const statement& st, int f) { return read_event_columns(sqlite_row{st}, f); }
 
 void append_filter(std::string& sql, const event_filter& f, int& n, std::string_view alias) {

@@ -56,6 +56,13 @@ class statement {
   sqlite3_stmt* s_ = nullptr;
 };
 
+// A statement's current row as columns.hpp's readers want it.
+struct sqlite_row {
+  const statement& st;
+  std::string text(int i) const { return st.column_text(i); }
+  std::int64_t integer(int i) const { return st.column_int(i); }
+};
+
 // Maps a SQLite result code to a project error: BUSY/LOCKED -> store_busy, FULL -> store_full.
 failure sqlite_failure(sqlite3* db, int rc, std::string_view what);
 
