@@ -50,6 +50,7 @@ path = "/hooks"
 read_timeout = "1500ms"
 trusted_proxies = ["10.0.0.0/8", "unix"]
 allow_from = ["192.0.2.0/24"]
+replica_id = "ph-a"
 [auth]
 user = "pd"
 [admin]
@@ -105,12 +106,32 @@ ordered = true
   EXPECT_EQ(dback->store, d->store);
 }
 
+// Replicas: an id of printable characters (it names the replica in logs, claims and metrics), and
+// a lease within bounds that only the postgres backend takes.
+TEST(config, replica_id_and_claim_lease_are_checked) {
+  auto empty = parse("[server]\nreplica_id = \"\"\n");
+  ASSERT_FALSE(empty);
+  EXPECT_NE(empty.error().message.find("server.replica_id must be 1 to 128 printable characters"), std::string::npos);
+  EXPECT_FALSE(parse("[server]\nreplica_id = \"a b\"\n"));
+  EXPECT_FALSE(parse("[server]\nreplica_id = \"" + std::string(129, 'x') + "\"\n"));
+  auto ok = parse("[server]\nreplica_id = \"eu-1.pipehook\"\n");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->server.replica_id, "eu-1.pipehook");
+  auto short_lease = parse("[store]\nbackend = \"postgres\"\nurl = \"postgresql://db/x\"\nclaim_lease = \"100ms\"\n");
+  ASSERT_FALSE(short_lease);
+  EXPECT_NE(short_lease.error().message.find("claim_lease"), std::string::npos) << short_lease.error().message;
+  auto on_sqlite = parse("[store]\nclaim_lease = \"10s\"\n");
+  ASSERT_FALSE(on_sqlite);
+  EXPECT_NE(on_sqlite.error().message.find("store.claim_lease is for the postgres backend"), std::string::npos);
+}
+
 TEST(config, the_postgres_backend_needs_a_uri_and_masks_its_password) {
   auto c = parse("[store]\nbackend = \"postgres\"\nurl = \"postgresql://ph:hunter2@db.internal:5432/pipehook?sslmode=verify-full\"\n"
-                 "connect_timeout = \"3s\"\npool_size = 8\n");
+                 "connect_timeout = \"3s\"\npool_size = 8\nclaim_lease = \"12s\"\n");
   ASSERT_TRUE(c) << c.error().message;
   EXPECT_EQ(c->store.backend, config::store_backend::postgres);
   EXPECT_EQ(c->store.connect_timeout_ms, 3'000);
+  EXPECT_EQ(c->store.claim_lease_ms, 12'000);
   EXPECT_EQ(c->store.pool_size, 8u);
   const std::string shown = config::render_effective(*c);
   EXPECT_EQ(shown.find("hunter2"), std::string::npos) << shown;
@@ -120,6 +141,7 @@ TEST(config, the_postgres_backend_needs_a_uri_and_masks_its_password) {
   ASSERT_TRUE(back) << back.error().message;
   EXPECT_EQ(back->store.backend, config::store_backend::postgres);
   EXPECT_EQ(back->store.connect_timeout_ms, 3'000);
+  EXPECT_EQ(back->store.claim_lease_ms, 12'000);
   EXPECT_EQ(back->store.url, mask_url_password(c->store.url));  // the secret stays out of the printout
   EXPECT_EQ(mask_url_password("postgresql://db/x?user=a&password=p%20w&sslmode=require"),
             "postgresql://db/x?user=a&password=********&sslmode=require");

@@ -182,7 +182,11 @@ TEST_P(outbox, ordered_rows_wait_for_their_entity_and_only_for_it) {
   // a1 fails and waits a minute: a2 (same deal) waits with it; the others do not.
   update_sync(**log, {{a1, store::delivery_state::pending, 1, now_us() + 60'000'000, "HTTP 503"}});
   EXPECT_EQ(due_entities(**ob, "h", true), (std::vector<std::string>{"deal/2#b1", "person/1#c1"}));
-  // a1 delivered: a2 is next in line for deal 1.
+  // A minute later a1 is claimed again and delivered: a2 is next in line for deal 1.
+  auto again = (*ob)->due("h", now_us() + 61'000'000, 100, true);
+  ASSERT_TRUE(again);
+  ASSERT_FALSE(again->empty());
+  EXPECT_EQ((*again)[0].id, a1);
   update_sync(**log, {{a1, store::delivery_state::done, 2, now_us(), ""}});
   EXPECT_EQ(due_entities(**ob, "h", true), (std::vector<std::string>{"deal/1#a2", "deal/2#b1", "person/1#c1"}));
   auto counts = (*ob)->counts();

@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -262,7 +263,12 @@ config::handler_config http_sink_handler(const std::string& name, unsigned short
   return h;
 }
 
-running_daemon::running_daemon(const config::config& c, cli::daemon::tuning t) {
+running_daemon::running_daemon(const config::config& given, cli::daemon::tuning t) {
+  // Daemons in one test process are replicas of their own: each gets an id (on PostgreSQL two
+  // live processes never share one).
+  static std::atomic<int> count{0};
+  config::config c = given;
+  if (c.server.replica_id.empty()) c.server.replica_id = "test-" + std::to_string(getpid()) + "-" + std::to_string(++count);
   auto d = cli::daemon::create(c, t);
   if (!d) throw std::runtime_error("daemon::create: " + d.error().message);
   d_ = std::move(*d);

@@ -262,6 +262,32 @@ struct api::impl {
     return json_ok(boost::json::object{{"handlers", std::move(out)}});
   }
 
+  // The replicas on this event log: live ones (heartbeat within their lease) and those dead for
+  // less than a day.
+  http::response replicas() {
+    outcome<std::vector<store::replica_info>> rows = [&] {
+      std::lock_guard lk(outbox_mu);
+      return outbox->replicas();
+    }();
+    if (!rows) return failure_response(rows.error());
+    const bool tracked = opt.store.is_postgres();
+    if (!tracked) {  // a SQLite log has one process: this one
+      store::replica_info me;
+      me.who = opt.self;
+      me.started_at_us = opt.started_at_us;
+      me.heartbeat_at_us = now_us();
+      me.live = true;
+      rows->push_back(std::move(me));
+    }
+    boost::json::array out;
+    for (const auto& r : *rows) {
+      boost::json::object o = replica_json(r);
+      o["self"] = r.who.id == opt.self.id;
+      out.push_back(std::move(o));
+    }
+    return json_ok(boost::json::object{{"replicas", std::move(out)}, {"shared", tracked}});
+  }
+
   http::response list_quarantine(const http::request_head& head) {
     auto p = query_of(head);
     if (!p) return failure_response(p.error());
@@ -391,6 +417,7 @@ std::vector<http::route> api::routes() {
       {"GET", "/api/v1/entities/", check, get([self](const auto& h) { return self->timeline(h); }), prefix},
       {"GET", "/api/v1/stats", check, get([self](const auto& h) { return self->stats(h); }), exact},
       {"GET", "/api/v1/handlers", check, get([self](const auto&) { return self->handlers(); }), exact},
+      {"GET", "/api/v1/replicas", check, get([self](const auto&) { return self->replicas(); }), exact},
       {"GET", "/api/v1/quarantine", check, get([self](const auto& h) { return self->list_quarantine(h); }), exact},
       {"GET", "/api/v1/quarantine/", check, get([self](const auto& h) { return self->get_quarantined(h); }), prefix},
       {"POST", "/api/v1/quarantine/", check,

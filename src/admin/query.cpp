@@ -225,7 +225,21 @@ boost::json::object handler_json(const store::handler_counts& h) {
   o["oldest_pending_at"] = h.oldest_pending_us ? boost::json::value(format_rfc3339_us(*h.oldest_pending_us)) : nullptr;
   o["last_error"] = event::text_or_null(h.last_error);
   o["last_error_at"] = h.last_error_at_us ? boost::json::value(format_rfc3339_us(h.last_error_at_us)) : nullptr;
+  boost::json::object claims;  // replica id -> pending rows it holds under a live lease (PostgreSQL)
+  for (const auto& [replica, n] : h.claims) claims[replica] = n;
+  o["claims"] = std::move(claims);
   return o;
+}
+
+boost::json::object replica_json(const store::replica_info& r) {
+  return {{"id", r.who.id},
+          {"host", r.who.host},
+          {"pid", r.who.pid},
+          {"version", r.who.version},
+          {"started_at", format_rfc3339_us(r.started_at_us)},
+          {"last_heartbeat_at", format_rfc3339_us(r.heartbeat_at_us)},
+          {"lease_ms", r.lease_ms},
+          {"live", r.live}};
 }
 
 boost::json::object stats_json(const store::event_stats& s, std::int64_t since_us, std::int64_t until_us) {

@@ -74,6 +74,8 @@ outcome<std::unique_ptr<store::event_log>> open_event_log(const config::config& 
     o.password = c.store.password;
     o.connect_timeout_ms = c.store.connect_timeout_ms;
     o.lock_timeout_ms = c.store.busy_timeout_ms;
+    o.replica_id = store::this_replica(c.server.replica_id).id;
+    o.lease_ms = c.store.claim_lease_ms;
     return store::open_postgres_event_log(o);
   }
   store::sqlite_options o;

@@ -42,6 +42,8 @@ struct daemon::impl {
   asio::io_context ioc;
   std::unique_ptr<dispatch::dispatcher> dispatch;  // built before the log: the log routes to it
   std::unique_ptr<store::event_log> log;
+  store::replica_identity replica;
+  std::unique_ptr<store::presence> presence;  // heartbeat and claim leases (PostgreSQL), after the log
   std::unique_ptr<ingest::webhook_endpoint> endpoint;
   std::unique_ptr<http::server> server;
   std::unique_ptr<pipedrive::registrar_service> registrar;  // when registrar.enabled
@@ -234,6 +236,7 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
   p->dispatch = std::move(*built);
 
   const store::location where = store_location(c);
+  p->replica = store::this_replica(c.server.replica_id);
   store::writer_options writer;
   writer.queue_capacity = c.store.queue_capacity;
   writer.batch_max = c.store.batch_max;
@@ -249,7 +252,13 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
   auto log = open_event_log(c, writer);
   if (!log) return log.error();
   p->log = std::move(*log);
-  if (auto started = p->dispatch->start(*p->log, where); !started) return started.error();
+  auto presence = store::presence::open(where, p->replica, std::chrono::milliseconds(c.store.claim_lease_ms));
+  if (!presence) return presence.error();
+  p->presence = std::move(*presence);
+  if (auto started = p->dispatch->start(*p->log, where, {p->replica.id, std::chrono::milliseconds(c.store.claim_lease_ms)},
+                                        p->presence.get());
+      !started)
+    return started.error();
 
   ingest::options ingest_opts;
   ingest_opts.auth_enabled = c.auth.enabled;
@@ -303,6 +312,8 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
     admin_opts.pool_size = c.store.pool_size;
     admin_opts.token = c.admin.token;
     admin_opts.allowed_hosts = c.admin.allowed_hosts;
+    admin_opts.self = p->replica;
+    admin_opts.started_at_us = now_us();
     admin_opts.metrics = [raw](const std::vector<store::handler_counts>& counts) {
       metrics::gauges g;
       g.queue_depth = raw->log->queue_depth();
@@ -312,7 +323,7 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
       for (const auto& h : raw->cfg.handlers) {
         metrics::gauges::handler row{h.name};
         for (const auto& c : counts)
-          if (c.handler == h.name) row = {h.name, c.pending, c.retrying, c.dead};
+          if (c.handler == h.name) row = {h.name, c.pending, c.retrying, c.dead, c.claims};
         g.handlers.push_back(row);
       }
       return raw->stats.render(g);
@@ -365,6 +376,16 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
                                                                              : nullptr;
     auto reg = pipedrive::registrar_service::create(p->ioc.get_executor(), c, t.registrar_retry_floor, std::move(leader));
     if (!reg) return reg.error();
+    // delete_on_shutdown: only the last replica to stop deletes (a rolling restart keeps them).
+    (*reg)->set_last_replica_check([pr = p->presence.get()] {
+      auto others = pr->others_live();
+      if (!others) {
+        spdlog::warn("registrar: cannot tell whether other replicas run ({}): the webhooks stay", others.error().message);
+        return false;
+      }
+      if (*others > 0) spdlog::info("registrar: {} other replica(s) still run: the webhooks stay (delete_on_shutdown)", *others);
+      return *others == 0;
+    });
     p->registrar = std::move(*reg);
     p->registrar->set_observer([m](std::string_view state) { m->registrar(state); });
   }
@@ -403,8 +424,8 @@ void daemon::run(bool handle_signals) {
   if (self->admin_server)
     spdlog::info("admin API and web page on http://{}:{}/ ({})", self->admin_bound.address().to_string(),
                  self->admin_bound.port(), c.admin.token.empty() ? "no token: loopback only" : "bearer token required");
-  spdlog::info("pipehook {} listening on {} (webhooks at POST {}, auth {}), event log {} (durability {})",
-               PIPEHOOK_VERSION,
+  spdlog::info("pipehook {} (replica {}) listening on {} (webhooks at POST {}, auth {}), event log {} (durability {})",
+               PIPEHOOK_VERSION, self->replica.id,
                self->bound.port() != 0  ? self->bound.address().to_string() + ":" + std::to_string(self->bound.port()) +
                                               (self->activated ? " (socket-activated)" : "")
                : self->activated        ? std::string("a Unix socket passed by systemd")
@@ -430,6 +451,7 @@ void daemon::run(bool handle_signals) {
 
   self->dispatch->join();  // its last verdicts are queued in the log
   self->log->close();      // commits whatever is still queued
+  self->presence->leave(); // then the claims left go back to the other replicas
   self->log_summary("final period");
   spdlog::info("stopped");
 }

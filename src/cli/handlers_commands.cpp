@@ -49,13 +49,16 @@ int cmd_handlers_status(const std::string& config_path, const std::string& forma
     return exit_ok;
   }
   std::vector<std::vector<std::string>> cells;
-  cells.push_back({"HANDLER", "PENDING", "RETRYING", "DEAD", "DONE", "OLDEST_PENDING", "LAST_ERROR"});
+  cells.push_back({"HANDLER", "PENDING", "RETRYING", "DEAD", "DONE", "OLDEST_PENDING", "CLAIMED_BY", "LAST_ERROR"});
   for (const auto& r : rows) {
     std::string name = r.handler + (find_handler(*cfg, r.handler) ? "" : " (not configured)");
     std::string last = r.last_error.empty() ? "-" : relative(r.last_error_at_us) + ": " + r.last_error;
     if (last.size() > 120) last = last.substr(0, 117) + "...";
+    std::string claims;  // replicas on PostgreSQL: "replica=rows ..."
+    for (const auto& [replica, n] : r.claims) claims += (claims.empty() ? "" : " ") + replica + "=" + std::to_string(n);
     cells.push_back({name, std::to_string(r.pending), std::to_string(r.retrying), std::to_string(r.dead),
-                     std::to_string(r.done), r.oldest_pending_us ? age(*r.oldest_pending_us) : "-", last});
+                     std::to_string(r.done), r.oldest_pending_us ? age(*r.oldest_pending_us) : "-",
+                     claims.empty() ? "-" : claims, last});
   }
   print_cells(cells);
   return exit_ok;

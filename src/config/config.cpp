@@ -206,6 +206,11 @@ outcome<void> apply_server(const reader& r, config& c) {
   PIPEHOOK_TRY(r.duration("idle_timeout", c.server.idle_timeout_ms, 100, 3'600'000));
   PIPEHOOK_TRY(r.duration("shutdown_timeout", c.server.shutdown_timeout_ms, 0, 3'600'000));
   PIPEHOOK_TRY(r.integer("threads", c.server.threads, 1, 64));
+  PIPEHOOK_TRY(r.string("replica_id", c.server.replica_id));
+  if (r.node("replica_id") && (c.server.replica_id.empty() || c.server.replica_id.size() > 128 ||
+                               std::any_of(c.server.replica_id.begin(), c.server.replica_id.end(),
+                                           [](unsigned char ch) { return ch <= ' ' || ch >= 0x7f; })))
+    return bad("server.replica_id must be 1 to 128 printable characters without spaces (got \"" + c.server.replica_id + "\")");
   for (auto [key, list] : {std::pair{"trusted_proxies", &c.server.trusted_proxies},
                            std::pair{"allow_from", &c.server.allow_from}}) {
     PIPEHOOK_TRY(r.list(key, *list));
@@ -277,6 +282,7 @@ outcome<void> apply_store(const reader& r, config& c) {
   PIPEHOOK_TRY(r.string("url", c.store.url));
   PIPEHOOK_TRY(secret_pair(r, "password", c.store.password, c.store.password_source, c));
   PIPEHOOK_TRY(r.duration("connect_timeout", c.store.connect_timeout_ms, 1'000, 300'000));
+  PIPEHOOK_TRY(r.duration("claim_lease", c.store.claim_lease_ms, 1'000, 3'600'000));
   PIPEHOOK_TRY(r.integer("pool_size", c.store.pool_size, 1, 64));
   if (c.store.backend == store_backend::postgres) {
     if (c.store.url.empty())
@@ -285,7 +291,7 @@ outcome<void> apply_store(const reader& r, config& c) {
       return bad("store.url must be a URI starting with postgresql:// (got \"" + mask_url_password(c.store.url) + "\")");
     if (mask_url_password(c.store.url) != c.store.url) c.inline_secrets.push_back("store.url");
   } else {
-    for (const char* k : {"url", "password", "password_file", "connect_timeout"})
+    for (const char* k : {"url", "password", "password_file", "connect_timeout", "claim_lease"})
       if (r.node(k)) return bad(std::string("store.") + k + " is for the postgres backend; store.backend is \"sqlite\"");
   }
   PIPEHOOK_TRY(r.string("path", c.store.path));
@@ -743,6 +749,7 @@ toml::table effective_table(const config& c) {
                      {"threads", static_cast<std::int64_t>(c.server.threads)},
                      {"trusted_proxies", string_array(c.server.trusted_proxies)},
                      {"allow_from", string_array(c.server.allow_from)}};
+  if (!c.server.replica_id.empty()) server.insert_or_assign("replica_id", c.server.replica_id);  // else "<host>-<pid>"
   if (!c.server.unix_path.empty()) {
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", c.server.socket_mode);
@@ -800,6 +807,7 @@ toml::table effective_table(const config& c) {
     store->insert_or_assign("url", mask_url_password(c.store.url));
     store->insert_or_assign("password", masked(c.store.password));
     store->insert_or_assign("connect_timeout", duration_value(c.store.connect_timeout_ms));
+    store->insert_or_assign("claim_lease", duration_value(c.store.claim_lease_ms));
   }
   return doc;
 }

@@ -180,6 +180,11 @@ std::string metrics::render(const gauges& g) const {
     out += "pipehook_handler_deliveries{handler=\"" + name + "\",state=\"retrying\"} " + std::to_string(h.retrying) + "\n";
     out += "pipehook_handler_deliveries{handler=\"" + name + "\",state=\"dead\"} " + std::to_string(h.dead) + "\n";
   }
+  header(out, "pipehook_handler_claims", "gauge",
+         "Pending outbox rows each replica holds under a live lease, per handler (replicas on PostgreSQL).");
+  for (const auto& h : g.handlers)
+    for (const auto& [replica, n] : h.claims)
+      out += "pipehook_handler_claims{handler=\"" + label(h.name) + "\",replica=\"" + label(replica) + "\"} " + std::to_string(n) + "\n";
   header(out, "pipehook_handler_attempts_total", "counter", "Delivery attempts per handler and result (done, retry, dead).");
   for (const auto& [key, n] : deliveries_)
     out += "pipehook_handler_attempts_total{handler=\"" + label(key.first) + "\",result=\"" + label(key.second) + "\"} " +

@@ -54,6 +54,7 @@ struct worker {
   std::set<std::string> busy_keys;    // ordered: entities with a row in flight or committing
   std::deque<store::pending_delivery> queue;  // fetched, due, not started yet
   bool dirty = true;                  // something changed since the last look at the outbox
+  bool lease_warned = false;          // the claims' expiry was logged
 };
 
 struct dispatcher::impl {
@@ -61,6 +62,7 @@ struct dispatcher::impl {
   std::vector<std::unique_ptr<worker>> workers;
   store::event_log* log = nullptr;
   std::unique_ptr<store::outbox> outbox;
+  const store::presence* presence = nullptr;  // the leases of this replica's claims (null: they never expire)
   std::thread thread;
   bool stopping = false;  // on ioc
   std::chrono::milliseconds poll_interval{1000};  // looks at the outbox at least this often (replays by the CLI)
@@ -185,7 +187,9 @@ asio::awaitable<void> worker_loop(dispatcher::impl* self, worker* w) {
     // Look at the outbox when the local queue ran dry and something changed, or on the poll.
     if (w->queue.size() < fetch_size(cfg) / 2 && (w->dirty || now_tp >= next_look)) {
       w->dirty = false;
-      next_look = now_tp + self->poll_interval;
+      // Jittered, so that replicas polling one database spread their looks instead of colliding.
+      std::uniform_real_distribution<double> jitter(0.8, 1.2);
+      next_look = now_tp + std::chrono::duration_cast<std::chrono::steady_clock::duration>(self->poll_interval * jitter(self->rng));
       const std::int64_t now = now_us();
       const int limit =
           static_cast<int>(fetch_size(cfg) + w->queued.size() + w->in_flight.size() + w->committing.size());
@@ -195,6 +199,9 @@ asio::awaitable<void> worker_loop(dispatcher::impl* self, worker* w) {
       } else {
         for (auto& row : *rows) {
           if (w->queued.count(row.id) || w->in_flight.count(row.id) || w->committing.count(row.id)) continue;
+          if (!row.taken_from.empty())
+            spdlog::warn("handler {}: took over delivery {} (event {}) from replica {}, whose claim expired", cfg.name, row.id,
+                         row.ev->id, row.taken_from);
           if (cfg.ordered && w->busy_keys.count(row.order_key)) continue;
           w->queued.insert(row.id);
           w->queue.push_back(std::move(row));
@@ -208,6 +215,19 @@ asio::awaitable<void> worker_loop(dispatcher::impl* self, worker* w) {
           next_look = std::min(next_look, until);
         }
       }
+    }
+    // Claims whose lease may have run out (the heartbeat has not gone through for most of a lease)
+    // may be another replica's by now: none is started; they are claimed again when due.
+    if (!w->queue.empty() && self->presence && std::chrono::steady_clock::now() >= self->presence->claims_hold_until()) {
+      if (!w->lease_warned)
+        spdlog::warn("handler {}: this replica's claims may have expired (no heartbeat for most of a lease): {} queued "
+                     "deliveries are left to whichever replica claims them next",
+                     cfg.name, w->queue.size());
+      w->lease_warned = true;
+      w->queue.clear();
+      w->queued.clear();
+    } else if (!w->queue.empty()) {
+      w->lease_warned = false;
     }
     while (!w->queue.empty() && w->in_flight.size() < cfg.concurrency) {
       store::pending_delivery row = std::move(w->queue.front());
@@ -314,9 +334,11 @@ store::router dispatcher::router() {
   };
 }
 
-outcome<void> dispatcher::start(store::event_log& log, const store::location& where) {
+outcome<void> dispatcher::start(store::event_log& log, const store::location& where, const store::claim_options& claims,
+                                const store::presence* presence) {
   if (p_->workers.empty()) return {};
-  auto ob = store::outbox::open(where);
+  p_->presence = presence;
+  auto ob = store::outbox::open(where, claims);
   if (!ob) return ob.error();
   p_->outbox = std::move(*ob);
   p_->log = &log;
@@ -334,13 +356,18 @@ void dispatcher::notify(std::vector<store::fresh_deliveries> fresh) {
   asio::post(p_->ioc, [p = p_.get(), fresh = std::move(fresh)] {
     for (auto& w : p->workers)
       if (w->cfg.ordered) w->dirty = true;  // ordered handlers read their rows in order from the outbox
+    std::vector<std::int64_t> overflow;  // claimed by this replica's writer, no room here
     for (const auto& f : fresh)
       for (const auto& [name, id] : f.rows)
         for (auto& w : p->workers) {
           if (w->cfg.name != name) continue;
-          // Bounded: beyond it the rows wait in the outbox for the worker's next look.
-          if (w->queue.size() >= max_queued) w->dirty = true;  // overflow: read it later from the outbox
-          if (p->stopping || w->queue.size() >= max_queued || w->queued.count(id) || w->in_flight.count(id)) break;
+          if (w->queued.count(id) || w->in_flight.count(id)) break;
+          // Bounded: beyond it the rows wait in the outbox, for this replica's next look or another's.
+          if (p->stopping || w->queue.size() >= max_queued) {
+            w->dirty = true;
+            overflow.push_back(id);
+            break;
+          }
           store::pending_delivery row;
           row.id = id;
           row.created_at_us = f.created_at_us;
@@ -348,6 +375,11 @@ void dispatcher::notify(std::vector<store::fresh_deliveries> fresh) {
           w->queued.insert(id);
           w->queue.push_back(std::move(row));
         }
+    // Their claims go back, so that a replica with room takes them now rather than after the lease.
+    if (!overflow.empty())
+      if (auto r = p->outbox->release(overflow); !r)
+        spdlog::warn("dispatcher: could not hand {} queued deliveries to other replicas ({}); they wait for this one",
+                     overflow.size(), r.error().message);
     for (auto& w : p->workers) w->wake->cancel();
   });
 }

@@ -34,6 +34,7 @@ struct registrar_service::impl {
   std::unique_ptr<store::leadership> leader;  // null: the only replica
   std::chrono::milliseconds takeover_check{60'000};
   bool leading = false;  // on the strand: this replica has the role (with replicas)
+  std::function<bool()> last_replica;  // delete_on_shutdown asks it (null: always the last)
   std::function<void(std::string_view)> observe;
 
   explicit impl(asio::any_io_executor ex) : strand(asio::make_strand(ex)), wait_timer(strand), loop(strand, "the registrar") {}
@@ -126,7 +127,7 @@ asio::awaitable<void> run_loop(std::shared_ptr<registrar_service::impl> self) {
     auto w = sleep_until(self.get(), next_reconcile);
     co_await std::move(w);
   }
-  if (self->delete_on_shutdown && (!self->leader || self->leading)) {
+  if (self->delete_on_shutdown && (!self->leader || self->leading) && (!self->last_replica || self->last_replica())) {
     auto op = delete_managed(self);
     co_await std::move(op);
   }
@@ -153,6 +154,8 @@ outcome<std::unique_ptr<registrar_service>> registrar_service::create(asio::any_
   p->takeover_check = std::chrono::milliseconds(c.registrar.takeover_check_ms);
   return std::unique_ptr<registrar_service>(new registrar_service(std::move(p)));
 }
+
+void registrar_service::set_last_replica_check(std::function<bool()> f) { p_->last_replica = std::move(f); }
 
 void registrar_service::set_observer(std::function<void(std::string_view)> o) { p_->observe = std::move(o); }
 

@@ -6,7 +6,11 @@
 #include <iterator>
 #include "pipehook/store/leadership.hpp"
 #include "pipehook/store/outbox.hpp"
+#include "pipehook/store/presence.hpp"
 #include "pipehook/store/reader.hpp"
+
+#include <cstdio>
+#include <unistd.h>
 #include "pipehook/store/retention.hpp"
 
 namespace pipehook::store {
@@ -15,7 +19,9 @@ namespace pipehook::store {
 outcome<std::unique_ptr<reader>> open_sqlite_reader(const std::string& path);
 outcome<std::unique_ptr<reader>> open_postgres_reader(const location& where);
 outcome<std::unique_ptr<outbox>> open_sqlite_outbox(const std::string& path);
-outcome<std::unique_ptr<outbox>> open_postgres_outbox(const location& where);
+outcome<std::unique_ptr<outbox>> open_postgres_outbox(const location& where, const claim_options& claims);
+outcome<std::unique_ptr<presence>> open_postgres_presence(const location& where, const replica_identity& who,
+                                                          std::chrono::milliseconds lease);
 outcome<std::int64_t> purge_before_sqlite(const std::string& path, std::int64_t before_us, int batch);
 outcome<std::int64_t> purge_before_postgres(const location& where, std::int64_t before_us, int batch);
 std::unique_ptr<leadership> open_postgres_leadership(const location& where, const std::string& role,
@@ -26,7 +32,30 @@ namespace {
 struct sole_process final : leadership {
   bool check() override { return true; }
 };
+// ... and it is the only replica: its claims never expire.
+struct sole_replica final : presence {
+  std::chrono::steady_clock::time_point claims_hold_until() const override { return std::chrono::steady_clock::time_point::max(); }
+  outcome<int> others_live() override { return 0; }
+  void leave() override {}
+};
 }  // namespace
+
+replica_identity this_replica(const std::string& configured_id) {
+  replica_identity who;
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0 || !host[0]) std::snprintf(host, sizeof host, "localhost");
+  who.host = host;
+  who.pid = static_cast<std::int64_t>(getpid());
+  who.id = configured_id.empty() ? who.host + "-" + std::to_string(who.pid) : configured_id;
+  who.version = PIPEHOOK_VERSION;
+  return who;
+}
+
+outcome<std::unique_ptr<presence>> presence::open(const location& where, const replica_identity& who,
+                                                  std::chrono::milliseconds lease) {
+  if (where.is_postgres()) return open_postgres_presence(where, who, lease);
+  return std::unique_ptr<presence>(std::make_unique<sole_replica>());
+}
 
 std::unique_ptr<leadership> leadership::open(const location& where, const std::string& role,
                                              std::chrono::milliseconds every) {
@@ -38,8 +67,11 @@ outcome<std::unique_ptr<reader>> reader::open(const location& where) {
   return where.is_postgres() ? open_postgres_reader(where) : open_sqlite_reader(where.path);
 }
 
-outcome<std::unique_ptr<outbox>> outbox::open(const location& where) {
-  return where.is_postgres() ? open_postgres_outbox(where) : open_sqlite_outbox(where.path);
+outcome<std::unique_ptr<outbox>> outbox::open(const location& where, const claim_options& claims) {
+  if (!where.is_postgres()) return open_sqlite_outbox(where.path);
+  claim_options c = claims;
+  if (c.replica_id.empty()) c.replica_id = this_replica().id;
+  return open_postgres_outbox(where, c);
 }
 
 outcome<std::int64_t> purge_before(const location& where, std::int64_t before_us, int batch) {

@@ -65,6 +65,8 @@ boost::json::object timeline_entry_json(const event::stored_event& e);
 
 boost::json::object quarantine_json(const store::quarantine_row& q);
 boost::json::object handler_json(const store::handler_counts& h);
+// A row of /api/v1/replicas.
+boost::json::object replica_json(const store::replica_info& r);
 boost::json::object stats_json(const store::event_stats& s, std::int64_t since_us, std::int64_t until_us);
 
 // The stats window: since (default 24 h ago), until (default now).

@@ -28,6 +28,9 @@ struct server_config {
   unsigned threads = 1;                      // I/O threads (the SQLite writer has its own)
   std::vector<std::string> trusted_proxies;  // CIDRs whose Forwarded / X-Forwarded-* headers are believed; "unix": Unix-socket peers
   std::vector<std::string> allow_from;       // CIDRs allowed to POST webhooks (empty: anyone)
+  // This process among the replicas of one PostgreSQL log: in logs, claims and /api/v1/replicas.
+  // "" : "<host name>-<pid>".
+  std::string replica_id;
   bool operator==(const server_config&) const = default;
 };
 
@@ -53,6 +56,9 @@ struct store_config {
   std::string password;         // secret: PGPASSWORD, store.password(_file), or the URI's own
   std::string password_source;
   std::int64_t connect_timeout_ms = 5'000;
+  // postgres: how long a replica's claim on an outbox row holds without renewal (a heartbeat renews
+  // it every third of it); the rows of a replica that died go to the others after this.
+  std::int64_t claim_lease_ms = 30'000;
   // The admin API's query threads, each with its own read connection (both backends).
   std::uint32_t pool_size = 4;
   durability sync = durability::full;

@@ -65,6 +65,7 @@ class metrics {
     struct handler {
       std::string name;
       std::int64_t pending = 0, retrying = 0, dead = 0;
+      std::vector<std::pair<std::string, std::int64_t>> claims;  // replica id -> rows it holds (PostgreSQL)
     };
     std::vector<handler> handlers;
   };

@@ -4,7 +4,9 @@
 // worker takes due rows (bounded by the handler's concurrency; for ordered handlers, only the first
 // pending row of each entity), delivers them, and hands the verdict (done, retry at a time, dead)
 // to the event log's writer, which commits it with the next batch. The writer wakes the workers
-// after each commit that queued deliveries; a one-second poll also picks up CLI replays.
+// after each commit that queued deliveries; a one-second poll (jittered) also picks up CLI replays
+// and, with replicas on PostgreSQL, the rows other replicas committed or left behind. There each row
+// is claimed by one replica at a time (store::outbox::due), under a lease its presence renews.
 
 #include "pipehook/config/config.hpp"
 #include "pipehook/core/error.hpp"
@@ -44,8 +46,11 @@ class dispatcher {
   // flight finish with the old ones. Returns the names of the handlers that changed.
   outcome<std::vector<std::string>> reload(const std::vector<config::handler_config>& fresh);
 
-  // Opens the outbox (after the event log migrated it) and starts the workers.
-  outcome<void> start(store::event_log& log, const store::location& where);
+  // Opens the outbox (after the event log migrated it) and starts the workers, claiming rows as
+  // `claims` says. `presence` (may be null) renews those claims: past its claims_hold_until() no
+  // queued delivery starts.
+  outcome<void> start(store::event_log& log, const store::location& where, const store::claim_options& claims = {},
+                      const store::presence* presence = nullptr);
   // Deliveries were committed (any thread): the new events' rows go straight to their workers
   // (within a bound; beyond it, and for ordered handlers, the workers read the outbox).
   void notify(std::vector<store::fresh_deliveries> fresh);

@@ -34,6 +34,9 @@ class registrar_service {
   // transient failure, trying again soon), "failed" (until the next resync) or "standby"
   // (another replica registers). Set before start().
   void set_observer(std::function<void(std::string_view)> o);
+  // delete_on_shutdown deletes only if this returns true at the stop (replicas: no other one is
+  // live, so a rolling restart keeps the webhooks). Unset: always. Set before start().
+  void set_last_replica_check(std::function<bool()> f);
 
   void start();
   // Stops retrying; with delete_on_shutdown, deletes the managed webhooks (bounded by `deadline`)

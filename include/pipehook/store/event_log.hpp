@@ -90,6 +90,10 @@ struct postgres_options : writer_options {
   std::string password;  // overrides the URI's when set
   std::int64_t connect_timeout_ms = 5'000;
   std::int64_t lock_timeout_ms = 2'000;  // store.busy_timeout: a lock held elsewhere fails the batch (store_busy)
+  // The replica whose claims this writer's new delivery rows start as, and whose verdicts it
+  // writes ("": this_replica().id); the lease those claims start with.
+  std::string replica_id;
+  std::int64_t lease_ms = 30'000;
 };
 
 // Connects, creates or upgrades the schema (refusing a newer one), then starts the writer. Later

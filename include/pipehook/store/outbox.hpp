@@ -7,6 +7,7 @@
 
 #include "pipehook/core/error.hpp"
 #include "pipehook/event/event.hpp"
+#include "pipehook/store/presence.hpp"
 #include "pipehook/store/reader.hpp"
 
 #include <cstdint>
@@ -44,6 +45,7 @@ struct pending_delivery {
   int attempts = 0;
   std::int64_t created_at_us = 0;  // queued at (max_age counts from here)
   std::string order_key;           // "" unless the handler is ordered
+  std::string taken_from;          // the replica whose expired claim this one took over ("": none)
   std::shared_ptr<const event::stored_event> ev;  // with its body; shared by the handlers of one event
 };
 
@@ -76,6 +78,8 @@ struct handler_counts {
   std::optional<std::int64_t> oldest_pending_us;  // queued at, of the oldest pending or retrying
   std::string last_error;
   std::int64_t last_error_at_us = 0;
+  // Replicas on PostgreSQL: pending rows held under a live lease, per replica id.
+  std::vector<std::pair<std::string, std::int64_t>> claims;
 };
 
 // Events matched by a replay: the list filters, plus the handler's own match rule.
@@ -83,14 +87,20 @@ using event_predicate = std::function<bool(const event::event&)>;
 
 class outbox {
  public:
-  // Opens its own connection to the event log (read-write: replay and retry write).
-  static outcome<std::unique_ptr<outbox>> open(const location& where);
+  // Opens its own connection to the event log (read-write: replay and retry write). `claims`: who
+  // claims rows through due() (PostgreSQL; a SQLite log has one process, which needs no claims).
+  static outcome<std::unique_ptr<outbox>> open(const location& where, const claim_options& claims = {});
   virtual ~outbox() = default;
 
-  // Due rows of a handler, oldest first, at most `limit`. For an ordered handler a row is due only
-  // when no earlier row of its entity (order_key) is still pending.
+  // Claims due rows of a handler, oldest first, at most `limit`. For an ordered handler a row is
+  // due only when no earlier row of its entity (order_key) is still pending. On PostgreSQL a row is
+  // claimable when unclaimed, already this replica's, or its claim's lease ran out; the claim
+  // (SELECT ... FOR UPDATE SKIP LOCKED, then claimed_by and lease_until) keeps the other replicas
+  // off it until its verdict or the lease's end.
   virtual outcome<std::vector<pending_delivery>> due(const std::string& handler, std::int64_t now_us, int limit,
                                                      bool ordered) = 0;
+  // Hands rows this replica claimed but will not deliver soon back to the others (PostgreSQL).
+  virtual outcome<void> release(const std::vector<std::int64_t>& ids) = 0;
   // The earliest due_at after `now_us` among the handler's pending rows (nullopt: none).
   virtual outcome<std::optional<std::int64_t>> next_due(const std::string& handler, std::int64_t now_us) = 0;
   virtual outcome<std::vector<handler_counts>> counts() = 0;
@@ -102,6 +112,9 @@ class outbox {
   outcome<std::int64_t> replay(const std::string& handler, bool ordered, const event_filter& f, const event_predicate& p);
   // Dead rows of `handler` back to pending. Returns how many.
   virtual outcome<std::int64_t> retry_dead(const std::string& handler) = 0;
+  // The replicas that wrote a heartbeat in the last day, live ones first (PostgreSQL; SQLite
+  // tracks none: empty).
+  virtual outcome<std::vector<replica_info>> replicas() = 0;
   // Pending rows of every handler with ids above `after_id`, by id, at most `limit`.
   virtual outcome<std::vector<delivery_row>> pending_rows(std::int64_t after_id, int limit) = 0;
 

@@ -38,17 +38,25 @@ ON CONFLICT (event_key) DO UPDATE SET
 RETURNING id, deliveries)sql";
 
 // The outbox row of one handler, for an event that this transaction stored (deliveries = 1 right
-// after its insert; a repeat in the same batch has already made it 2).
+// after its insert; a repeat in the same batch has already made it 2). A row that the dispatcher
+// gets in memory is claimed by this replica from the start ($5, with a lease of $6 microseconds);
+// an ordered handler's rows are claimed in order from the outbox ($5 NULL).
 constexpr std::string_view insert_delivery_sql = R"sql(
-INSERT INTO deliveries (handler, event_id, state, attempts, due_at, created_at, updated_at, order_key)
-SELECT $1, id, 'pending', 0, $3, $3, $3, $4 FROM events WHERE event_key = $2 AND deliveries = 1
+INSERT INTO deliveries (handler, event_id, state, attempts, due_at, created_at, updated_at, order_key, claimed_by, lease_until)
+SELECT $1, id, 'pending', 0, $3, $3, $3, $4, $5::text,
+       CASE WHEN $5::text IS NULL THEN NULL ELSE (extract(epoch FROM clock_timestamp()) * 1000000)::bigint + $6::bigint END
+FROM events WHERE event_key = $2 AND deliveries = 1
 ON CONFLICT (handler, event_id) DO NOTHING
 RETURNING id)sql";
 
+// A verdict applies only while the row is still this replica's claim ($7): once its lease ran out
+// and another replica took it over, that replica's verdict is the one that counts. The claim ends
+// with the verdict (a retry is anyone's to make).
 constexpr std::string_view update_delivery_sql =
     "UPDATE deliveries SET state = $2, attempts = $3, due_at = $4, updated_at = $6, "
-    "last_error = coalesce($5, last_error), last_error_at = CASE WHEN $5::text IS NULL THEN last_error_at ELSE $6 END "
-    "WHERE id = $1";
+    "last_error = coalesce($5, last_error), last_error_at = CASE WHEN $5::text IS NULL THEN last_error_at ELSE $6 END, "
+    "claimed_by = NULL, lease_until = NULL "
+    "WHERE id = $1 AND claimed_by IS NOT DISTINCT FROM $7";
 
 constexpr std::string_view insert_quarantine_sql =
     "INSERT INTO quarantine (received_at, reason, content_type, remote, body) VALUES ($1, $2, $3, $4, $5) RETURNING id";
@@ -57,11 +65,11 @@ constexpr std::string_view probe_sql =
     "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 
 // What each statement of a pipeline stands for, to read its result.
-enum class step_kind { control, event, delivery, quarantine, other, purge };
+enum class step_kind { control, event, delivery, quarantine, verdict, other, purge };
 struct step {
   step_kind kind;
   std::size_t item = 0;   // index in the batch
-  std::string handler;    // delivery: its handler; "" for an ordered one (read in order from the outbox)
+  std::string handler;    // delivery: its handler; "" for an ordered one (read in order from the outbox); verdict: the row's id
 };
 
 class postgres_event_log final : public detail::queued_event_log {
@@ -129,8 +137,8 @@ class postgres_event_log final : public detail::queued_event_log {
     for (const auto& r : routes_) {
       pg::params d;
       d.text(r.handler).text(e.event_key).integer(now);
-      if (r.ordered) d.text(order_key_of(e));
-      else d.null();
+      if (r.ordered) d.text(order_key_of(e)).null().null();
+      else d.null().text(opts_pg_.replica_id).integer(opts_pg_.lease_ms * 1000);
       p.send_prepared("insert_delivery", d);
       steps.push_back({step_kind::delivery, i, r.ordered ? std::string() : r.handler});
     }
@@ -154,8 +162,9 @@ class postgres_event_log final : public detail::queued_event_log {
       for (const auto& d : *u) {
         pg::params ps;
         ps.integer(d.id).text(to_string(d.state)).integer(d.attempts).integer(d.due_at_us).text_or_null(d.last_error).integer(now);
+        ps.text(opts_pg_.replica_id);
         p.send_prepared("update_delivery", ps);
-        steps.push_back({step_kind::other, i, {}});
+        steps.push_back({step_kind::verdict, i, std::to_string(d.id)});
       }
     } else if (auto* pr = std::get_if<purge_request>(&it.record)) {
       pg::params ps;
@@ -244,16 +253,21 @@ class postgres_event_log final : public detail::queued_event_log {
           out[st.item].status = append_status::quarantined;
           out[st.item].id = pg::integer(r, 0, 0);
           break;
+        case step_kind::verdict:
+          out[st.item].status = append_status::updated;
+          touched = true;
+          if (std::string_view(PQcmdTuples(const_cast<PGresult*>(r))) == "0")
+            spdlog::warn("outbox: delivery {} is no longer this replica's claim (its lease ran out and another replica took "
+                         "it over, or a replay queued it again): this verdict is dropped",
+                         st.handler);
+          break;
         case step_kind::purge:
           out[st.item].status = append_status::purged;
           out[st.item].id = pg::integer(r, 0, 0);
           break;
         case step_kind::other: {
           auto& rec = batch[st.item].record;
-          if (std::holds_alternative<std::vector<delivery_update>>(rec)) {
-            out[st.item].status = append_status::updated;
-            touched = true;
-          } else if (std::holds_alternative<probe_request>(rec)) {
+          if (std::holds_alternative<probe_request>(rec)) {
             out[st.item].status = append_status::probed;
           }
           break;
@@ -290,7 +304,9 @@ class postgres_event_log final : public detail::queued_event_log {
 
 }  // namespace
 
-outcome<std::unique_ptr<event_log>> open_postgres_event_log(const postgres_options& o) {
+outcome<std::unique_ptr<event_log>> open_postgres_event_log(const postgres_options& options) {
+  postgres_options o = options;
+  if (o.replica_id.empty()) o.replica_id = this_replica().id;
   auto c = pg::connect({o.url, o.password, o.connect_timeout_ms, o.lock_timeout_ms});
   if (!c) return c.error();
   if (auto r = pg::migrate(c->get()); !r) {

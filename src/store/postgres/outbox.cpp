@@ -1,6 +1,8 @@
 // The outbox on PostgreSQL: the same rows and answers as SQLite's, on a connection of its own.
 
 #include "pipehook/core/time.hpp"
+
+#include <algorithm>
 #include "pipehook/event/diff.hpp"
 #include "pipehook/store/outbox.hpp"
 #include "rows.hpp"
@@ -9,27 +11,35 @@
 namespace pipehook::store {
 namespace {
 
-std::string due_sql(bool ordered) {
-  std::string sql = "SELECT d.id, d.attempts, d.created_at, d.order_key, " + pg::event_columns("e") +
-                    ", e.body FROM deliveries d JOIN events e ON e.id = d.event_id "
-                    "WHERE d.handler = $1 AND d.state = 'pending' AND d.due_at <= $2::bigint";
-  // Ordered: a row waits while an earlier row of its entity is pending (in flight or retrying).
+// Claims due rows: the oldest claimable ones are locked (rows another replica is claiming at
+// this moment are skipped, not waited for), then marked as this replica's until the lease ends.
+// $1 handler, $2 now (due_at's clock), $3 limit, $4 this replica, $5 the lease in microseconds.
+std::string claim_sql(bool ordered) {
+  const std::string now(pg::db_now_us);
+  std::string sql = "WITH c AS (SELECT d.id, d.claimed_by AS previous FROM deliveries d "
+                    "WHERE d.handler = $1 AND d.state = 'pending' AND d.due_at <= $2::bigint "
+                    "AND (d.claimed_by IS NULL OR d.claimed_by = $4 OR d.lease_until < " + now + ")";
+  // Ordered: a row waits while an earlier row of its entity is pending (in flight on any replica,
+  // or retrying): at most one row per entity is ever claimable.
   if (ordered)
     sql += " AND NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.handler = d.handler AND p.state = 'pending' "
            "AND p.order_key IS NOT NULL AND p.order_key = d.order_key AND p.id < d.id)";
-  sql += " ORDER BY d.id LIMIT $3::bigint";
+  sql += " ORDER BY d.id LIMIT $3::bigint FOR UPDATE OF d SKIP LOCKED) "
+         "UPDATE deliveries d SET claimed_by = $4, lease_until = " + now + " + $5::bigint FROM c, events e "
+         "WHERE d.id = c.id AND e.id = d.event_id "
+         "RETURNING d.id, d.attempts, d.created_at, d.order_key, c.previous, " + pg::event_columns("e") + ", e.body";
   return sql;
 }
 
 class postgres_outbox final : public outbox {
  public:
-  explicit postgres_outbox(std::unique_ptr<pg::session> s) : s_(std::move(s)) {}
+  postgres_outbox(std::unique_ptr<pg::session> s, claim_options claims) : s_(std::move(s)), claims_(std::move(claims)) {}
 
   outcome<std::vector<pending_delivery>> due(const std::string& handler, std::int64_t now_us, int limit,
                                              bool ordered) override {
     pg::params p;
-    p.text(handler).integer(now_us).integer(limit);
-    auto r = run(due_sql(ordered), p);
+    p.text(handler).integer(now_us).integer(limit).text(claims_.replica_id).integer(claims_.lease.count() * 1000);
+    auto r = run(claim_sql(ordered), p);
     if (!r) return r.error();
     std::vector<pending_delivery> out;
     for (int row = 0; row < PQntuples(r->get()); ++row) {
@@ -38,12 +48,47 @@ class postgres_outbox final : public outbox {
       d.attempts = static_cast<int>(pg::integer(r->get(), row, 1));
       d.created_at_us = pg::integer(r->get(), row, 2);
       d.order_key = pg::text(r->get(), row, 3);
-      auto se = std::make_shared<event::stored_event>(pg::read_event(r->get(), row, 4));
-      se->ev.body = pg::text(r->get(), row, 4 + pg::event_column_count);
+      if (std::string prev = pg::text(r->get(), row, 4); prev != claims_.replica_id) d.taken_from = std::move(prev);
+      auto se = std::make_shared<event::stored_event>(pg::read_event(r->get(), row, 5));
+      se->ev.body = pg::text(r->get(), row, 5 + pg::event_column_count);
       d.ev = std::move(se);
       out.push_back(std::move(d));
     }
+    // UPDATE ... RETURNING keeps no order: oldest first, as promised.
+    std::sort(out.begin(), out.end(), [](const pending_delivery& a, const pending_delivery& b) { return a.id < b.id; });
     return out;
+  }
+
+  outcome<std::vector<replica_info>> replicas() override {
+    auto r = run("SELECT id, host, pid, version, started_at, heartbeat_at, lease_ms, heartbeat_at + lease_ms * 1000 > " +
+                 std::string(pg::db_now_us) + " AS live FROM replicas ORDER BY live DESC, started_at, id");
+    if (!r) return r.error();
+    std::vector<replica_info> out;
+    for (int row = 0; row < PQntuples(r->get()); ++row) {
+      replica_info i;
+      i.who.id = pg::text(r->get(), row, 0);
+      i.who.host = pg::text(r->get(), row, 1);
+      i.who.pid = pg::integer(r->get(), row, 2);
+      i.who.version = pg::text(r->get(), row, 3);
+      i.started_at_us = pg::integer(r->get(), row, 4);
+      i.heartbeat_at_us = pg::integer(r->get(), row, 5);
+      i.lease_ms = pg::integer(r->get(), row, 6);
+      i.live = pg::text(r->get(), row, 7) == "t";
+      out.push_back(std::move(i));
+    }
+    return out;
+  }
+
+  outcome<void> release(const std::vector<std::int64_t>& ids) override {
+    if (ids.empty()) return {};
+    std::string list = "{";
+    for (auto id : ids) list += (list.size() > 1 ? "," : "") + std::to_string(id);
+    list += "}";
+    pg::params p;
+    p.text(list).text(claims_.replica_id);
+    auto r = run("UPDATE deliveries SET claimed_by = NULL, lease_until = NULL WHERE id = ANY($1::bigint[]) AND claimed_by = $2", p);
+    if (!r) return r.error();
+    return {};
   }
 
   outcome<std::optional<std::int64_t>> next_due(const std::string& handler, std::int64_t now_us) override {
@@ -80,6 +125,13 @@ FROM deliveries d GROUP BY handler ORDER BY handler COLLATE "C")sql");
       c.last_error_at_us = pg::integer(r->get(), row, 7);
       out.push_back(std::move(c));
     }
+    auto claimed = run("SELECT handler, claimed_by, count(*) FROM deliveries WHERE state = 'pending' AND claimed_by IS NOT NULL "
+                       "AND lease_until >= " + std::string(pg::db_now_us) + " GROUP BY 1, 2 ORDER BY 1, 2");
+    if (!claimed) return claimed.error();
+    for (int row = 0; row < PQntuples(claimed->get()); ++row)
+      for (auto& c : out)
+        if (c.handler == pg::text(claimed->get(), row, 0))
+          c.claims.emplace_back(pg::text(claimed->get(), row, 1), pg::integer(claimed->get(), row, 2));
     return out;
   }
 
@@ -89,7 +141,7 @@ INSERT INTO deliveries (handler, event_id, state, attempts, due_at, created_at, 
 VALUES ($1, $2::bigint, 'pending', 0, $3::bigint, $3::bigint, $3::bigint, $4)
 ON CONFLICT (handler, event_id) DO UPDATE SET
   state = 'pending', attempts = 0, due_at = excluded.due_at, created_at = excluded.created_at,
-  updated_at = excluded.updated_at, order_key = excluded.order_key)sql";
+  updated_at = excluded.updated_at, order_key = excluded.order_key, claimed_by = NULL, lease_until = NULL)sql";
     for (std::size_t start = 0; start < rows.size(); start += replay_chunk) {
       const std::int64_t now = now_us();
       auto c = s_->get();
@@ -169,15 +221,16 @@ ON CONFLICT (handler, event_id) DO UPDATE SET
   }
 
   std::unique_ptr<pg::session> s_;
+  claim_options claims_;
 };
 
 }  // namespace
 
-outcome<std::unique_ptr<outbox>> open_postgres_outbox(const location& where) {
+outcome<std::unique_ptr<outbox>> open_postgres_outbox(const location& where, const claim_options& claims) {
   auto s = std::make_unique<pg::session>(pg::connect_options{where.url, where.password, where.connect_timeout_ms});
   if (auto r = s->open(); !r) return r.error();
   if (auto ok = pg::check_schema(*s->get(), where.describe()); !ok) return ok.error();
-  return std::unique_ptr<outbox>(new postgres_outbox(std::move(s)));
+  return std::unique_ptr<outbox>(new postgres_outbox(std::move(s), claims));
 }
 
 }  // namespace pipehook::store

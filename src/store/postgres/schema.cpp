@@ -79,6 +79,22 @@ CREATE INDEX deliveries_order_idx ON deliveries (handler, order_key, id) WHERE s
 CREATE INDEX deliveries_error_idx ON deliveries (handler, last_error_at) WHERE last_error_at IS NOT NULL;
 CREATE INDEX deliveries_event_idx ON deliveries (event_id);
 )sql",
+    // Replicas sharing the outbox: a pending row is claimed by one replica (claimed_by) until its
+    // lease runs out (lease_until, microseconds of the database's clock); each replica's
+    // heartbeat (and with it the lease it renews) is a row of `replicas`.
+    R"sql(
+ALTER TABLE deliveries ADD COLUMN claimed_by TEXT, ADD COLUMN lease_until BIGINT;
+CREATE INDEX deliveries_claimed_idx ON deliveries (claimed_by) WHERE state = 'pending' AND claimed_by IS NOT NULL;
+CREATE TABLE replicas (
+  id           TEXT    PRIMARY KEY,
+  host         TEXT    NOT NULL,
+  pid          BIGINT  NOT NULL,
+  version      TEXT    NOT NULL,
+  lease_ms     BIGINT  NOT NULL,   -- live while heartbeat_at + lease_ms is ahead of the database's clock
+  started_at   BIGINT  NOT NULL,
+  heartbeat_at BIGINT  NOT NULL
+);
+)sql",
 };
 
 outcome<int> current_version(PGconn* c) {

@@ -7,7 +7,11 @@
 
 namespace pipehook::store::pg {
 
-inline constexpr int schema_version = 1;
+inline constexpr int schema_version = 2;
+
+// The database's clock in microseconds since the epoch: leases and heartbeats are compared on one
+// clock, whatever the replicas' own clocks say.
+inline constexpr std::string_view db_now_us = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
 
 // Creates or upgrades the schema; refuses a database whose schema is newer than this build.
 outcome<void> migrate(PGconn* c);

@@ -117,6 +117,9 @@ ON CONFLICT (handler, event_id) DO UPDATE SET
     return {};
   }
 
+  outcome<void> release(const std::vector<std::int64_t>&) override { return {}; }  // one process: no claims
+  outcome<std::vector<replica_info>> replicas() override { return std::vector<replica_info>{}; }
+
   outcome<std::int64_t> retry_dead(const std::string& handler) override {
     auto st = statement::prepare(db_.db, R"sql(
 UPDATE deliveries SET state = 'pending', attempts = 0, due_at = ?2, created_at = ?2, updated_at = ?2
