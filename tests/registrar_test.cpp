@@ -471,13 +471,14 @@ TEST(serve_registrar, serves_while_pipedrive_is_unreachable_and_registers_once_i
 
 // Two replicas on one PostgreSQL log: one registers (an advisory lock decides), the other stands
 // by; when the registering one stops, the other takes over within takeover_check and reconciles.
-// The webhooks are created once and never twice.
+// The webhooks are created once and never twice. delete_on_shutdown deletes them only when the
+// last replica stops: the first one's stop (a rolling restart) leaves them.
 TEST(serve_registrar, replicas_on_one_database_register_once_and_the_standby_takes_over) {
   fake_pipedrive fake(token);
   test::temp_dir dir;
   auto c = registrar_daemon_config(dir, fake.base_url());
   test::use_backend(c, store::location::kind::postgres);
-  c.registrar.delete_on_shutdown = false;  // a rolling restart must not unregister
+  c.registrar.delete_on_shutdown = true;
   c.registrar.takeover_check_ms = 200;
   auto first = std::make_unique<test::running_daemon>(c);
   ASSERT_TRUE(test::wait_for([&] { return fake.webhooks().size() == 2; }, std::chrono::seconds(10)));
@@ -490,13 +491,18 @@ TEST(serve_registrar, replicas_on_one_database_register_once_and_the_standby_tak
 
   first->stop_and_wait();
   first.reset();
+  EXPECT_EQ(fake.count("DELETE"), 0u) << "a replica deleted the webhooks while another still ran";
+  EXPECT_EQ(fake.webhooks().size(), 2u);
   // The standby takes the role and reconciles: it reads what is there, creates nothing.
   ASSERT_TRUE(test::wait_for([&] { return test::metrics_show(second->admin_port(), "pipehook_registrar_state{state=\"ok\"} 1"); },
                              std::chrono::seconds(10)));
   EXPECT_GT(fake.count("GET"), lists_before);
   EXPECT_EQ(fake.count("POST"), 2u) << "a webhook was created twice";
   EXPECT_EQ(fake.webhooks().size(), 2u);
+  // The last replica's stop deletes them.
   second->stop_and_wait();
+  EXPECT_EQ(fake.count("DELETE"), 2u);
+  EXPECT_TRUE(fake.webhooks().empty());
 }
 
 TEST(serve_registrar, a_bad_registrar_config_stops_serve_with_a_usage_error) {

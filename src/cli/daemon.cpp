@@ -249,6 +249,9 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
   p->dispatch->set_observer([m](const std::string& h, std::string_view result, std::chrono::microseconds t) {
     m->delivery(h, result, t);
   });
+  p->dispatch->set_look_observer([m](const std::string& h, std::size_t claimed, std::size_t taken_over) {
+    m->outbox_look(h, claimed, taken_over);
+  });
   auto log = open_event_log(c, writer);
   if (!log) return log.error();
   p->log = std::move(*log);

@@ -122,6 +122,14 @@ void metrics::delivery(const std::string& handler, std::string_view result, std:
   delivery_latency_[handler].observe(elapsed);
 }
 
+void metrics::outbox_look(const std::string& handler, std::size_t claimed, std::size_t taken_over) {
+  std::lock_guard lk(mu_);
+  auto& l = looks_[handler];
+  ++l.looks;
+  l.claimed += claimed;
+  l.taken_over += taken_over;
+}
+
 void metrics::registrar(std::string_view state) {
   std::lock_guard lk(mu_);
   if (registrar_state_ == state) return;
@@ -185,6 +193,16 @@ std::string metrics::render(const gauges& g) const {
   for (const auto& h : g.handlers)
     for (const auto& [replica, n] : h.claims)
       out += "pipehook_handler_claims{handler=\"" + label(h.name) + "\",replica=\"" + label(replica) + "\"} " + std::to_string(n) + "\n";
+  header(out, "pipehook_handler_outbox_looks_total", "counter",
+         "Looks of this replica at a handler's outbox rows (after its own commits, and on the jittered poll).");
+  for (const auto& [name, l] : looks_) out += "pipehook_handler_outbox_looks_total{handler=\"" + label(name) + "\"} " + std::to_string(l.looks) + "\n";
+  header(out, "pipehook_handler_claimed_total", "counter",
+         "Rows this replica claimed from the outbox (besides those it stored and delivers from memory).");
+  for (const auto& [name, l] : looks_) out += "pipehook_handler_claimed_total{handler=\"" + label(name) + "\"} " + std::to_string(l.claimed) + "\n";
+  header(out, "pipehook_handler_taken_over_total", "counter",
+         "Rows this replica claimed after another replica's claim on them expired (that replica died or stalled).");
+  for (const auto& [name, l] : looks_)
+    out += "pipehook_handler_taken_over_total{handler=\"" + label(name) + "\"} " + std::to_string(l.taken_over) + "\n";
   header(out, "pipehook_handler_attempts_total", "counter", "Delivery attempts per handler and result (done, retry, dead).");
   for (const auto& [key, n] : deliveries_)
     out += "pipehook_handler_attempts_total{handler=\"" + label(key.first) + "\",result=\"" + label(key.second) + "\"} " +

@@ -69,6 +69,7 @@ struct dispatcher::impl {
   task_group tasks{ioc.get_executor(), "a dispatcher task"};  // the worker loops and the deliveries in flight
   std::mt19937_64 rng{std::random_device{}()};
   dispatcher::observer observe;
+  dispatcher::look_observer observe_look;
 
   // Verdicts go to the writer in batches: one item in its queue at a time, holding all that
   // finished meanwhile (it commits with the next ingest batch, no fsync of its own).
@@ -197,15 +198,20 @@ asio::awaitable<void> worker_loop(dispatcher::impl* self, worker* w) {
       if (!rows) {
         spdlog::error("handler {}: cannot read the outbox: {}", cfg.name, rows.error().message);
       } else {
+        std::size_t claimed = 0, taken_over = 0;
         for (auto& row : *rows) {
           if (w->queued.count(row.id) || w->in_flight.count(row.id) || w->committing.count(row.id)) continue;
-          if (!row.taken_from.empty())
+          if (!row.already_mine) ++claimed;
+          if (!row.taken_from.empty()) {
+            ++taken_over;
             spdlog::warn("handler {}: took over delivery {} (event {}) from replica {}, whose claim expired", cfg.name, row.id,
                          row.ev->id, row.taken_from);
+          }
           if (cfg.ordered && w->busy_keys.count(row.order_key)) continue;
           w->queued.insert(row.id);
           w->queue.push_back(std::move(row));
         }
+        if (self->observe_look) self->observe_look(cfg.name, claimed, taken_over);
         // A full page: more is waiting (a backlog after a restart or a replay); look again soon.
         if (rows->size() == static_cast<std::size_t>(limit)) w->dirty = true;
         // Sleep at most until the next retry falls due.
@@ -288,6 +294,7 @@ outcome<std::unique_ptr<dispatcher>> dispatcher::create(const std::vector<config
 }
 
 void dispatcher::set_observer(observer o) { p_->observe = std::move(o); }
+void dispatcher::set_look_observer(look_observer o) { p_->observe_look = std::move(o); }
 
 outcome<std::vector<std::string>> dispatcher::reload(const std::vector<config::handler_config>& fresh) {
   if (fresh.size() != p_->workers.size())

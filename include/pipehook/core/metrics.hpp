@@ -53,6 +53,9 @@ class metrics {
   void commit(std::size_t records, std::chrono::microseconds commit);
   // Dispatcher: one delivery attempt finished with `result` (done, retry, dead).
   void delivery(const std::string& handler, std::string_view result, std::chrono::microseconds elapsed);
+  // One look of a handler's worker at the outbox: rows it claimed there, and how many of them had
+  // been another replica's (whose lease ran out).
+  void outbox_look(const std::string& handler, std::size_t claimed, std::size_t taken_over);
   // Registrar: the outcome of the latest reconcile ("ok", "retrying", "failed").
   void registrar(std::string_view state);
   // Webhook listener: an idle connection closed at the connection cap to admit a new one.
@@ -83,6 +86,10 @@ class metrics {
   counts outcomes_, refused_;
   std::map<std::pair<std::string, std::string>, std::uint64_t> deliveries_;
   std::map<std::string, histogram> delivery_latency_;
+  struct look_counts {
+    std::uint64_t looks = 0, claimed = 0, taken_over = 0;
+  };
+  std::map<std::string, look_counts> looks_;
   std::string registrar_state_ = "disabled";
   std::int64_t registrar_changed_us_ = 0;
   histogram ingest_latency_;

@@ -39,6 +39,10 @@ class dispatcher {
   // "dead", and how long the attempt took. Set before start().
   using observer = std::function<void(const std::string& handler, std::string_view result, std::chrono::microseconds)>;
   void set_observer(observer o);
+  // Called on the dispatcher's thread after each look at the outbox: handler, rows claimed (new to
+  // this worker), of which taken over from a replica whose claim expired. Set before start().
+  using look_observer = std::function<void(const std::string& handler, std::size_t claimed, std::size_t taken_over)>;
+  void set_look_observer(look_observer o);
 
   // SIGHUP: new settings, retry rules and concurrency for the same handlers (same names in the same
   // order, same type, match and ordering; anything else needs a restart and is refused whole).

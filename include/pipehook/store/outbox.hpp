@@ -46,6 +46,7 @@ struct pending_delivery {
   std::int64_t created_at_us = 0;  // queued at (max_age counts from here)
   std::string order_key;           // "" unless the handler is ordered
   std::string taken_from;          // the replica whose expired claim this one took over ("": none)
+  bool already_mine = false;       // claimed by this replica before (stored here, or an earlier look)
   std::shared_ptr<const event::stored_event> ev;  // with its body; shared by the handlers of one event
 };
 

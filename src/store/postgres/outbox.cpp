@@ -48,7 +48,8 @@ class postgres_outbox final : public outbox {
       d.attempts = static_cast<int>(pg::integer(r->get(), row, 1));
       d.created_at_us = pg::integer(r->get(), row, 2);
       d.order_key = pg::text(r->get(), row, 3);
-      if (std::string prev = pg::text(r->get(), row, 4); prev != claims_.replica_id) d.taken_from = std::move(prev);
+      if (std::string prev = pg::text(r->get(), row, 4); prev == claims_.replica_id) d.already_mine = true;
+      else d.taken_from = std::move(prev);
       auto se = std::make_shared<event::stored_event>(pg::read_event(r->get(), row, 5));
       se->ev.body = pg::text(r->get(), row, 5 + pg::event_column_count);
       d.ev = std::move(se);
