@@ -194,7 +194,10 @@ asio::awaitable<void> worker_loop(dispatcher::impl* self, worker* w) {
       const std::int64_t now = now_us();
       const int limit =
           static_cast<int>(fetch_size(cfg) + w->queued.size() + w->in_flight.size() + w->committing.size());
-      auto rows = self->outbox->due(cfg.name, now, limit, cfg.ordered);
+      std::vector<std::int64_t> held;  // not to be claimed again
+      held.reserve(w->queued.size() + w->in_flight.size() + w->committing.size());
+      for (const auto* ids : {&w->queued, &w->in_flight, &w->committing}) held.insert(held.end(), ids->begin(), ids->end());
+      auto rows = self->outbox->due(cfg.name, now, limit, cfg.ordered, held);
       if (!rows) {
         spdlog::error("handler {}: cannot read the outbox: {}", cfg.name, rows.error().message);
       } else {

@@ -97,9 +97,10 @@ class outbox {
   // due only when no earlier row of its entity (order_key) is still pending. On PostgreSQL a row is
   // claimable when unclaimed, already this replica's, or its claim's lease ran out; the claim
   // (SELECT ... FOR UPDATE SKIP LOCKED, then claimed_by and lease_until) keeps the other replicas
-  // off it until its verdict or the lease's end.
+  // off it until its verdict or the lease's end. Rows in `held` (the caller has them already) are
+  // left out on PostgreSQL, so that a look does not claim again what it holds; SQLite may return them.
   virtual outcome<std::vector<pending_delivery>> due(const std::string& handler, std::int64_t now_us, int limit,
-                                                     bool ordered) = 0;
+                                                     bool ordered, const std::vector<std::int64_t>& held = {}) = 0;
   // Hands rows this replica claimed but will not deliver soon back to the others (PostgreSQL).
   virtual outcome<void> release(const std::vector<std::int64_t>& ids) = 0;
   // The earliest due_at after `now_us` among the handler's pending rows (nullopt: none).

@@ -13,12 +13,14 @@ namespace {
 
 // Claims due rows: the oldest claimable ones are locked (rows another replica is claiming at
 // this moment are skipped, not waited for), then marked as this replica's until the lease ends.
-// $1 handler, $2 now (due_at's clock), $3 limit, $4 this replica, $5 the lease in microseconds.
+// $1 handler, $2 now (due_at's clock), $3 limit, $4 this replica, $5 the lease in microseconds,
+// $6 the rows the caller holds already.
 std::string claim_sql(bool ordered) {
   const std::string now(pg::db_now_us);
   std::string sql = "WITH c AS (SELECT d.id, d.claimed_by AS previous FROM deliveries d "
                     "WHERE d.handler = $1 AND d.state = 'pending' AND d.due_at <= $2::bigint "
-                    "AND (d.claimed_by IS NULL OR d.claimed_by = $4 OR d.lease_until < " + now + ")";
+                    "AND (d.claimed_by IS NULL OR d.claimed_by = $4 OR d.lease_until < " + now + ") "
+                    "AND d.id <> ALL($6::bigint[])";
   // Ordered: a row waits while an earlier row of its entity is pending (in flight on any replica,
   // or retrying): at most one row per entity is ever claimable.
   if (ordered)
@@ -31,14 +33,22 @@ std::string claim_sql(bool ordered) {
   return sql;
 }
 
+// A bigint[] parameter as text: {1,2,3}.
+std::string id_array(const std::vector<std::int64_t>& ids) {
+  std::string out = "{";
+  for (auto id : ids) out += (out.size() > 1 ? "," : "") + std::to_string(id);
+  return out + "}";
+}
+
 class postgres_outbox final : public outbox {
  public:
   postgres_outbox(std::unique_ptr<pg::session> s, claim_options claims) : s_(std::move(s)), claims_(std::move(claims)) {}
 
-  outcome<std::vector<pending_delivery>> due(const std::string& handler, std::int64_t now_us, int limit,
-                                             bool ordered) override {
+  outcome<std::vector<pending_delivery>> due(const std::string& handler, std::int64_t now_us, int limit, bool ordered,
+                                             const std::vector<std::int64_t>& held) override {
     pg::params p;
     p.text(handler).integer(now_us).integer(limit).text(claims_.replica_id).integer(claims_.lease.count() * 1000);
+    p.text(id_array(held));
     auto r = run(claim_sql(ordered), p);
     if (!r) return r.error();
     std::vector<pending_delivery> out;
@@ -82,11 +92,8 @@ class postgres_outbox final : public outbox {
 
   outcome<void> release(const std::vector<std::int64_t>& ids) override {
     if (ids.empty()) return {};
-    std::string list = "{";
-    for (auto id : ids) list += (list.size() > 1 ? "," : "") + std::to_string(id);
-    list += "}";
     pg::params p;
-    p.text(list).text(claims_.replica_id);
+    p.text(id_array(ids)).text(claims_.replica_id);
     auto r = run("UPDATE deliveries SET claimed_by = NULL, lease_until = NULL WHERE id = ANY($1::bigint[]) AND claimed_by = $2", p);
     if (!r) return r.error();
     return {};

@@ -15,8 +15,8 @@ class sqlite_outbox final : public outbox {
   sqlite_outbox(detail::db_handle db, statement due, statement due_ordered, statement next_due)
       : db_(std::move(db)), due_(std::move(due)), due_ordered_(std::move(due_ordered)), next_due_(std::move(next_due)) {}
 
-  outcome<std::vector<pending_delivery>> due(const std::string& handler, std::int64_t now_us, int limit,
-                                             bool ordered) override {
+  outcome<std::vector<pending_delivery>> due(const std::string& handler, std::int64_t now_us, int limit, bool ordered,
+                                             const std::vector<std::int64_t>&) override {
     const statement& st = ordered ? due_ordered_ : due_;
     st.bind_text(1, handler);
     st.bind_int(2, now_us);
