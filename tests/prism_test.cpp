@@ -2,6 +2,7 @@
 // Stoplight Prism serves tests/data/pipedrive/openapi-v1.yaml as a validating mock and the real
 // `pipehook webhooks ...` commands run against it. Any request Prism flags fails the test; a
 // deliberately invalid request at the end proves the check can fail.
+#include "pg_server.hpp"
 #include "support.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
@@ -128,6 +129,59 @@ TEST(prism, pipehook_requests_follow_the_official_openapi_spec) {
                          {{"content-type", "application/json"}, {"x-api-token", "t"}});
   EXPECT_EQ(bad.status, 400u);
   EXPECT_EQ(violations(prism.log()).size(), flagged.size() + 2) << prism.log();  // Prism logs each violation twice
+}
+
+std::size_t count_in(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// Two `pipehook serve` replicas on one PostgreSQL log against Prism: only the replica holding the
+// registrar's lock talks to Pipedrive (the standby sends nothing), and after it is killed the
+// other's reconcile follows the spec too. Prism is stateless (every GET /webhooks answers the
+// spec's example), so "created once" is the stateful fake's test (tests/replicas_test.cpp); here
+// the point is who calls, and that every call is valid.
+TEST(prism, replicas_register_from_one_replica_at_a_time_within_the_spec) {
+  if (::access(prism_path().c_str(), X_OK) != 0) {
+    if (std::getenv("CI")) FAIL() << "Prism is not installed at " << prism_path() << " (scripts/install-npm-tools.sh)";
+    GTEST_SKIP() << "Prism is not installed: run scripts/install-npm-tools.sh";
+  }
+  test::temp_dir dir;
+  const unsigned short port = free_port();
+  prism_process prism(port, dir.file("prism.log"));
+  ASSERT_TRUE(prism.started());
+  ASSERT_TRUE(prism.wait_listening(std::chrono::seconds(120))) << prism.log();
+  config::config c = test::test_config(dir);
+  test::use_backend(c, store::location::kind::postgres);
+  auto config_for = [&](const std::string& id) {
+    const std::string path = dir.file(id + ".toml");
+    test::write_file(path, "[admin]\nlisten = \"127.0.0.1:0\"\n[server]\nlisten = \"127.0.0.1:0\"\nreplica_id = \"" + id +
+                               "\"\n[auth]\npassword = \"" + test::test_password + "\"\n" + test::store_toml(c) +
+                               "[pipedrive]\napi_base = \"http://127.0.0.1:" + std::to_string(port) +
+                               "\"\napi_token = \"api-token\"\nmax_attempts = 1\n[registrar]\nenabled = true\n"
+                               "subscription_url = \"https://hooks.example.com/webhooks/pipedrive\"\nuser_id = 1\n"
+                               "takeover_check = \"200ms\"\n[[registrar.webhooks]]\nevent_action = \"*\"\nevent_object = \"deal\"\n"
+                               "[[registrar.webhooks]]\nevent_action = \"change\"\nevent_object = \"person\"\n");
+    return path;
+  };
+  auto ok = [](unsigned short admin) { return test::metrics_show(admin, "pipehook_registrar_state{state=\"ok\"} 1"); };
+  auto a = std::make_unique<test::daemon_process>(config_for("ra"), dir.file("a.log"));
+  ASSERT_TRUE(test::wait_for([&] { return ok(a->admin_port()); }, std::chrono::seconds(30))) << test::read_file(dir.file("a.log"));
+  test::daemon_process b(config_for("rb"), dir.file("b.log"));
+  ASSERT_TRUE(test::wait_for([&] { return test::metrics_show(b.admin_port(), "pipehook_registrar_state{state=\"standby\"} 1"); },
+                             std::chrono::seconds(30)));
+  const std::string before = prism.log();
+  EXPECT_EQ(count_in(before, "post /webhooks"), 2u) << before;  // the leader's two subscriptions, nobody else's
+  const std::size_t lists = count_in(before, "get /webhooks");
+
+  a->signal(SIGKILL);
+  ASSERT_EQ(a->wait(std::chrono::seconds(10)), 128 + SIGKILL);
+  a.reset();
+  ASSERT_TRUE(test::wait_for([&] { return ok(b.admin_port()); }, std::chrono::seconds(30))) << test::read_file(dir.file("b.log"));
+  const std::string after = prism.log();
+  EXPECT_GT(count_in(after, "get /webhooks"), lists);  // the new leader reconciled
+  EXPECT_TRUE(violations(after).empty()) << "Prism flagged requests:\n" << after;
 }
 
 }  // namespace
