@@ -34,10 +34,11 @@ run_wrk() {
     "$name" "${rps[$name]}" "${p50[$name]}" "${p99[$name]}" "${rss[$name]}" "$non2xx"
 }
 
-# start_nginx PORT 'RESPONSE DIRECTIVE' -> starts a one-worker nginx on 127.0.0.1:PORT answering
-# every request with the directive (e.g. "return 204;"); sets npid to its master's pid.
+# start_nginx PORT 'LOCATION DIRECTIVES' ['HTTP-BLOCK LINES'] -> starts a one-worker nginx on
+# 127.0.0.1:PORT handling every request with the directives (e.g. "return 204;" or a proxy_pass to
+# an upstream given in the third argument); sets npid to its master's pid.
 start_nginx() {
-  local dir="$work/nginx-$1"
+  local dir="$work/nginx-$1-$RANDOM"
   mkdir -p "$dir/logs"
   cat > "$dir/nginx.conf" <<NGINX
 worker_processes 1;
@@ -48,13 +49,32 @@ events { worker_connections 1024; }
 http {
   access_log off;
   client_body_temp_path $dir/body;
+  proxy_temp_path $dir/proxy;
   client_max_body_size 4m;
+  ${3:-}
   server { listen 127.0.0.1:$1; location / { $2 } }
 }
 NGINX
   nginx -p "$dir" -c "$dir/nginx.conf" & npid=$!; pids+=("$npid")
   wait_port "$1"
 }
+
+# start_bench_pg PORT: a PostgreSQL 15 of its own in a temporary directory (initdb and pg_ctl as
+# the `postgres` user when run as root), loopback only, stopped (and removed) on exit; psql_pg runs
+# psql against it as the superuser.
+pgbin=/usr/lib/postgresql/15/bin
+start_bench_pg() {
+  pgport=$1
+  pgdir=$(mktemp -d /tmp/pipehook-bench-pg.XXXXXX)
+  [[ $(id -u) -eq 0 ]] && chown postgres: "$pgdir"
+  trap 'stop_bench_pg; cleanup' EXIT
+  as_pg "$pgbin/initdb" -D "$pgdir/data" -U postgres --auth-local=trust --auth-host=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+  as_pg "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/server.log" -w \
+    -o "-p $pgport -k $pgdir -c listen_addresses=127.0.0.1 -c shared_buffers=256MB" start >/dev/null
+}
+as_pg() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+stop_bench_pg() { as_pg "$pgbin/pg_ctl" -D "$pgdir/data" -m fast -w stop >/dev/null 2>&1 || true; rm -rf "$pgdir"; }
+psql_pg() { "$pgbin/psql" -h "$pgdir" -p "$pgport" -U postgres -X -q "$@"; }
 
 # run_node_peer: the Node.js reference receiver (../shared/bench/node-peer, SYNC=FULL) on 18082
 # through wrk as node-peer-full; skipped with a note when its npm install fails.

@@ -9,17 +9,7 @@
 #   BENCH_EVENTS (1000000), BENCH_SECONDS (10), BENCH_CONNECTIONS (32), NODE_PEER_DIR
 source "$(dirname "$0")/common.sh"
 events=${BENCH_EVENTS:-1000000}
-pgbin=/usr/lib/postgresql/15/bin
-pgdir=$(mktemp -d /tmp/pipehook-bench-pg.XXXXXX)
-pgport=18432
-as_pg() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-[[ $(id -u) -eq 0 ]] && chown postgres: "$pgdir"
-stop_pg() { as_pg "$pgbin/pg_ctl" -D "$pgdir/data" -m fast -w stop >/dev/null 2>&1 || true; rm -rf "$pgdir"; }
-trap 'stop_pg; cleanup' EXIT
-as_pg "$pgbin/initdb" -D "$pgdir/data" -U postgres --auth-local=trust --auth-host=trust -E UTF8 --locale=C.UTF-8 >/dev/null
-as_pg "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/server.log" -w \
-  -o "-p $pgport -k $pgdir -c listen_addresses=127.0.0.1 -c shared_buffers=256MB" start >/dev/null
-psql_pg() { "$pgbin/psql" -h "$pgdir" -p "$pgport" -U postgres -X -q "$@"; }
+start_bench_pg 18432
 psql_pg -d postgres -c "CREATE DATABASE pipehook" -c "CREATE DATABASE bulk"
 echo "PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}') on 127.0.0.1:$pgport (synchronous_commit=$(psql_pg -d postgres -tAc 'SHOW synchronous_commit'), fsync=$(psql_pg -d postgres -tAc 'SHOW fsync'))"
 echo "wrk: 1 thread, $conns connections, ${secs}s each"

@@ -11,17 +11,7 @@
 # Needs: scripts/install-deps.sh bench.   BENCH_SECONDS (10), BENCH_CONNECTIONS (32), BENCH_DELIVERIES
 source "$(dirname "$0")/common.sh"
 deliveries=${BENCH_DELIVERIES:-20000}
-pgbin=/usr/lib/postgresql/15/bin
-pgdir=$(mktemp -d /tmp/pipehook-bench-pg.XXXXXX)
-pgport=18433
-as_pg() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-[[ $(id -u) -eq 0 ]] && chown postgres: "$pgdir"
-stop_pg() { as_pg "$pgbin/pg_ctl" -D "$pgdir/data" -m fast -w stop >/dev/null 2>&1 || true; rm -rf "$pgdir"; }
-trap 'stop_pg; cleanup' EXIT
-as_pg "$pgbin/initdb" -D "$pgdir/data" -U postgres --auth-local=trust --auth-host=trust -E UTF8 --locale=C.UTF-8 >/dev/null
-as_pg "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/server.log" -w \
-  -o "-p $pgport -k $pgdir -c listen_addresses=127.0.0.1 -c shared_buffers=256MB" start >/dev/null
-psql_pg() { "$pgbin/psql" -h "$pgdir" -p "$pgport" -U postgres -X -q "$@"; }
+start_bench_pg 18433
 psql_pg -d postgres -c "CREATE DATABASE ingest" -c "CREATE DATABASE deliver"
 echo "PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}') on 127.0.0.1:$pgport; $(nproc) cores shared by wrk, nginx, the replicas and PostgreSQL"
 
@@ -45,34 +35,11 @@ TOML
 
 # nginx in front: an upstream of the given replica ports, keep-alive connections to them.
 start_balancer() {  # start_balancer PORT REPLICA-PORT...
-  local port=$1; shift
-  local dir="$work/lb-$port-$#" servers=""
-  for p in "$@"; do servers+="server 127.0.0.1:$p max_fails=0;"; done
-  mkdir -p "$dir/logs"
-  cat > "$dir/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/logs/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $dir/body;
-  proxy_temp_path $dir/proxy;
-  upstream pipehook { $servers keepalive 64; }
-  server {
-    listen 127.0.0.1:$port;
-    location / {
-      proxy_pass http://pipehook;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host \$host;
-    }
-  }
-}
-NGINX
-  nginx -p "$dir" -c "$dir/nginx.conf" & lbpid=$!; pids+=("$lbpid")
-  wait_port "$port"
+  local port=$1 servers=""; shift
+  for p in "$@"; do servers+="server 127.0.0.1:$p max_fails=0; "; done
+  start_nginx "$port" 'proxy_pass http://pipehook; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host;' \
+    "upstream pipehook { $servers keepalive 64; }"
+  lbpid=$npid
 }
 
 # --- 1. ingest through nginx: one replica, then two

@@ -72,16 +72,25 @@ std::vector<std::string> violations(const std::string& log) {
   return out;
 }
 
-TEST(prism, pipehook_requests_follow_the_official_openapi_spec) {
-  if (::access(prism_path().c_str(), X_OK) != 0) {
-    if (std::getenv("CI")) FAIL() << "Prism is not installed at " << prism_path() << " (scripts/install-npm-tools.sh)";
-    GTEST_SKIP() << "Prism is not installed: run scripts/install-npm-tools.sh";
+// Prism started for each test (skipped where it is not installed, except in CI).
+class prism : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::access(prism_path().c_str(), X_OK) != 0) {
+      if (std::getenv("CI")) FAIL() << "Prism is not installed at " << prism_path() << " (scripts/install-npm-tools.sh)";
+      GTEST_SKIP() << "Prism is not installed: run scripts/install-npm-tools.sh";
+    }
+    server = std::make_unique<prism_process>(port, dir.file("prism.log"));
+    ASSERT_TRUE(server->started());
+    ASSERT_TRUE(server->wait_listening(std::chrono::seconds(120))) << server->log();
   }
   test::temp_dir dir;
   const unsigned short port = free_port();
-  prism_process prism(port, dir.file("prism.log"));
-  ASSERT_TRUE(prism.started());
-  ASSERT_TRUE(prism.wait_listening(std::chrono::seconds(120))) << prism.log();
+  std::unique_ptr<prism_process> server;
+};
+
+TEST_F(prism, pipehook_requests_follow_the_official_openapi_spec) {
+  prism_process& prism = *server;
 
   const std::string base = "http://127.0.0.1:" + std::to_string(port);  // Prism serves the spec's paths at its root
   const std::string webhooks =
@@ -142,16 +151,8 @@ std::size_t count_in(const std::string& text, const std::string& what) {
 // other's reconcile follows the spec too. Prism is stateless (every GET /webhooks answers the
 // spec's example), so "created once" is the stateful fake's test (tests/replicas_test.cpp); here
 // the point is who calls, and that every call is valid.
-TEST(prism, replicas_register_from_one_replica_at_a_time_within_the_spec) {
-  if (::access(prism_path().c_str(), X_OK) != 0) {
-    if (std::getenv("CI")) FAIL() << "Prism is not installed at " << prism_path() << " (scripts/install-npm-tools.sh)";
-    GTEST_SKIP() << "Prism is not installed: run scripts/install-npm-tools.sh";
-  }
-  test::temp_dir dir;
-  const unsigned short port = free_port();
-  prism_process prism(port, dir.file("prism.log"));
-  ASSERT_TRUE(prism.started());
-  ASSERT_TRUE(prism.wait_listening(std::chrono::seconds(120))) << prism.log();
+TEST_F(prism, replicas_register_from_one_replica_at_a_time_within_the_spec) {
+  prism_process& prism = *server;
   config::config c = test::test_config(dir);
   test::use_backend(c, store::location::kind::postgres);
   auto config_for = [&](const std::string& id) {
