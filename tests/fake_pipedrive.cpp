@@ -104,12 +104,14 @@ struct fake_pipedrive::impl {
       const std::string action = *str("event_action"), object = *str("event_object");
       if (action != "create" && action != "change" && action != "delete" && action != "*")
         return {400, bad_request("event_action", "invalid value")};
+      // The spec's enum for POST /webhooks, plus activityType for v1 (the spec's own examples and
+      // Pipedrive's list of v1 webhooks have it; the enum lacks it). Anything else: 400.
       static const std::vector<std::string> objects{"activity", "deal",    "lead",  "note", "organization", "person",
                                                     "pipeline", "product", "stage", "user", "*"};
-      if (std::find(objects.begin(), objects.end(), object) == objects.end())
-        return {400, bad_request("event_object", "invalid value")};
       const std::string version = str("version").value_or("2.0");
       if (version != "1.0" && version != "2.0") return {400, bad_request("version", "invalid value")};
+      if (std::find(objects.begin(), objects.end(), object) == objects.end() && !(object == "activityType" && version == "1.0"))
+        return {400, bad_request("event_object", "invalid value")};
       if (str("subscription_url")->rfind("http", 0) != 0)
         return {400, bad_request("subscription_url", "invalid or non-reachable URL")};
       fake_webhook w;

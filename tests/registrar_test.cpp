@@ -399,6 +399,36 @@ TEST(webhooks_cli, whoami_list_sync_delete) {
   EXPECT_NE(gone.err.find("not found"), std::string::npos) << gone.err;
 }
 
+// An object pipehook does not know is warned about and sent; Pipedrive's 400 comes back naming the
+// subscription it refused. v1's activityType (in Pipedrive's list of v1 webhooks) goes through.
+TEST(webhooks_cli, an_unknown_object_is_sent_and_pipedrives_refusal_names_the_subscription) {
+  fake_pipedrive fake(token);
+  test::temp_dir dir;
+  const std::string path = dir.file("objects.toml");
+  auto write = [&](const std::string& version, const std::string& object) {
+    test::write_file(path, "[auth]\nuser = \"" + test::test_user + "\"\n[pipedrive]\napi_base = \"" + fake.base_url() +
+                               "\"\n[registrar]\nversion = \"" + version + "\"\nsubscription_url = \"" + public_url +
+                               "\"\n[[registrar.webhooks]]\nevent_action = \"change\"\nevent_object = \"" + object + "\"\n");
+  };
+  write("2.0", "gizmo");
+  auto refused = test::run_cli({"-c", path, "webhooks", "sync"}, cli_env());
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("warning: registrar.webhooks[0].event_object \"gizmo\" is not an object pipehook knows"),
+            std::string::npos)
+      << refused.err;
+  EXPECT_NE(refused.err.find("creating the webhook change.gizmo (v2.0): "), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("event_object"), std::string::npos) << refused.err;  // Pipedrive's own reason
+  EXPECT_EQ(fake.count("POST"), 1u);  // it was sent
+
+  write("1.0", "activityType");
+  auto v1 = test::run_cli({"-c", path, "webhooks", "sync"}, cli_env());
+  ASSERT_EQ(v1.exit_code, 0) << v1.err;
+  EXPECT_EQ(v1.err.find("warning"), std::string::npos) << v1.err;
+  EXPECT_NE(v1.out.find("change.activityType"), std::string::npos) << v1.out;
+  ASSERT_EQ(fake.webhooks().size(), 1u);
+  EXPECT_EQ(fake.webhooks()[0].event_object, "activityType");
+}
+
 TEST(webhooks_cli, exit_codes_say_whose_fault_it_is) {
   fake_pipedrive fake(token);
   test::temp_dir dir;

@@ -127,6 +127,8 @@ int cmd_webhooks_sync(const std::string& config_path, bool dry_run, bool prune) 
   if (auto* code = std::get_if<int>(&opened)) return *code;
   auto& s = *std::get<0>(opened);
   if (auto ready = config::check_registrar_ready(s.cfg); !ready) return fail(exit_usage, ready.error().message);
+  for (const auto& w : s.cfg.warnings)  // an object pipehook does not know, among others
+    if (w.rfind("registrar.", 0) == 0) std::cerr << "warning: " << w << "\n";
   pd::desired_state d = pd::desired_from(s.cfg);
   d.prune = d.prune || prune;
   std::cout << (dry_run ? "dry run: " : "") << "webhooks for " << d.subscription_url << " (version " << d.version

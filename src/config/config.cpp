@@ -376,9 +376,9 @@ outcome<void> apply_registrar(const reader& r, config& c) {
       PIPEHOOK_TRY(wr.finish());
       if (!pipedrive::valid_event_action(sub.event_action))
         return bad(where + ".event_action must be one of create, change, delete, * (got \"" + sub.event_action + "\")");
-      if (!pipedrive::valid_event_object(sub.event_object))
-        return bad(where + ".event_object must be one of activity, deal, lead, note, organization, person, pipeline, "
-                           "product, stage, user, * (got \"" + sub.event_object + "\")");
+      if (!pipedrive::plausible_event_object(sub.event_object))
+        return bad(where + ".event_object must be an object name like \"deal\" or \"*\": letters, digits and '_' (got \"" +
+                   sub.event_object + "\")");
       if (std::find(g.webhooks.begin(), g.webhooks.end(), sub) != g.webhooks.end())
         return bad(where + " repeats " + sub.event_action + "." + sub.event_object);
       g.webhooks.push_back(sub);
@@ -387,10 +387,18 @@ outcome<void> apply_registrar(const reader& r, config& c) {
       return bad("registrar.webhooks lists " + std::to_string(g.webhooks.size()) +
                  " subscriptions; Pipedrive allows 40 webhooks per user");
   }
-  if (g.version == "1.0")
-    for (const auto& w : g.webhooks)
-      if (w.event_object == "lead")
-        return bad("registrar.webhooks: lead webhooks exist only in version 2.0 (registrar.version is \"1.0\")");
+  // An object pipehook does not know for this version is sent all the same: Pipedrive adds objects
+  // every few months, and its answer (a 400 naming the subscription, if it refuses) is the authority.
+  for (std::size_t i = 0; i < g.webhooks.size(); ++i) {
+    const auto& w = g.webhooks[i];
+    if (pipedrive::known_event_object(g.version, w.event_object)) continue;
+    std::string known;
+    for (auto o : pipedrive::known_event_objects(g.version))
+      if (o != "*") known += (known.empty() ? "" : ", ") + std::string(o);
+    c.warnings.push_back("registrar.webhooks[" + std::to_string(i) + "].event_object \"" + w.event_object +
+                         "\" is not an object pipehook knows for webhooks " + g.version + " (" + known +
+                         "); it is sent as is, and Pipedrive decides");
+  }
   if (g.enabled) {
     if (g.subscription_url.empty()) return bad("registrar.enabled needs registrar.subscription_url");
     if (g.webhooks.empty()) return bad("registrar.enabled needs at least one [[registrar.webhooks]] table");

@@ -205,7 +205,12 @@ asio::awaitable<api_result<sync_result>> reconcile(client& api, desired_state d,
       auto add = api.create_webhook(std::move(nw));
       auto created = co_await std::move(add);
       if (!created) {
-        if (!created.error().may_have_applied) co_return created.error();
+        if (!created.error().may_have_applied) {
+          // Named by the subscription: with several, the operator must know which one Pipedrive refused.
+          api_error e = created.error();
+          e.message = "creating the webhook " + sub.event_action + "." + sub.event_object + " (v" + d.version + "): " + e.message;
+          co_return e;
+        }
         report(created.error().message + "; it may have been created, so the list is read again before retrying");
         unknown = true;
         break;
