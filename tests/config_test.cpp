@@ -85,6 +85,7 @@ timeout = "10s"
 match.entity = ["deal*"]
 retry = { schedule = ["1s", "1m"], max_age = "2h", max_attempts = 9 }
 ordered = true
+when_changed = ["stage_id", "*created"]
 )");
   ASSERT_TRUE(c) << c.error().message;
   const std::string shown = config::render_effective(*c);
@@ -98,6 +99,7 @@ ordered = true
   EXPECT_EQ(back->pipedrive, c->pipedrive);
   EXPECT_EQ(back->registrar, c->registrar);
   EXPECT_EQ(back->handlers, c->handlers);
+  EXPECT_EQ(back->handlers[0].match.changed, (std::vector<std::string>{"stage_id", "*created"}));
   // And the defaults, a Unix socket among them, read back too.
   auto d = parse("[server]\nlisten = \"unix:/run/ph.sock\"\nsocket_mode = \"0600\"\n");
   ASSERT_TRUE(d);

@@ -6,6 +6,7 @@
 #include "pipehook/core/time.hpp"
 #include "pipehook/dispatch/handler.hpp"
 #include "pipehook/dispatch/policy.hpp"
+#include "pipehook/pipedrive/parse.hpp"
 #include "pipehook/store/event_log.hpp"
 #include "pipehook/store/outbox.hpp"
 #include "pg_server.hpp"
@@ -64,6 +65,50 @@ TEST(dispatch_rules, match_filters_need_every_listed_field) {
   EXPECT_FALSE(dispatch::matches(m, e));
   m.company_id = {"77"};
   EXPECT_TRUE(dispatch::matches(m, e));
+}
+
+// The bodies of a mixed stream for when_changed: entity id -> (body, goes to a handler with
+// when_changed = ["stage_id", <custom field key>, "*created"]).
+const std::string region_key = "5f0e1c2d3b4a59687766554433221100aabbccdd";
+std::vector<std::pair<std::string, bool>> when_changed_stream() {
+  const std::string region = R"({")" + region_key + R"(":{"type":"enum","id":7}})";
+  return {
+      {test::v2("w1", "deal", "1", "change", R"({"id":1,"stage_id":3,"title":"A"})", R"({"stage_id":2})"), true},
+      {test::v2("w2", "deal", "2", "change", R"({"id":2,"stage_id":3,"title":"B2"})", R"({"title":"B"})"), false},
+      {test::v2("w3", "deal", "3", "change", R"({"id":3,"custom_fields":)" + region + "}",
+                R"({"custom_fields":{")" + region_key + R"(":{"type":"enum","id":6}}})"),
+       true},
+      {test::v2("w4", "deal", "4", "create", R"({"id":4,"stage_id":1})", "null"), true},
+      {test::v2("w5", "deal", "5", "delete", "null", R"({"id":5,"stage_id":1})"), false},
+      {test::v1("updated", "deal", "6", R"({"id":6,"stage_id":4,"value":10})", R"({"id":6,"stage_id":3,"value":10})",
+                "1714557600000001"),
+       true},
+      {test::v1("updated", "deal", "7", R"({"id":7,"stage_id":4,"value":20})", R"({"id":7,"stage_id":4,"value":10})",
+                "1714557600000002"),
+       false},
+      {test::v1("updated", "deal", "8", R"({"id":8,")" + region_key + R"(":"12"})",
+                R"({"id":8,")" + region_key + R"(":"11"})", "1714557600000003"),
+       true},
+  };
+}
+
+// when_changed: a change passes when one of the fields it changed is listed (v2: the keys of
+// `previous`, a custom field by its key; v1: the fields that differ between previous and current);
+// a create only with "*created", a delete only with "*deleted".
+TEST(dispatch_rules, when_changed_passes_the_changes_that_touch_a_listed_field) {
+  const std::vector<std::string> fields{"stage_id", region_key, "*created"};
+  for (const auto& [body, expected] : when_changed_stream()) {
+    auto parsed = pipedrive::parse_webhook(body, 0);
+    ASSERT_EQ(parsed.status, pipedrive::parse_status::event) << body;
+    SCOPED_TRACE(parsed.ev.entity_id + " " + parsed.ev.action);
+    EXPECT_EQ(dispatch::changed_match(fields, parsed.ev), expected);
+    EXPECT_TRUE(dispatch::changed_match({}, parsed.ev));  // nothing listed: every event
+  }
+  auto deleted = pipedrive::parse_webhook(when_changed_stream()[4].first, 0);
+  EXPECT_TRUE(dispatch::changed_match({"*deleted"}, deleted.ev));
+  EXPECT_FALSE(dispatch::changed_match({"stage_id"}, deleted.ev));
+  auto v2_custom = pipedrive::parse_webhook(when_changed_stream()[2].first, 0);
+  EXPECT_TRUE(dispatch::changed_match({"custom_fields." + region_key}, v2_custom.ev));  // the full diff name works too
 }
 
 TEST(dispatch_rules, retry_schedule_with_jitter_and_the_last_step_repeating) {
@@ -511,6 +556,44 @@ TEST_P(dispatch_fixture, replay_requeues_matching_events_for_a_handler) {
   EXPECT_NE(unknown.err.find("no handler named \"nope\""), std::string::npos);
 }
 
+// A handler with when_changed gets exactly the stage changes (and what else it lists) of a mixed v1
+// and v2 stream; `events replay` picks the same events.
+TEST_P(dispatch_fixture, when_changed_routes_only_the_changes_of_listed_fields_and_replay_agrees) {
+  http_test_server sink(ok_response);
+  auto h = http_handler_config("sink", sink.port());
+  h.match.changed = {"stage_id", region_key, "*created"};
+  start({h});
+  std::set<std::string> expected;
+  for (const auto& [body, goes] : when_changed_stream()) {
+    auto reply = client->post(body, test::basic_auth(test::test_user, test::test_password));
+    ASSERT_EQ(reply.status, 200u) << reply.body;
+    if (goes) expected.insert(pipedrive::parse_webhook(body, 0).ev.entity_id);
+  }
+  ASSERT_TRUE(test::wait_for([&] { return sink.request_count() == expected.size(); }, std::chrono::seconds(10)));
+  std::set<std::string> got;
+  for (const auto& r : sink.requests()) got.insert(r.header("x-pipehook-entity-id"));
+  EXPECT_EQ(got, expected);
+  // Only the matching events have outbox rows: nothing else is waiting to go.
+  auto ob = store::outbox::open(where());
+  ASSERT_TRUE(ob);
+  auto counts = (*ob)->counts();
+  ASSERT_TRUE(counts);
+  ASSERT_EQ(counts->size(), 1u);
+  EXPECT_EQ((*counts)[0].done + (*counts)[0].pending + (*counts)[0].retrying, static_cast<std::int64_t>(expected.size()));
+
+  const std::string cfg_path = dir.file("changed.toml");
+  test::write_file(cfg_path, test::store_toml(c) + "[[handlers]]\nname = \"sink\"\ntype = \"http\"\nurl = \"http://127.0.0.1:" +
+                                 std::to_string(sink.port()) + "/\"\nwhen_changed = [\"stage_id\", \"" + region_key +
+                                 "\", \"*created\"]\n");
+  auto replay = test::run_cli({"-c", cfg_path, "events", "replay", "--handler", "sink"});
+  ASSERT_EQ(replay.exit_code, 0) << replay.err;
+  EXPECT_NE(replay.out.find(std::to_string(expected.size()) + " event(s) match"), std::string::npos) << replay.out;
+  ASSERT_TRUE(test::wait_for([&] { return sink.request_count() == 2 * expected.size(); }, std::chrono::seconds(10)));
+  std::multiset<std::string> twice;
+  for (const auto& r : sink.requests()) twice.insert(r.header("x-pipehook-entity-id"));
+  for (const auto& id : expected) EXPECT_EQ(twice.count(id), 2u) << id;
+}
+
 TEST(dispatch_config, handler_settings_are_checked_by_their_type) {
   test::temp_dir dir;
   struct row {
@@ -525,6 +608,9 @@ TEST(dispatch_config, handler_settings_are_checked_by_their_type) {
        "PIPEHOOK_TEST_UNSET_VAR, which is not set"},
       {"[[handlers]]\nname = \"a\"\ntype = \"nats\"\nsubject = \"pd.{entiti}\"", "unknown placeholder"},
       {"[[handlers]]\nname = \"a\"\ntype = \"log\"\n[[handlers]]\nname = \"a\"\ntype = \"log\"", "used twice"},
+      {"[[handlers]]\nname = \"a\"\ntype = \"log\"\nwhen_changed = [\"*updated\"]",
+       "handlers.a.when_changed: \"*updated\" is not a field name (or \"*created\", \"*deleted\")"},
+      {"[[handlers]]\nname = \"a\"\ntype = \"log\"\nwhen_changed = []", "handlers.a.when_changed must list at least one field"},
       {"[[handlers]]\nname = \"a b\"\ntype = \"log\"", "may hold only letters"},
       {"[[handlers]]\nname = \"a\"\ntype = \"log\"\nmatch.action = [\"update\"]", "is not create, change, delete or *"},
       {"[[handlers]]\nname = \"a\"\ntype = \"log\"\nretry.schedule = []", "non-empty list of durations"},

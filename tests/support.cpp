@@ -73,6 +73,27 @@ std::string v2_body(const std::string& event_id, const std::string& entity, cons
          std::to_string(attempt) + R"(,"host":"acme.pipedrive.com"}})";
 }
 
+// A v2 body with chosen meta and data/previous objects.
+std::string v2(const std::string& id, const std::string& entity, const std::string& entity_id, const std::string& action,
+               const std::string& data, const std::string& previous, const std::string& user,
+               const std::string& source, const std::string& timestamp, const std::string& webhook, const std::string& company) {
+  return R"({"data":)" + data + R"(,"previous":)" + previous + R"(,"meta":{"action":")" + action +
+         R"(","company_id":")" + company + R"(","correlation_id":"c","entity_id":")" + entity_id + R"(","entity":")" +
+         entity + R"(","id":")" + id + R"(","is_bulk_edit":false,"timestamp":")" + timestamp +
+         R"(","type":"general","user_id":")" + user + R"(","version":"2.0","webhook_id":")" + webhook +
+         R"(","webhook_owner_id":"12","change_source":")" + source + R"(","attempt":1,"host":"acme.pipedrive.com"}})";
+}
+
+// A v1 body as documented in guide-for-webhooks.md.
+std::string v1(const std::string& action, const std::string& object, const std::string& id, const std::string& current,
+               const std::string& previous, const std::string& ts_micro) {
+  return R"({"v":1,"matches_filters":{"current":[],"previous":[]},"meta":{"v":1,"action":")" + action +
+         R"(","object":")" + object + R"(","change_source":"app","id":)" + id +
+         R"(,"company_id":123456,"user_id":654321,"host":"company.pipedrive.com","timestamp":1523440213,"timestamp_micro":)" +
+         ts_micro + R"(,"webhook_id":77},"retry":0,"current":)" + current + R"(,"previous":)" + previous +
+         R"(,"event":")" + action + "." + object + R"("})";
+}
+
 std::string basic_auth(const std::string& user, const std::string& password) {
   const std::string raw = user + ":" + password;
   std::string out(4 * ((raw.size() + 2) / 3) + 1, '\0');

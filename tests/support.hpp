@@ -40,6 +40,15 @@ std::map<std::string, std::string> samples();
 std::string v2_body(const std::string& event_id, const std::string& entity = "deal", const std::string& entity_id = "42",
                     int attempt = 1, const std::string& timestamp = "2024-05-01T10:00:00.123Z");
 
+// A v2 body with chosen meta and data/previous objects (JSON text each).
+std::string v2(const std::string& id, const std::string& entity, const std::string& entity_id, const std::string& action,
+               const std::string& data, const std::string& previous, const std::string& user = "12",
+               const std::string& source = "app", const std::string& timestamp = "2024-05-01T10:00:00.000Z",
+               const std::string& webhook = "99", const std::string& company = "777");
+// A v1 body as documented in guide-for-webhooks.md ("added", "updated", "deleted"; current/previous JSON).
+std::string v1(const std::string& action, const std::string& object, const std::string& id, const std::string& current,
+               const std::string& previous, const std::string& ts_micro);
+
 std::string basic_auth(const std::string& user, const std::string& password);
 
 // The outbox counts of the first handler (by name) in the event log at `db`; all zero when none.

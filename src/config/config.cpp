@@ -464,6 +464,12 @@ outcome<void> parse_handler(const toml::table& t, std::string where, handler_con
   if (h.type.empty()) return bad(where + ".type is required (http, nats or log)");
   PIPEHOOK_TRY(r.boolean("ordered", h.ordered));
   PIPEHOOK_TRY(r.integer("concurrency", h.concurrency, 1, 256));
+  PIPEHOOK_TRY(r.list("when_changed", h.match.changed));
+  if (r.node("when_changed") && h.match.changed.empty())
+    return bad(where + ".when_changed must list at least one field (leave it out for every event)");
+  for (const auto& f : h.match.changed)
+    if (f.empty() || (f[0] == '*' && f != "*created" && f != "*deleted"))
+      return bad(where + ".when_changed: \"" + f + "\" is not a field name (or \"*created\", \"*deleted\")");
   auto match = r.table("match");
   if (!match) return match.error();
   if (*match) {
@@ -735,6 +741,7 @@ toml::table handler_table(const handler_config& h) {
       t.insert_or_assign(k, std::move(m));
     }
   }
+  if (!h.match.changed.empty()) t.insert_or_assign("when_changed", string_array(h.match.changed));
   t.insert_or_assign("match", toml::table{{"entity", string_array(h.match.entity)},
                                           {"action", string_array(h.match.action)},
                                           {"company_id", string_array(h.match.company_id)}});

@@ -1,5 +1,7 @@
 #include "pipehook/dispatch/policy.hpp"
 
+#include "pipehook/event/diff.hpp"
+
 #include <algorithm>
 
 namespace pipehook::dispatch {
@@ -30,7 +32,22 @@ bool matches(const config::match_config& m, const event::event& e) {
     if (patterns.empty()) return true;
     return std::any_of(patterns.begin(), patterns.end(), [&](const std::string& p) { return glob_match(p, value); });
   };
-  return any(m.entity, e.entity) && any(m.action, e.action) && any(m.company_id, e.company_id);
+  return any(m.entity, e.entity) && any(m.action, e.action) && any(m.company_id, e.company_id) && changed_match(m.changed, e);
+}
+
+bool changed_match(const std::vector<std::string>& fields, const event::event& e) {
+  if (fields.empty()) return true;
+  auto listed = [&](std::string_view f) { return std::find(fields.begin(), fields.end(), f) != fields.end(); };
+  if (e.action == "create") return listed("*created");
+  if (e.action == "delete") return listed("*deleted");
+  // A change (a merge is one too): the fields whose values it changed.
+  constexpr std::string_view custom = "custom_fields.";
+  for (const auto& c : event::diff_body(e.body, e.version)) {
+    const std::string_view f = c.field;
+    if (listed(f)) return true;
+    if (f.substr(0, custom.size()) == custom && listed(f.substr(custom.size()))) return true;  // a v2 custom field by its key
+  }
+  return false;
 }
 
 std::chrono::milliseconds retry_delay(const config::retry_config& r, int failures, double u) {

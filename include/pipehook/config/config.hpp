@@ -139,6 +139,10 @@ struct match_config {
   std::vector<std::string> entity;
   std::vector<std::string> action;
   std::vector<std::string> company_id;
+  // [[handlers]] when_changed: only changes that touch one of these fields (keys, v1 custom-field
+  // hashes, or "custom_fields.<hash>" for v2); creates only with "*created", deletes only with
+  // "*deleted". Empty: every event.
+  std::vector<std::string> changed;
   bool operator==(const match_config&) const = default;
 };
 

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 namespace pipehook::dispatch {
 
@@ -18,6 +19,8 @@ bool glob_match(std::string_view pattern, std::string_view text);
 
 // Every non-empty list must have an entry matching the event's field.
 bool matches(const config::match_config& m, const event::event& e);
+// when_changed alone (config::match_config::changed); reads the event's body.
+bool changed_match(const std::vector<std::string>& fields, const event::event& e);
 
 // The wait before attempt `failures + 1`: the schedule's step for this failure count (the last
 // step repeats), times a jitter factor in [0.8, 1.2) drawn from u in [0, 1).

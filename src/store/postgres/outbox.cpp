@@ -208,7 +208,7 @@ ON CONFLICT (handler, event_id) DO UPDATE SET
     event_filter page = f;
     page.ascending = true;
     constexpr int chunk = 1000;
-    const bool scan = !f.q.empty();
+    const bool scan = !f.q.empty() || pred;  // `q`, and the predicate (when_changed), look at the body
     for (;;) {
       pg::params p;
       std::string sql = "SELECT " + pg::event_columns() + (scan ? ", body" : "") + " FROM events WHERE true";
@@ -220,7 +220,8 @@ ON CONFLICT (handler, event_id) DO UPDATE SET
       const int n = PQntuples(r->get());
       for (int row = 0; row < n; ++row) {
         event::stored_event se = pg::read_event(r->get(), row, 0);
-        if (scan && !event::changes_match(pg::text(r->get(), row, pg::event_column_count), se.ev.version, f.q)) continue;
+        if (scan) se.ev.body = pg::text(r->get(), row, pg::event_column_count);
+        if (!f.q.empty() && !event::changes_match(se.ev.body, se.ev.version, f.q)) continue;
         if (!pred || pred(se.ev)) each(se.ev, se.id);
       }
       if (n < chunk) return {};

@@ -147,7 +147,8 @@ WHERE handler = ?1 AND state = 'dead')sql");
 
  private:
   outcome<void> for_each_matching(const event_filter& f, const event_predicate& p, const each_event& each) override {
-    std::string sql = "SELECT " + detail::event_columns() + " FROM events WHERE 1";
+    // The predicate (a handler's match rules, when_changed among them) may look at the body.
+    std::string sql = "SELECT " + detail::event_columns() + (p ? ", body" : "") + " FROM events WHERE 1";
     int n = 0;
     detail::append_filter(sql, f, n);
     sql += " ORDER BY id";
@@ -158,6 +159,7 @@ WHERE handler = ?1 AND state = 'dead')sql");
     int rc;
     while ((rc = st->step()) == SQLITE_ROW) {
       event::stored_event se = detail::read_event(*st, 0);
+      if (p) se.ev.body = st->column_text(detail::event_column_count);
       if (!p || p(se.ev)) each(se.ev, se.id);
     }
     if (rc != SQLITE_DONE) return detail::sqlite_failure(db_.db, rc, "select events");
