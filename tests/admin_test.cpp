@@ -696,6 +696,7 @@ TEST(web_page, filters_opens_an_event_shows_its_diff_and_timeline_and_updates_li
   ASSERT_TRUE(exited) << "the browser test did not finish\n" << out << err;
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << out << err;
   EXPECT_NE(out.find("ok - the diff shows stage_id 1 -> 2"), std::string::npos) << out << err;
+  EXPECT_NE(out.find("ok - the detail links to the deal in Pipedrive"), std::string::npos) << out << err;
   EXPECT_TRUE(std::filesystem::exists(shot) && std::filesystem::file_size(shot) > 10'000) << "no screenshot at " << shot;
   d.stop_and_wait();
 }

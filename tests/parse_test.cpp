@@ -1,9 +1,11 @@
 // Table-driven tests of the payload parser: every shipped sample, v1 bodies written from
 // Pipedrive's guide, and malformed or unusual bodies.
 #include "pipehook/core/time.hpp"
+#include "pipehook/event/json.hpp"
 #include "pipehook/pipedrive/parse.hpp"
 #include "support.hpp"
 
+#include <boost/json/serialize.hpp>
 #include <gtest/gtest.h>
 
 #include <set>
@@ -340,6 +342,56 @@ TEST(time_text, rfc3339_round_trips_and_rejects_garbage) {
   EXPECT_EQ(parse_duration_ms("2h"), 7'200'000);
   EXPECT_EQ(parse_duration_ms("10"), 10'000);
   EXPECT_FALSE(parse_duration_ms("10 parsecs"));
+}
+
+}  // namespace
+}  // namespace pipehook
+
+namespace pipehook {
+namespace {
+
+// `url`: the record's page in Pipedrive for each entity kind that has one, from meta.host; never a
+// link to a host outside *.pipedrive.com, nor one built from an id that is not an id.
+TEST(record_url, each_entity_kind_links_to_its_page_on_the_companys_host) {
+  event::event e;
+  e.host = "acme.pipedrive.com";
+  e.entity_id = "42";
+  for (auto [entity, path] : std::vector<std::pair<std::string, std::string>>{{"deal", "/deal/42"},
+                                                                             {"person", "/person/42"},
+                                                                             {"organization", "/organization/42"},
+                                                                             {"product", "/product/42"},
+                                                                             {"user", "/users/details/42"},
+                                                                             {"pipeline", "/pipeline/42"}}) {
+    e.entity = entity;
+    EXPECT_EQ(event::record_url(e), "https://acme.pipedrive.com" + path) << entity;
+  }
+  e.entity = "lead";
+  e.entity_id = "adf21080-0e10-11eb-879b-05d71fb426ec";
+  EXPECT_EQ(event::record_url(e), "https://acme.pipedrive.com/leads/inbox/adf21080-0e10-11eb-879b-05d71fb426ec");
+  e.entity_id = "42";
+  for (const char* none : {"activity", "note", "stage", "deal_product", "activityType"}) {
+    e.entity = none;
+    EXPECT_EQ(event::record_url(e), "") << none << " has no page of its own";
+  }
+  e.entity = "deal";
+  for (const char* host : {"", "pipedrive.com", "evil.example.com", "acme.pipedrive.com.evil.io", "a/b.pipedrive.com",
+                           "ACME.pipedrive.com"}) {
+    e.host = host;
+    EXPECT_EQ(event::record_url(e), "") << host;
+  }
+  e.host = "acme.pipedrive.com";
+  for (const char* id : {"", "42/../../x", "42?x=1", "javascript:1"}) {
+    e.entity_id = id;
+    EXPECT_EQ(event::record_url(e), "") << id;
+  }
+  // In the event JSON, both ways of writing it.
+  event::stored_event se;
+  se.ev = e;
+  se.ev.entity_id = "7";
+  std::string line;
+  event::append_json(line, se);
+  EXPECT_NE(line.find(R"("url":"https://acme.pipedrive.com/deal/7")"), std::string::npos) << line;
+  EXPECT_EQ(line, boost::json::serialize(event::to_json(se)));
 }
 
 }  // namespace

@@ -14,6 +14,43 @@ boost::json::value text_or_null(const std::string& s) {
   return boost::json::string(s);
 }
 
+namespace {
+
+bool dns_label_chars(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+  });
+}
+
+}  // namespace
+
+std::string record_url(const event& e) {
+  // Only a company's own Pipedrive host ("acme.pipedrive.com", from meta.host): a payload never
+  // makes the page link anywhere else.
+  constexpr std::string_view suffix = ".pipedrive.com";
+  const std::string_view host = e.host;
+  if (host.size() <= suffix.size() || host.substr(host.size() - suffix.size()) != suffix ||
+      !dns_label_chars(host.substr(0, host.size() - suffix.size())))
+    return {};
+  // Record pages of Pipedrive's web app, by entity; the others (activities, notes, stages, ...)
+  // have no page of their own.
+  std::string_view path;
+  if (e.entity == "deal") path = "/deal/";
+  else if (e.entity == "person") path = "/person/";
+  else if (e.entity == "organization") path = "/organization/";
+  else if (e.entity == "product") path = "/product/";
+  else if (e.entity == "lead") path = "/leads/inbox/";
+  else if (e.entity == "user") path = "/users/details/";
+  else if (e.entity == "pipeline") path = "/pipeline/";
+  else return {};
+  // Ids are numbers, or UUIDs for leads.
+  const std::string_view id = e.entity_id;
+  if (id.empty() || id.size() > 64 ||
+      !std::all_of(id.begin(), id.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || c == '-'; }))
+    return {};
+  return "https://" + std::string(host) + std::string(path) + std::string(id);
+}
+
 boost::json::object to_json(const stored_event& se) {
   const event& e = se.ev;
   boost::json::object o;
@@ -38,6 +75,7 @@ boost::json::object to_json(const stored_event& se) {
   o["host"] = text_or_null(e.host);
   o["merged_to_id"] = text_or_null(e.merged_to_id);
   o["merged_from_id"] = text_or_null(e.merged_from_id);
+  o["url"] = text_or_null(record_url(e));
   return o;
 }
 
@@ -90,6 +128,7 @@ void append_json(std::string& out, const stored_event& se) {
   append_text_or_null(out, ",\"host\":", e.host);
   append_text_or_null(out, ",\"merged_to_id\":", e.merged_to_id);
   append_text_or_null(out, ",\"merged_from_id\":", e.merged_from_id);
+  append_text_or_null(out, ",\"url\":", record_url(e));
   out += '}';
 }
 

@@ -54,6 +54,9 @@ async function main() {
     check(diff.some((r) => r.includes('value') && r.includes('10') && r.includes('20')), 'the diff shows value 10 -> 20');
     const body = await page.textContent('#detail-body');
     check(body.includes('"meta"'), 'the original body is shown');
+    const href = await page.getAttribute('#record-link', 'href');
+    check(href === 'https://acme.pipedrive.com/deal/1' && await page.isVisible('#record-link'),
+          `the detail links to the deal in Pipedrive (${href})`);
 
     // The entity's timeline.
     await page.keyboard.press('t');

@@ -9,12 +9,17 @@
 
 namespace pipehook::event {
 
+// The record's page in Pipedrive's web app (https://<company>.pipedrive.com/deal/42, person,
+// organization, product, lead, user, pipeline), from meta.host when it is a *.pipedrive.com host;
+// "" when unknown or the entity has no page of its own. The list JSON carries it as `url`.
+std::string record_url(const event& e);
+
 // A string, or null when it is empty (absent optional fields).
 boost::json::value text_or_null(const std::string& s);
 
 // The list fields: id, event_key, version, entity, action, source_action, entity_id, company_id,
 // user_id, webhook_id, occurred_at, received_at (RFC 3339 UTC), attempt, change_source, is_bulk,
-// correlation_id, and the other meta fields; absent values are null.
+// correlation_id, the other meta fields, and `url` (record_url); absent values are null.
 boost::json::object to_json(const stored_event& e);
 
 // Appends serialize(to_json(e)) to `out` without building the object (NDJSON exports: the same

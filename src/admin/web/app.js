@@ -122,6 +122,10 @@ async function openEvent(id) {
     $('#timeline').hidden = true;
     $('#timeline-link').hidden = !e.entity_id;
     $('#timeline-link').textContent = `Timeline of ${e.entity} ${e.entity_id ?? ''}`;
+    // The record in Pipedrive, when the server knows its page (only https://*.pipedrive.com links).
+    const link = $('#record-link');
+    link.hidden = !e.url;
+    if (e.url) link.href = e.url; else link.removeAttribute('href');
     $('#detail').hidden = false;
     $('#detail').focus();
   } catch (err) { showStatus(err.message); }
