@@ -1,6 +1,7 @@
 // The codecs, SHA-256 and the backoff schedule: each written once and used everywhere.
 #include "pipehook/core/backoff.hpp"
 #include "pipehook/core/codec.hpp"
+#include "pipehook/core/log_limiter.hpp"
 
 #include <boost/json/serialize.hpp>
 #include <boost/json/string.hpp>
@@ -62,6 +63,25 @@ TEST(backoff, doubles_with_jitter_never_below_half_and_stops_at_the_cap) {
     }
   }
   EXPECT_LE(backoff_delay(1000, milliseconds(100), milliseconds(5000)).count(), 5000);  // no overflow far out
+}
+
+}  // namespace
+}  // namespace pipehook
+
+namespace pipehook {
+namespace {
+
+// A flood of like lines (503s in a database outage) is one line per kind per window, and the next
+// line says how many were held back; other kinds are not held up by it.
+TEST(log_limiter, one_line_per_kind_per_window_and_the_next_counts_what_was_held_back) {
+  log_limiter limit(std::chrono::seconds(10));
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(limit.admit("503 store_unavailable", t0), 0u);
+  for (int i = 1; i <= 500; ++i) EXPECT_FALSE(limit.admit("503 store_unavailable", t0 + std::chrono::milliseconds(i)));
+  EXPECT_EQ(limit.admit("401 unauthorized", t0 + std::chrono::seconds(1)), 0u);  // another kind
+  EXPECT_EQ(limit.admit("503 store_unavailable", t0 + std::chrono::seconds(10)), 500u);
+  EXPECT_FALSE(limit.admit("503 store_unavailable", t0 + std::chrono::seconds(11)));
+  EXPECT_EQ(limit.admit("503 store_unavailable", t0 + std::chrono::seconds(25)), 1u);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include "common.hpp"
 
 #include "pipehook/admin/api.hpp"
+#include "pipehook/core/log_limiter.hpp"
 #include "pipehook/core/metrics.hpp"
 #include "pipehook/core/socket_activation.hpp"
 #include "pipehook/core/spawn.hpp"
@@ -61,6 +62,7 @@ struct daemon::impl {
   bool stopping = false;  // touched on the io_context only
 
   metrics::counts summarized;  // the outcome totals at the last summary (io_context only)
+  log_limiter rejections{std::chrono::seconds(10)};  // rejected and quarantined requests: a line per kind per 10 s
 
   void on_response(const http::request_head& head, const http::response& res, std::chrono::microseconds elapsed) {
     // The route label is one of a fixed few: never a raw path (a scanner would blow up the series).
@@ -71,9 +73,14 @@ struct daemon::impl {
     stats.request(route, res.status, res.outcome, elapsed);  // also what the summary and /stats report
     spdlog::debug("{} {} {} -> {} {} ({}) in {} us", head.remote, head.method, head.target, res.status, res.outcome,
                   res.note, elapsed.count());
-    if (res.status >= 400 || res.status == 202)
-      spdlog::warn("{} {} {} from {}: {} {}: {}", res.status == 202 ? "quarantined" : "rejected", head.method,
-                   head.target, head.remote, res.status, res.outcome, res.note);
+    if (res.status >= 400 || res.status == 202) {
+      // One line per kind per 10 s: an outage answers every request 503, and the summary counts them all.
+      const auto admitted = rejections.admit(std::to_string(res.status) + " " + res.outcome);
+      if (!admitted) return;
+      spdlog::warn("{} {} {} from {}: {} {}: {}{}", res.status == 202 ? "quarantined" : "rejected", head.method,
+                   head.target, head.remote, res.status, res.outcome, res.note,
+                   *admitted ? " (and " + std::to_string(*admitted) + " more like it since the last such line)" : "");
+    }
     else if (res.status == 0)
       spdlog::info("connection from {} ended: {}", head.remote, res.note);
   }
