@@ -63,6 +63,7 @@ struct fake_pipedrive::impl {
   std::map<std::int64_t, fake_webhook> hooks;
   std::vector<fake_request> log;
   std::deque<fake_fault> faults;
+  std::map<std::string, std::vector<fake_field>> fields;  // by object
 
   using answer = canned_response;
 
@@ -81,6 +82,37 @@ struct fake_pipedrive::impl {
                         {"company_name", "Example Ltd"},
                         {"company_domain", "example-ltd"}};
       return {200, json::serialize(json::object{{"success", true}, {"data", data}})};
+    }
+    if (method == "GET" && path.size() > 1 && path.find("Fields") != std::string::npos) {
+      // /dealFields?start=0&limit=500: a page of the object's fields, and whether more follow.
+      const std::string route = path.substr(0, path.find('?'));
+      const std::string object = route.substr(1, route.size() - 1 - std::string("Fields").size());
+      auto it = fields.find(object);
+      if (route.size() < 8 || route.substr(route.size() - 6) != "Fields" || it == fields.end())
+        return {404, generic_error("Unknown method .")};
+      auto query_int = [&](const std::string& name, std::int64_t fallback) {
+        const auto at = path.find(name + "=");
+        return at == std::string::npos ? fallback : std::stoll(path.substr(at + name.size() + 1));
+      };
+      const auto& all = it->second;
+      const std::int64_t start = query_int("start", 0), limit = query_int("limit", 100);
+      json::array data;
+      for (std::int64_t i = start; i < static_cast<std::int64_t>(all.size()) && i < start + limit; ++i) {
+        const auto& f = all[static_cast<std::size_t>(i)];
+        json::value options = nullptr;
+        if (!f.options.empty()) {
+          json::array opts;
+          for (const auto& [id, label] : f.options) opts.push_back(json::object{{"id", id}, {"label", label}});
+          options = std::move(opts);
+        }
+        data.push_back(json::object{{"id", i + 1}, {"key", f.key}, {"name", f.name}, {"field_type", f.field_type},
+                                    {"edit_flag", f.custom}, {"options", options}});
+      }
+      const bool more = start + limit < static_cast<std::int64_t>(all.size());
+      json::object pagination{{"start", start}, {"limit", limit}, {"more_items_in_collection", more}};
+      if (more) pagination["next_start"] = start + limit;
+      return {200, json::serialize(json::object{{"success", true}, {"data", data},
+                                                {"additional_data", json::object{{"pagination", pagination}}}})};
     }
     if (method == "GET" && path == "/webhooks") {
       json::array data;
@@ -228,6 +260,11 @@ void fake_pipedrive::add_webhook(fake_webhook w) {
   if (w.version.empty()) w.version = "2.0";
   if (w.name.empty()) w.name = "existing";
   p_->hooks[w.id] = w;
+}
+
+void fake_pipedrive::set_fields(const std::string& object, std::vector<fake_field> fields) {
+  std::lock_guard lk(p_->mu);
+  p_->fields[object] = std::move(fields);
 }
 
 std::vector<fake_webhook> fake_pipedrive::webhooks() const {

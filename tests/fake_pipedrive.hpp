@@ -45,6 +45,13 @@ struct fake_fault {
   bool apply_then_fail = false;  // perform the operation, then answer `status` (a 5xx after a create)
 };
 
+// A field definition served by GET /{object}Fields.
+struct fake_field {
+  std::string key, name, field_type;
+  bool custom = false;
+  std::vector<std::pair<std::int64_t, std::string>> options;  // id, label
+};
+
 class fake_pipedrive {
  public:
   // prefix: the API path the base URL includes ("/v1"); tls: serve HTTPS with `cert`.
@@ -58,6 +65,8 @@ class fake_pipedrive {
   static constexpr std::int64_t company_id = 77;
 
   void add_webhook(fake_webhook w);  // pre-existing state (id assigned when 0)
+  // The fields of `object` ("deal", ...): GET /dealFields pages them by start and limit as the spec does.
+  void set_fields(const std::string& object, std::vector<fake_field> fields);
   std::vector<fake_webhook> webhooks() const;
   std::vector<fake_request> requests() const;
   std::size_t count(const std::string& method) const;  // requests with that method

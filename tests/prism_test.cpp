@@ -89,6 +89,28 @@ class prism : public ::testing::Test {
   std::unique_ptr<prism_process> server;
 };
 
+// `webhooks fields` asks for every object's fields as the spec describes (start and limit where the
+// endpoint pages). Only the requests are checked here: Prism's answers for these endpoints, from
+// the spec's examples or generated, fail the spec's own response schema (Prism answers 500), so
+// reading real answers, pages included, is tested against the fake (registrar_test.cpp).
+TEST_F(prism, field_requests_follow_the_spec) {
+  const std::string cfg = dir.file("pipehook.toml");
+  test::write_file(cfg, "[pipedrive]\napi_base = \"http://127.0.0.1:" + std::to_string(port) + "\"\nmax_attempts = 1\n");
+  const std::map<std::string, std::string> env{{"PIPEDRIVE_API_TOKEN", "api-token"}};
+  for (const char* object : {"activity", "note", "deal", "person", "organization", "product"})
+    (void)test::run_cli({"-c", cfg, "webhooks", "fields", object}, env);
+  const std::string log = server->log();
+  for (const std::string object : {"activity", "note", "deal", "person", "organization", "product"}) {
+    SCOPED_TRACE(object);
+    const auto received = log.find("get /" + object + "Fields \xE2\x84\xB9  info      Request received");
+    ASSERT_NE(received, std::string::npos) << log;
+    const auto verdict = log.find("[VALIDATOR]", received);
+    ASSERT_NE(verdict, std::string::npos);
+    const std::string passed = "[VALIDATOR] \xE2\x9C\x94  success   The request passed the validation rules";
+    EXPECT_EQ(log.compare(verdict, passed.size(), passed), 0) << log.substr(verdict, 200);
+  }
+}
+
 TEST_F(prism, pipehook_requests_follow_the_official_openapi_spec) {
   prism_process& prism = *server;
 

@@ -10,6 +10,7 @@
 #include "support.hpp"
 
 #include <boost/asio/io_context.hpp>
+#include <boost/json/parse.hpp>
 #include <gtest/gtest.h>
 
 #include <set>
@@ -427,6 +428,46 @@ TEST(webhooks_cli, an_unknown_object_is_sent_and_pipedrives_refusal_names_the_su
   EXPECT_NE(v1.out.find("change.activityType"), std::string::npos) << v1.out;
   ASSERT_EQ(fake.webhooks().size(), 1u);
   EXPECT_EQ(fake.webhooks()[0].event_object, "activityType");
+}
+
+// `webhooks fields`: an object's fields as Pipedrive lists them, page by page (start/limit with
+// more_items_in_collection), custom fields with their 40-hex keys and option ids; leads use the deal
+// fields; an object without fields is a usage error.
+TEST(webhooks_cli, fields_lists_every_page_with_keys_names_and_options) {
+  fake_pipedrive fake(token);
+  std::vector<test::fake_field> deal_fields;
+  for (int i = 0; i < 1200; ++i) deal_fields.push_back({"field_" + std::to_string(i), "Field " + std::to_string(i), "varchar"});
+  deal_fields.push_back({"5f0e1c2d3b4a59687766554433221100aabbccdd", "Region", "enum", true, {{6, "EU"}, {7, "APAC"}}});
+  fake.set_fields("deal", deal_fields);
+  fake.set_fields("note", {{"content", "Content", "text"}});
+  test::temp_dir dir;
+  const auto cfg = cli_config(dir, fake);
+
+  auto table = test::run_cli({"-c", cfg, "webhooks", "fields", "deal"}, cli_env());
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_NE(table.out.find("5f0e1c2d3b4a59687766554433221100aabbccdd"), std::string::npos) << table.out.substr(0, 500);
+  EXPECT_NE(table.out.find("6=EU, 7=APAC"), std::string::npos);
+  EXPECT_NE(table.out.find("field_1199"), std::string::npos);
+  EXPECT_EQ(fake.count("GET"), 3u);  // 500 + 500 + 201
+
+  auto json = test::run_cli({"-c", cfg, "webhooks", "fields", "lead", "--format", "json"}, cli_env());
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  const auto arr = boost::json::parse(json.out).as_array();
+  ASSERT_EQ(arr.size(), 1201u);
+  EXPECT_EQ(arr.back().at("name").as_string(), "Region");
+  EXPECT_TRUE(arr.back().at("custom").as_bool());
+  EXPECT_EQ(arr.back().at("options").as_array()[1].at("label").as_string(), "APAC");
+  EXPECT_EQ(arr.back().at("options").as_array()[1].at("id").as_string(), "7");
+
+  auto note = test::run_cli({"-c", cfg, "webhooks", "fields", "note"}, cli_env());
+  ASSERT_EQ(note.exit_code, 0) << note.err;
+  EXPECT_NE(note.out.find("content"), std::string::npos);
+  const auto requests = fake.requests();
+  EXPECT_EQ(requests.back().target, "/v1/noteFields");  // not paged in the spec
+
+  auto stage = test::run_cli({"-c", cfg, "webhooks", "fields", "stage"}, cli_env());
+  EXPECT_EQ(stage.exit_code, 2);
+  EXPECT_NE(stage.err.find("has no fields in Pipedrive's API"), std::string::npos) << stage.err;
 }
 
 TEST(webhooks_cli, exit_codes_say_whose_fault_it_is) {

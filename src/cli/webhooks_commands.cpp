@@ -98,6 +98,40 @@ int cmd_webhooks_list(const std::string& config_path, const std::string& format)
   return exit_ok;
 }
 
+// The fields of an object in Pipedrive: their keys (custom fields' 40-hex ones included) and option
+// ids, which is what when_changed and the bodies use.
+int cmd_webhooks_fields(const std::string& config_path, std::string object, const std::string& format) {
+  if (object == "lead") object = "deal";  // leads use the deal fields
+  if (!pd::has_fields_endpoint(object))
+    return fail(exit_usage, "\"" + object + "\" has no fields in Pipedrive's API (deal, lead, person, organization, product, activity, note)");
+  auto opened = open_api(config_path);
+  if (auto* code = std::get_if<int>(&opened)) return *code;
+  auto& s = *std::get<0>(opened);
+  auto r = run_blocking(s.ioc, s.api->list_fields(object));
+  if (!r) return api_failed(r.error());
+  if (format == "json") {
+    boost::json::array arr;
+    for (const auto& f : *r) {
+      boost::json::array options;
+      for (const auto& o : f.options) options.push_back(boost::json::object{{"id", o.id}, {"label", o.label}});
+      arr.push_back(boost::json::object{
+          {"key", f.key}, {"name", f.name}, {"field_type", f.field_type}, {"custom", f.custom}, {"options", std::move(options)}});
+    }
+    std::cout << boost::json::serialize(arr) << "\n";
+    return exit_ok;
+  }
+  std::vector<std::vector<std::string>> cells;
+  cells.push_back({"KEY", "NAME", "TYPE", "CUSTOM", "OPTIONS"});
+  for (const auto& f : *r) {
+    std::string options;
+    for (const auto& o : f.options) options += (options.empty() ? "" : ", ") + o.id + "=" + o.label;
+    if (options.size() > 100) options = options.substr(0, 97) + "...";
+    cells.push_back({f.key, f.name, f.field_type, f.custom ? "yes" : "-", options.empty() ? "-" : options});
+  }
+  print_cells(cells);
+  return exit_ok;
+}
+
 int cmd_webhooks_whoami(const std::string& config_path) {
   auto opened = open_api(config_path);
   if (auto* code = std::get_if<int>(&opened)) return *code;
@@ -170,6 +204,13 @@ void add_webhooks_commands(CLI::App& app, context& ctx) {
   auto* del = webhooks->add_subcommand("delete", "delete one webhook by id");
   del->add_option("id", *id, "webhook id")->required()->check(CLI::PositiveNumber);
   del->callback([&ctx, id] { ctx.exit_code = cmd_webhooks_delete(ctx.config_path, *id); });
+
+  auto object = std::make_shared<std::string>();
+  auto fields_format = std::make_shared<std::string>("table");
+  auto* fields = webhooks->add_subcommand("fields", "an object's fields in Pipedrive: keys, names, option ids (for when_changed)");
+  fields->add_option("object", *object, "deal, lead, person, organization, product, activity or note")->required();
+  fields->add_option("--format", *fields_format, "table or json")->check(CLI::IsMember({"table", "json"}));
+  fields->callback([&ctx, object, fields_format] { ctx.exit_code = cmd_webhooks_fields(ctx.config_path, *object, *fields_format); });
 
   webhooks->add_subcommand("whoami", "check the token: its user and company")->callback([&ctx] {
     ctx.exit_code = cmd_webhooks_whoami(ctx.config_path);

@@ -315,6 +315,64 @@ asio::awaitable<api_result<std::vector<webhook>>> client::list_webhooks() {
   co_return out;
 }
 
+bool has_fields_endpoint(std::string_view object) {
+  for (std::string_view o : {"deal", "person", "organization", "product", "activity", "note"})
+    if (object == o) return true;
+  return false;
+}
+
+asio::awaitable<api_result<std::vector<field_def>>> client::list_fields(std::string object) {
+  const std::string path = "/" + object + "Fields";
+  // Deal, person, organization and product fields are paged (start, limit); activity and note
+  // fields come whole (openapi-v1.yaml).
+  const bool paged = object != "activity" && object != "note";
+  constexpr int page_size = 500;
+  std::vector<field_def> out;
+  std::int64_t start = 0;
+  for (int page = 0; page < 200; ++page) {  // bounded: 100,000 fields
+    const std::string target = paged ? path + "?start=" + std::to_string(start) + "&limit=" + std::to_string(page_size) : path;
+    auto op = p_->call("GET", target, {});
+    auto r = co_await std::move(op);
+    if (!r) co_return r.error();
+    simdjson::dom::parser parser;
+    auto data = p_->data_of("GET " + path, parser, *r);
+    if (!data) co_return data.error();
+    simdjson::dom::array arr;
+    if (!data->is_null() && data->get_array().get(arr) != simdjson::SUCCESS)
+      co_return make_error(api_errc::bad_response, "GET " + path + ": `data` is not a list", r->status);
+    if (!data->is_null())
+      for (simdjson::dom::element f : arr) {
+        if (!f.is_object()) co_return make_error(api_errc::bad_response, "GET " + path + ": a field is not an object", r->status);
+        field_def d;
+        d.key = str_field(f, "key");
+        d.name = str_field(f, "name");
+        d.field_type = str_field(f, "field_type");
+        d.custom = bool_field(f, "edit_flag", false);
+        simdjson::dom::array options;
+        if (f["options"].get_array().get(options) == simdjson::SUCCESS)
+          for (simdjson::dom::element o : options) {
+            field_option opt;
+            if (std::int64_t n; o["id"].get_int64().get(n) == simdjson::SUCCESS) opt.id = std::to_string(n);
+            else opt.id = str_field(o, "id");
+            opt.label = str_field(o, "label");
+            d.options.push_back(std::move(opt));
+          }
+        if (!d.key.empty()) out.push_back(std::move(d));
+      }
+    if (!paged) break;
+    simdjson::dom::element pagination;
+    bool more = false;
+    std::int64_t next = 0;
+    if (parser.parse(r->body)["additional_data"]["pagination"].get(pagination) != simdjson::SUCCESS ||
+        pagination["more_items_in_collection"].get_bool().get(more) != simdjson::SUCCESS || !more)
+      break;
+    if (pagination["next_start"].get_int64().get(next) != simdjson::SUCCESS || next <= start)
+      co_return make_error(api_errc::bad_response, "GET " + path + ": more items, but no usable next_start", r->status);
+    start = next;
+  }
+  co_return out;
+}
+
 asio::awaitable<api_result<webhook>> client::create_webhook(new_webhook w) {
   boost::json::object body;
   body["subscription_url"] = w.subscription_url;

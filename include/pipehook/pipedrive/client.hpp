@@ -50,6 +50,22 @@ struct current_user {
   std::string company_domain;
 };
 
+// GET /{object}Fields: one field of an object, with its options for enum and set fields.
+struct field_option {
+  std::string id;  // as text
+  std::string label;
+};
+struct field_def {
+  std::string key;   // "stage_id", or a custom field's 40-hex key
+  std::string name;  // "Stage", "Region"
+  std::string field_type;
+  bool custom = false;  // edit_flag: a field the company added
+  std::vector<field_option> options;
+};
+
+// The objects that have a fields endpoint (leads use the deal fields).
+bool has_fields_endpoint(std::string_view object);
+
 // POST /webhooks.
 struct new_webhook {
   std::string subscription_url;
@@ -109,6 +125,8 @@ class client {
   boost::asio::awaitable<api_result<std::vector<webhook>>> list_webhooks();
   boost::asio::awaitable<api_result<webhook>> create_webhook(new_webhook w);
   boost::asio::awaitable<api_result<void>> delete_webhook(std::int64_t id);
+  // Every field of `object` (deal, person, organization, product, activity, note), page by page.
+  boost::asio::awaitable<api_result<std::vector<field_def>>> list_fields(std::string object);
 
   // Aborts the call in progress (it returns api_errc::cancelled) and closes the connection;
   // later calls work again. Call on the executor the calls run on.
