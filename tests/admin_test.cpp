@@ -11,6 +11,7 @@
 #include "pipehook/store/outbox.hpp"
 #include "pipehook/store/reader.hpp"
 #include "pg_server.hpp"
+#include "pipehook/store/fields.hpp"
 #include "support.hpp"
 
 #include <boost/json/parse.hpp>
@@ -665,6 +666,8 @@ TEST(web_page, filters_opens_an_event_shows_its_diff_and_timeline_and_updates_li
   c.admin.token = "page-token";
   c.handlers.push_back(test::http_sink_handler("sink", sink.port()));
   test::running_daemon d(c);
+  // Field names as the daemon caches them from Pipedrive (with a token): the diff shows the name.
+  ASSERT_TRUE(store::save_fields(test::location_of(c), "deal", {{"stage_id", "Pipeline stage", "stage", {}}}, now_us()));
   test::http_client client(d.port());
   for (const auto& body :
        {v2("w1", "deal", "1", "create", R"({"id":1,"title":"One","value":10,"stage_id":1})", "null"),
@@ -697,6 +700,7 @@ TEST(web_page, filters_opens_an_event_shows_its_diff_and_timeline_and_updates_li
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << out << err;
   EXPECT_NE(out.find("ok - the diff shows stage_id 1 -> 2"), std::string::npos) << out << err;
   EXPECT_NE(out.find("ok - the detail links to the deal in Pipedrive"), std::string::npos) << out << err;
+  EXPECT_NE(out.find("ok - the diff names the field as Pipedrive does"), std::string::npos) << out << err;
   EXPECT_TRUE(std::filesystem::exists(shot) && std::filesystem::file_size(shot) > 10'000) << "no screenshot at " << shot;
   d.stop_and_wait();
 }

@@ -182,7 +182,7 @@ TEST_F(prism, replicas_register_from_one_replica_at_a_time_within_the_spec) {
     test::write_file(path, "[admin]\nlisten = \"127.0.0.1:0\"\n[server]\nlisten = \"127.0.0.1:0\"\nreplica_id = \"" + id +
                                "\"\n[auth]\npassword = \"" + test::test_password + "\"\n" + test::store_toml(c) +
                                "[pipedrive]\napi_base = \"http://127.0.0.1:" + std::to_string(port) +
-                               "\"\napi_token = \"api-token\"\nmax_attempts = 1\n[registrar]\nenabled = true\n"
+                               "\"\napi_token = \"api-token\"\nmax_attempts = 1\nfields_refresh = 0\n[registrar]\nenabled = true\n"
                                "subscription_url = \"https://hooks.example.com/webhooks/pipedrive\"\nuser_id = 1\n"
                                "takeover_check = \"200ms\"\n[[registrar.webhooks]]\nevent_action = \"*\"\nevent_object = \"deal\"\n"
                                "[[registrar.webhooks]]\nevent_action = \"change\"\nevent_object = \"person\"\n");

@@ -7,6 +7,7 @@
 #include "pipehook/core/run_blocking.hpp"
 #include "pipehook/pipedrive/client.hpp"
 #include "pipehook/pipedrive/registrar.hpp"
+#include "pipehook/store/reader.hpp"
 #include "support.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -575,6 +576,89 @@ TEST(serve_registrar, replicas_on_one_database_register_once_and_the_standby_tak
   EXPECT_EQ(fake.count("DELETE"), 2u);
   EXPECT_TRUE(fake.webhooks().empty());
 }
+
+// Field names: with a token, serve caches Pipedrive's field definitions, and every diff shows a
+// field's name beside its key and option labels beside the ids (v1 and v2, enum and set), in the
+// API and the CLI. A custom field the cache does not know makes it fetch again at once.
+struct serve_fields : ::testing::TestWithParam<store::location::kind> {};
+
+TEST_P(serve_fields, names_and_option_labels_show_in_diffs_and_an_unknown_key_refreshes_them) {
+  fake_pipedrive fake(token);
+  const std::string region = "5f0e1c2d3b4a59687766554433221100aabbccdd", tags = "0123456789abcdef0123456789abcdef01234567",
+                    segment = "feedfacefeedfacefeedfacefeedfacefeedface";
+  std::vector<test::fake_field> deal_fields{{"stage_id", "Stage", "stage"},
+                                            {region, "Region", "enum", true, {{6, "EU"}, {7, "APAC"}}},
+                                            {tags, "Tags", "set", true, {{1, "Hot"}, {2, "Cold"}}}};
+  fake.set_fields("deal", deal_fields);
+  for (const char* o : {"person", "organization", "product", "activity", "note"}) fake.set_fields(o, {});
+  test::temp_dir dir;
+  auto c = test::test_config(dir);
+  test::use_backend(c, GetParam());
+  c.pipedrive = api_config(fake.base_url());
+  test::running_daemon d(c);
+  auto rd = store::reader::open(test::location_of(c));
+  ASSERT_TRUE(rd);
+  ASSERT_TRUE(test::wait_for([&] { auto f = (*rd)->fields("deal"); return f && f->size() == 3; }, std::chrono::seconds(10)));
+
+  test::http_client client(d.port());
+  const std::string auth = test::basic_auth(test::test_user, test::test_password);
+  auto v2 = client.post(test::v2("f1", "deal", "1", "change",
+                                 R"({"id":1,"stage_id":3,"custom_fields":{")" + region + R"(":{"type":"enum","id":7}}})",
+                                 R"({"stage_id":2,"custom_fields":{")" + region + R"(":{"type":"enum","id":6}}})"),
+                        auth);
+  ASSERT_EQ(v2.status, 200u) << v2.body;
+  auto v1 = client.post(test::v1("updated", "deal", "2", R"({"id":2,")" + tags + R"(":"1,2"})", R"({"id":2,")" + tags + R"(":"1"})",
+                                 "1714557600000009"),
+                        auth);
+  ASSERT_EQ(v1.status, 200u) << v1.body;
+  test::http_client admin(d.admin_port());
+  auto changes_of = [&](const std::string& reply) {
+    std::map<std::string, boost::json::object> out;
+    const auto id = boost::json::parse(reply).at("id").as_int64();
+    const auto body = admin.request("GET", "/api/v1/events/" + std::to_string(id)).body;
+    const auto doc = boost::json::parse(body);
+    for (const auto& ch : doc.at("changes").as_array()) out[std::string(ch.at("field").as_string())] = ch.as_object();
+    return out;
+  };
+  auto two = changes_of(v2.body);
+  ASSERT_TRUE(two.count("custom_fields." + region));
+  EXPECT_EQ(two["custom_fields." + region].at("label").as_string(), "Region");
+  EXPECT_EQ(two["custom_fields." + region].at("before_label").as_string(), "EU");
+  EXPECT_EQ(two["custom_fields." + region].at("after_label").as_string(), "APAC");
+  EXPECT_EQ(two["stage_id"].at("label").as_string(), "Stage");
+  EXPECT_FALSE(two["stage_id"].contains("after_label"));  // no options: no labels
+  auto one = changes_of(v1.body);
+  ASSERT_TRUE(one.count(tags));
+  EXPECT_EQ(one[tags].at("label").as_string(), "Tags");
+  EXPECT_EQ(one[tags].at("before_label").as_string(), "Hot");
+  EXPECT_EQ(one[tags].at("after_label").as_string(), "Hot, Cold");
+  // The timeline and the CLI say the same.
+  auto timeline = admin.request("GET", "/api/v1/entities/deal/1/timeline");
+  EXPECT_NE(timeline.body.find(R"("label":"Region")"), std::string::npos) << timeline.body;
+  const std::string cfg = dir.file("cli.toml");
+  test::write_file(cfg, test::store_toml(c));
+  const std::string id = std::to_string(boost::json::parse(v2.body).at("id").as_int64());
+  auto shown = test::run_cli({"-c", cfg, "events", "show", id});
+  EXPECT_NE(shown.out.find("custom_fields." + region + " (Region)"), std::string::npos) << shown.out;
+  EXPECT_NE(shown.out.find("[EU -> APAC]"), std::string::npos) << shown.out;
+  auto tl = test::run_cli({"-c", cfg, "events", "timeline", "deal", "2", "--format", "json"});
+  EXPECT_NE(tl.out.find(R"("after_label":"Hot, Cold")"), std::string::npos) << tl.out;
+
+  // A field added in Pipedrive since: its key is unknown, the page asks for a refresh, and the
+  // name shows up without waiting for fields_refresh.
+  deal_fields.push_back({segment, "Segment", "varchar", true});
+  fake.set_fields("deal", deal_fields);
+  auto v3 = client.post(test::v2("f3", "deal", "3", "change", R"({"id":3,"custom_fields":{")" + segment + R"(":"B2B"}})",
+                                 R"({"custom_fields":{")" + segment + R"(":"B2C"}})"),
+                        auth);
+  ASSERT_EQ(v3.status, 200u);
+  EXPECT_FALSE(changes_of(v3.body)["custom_fields." + segment].contains("label"));  // not cached yet
+  ASSERT_TRUE(test::wait_for([&] { return changes_of(v3.body)["custom_fields." + segment].contains("label"); },
+                             std::chrono::seconds(10)));
+  EXPECT_EQ(changes_of(v3.body)["custom_fields." + segment].at("label").as_string(), "Segment");
+}
+
+INSTANTIATE_TEST_SUITE_P(backends, serve_fields, test::backends(), test::backend_name);
 
 TEST(serve_registrar, a_bad_registrar_config_stops_serve_with_a_usage_error) {
   test::temp_dir dir;

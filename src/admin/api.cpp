@@ -137,6 +137,14 @@ struct api::impl {
     return std::nullopt;
   }
 
+  // The object's cached field definitions (none when there is no such object, or on an error:
+  // names are an addition, never a reason to fail the answer).
+  static store::field_map fields_of(store::reader& rd, const std::string& object) {
+    if (object.empty()) return {};
+    auto f = rd.fields(object);
+    return f ? std::move(*f) : store::field_map{};
+  }
+
   outcome<std::vector<store::handler_counts>> outbox_counts() {
     std::lock_guard lk(outbox_mu);
     return outbox->counts();
@@ -204,7 +212,11 @@ struct api::impl {
     auto e = (*rd)->get(*id);
     if (!e) return failure_response(e.error());
     boost::json::object o = event::to_json_detail(*e);
-    o["changes"] = changes_json(event::diff_body(e->ev.body, e->ev.version));
+    const std::string object = store::fields_object_of(e->ev.entity);
+    const store::field_map fields = fields_of(**rd, object);
+    std::vector<std::string> unknown;
+    o["changes"] = changes_json(event::diff_body(e->ev.body, e->ev.version), &fields, &unknown);
+    if (!unknown.empty() && opt.fields_stale) opt.fields_stale(object);
     return json_ok(o);
   }
 
@@ -231,7 +243,12 @@ struct api::impl {
     if (!rd) return failure_response(rd.error());
     auto page = read_page(**rd, f, true);
     if (!page) return failure_response(page.error());
-    return json_ok(page_json(*page, timeline_entry_json));
+    const std::string object = store::fields_object_of(f.entity);
+    const store::field_map fields = fields_of(**rd, object);
+    std::vector<std::string> unknown;
+    auto answer = json_ok(page_json(*page, [&](const event::stored_event& e) { return timeline_entry_json(e, &fields, &unknown); }));
+    if (!unknown.empty() && opt.fields_stale) opt.fields_stale(object);
+    return answer;
   }
 
   http::response stats(const http::request_head& head) {

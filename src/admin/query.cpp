@@ -111,7 +111,7 @@ outcome<event_page> read_page(store::reader& rd, store::event_filter f, bool wit
   return page;
 }
 
-boost::json::object page_json(const event_page& p, boost::json::object (*to_json)(const event::stored_event&)) {
+boost::json::object page_json(const event_page& p, const std::function<boost::json::object(const event::stored_event&)>& to_json) {
   boost::json::array items;
   items.reserve(p.events.size());
   for (const auto& e : p.events) items.push_back(to_json(e));
@@ -185,7 +185,60 @@ outcome<list_query> parse_list_query(const params& p) {
   return out;
 }
 
-boost::json::array changes_json(const std::vector<event::field_change>& changes) {
+bool custom_field_key(std::string_view key) {
+  return key.size() == 40 && std::all_of(key.begin(), key.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+std::optional<std::string> option_labels(const std::optional<std::string>& value_json, const std::map<std::string, std::string>& options) {
+  if (!value_json) return std::nullopt;
+  boost::system::error_code ec;
+  const boost::json::value v = boost::json::parse(*value_json, ec);
+  if (ec) return std::nullopt;
+  std::vector<std::string> ids;
+  auto add_scalar = [&](const boost::json::value& x) {
+    if (x.is_int64()) ids.push_back(std::to_string(x.as_int64()));
+    else if (x.is_uint64()) ids.push_back(std::to_string(x.as_uint64()));
+    else if (x.is_string()) {
+      // v1 sends a set as "12,13"
+      std::string_view s = x.as_string();
+      while (!s.empty()) {
+        const auto comma = s.find(',');
+        std::string_view part = s.substr(0, comma);
+        while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
+        while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
+        if (!part.empty()) ids.emplace_back(part);
+        if (comma == std::string_view::npos) break;
+        s.remove_prefix(comma + 1);
+      }
+    }
+  };
+  auto add = [&](const boost::json::value& x) {
+    if (const auto* o = x.if_object()) {
+      if (const auto* id = o->if_contains("id")) add_scalar(*id);
+      else if (const auto* value = o->if_contains("value")) add_scalar(*value);
+    } else {
+      add_scalar(x);
+    }
+  };
+  if (const auto* o = v.if_object(); o && o->contains("values") && o->at("values").is_array()) {
+    for (const auto& x : o->at("values").as_array()) add(x);  // v2 set: {"type": "set", "values": [{"id": 1}, ...]}
+  } else if (const auto* a = v.if_array()) {
+    for (const auto& x : *a) add(x);
+  } else {
+    add(v);
+  }
+  if (ids.empty()) return std::nullopt;
+  std::string out;
+  for (const auto& id : ids) {
+    const auto it = options.find(id);
+    out += (out.empty() ? "" : ", ") + (it == options.end() ? id : it->second);
+  }
+  return out;
+}
+
+boost::json::array changes_json(const std::vector<event::field_change>& changes, const store::field_map* fields,
+                                std::vector<std::string>* unknown) {
+  constexpr std::string_view custom = "custom_fields.";
   boost::json::array out;
   for (const auto& c : changes) {
     boost::json::object o;
@@ -193,14 +246,28 @@ boost::json::array changes_json(const std::vector<event::field_change>& changes)
     o["kind"] = !c.before ? "added" : !c.after ? "removed" : "changed";
     o["before"] = json_or_null(c.before);
     o["after"] = json_or_null(c.after);
+    if (fields) {
+      std::string_view key = c.field;
+      if (key.substr(0, custom.size()) == custom) key.remove_prefix(custom.size());
+      if (const auto it = fields->find(key); it != fields->end()) {
+        o["label"] = it->second.name;
+        if (!it->second.options.empty()) {
+          const auto before = option_labels(c.before, it->second.options), after = option_labels(c.after, it->second.options);
+          o["before_label"] = before ? boost::json::value(*before) : nullptr;
+          o["after_label"] = after ? boost::json::value(*after) : nullptr;
+        }
+      } else if (unknown && custom_field_key(key)) {
+        unknown->emplace_back(key);
+      }
+    }
     out.push_back(std::move(o));
   }
   return out;
 }
 
-boost::json::object timeline_entry_json(const event::stored_event& e) {
+boost::json::object timeline_entry_json(const event::stored_event& e, const store::field_map* fields, std::vector<std::string>* unknown) {
   boost::json::object o = event::to_json(e);
-  o["changes"] = changes_json(event::diff_body(e.ev.body, e.ev.version));
+  o["changes"] = changes_json(event::diff_body(e.ev.body, e.ev.version), fields, unknown);
   return o;
 }
 

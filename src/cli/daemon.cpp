@@ -14,6 +14,7 @@
 #include "pipehook/handlers/builtin.hpp"
 #include "pipehook/http/server.hpp"
 #include "pipehook/ingest/webhook.hpp"
+#include "pipehook/pipedrive/fields_service.hpp"
 #include "pipehook/pipedrive/registrar_service.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -57,6 +58,7 @@ struct daemon::impl {
   asio::ip::tcp::endpoint admin_bound;
   std::thread admin_thread;
   std::unique_ptr<store::retention_runner> retention;  // when [store.retention] sets a limit
+  std::unique_ptr<pipedrive::fields_service> fields;  // with a Pipedrive token and fields_refresh
   asio::signal_set signals{ioc};
   asio::steady_timer summary_timer{ioc};
   bool stopping = false;  // touched on the io_context only
@@ -316,12 +318,19 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
   };
   std::vector<http::route> routes;
   routes.push_back({"POST", c.server.path, ingest_check{raw->endpoint.get()}, ingest_handle{raw->endpoint.get()}});
+  // Field definitions for names in the diffs: only with a token (without one, keys only).
+  if (c.pipedrive.fields_refresh_ms > 0 && config::check_pipedrive_ready(c)) {
+    auto fields = pipedrive::fields_service::create(c, where);
+    if (!fields) return fields.error();
+    p->fields = std::move(*fields);
+  }
   if (c.admin.enabled) {
     admin::api_options admin_opts;
     admin_opts.store = where;
     admin_opts.pool_size = c.store.pool_size;
     admin_opts.token = c.admin.token;
     admin_opts.allowed_hosts = c.admin.allowed_hosts;
+    if (p->fields) admin_opts.fields_stale = [fs = p->fields.get()](const std::string& object) { fs->stale(object); };
     admin_opts.self = p->replica;
     admin_opts.started_at_us = now_us();
     admin_opts.metrics = [raw](const std::vector<store::handler_counts>& counts) {
@@ -421,6 +430,7 @@ void daemon::run(bool handle_signals) {
   }
   asio::co_spawn(self->ioc, summary_loop(self), log_exception{"the summary loop"});
   if (self->retention) self->retention->start();
+  if (self->fields) self->fields->start();
   if (self->admin_server) {
     self->admin_server->start();
     self->admin_thread = std::thread([self] {
@@ -458,6 +468,7 @@ void daemon::run(bool handle_signals) {
   self->ioc.run();
   for (auto& t : extra) t.join();
   if (self->admin_thread.joinable()) self->admin_thread.join();  // before the log closes: reparse writes through it
+  if (self->fields) self->fields->stop();
 
   self->dispatch->join();  // its last verdicts are queued in the log
   self->log->close();      // commits whatever is still queued

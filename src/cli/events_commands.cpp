@@ -151,13 +151,38 @@ std::string change_text(const event::field_change& c) {
   return shorten(c.before) + " -> " + shorten(c.after);
 }
 
-void print_changes(const event::stored_event& e) {
+// The changes of one event, each field with its name in Pipedrive and option labels when the
+// cached field definitions have them: "custom_fields.5f0e… (Region)  {…} -> {…}  [EU -> APAC]".
+void print_changes(const event::stored_event& e, const store::field_map& fields) {
   const auto changes = event::diff_body(e.ev.body, e.ev.version);
   if (changes.empty()) std::cout << "    (no field changes)\n";
+  const auto labelled = admin::changes_json(changes, &fields);
+  std::vector<std::string> names;
   std::size_t width = 0;
-  for (const auto& c : changes) width = std::max(width, c.field.size());
-  for (const auto& c : changes)
-    std::cout << "    " << c.field << std::string(width - c.field.size() + 2, ' ') << change_text(c) << "\n";
+  for (const auto& j : labelled) {
+    const auto& o = j.as_object();
+    std::string name(o.at("field").as_string());
+    if (o.contains("label")) name += " (" + std::string(o.at("label").as_string()) + ")";
+    width = std::max(width, name.size());
+    names.push_back(std::move(name));
+  }
+  for (std::size_t i = 0; i < changes.size(); ++i) {
+    const auto& o = labelled[i].as_object();
+    std::string labels;
+    if (o.contains("before_label") || o.contains("after_label")) {
+      auto text = [&](const char* k) { return o.at(k).is_string() ? std::string(o.at(k).as_string()) : std::string("(none)"); };
+      labels = "  [" + text("before_label") + " -> " + text("after_label") + "]";
+    }
+    std::cout << "    " << names[i] << std::string(width - names[i].size() + 2, ' ') << change_text(changes[i]) << labels << "\n";
+  }
+}
+
+// The cached field definitions for an entity's events (none: keys only).
+store::field_map fields_for(store::reader& rd, const std::string& entity) {
+  const std::string object = store::fields_object_of(entity);
+  if (object.empty()) return {};
+  auto f = rd.fields(object);
+  return f ? std::move(*f) : store::field_map{};
 }
 
 int cmd_events_show(const std::string& config_path, std::int64_t id, const std::string& format) {
@@ -166,8 +191,9 @@ int cmd_events_show(const std::string& config_path, std::int64_t id, const std::
   auto ev = (*rd)->get(id);
   if (!ev) return fail_with(ev.error());
   boost::json::object o = event::to_json_detail(*ev);
+  const store::field_map fields = fields_for(**rd, ev->ev.entity);
   if (format == "json") {
-    o["changes"] = admin::changes_json(event::diff_body(ev->ev.body, ev->ev.version));
+    o["changes"] = admin::changes_json(event::diff_body(ev->ev.body, ev->ev.version), &fields);
     std::cout << boost::json::serialize(o) << "\n";
     return exit_ok;
   }
@@ -176,7 +202,7 @@ int cmd_events_show(const std::string& config_path, std::int64_t id, const std::
     std::cout << key << ": " << (value.is_string() ? std::string(value.as_string()) : boost::json::serialize(value)) << "\n";
   }
   std::cout << "changes:\n";
-  print_changes(*ev);
+  print_changes(*ev, fields);
   std::cout << "body:\n" << ev->ev.body << "\n";
   return exit_ok;
 }
@@ -194,11 +220,12 @@ int cmd_events_timeline(const std::string& config_path, const std::string& entit
   f.entity_id = entity_id;
   auto rows = (*rd)->list(f, true);
   if (!rows) return fail_with(rows.error());
+  const store::field_map fields = fields_for(**rd, entity);
   if (format == "json" || format == "ndjson") {
     boost::json::array items;
     for (const auto& r : *rows) {
-      if (format == "ndjson") std::cout << boost::json::serialize(admin::timeline_entry_json(r)) << "\n";
-      else items.push_back(admin::timeline_entry_json(r));
+      if (format == "ndjson") std::cout << boost::json::serialize(admin::timeline_entry_json(r, &fields)) << "\n";
+      else items.push_back(admin::timeline_entry_json(r, &fields));
     }
     if (format == "json") std::cout << boost::json::serialize(boost::json::object{{"events", std::move(items)}}) << "\n";
     return exit_ok;
@@ -211,7 +238,7 @@ int cmd_events_timeline(const std::string& config_path, const std::string& entit
     std::cout << "#" << r.id << "  " << format_rfc3339_us(r.ev.occurred_at_us) << " (" << relative(r.ev.occurred_at_us)
               << ")  " << r.ev.action << (r.ev.user_id.empty() ? "" : " by user " + r.ev.user_id)
               << (r.ev.change_source.empty() ? "" : " via " + r.ev.change_source) << "\n";
-    print_changes(r);
+    print_changes(r, fields);
   }
   return exit_ok;
 }

@@ -339,6 +339,9 @@ outcome<void> apply_pipedrive(const reader& r, config& c) {
   PIPEHOOK_TRY(r.duration("retry_base", p.retry_base_ms, 1, 600'000));
   PIPEHOOK_TRY(r.duration("retry_max", p.retry_max_ms, 1, 3'600'000));
   if (p.retry_max_ms < p.retry_base_ms) return bad("pipedrive.retry_max must not be shorter than pipedrive.retry_base");
+  PIPEHOOK_TRY(r.duration("fields_refresh", p.fields_refresh_ms, 0, 7LL * 24 * 3'600'000));
+  if (p.fields_refresh_ms != 0 && p.fields_refresh_ms < 60'000)
+    return bad("pipedrive.fields_refresh must be 0 (never) or at least 1m: each refresh costs API tokens");
   return r.finish();
 }
 
@@ -814,7 +817,8 @@ toml::table effective_table(const config& c) {
                                 {"timeout", duration_value(p.timeout_ms)},
                                 {"max_attempts", static_cast<std::int64_t>(p.max_attempts)},
                                 {"retry_base", duration_value(p.retry_base_ms)},
-                                {"retry_max", duration_value(p.retry_max_ms)}}},
+                                {"retry_max", duration_value(p.retry_max_ms)},
+                                {"fields_refresh", duration_value(p.fields_refresh_ms)}}},
       {"registrar", std::move(registrar)}};
   if (!handlers.empty()) doc.insert_or_assign("handlers", std::move(handlers));
   if (c.store.backend == store_backend::postgres) {

@@ -52,6 +52,7 @@ async function main() {
     const diff = await page.locator('#diff tbody tr').allTextContents();
     check(diff.some((r) => r.includes('stage_id') && r.includes('1') && r.includes('2')), 'the diff shows stage_id 1 -> 2');
     check(diff.some((r) => r.includes('value') && r.includes('10') && r.includes('20')), 'the diff shows value 10 -> 20');
+    check(diff.some((r) => r.includes('Pipeline stage') && r.includes('stage_id')), 'the diff names the field as Pipedrive does');
     const body = await page.textContent('#detail-body');
     check(body.includes('"meta"'), 'the original body is shown');
     const href = await page.getAttribute('#record-link', 'href');

@@ -30,6 +30,9 @@ struct api_options {
   std::function<std::string(const std::vector<store::handler_counts>&)> metrics;
   // Extra members for GET /api/v1/stats that only the running process knows (rejected requests).
   std::function<boost::json::object()> runtime_stats;
+  // Called (on a query thread) when an event shows a custom field the cached definitions of its
+  // object do not name: the fields may have changed in Pipedrive. Optional.
+  std::function<void(const std::string& object)> fields_stale;
   // This process, for GET /api/v1/replicas on a log that tracks no replicas (SQLite: it is the only one).
   store::replica_identity self;
   std::int64_t started_at_us = 0;

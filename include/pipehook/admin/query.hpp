@@ -12,6 +12,9 @@
 
 #include <optional>
 
+#include <functional>
+#include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -51,17 +54,27 @@ struct event_page {
 // One page as `f` asks (limit + 1 rows are read to know whether another follows).
 outcome<event_page> read_page(store::reader& rd, store::event_filter f, bool with_body);
 // {"events": [...], "next_cursor": "..." | null}, each event rendered by `to_json`.
-boost::json::object page_json(const event_page& p, boost::json::object (*to_json)(const event::stored_event&));
+boost::json::object page_json(const event_page& p, const std::function<boost::json::object(const event::stored_event&)>& to_json);
 
 // An export, a page at a time: appends the next page of every event `f` matches as NDJSON to
 // `out` and moves `f` past it (f.limit is the page size). False once that was the last page.
 outcome<bool> append_export_page(store::reader& rd, store::event_filter& f, std::string& out);
 inline constexpr int export_page_size = 1000;
 
-// Field changes: [{"field", "kind": added|removed|changed, "before", "after"}].
-boost::json::array changes_json(const std::vector<event::field_change>& changes);
-// event::to_json plus "changes" (the diff of its body).
-boost::json::object timeline_entry_json(const event::stored_event& e);
+// Field changes: [{"field", "kind": added|removed|changed, "before", "after"}]; with the object's
+// field definitions also "label" (the field's name in Pipedrive) and, for enum and set fields,
+// "before_label" / "after_label" (the options' labels). Custom-field keys that `fields` does not
+// know are added to `unknown` (when given): the cache may be stale.
+boost::json::array changes_json(const std::vector<event::field_change>& changes, const store::field_map* fields = nullptr,
+                                std::vector<std::string>* unknown = nullptr);
+// The labels of an enum or set value (an id, "12,13", {"id": 7}, {"values": [{"id": 1}]}, a list);
+// nullopt when it holds no option id.
+std::optional<std::string> option_labels(const std::optional<std::string>& value_json, const std::map<std::string, std::string>& options);
+// A custom field's key: 40 hex digits.
+bool custom_field_key(std::string_view key);
+// event::to_json plus "changes" (the diff of its body, labelled from `fields` when given).
+boost::json::object timeline_entry_json(const event::stored_event& e, const store::field_map* fields = nullptr,
+                                        std::vector<std::string>* unknown = nullptr);
 
 boost::json::object quarantine_json(const store::quarantine_row& q);
 boost::json::object handler_json(const store::handler_counts& h);

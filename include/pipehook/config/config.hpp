@@ -104,6 +104,9 @@ struct pipedrive_config {
   unsigned max_attempts = 4;                              // per call, for 429, 5xx and unreachable
   std::int64_t retry_base_ms = 1'000;                     // first backoff; doubles, with jitter
   std::int64_t retry_max_ms = 60'000;                     // longest single wait (rate-limit hints included)
+  // serve fetches the field definitions (names of custom fields and options) at start-up and this
+  // often, when a token is set; 0: never.
+  std::int64_t fields_refresh_ms = 3'600'000;
   bool operator==(const pipedrive_config&) const = default;
 };
 

@@ -4,6 +4,7 @@
 
 #include "pipehook/core/error.hpp"
 #include "pipehook/event/event.hpp"
+#include "pipehook/store/fields.hpp"
 #include "pipehook/store/location.hpp"
 
 #include <cstdint>
@@ -71,6 +72,8 @@ class reader {
 
   // Row counts, for check-config and status lines.
   virtual outcome<std::int64_t> count_events() = 0;
+  // The cached field definitions of an object (store/fields.hpp); empty when none were fetched.
+  virtual outcome<field_map> fields(const std::string& object) = 0;
   virtual outcome<std::int64_t> count_quarantined() = 0;
 };
 

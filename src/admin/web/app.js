@@ -97,11 +97,17 @@ function diffRows(changes) {
   }
   return changes.map((c) => {
     const tr = el('tr');
-    tr.append(el('td', c.field));
+    // The field's name in Pipedrive beside its key, and option labels beside the ids, when known.
+    const field = el('td');
+    if (c.label) field.append(el('strong', c.label), ' ');
+    field.append(el('code', c.field));
+    tr.append(field);
     const before = el('td', undefined, c.kind === 'added' ? '' : 'before');
     before.append(el('code', c.kind === 'added' ? '(not set)' : jsonText(c.before)));
+    if (c.before_label) before.append(' ', el('span', c.before_label, 'option'));
     const after = el('td', undefined, c.kind === 'removed' ? '' : 'after');
     after.append(el('code', c.kind === 'removed' ? '(removed)' : jsonText(c.after)));
+    if (c.after_label) after.append(' ', el('span', c.after_label, 'option'));
     tr.append(before, after);
     return tr;
   });

@@ -135,6 +135,20 @@ class postgres_reader final : public reader {
   outcome<std::int64_t> count_events() override { return count("SELECT count(*) FROM events"); }
   outcome<std::int64_t> count_quarantined() override { return count("SELECT count(*) FROM quarantine"); }
 
+  outcome<field_map> fields(const std::string& object) override {
+    pg::params p;
+    p.text(object);
+    auto r = run("SELECT key, name, field_type, options FROM fields WHERE object = $1", p);
+    if (!r) return r.error();
+    field_map out;
+    for (int row = 0; row < PQntuples(r->get()); ++row) {
+      field_definition f{pg::text(r->get(), row, 0), pg::text(r->get(), row, 1), pg::text(r->get(), row, 2),
+                         detail::options_from_json(pg::text(r->get(), row, 3))};
+      out.emplace(f.key, std::move(f));
+    }
+    return out;
+  }
+
  private:
   // A page with a time range from the (occurred hour, id) index: Pipedrive delivers late, so
   // occurred_at is only roughly in id order, and "the newest 50 ids in this week" read the plain

@@ -95,6 +95,18 @@ CREATE TABLE replicas (
   heartbeat_at BIGINT  NOT NULL
 );
 )sql",
+    // Pipedrive's field definitions (names of custom fields and options), per object.
+    R"sql(
+CREATE TABLE fields (
+  object     TEXT   NOT NULL,
+  key        TEXT   NOT NULL,
+  name       TEXT   NOT NULL,
+  field_type TEXT   NOT NULL,
+  options    TEXT   NOT NULL,   -- JSON object: option id -> label
+  fetched_at BIGINT NOT NULL,
+  PRIMARY KEY (object, key)
+);
+)sql",
 };
 
 outcome<int> current_version(PGconn* c) {

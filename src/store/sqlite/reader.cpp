@@ -112,6 +112,20 @@ class sqlite_reader final : public reader {
   outcome<std::int64_t> count_events() override { return count("SELECT count(*) FROM events"); }
   outcome<std::int64_t> count_quarantined() override { return count("SELECT count(*) FROM quarantine"); }
 
+  outcome<field_map> fields(const std::string& object) override {
+    auto st = statement::prepare(db_.db, "SELECT key, name, field_type, options FROM fields WHERE object = ?1");
+    if (!st) return st.error();
+    st->bind_text(1, object);
+    field_map out;
+    int rc;
+    while ((rc = st->step()) == SQLITE_ROW) {
+      field_definition f{st->column_text(0), st->column_text(1), st->column_text(2), detail::options_from_json(st->column_text(3))};
+      out.emplace(f.key, std::move(f));
+    }
+    if (rc != SQLITE_DONE) return detail::sqlite_failure(db_.db, rc, "read field definitions");
+    return out;
+  }
+
  private:
   outcome<std::vector<event::stored_event>> read_rows(const statement& st, bool with_body, std::string_view what) {
     std::vector<event::stored_event> out;

@@ -227,6 +227,18 @@ CREATE INDEX events_entity_order_idx ON events(entity, id);
 DROP INDEX IF EXISTS events_occurred_idx;
 CREATE INDEX events_occurred_hour_idx ON events(occurred_at / 3600000000, id);
 )sql",
+    // 4: Pipedrive's field definitions (names of custom fields and options), per object.
+    R"sql(
+CREATE TABLE fields (
+  object     TEXT    NOT NULL,
+  key        TEXT    NOT NULL,
+  name       TEXT    NOT NULL,
+  field_type TEXT    NOT NULL,
+  options    TEXT    NOT NULL,          -- JSON object: option id -> label
+  fetched_at INTEGER NOT NULL,
+  PRIMARY KEY (object, key)
+) WITHOUT ROWID;
+)sql",
 };
 
 }  // namespace
