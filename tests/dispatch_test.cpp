@@ -109,6 +109,14 @@ TEST(dispatch_rules, when_changed_passes_the_changes_that_touch_a_listed_field) 
   EXPECT_FALSE(dispatch::changed_match({"stage_id"}, deleted.ev));
   auto v2_custom = pipedrive::parse_webhook(when_changed_stream()[2].first, 0);
   EXPECT_TRUE(dispatch::changed_match({"custom_fields." + region_key}, v2_custom.ev));  // the full diff name works too
+  // By name, with the cached field definitions (any case); without them a name matches nothing.
+  dispatch::field_definitions defs;
+  defs["deal"].emplace(region_key, store::field_definition{region_key, "Region", "enum", {}});
+  EXPECT_FALSE(dispatch::changed_match({"Region"}, v2_custom.ev));
+  EXPECT_TRUE(dispatch::changed_match({"region"}, v2_custom.ev, &defs));
+  auto v1_custom = pipedrive::parse_webhook(when_changed_stream()[7].first, 0);
+  EXPECT_TRUE(dispatch::changed_match({"REGION"}, v1_custom.ev, &defs));
+  EXPECT_FALSE(dispatch::changed_match({"Segment"}, v1_custom.ev, &defs));
 }
 
 TEST(dispatch_rules, retry_schedule_with_jitter_and_the_last_step_repeating) {

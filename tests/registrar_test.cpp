@@ -595,6 +595,11 @@ TEST_P(serve_fields, names_and_option_labels_show_in_diffs_and_an_unknown_key_re
   auto c = test::test_config(dir);
   test::use_backend(c, GetParam());
   c.pipedrive = api_config(fake.base_url());
+  // A handler that wants region changes, by the field's name in Pipedrive (any case).
+  test::http_test_server sink([](const test::recorded_request&) { return test::canned_response{200, "{}", {}}; });
+  auto h = test::http_sink_handler("regions", sink.port());
+  h.match.changed = {"region"};
+  c.handlers.push_back(h);
   test::running_daemon d(c);
   auto rd = store::reader::open(test::location_of(c));
   ASSERT_TRUE(rd);
@@ -633,6 +638,9 @@ TEST_P(serve_fields, names_and_option_labels_show_in_diffs_and_an_unknown_key_re
   EXPECT_EQ(one[tags].at("before_label").as_string(), "Hot");
   EXPECT_EQ(one[tags].at("after_label").as_string(), "Hot, Cold");
   // The timeline and the CLI say the same.
+  // Only the region change went to the handler that asked for it by name.
+  ASSERT_TRUE(test::wait_for([&] { return sink.request_count() == 1; }, std::chrono::seconds(10)));
+  EXPECT_EQ(sink.requests()[0].header("x-pipehook-entity-id"), "1");
   auto timeline = admin.request("GET", "/api/v1/entities/deal/1/timeline");
   EXPECT_NE(timeline.body.find(R"("label":"Region")"), std::string::npos) << timeline.body;
   const std::string cfg = dir.file("cli.toml");

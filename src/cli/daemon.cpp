@@ -10,6 +10,7 @@
 #include "pipehook/core/spawn.hpp"
 #include "pipehook/core/time.hpp"
 #include "pipehook/dispatch/dispatcher.hpp"
+#include "pipehook/store/reader.hpp"
 #include "pipehook/store/retention.hpp"
 #include "pipehook/handlers/builtin.hpp"
 #include "pipehook/http/server.hpp"
@@ -323,6 +324,11 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
     auto fields = pipedrive::fields_service::create(c, where);
     if (!fields) return fields.error();
     p->fields = std::move(*fields);
+    // when_changed by name: the router sees each fetch, and what was cached before it.
+    p->fields->set_observer([d = p->dispatch.get()](const std::string& object, const store::field_map& f) { d->set_fields(object, f); });
+    if (auto rd = store::reader::open(where); rd)
+      for (const char* object : {"deal", "person", "organization", "product", "activity", "note"})
+        if (auto f = (*rd)->fields(object); f && !f->empty()) p->dispatch->set_fields(object, std::move(*f));
   }
   if (c.admin.enabled) {
     admin::api_options admin_opts;

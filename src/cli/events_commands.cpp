@@ -321,8 +321,14 @@ int cmd_events_replay(const std::string& config_path, const std::string& name, c
   if (!ob) return fail(exit_failed, ob.error().message);
   // The handler's own rule applies too: a replay never sends a handler what it would not get.
   const dispatch::handler* handler = h->get();
-  store::event_predicate matches = [hc, handler](const event::event& e) {
-    return dispatch::matches(hc->match, e) && handler->accepts(e);
+  // when_changed may name fields: the cached definitions say which key a name is.
+  auto defs = std::make_shared<dispatch::field_definitions>();
+  if (!hc->match.changed.empty())
+    if (auto rd = store::reader::open(store_location(*cfg)); rd)
+      for (const char* object : {"deal", "person", "organization", "product", "activity", "note"})
+        if (auto f = (*rd)->fields(object); f) (*defs)[object] = std::move(*f);
+  store::event_predicate matches = [hc, handler, defs](const event::event& e) {
+    return dispatch::matches(hc->match, e, defs.get()) && handler->accepts(e);
   };
   auto n = (*ob)->count_matching(f, matches);
   if (!n) return fail(exit_failed, n.error().message);

@@ -70,6 +70,9 @@ struct dispatcher::impl {
   std::mt19937_64 rng{std::random_device{}()};
   dispatcher::observer observe;
   dispatcher::look_observer observe_look;
+  // Field definitions by object, for when_changed by name: replaced whole, read by the router.
+  std::atomic<std::shared_ptr<const field_definitions>> fields{std::make_shared<const field_definitions>()};
+  std::mutex fields_mu;  // writers of `fields`
 
   // Verdicts go to the writer in batches: one item in its queue at a time, holding all that
   // finished meanwhile (it commits with the next ingest batch, no fsync of its own).
@@ -338,10 +341,18 @@ store::router dispatcher::router() {
   if (p_->workers.empty()) return {};
   std::vector<std::pair<const worker*, store::route>> table;
   for (const auto& w : p_->workers) table.push_back({w.get(), {w->cfg.name, w->cfg.ordered}});
-  return [table](const event::event& ev, std::vector<store::route>& out) {
+  return [table, p = p_.get()](const event::event& ev, std::vector<store::route>& out) {
+    const std::shared_ptr<const field_definitions> defs = p->fields.load();
     for (const auto& [w, route] : table)
-      if (matches(w->cfg.match, ev) && w->h.load()->accepts(ev)) out.push_back(route);
+      if (matches(w->cfg.match, ev, defs.get()) && w->h.load()->accepts(ev)) out.push_back(route);
   };
+}
+
+void dispatcher::set_fields(const std::string& object, store::field_map fields) {
+  std::lock_guard lk(p_->fields_mu);
+  auto next = std::make_shared<field_definitions>(*p_->fields.load());
+  (*next)[object] = std::move(fields);
+  p_->fields.store(std::move(next));
 }
 
 outcome<void> dispatcher::start(store::event_log& log, const store::location& where, const store::claim_options& claims,

@@ -3,6 +3,7 @@
 #include "pipehook/event/diff.hpp"
 
 #include <algorithm>
+#include <cctype>
 
 namespace pipehook::dispatch {
 
@@ -27,25 +28,41 @@ bool glob_match(std::string_view p, std::string_view t) {
   return pi == p.size();
 }
 
-bool matches(const config::match_config& m, const event::event& e) {
+bool matches(const config::match_config& m, const event::event& e, const field_definitions* defs) {
   auto any = [](const std::vector<std::string>& patterns, std::string_view value) {
     if (patterns.empty()) return true;
     return std::any_of(patterns.begin(), patterns.end(), [&](const std::string& p) { return glob_match(p, value); });
   };
-  return any(m.entity, e.entity) && any(m.action, e.action) && any(m.company_id, e.company_id) && changed_match(m.changed, e);
+  return any(m.entity, e.entity) && any(m.action, e.action) && any(m.company_id, e.company_id) && changed_match(m.changed, e, defs);
 }
 
-bool changed_match(const std::vector<std::string>& fields, const event::event& e) {
+bool changed_match(const std::vector<std::string>& fields, const event::event& e, const field_definitions* defs) {
   if (fields.empty()) return true;
   auto listed = [&](std::string_view f) { return std::find(fields.begin(), fields.end(), f) != fields.end(); };
+  // A field's name in Pipedrive ("Region"), from the cached definitions of the event's object.
+  const store::field_map* names = nullptr;
+  if (defs)
+    if (const auto it = defs->find(store::fields_object_of(e.entity)); it != defs->end()) names = &it->second;
+  auto lower = [](std::string_view v) {
+    std::string out(v);
+    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+  };
+  auto listed_by_name = [&](std::string_view key) {
+    if (!names) return false;
+    const auto it = names->find(key);
+    if (it == names->end() || it->second.name.empty()) return false;
+    const std::string name = lower(it->second.name);
+    return std::any_of(fields.begin(), fields.end(), [&](const std::string& f) { return lower(f) == name; });
+  };
   if (e.action == "create") return listed("*created");
   if (e.action == "delete") return listed("*deleted");
   // A change (a merge is one too): the fields whose values it changed.
   constexpr std::string_view custom = "custom_fields.";
   for (const auto& c : event::diff_body(e.body, e.version)) {
     const std::string_view f = c.field;
-    if (listed(f)) return true;
-    if (f.substr(0, custom.size()) == custom && listed(f.substr(custom.size()))) return true;  // a v2 custom field by its key
+    const std::string_view key = f.substr(0, custom.size()) == custom ? f.substr(custom.size()) : f;
+    if (listed(f) || listed(key) || listed_by_name(key)) return true;  // v2 custom fields also by their bare key
   }
   return false;
 }

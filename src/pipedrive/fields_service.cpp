@@ -37,6 +37,7 @@ struct fields_service::impl {
   std::set<std::string> wanted;                                        // on ioc: objects to fetch now
   std::map<std::string, std::chrono::steady_clock::time_point> last_stale;  // on ioc: the last refresh an unknown field asked for
   bool stopping = false;                                               // on ioc
+  fields_service::observer saved;
   std::thread thread;
 };
 
@@ -56,6 +57,13 @@ asio::awaitable<bool> refresh(fields_service::impl* self, std::string object) {
     store::field_definition d{f.key, f.name, f.field_type, {}};
     for (const auto& o : f.options) d.options.emplace(o.id, o.label);
     defs.push_back(std::move(d));
+  }
+  // The observer first (the router's names), then the cache: whoever reads the cache can count on
+  // the router knowing the names too.
+  if (self->saved) {
+    store::field_map map;
+    for (const auto& d : defs) map.emplace(d.key, d);
+    self->saved(object, map);
   }
   if (auto saved = store::save_fields(self->where, object, defs, now_us()); !saved) {
     spdlog::warn("fields: cannot store the {} fields: {}", object, saved.error().message);
@@ -113,6 +121,8 @@ outcome<std::unique_ptr<fields_service>> fields_service::create(const config::co
   p->every = std::chrono::milliseconds(c.pipedrive.fields_refresh_ms);
   return std::unique_ptr<fields_service>(new fields_service(std::move(p)));
 }
+
+void fields_service::set_observer(observer o) { p_->saved = std::move(o); }
 
 void fields_service::start() {
   asio::co_spawn(p_->ioc, run_loop(p_.get()), log_exception{"the field definitions' refresh"});

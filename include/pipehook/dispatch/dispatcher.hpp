@@ -34,6 +34,9 @@ class dispatcher {
   ~dispatcher();
 
   store::router router();
+  // The cached field definitions of an object, for when_changed by name (any thread: the router
+  // reads a snapshot). Set at start-up from the cache, and after each fetch from Pipedrive.
+  void set_fields(const std::string& object, store::field_map fields);
 
   // Called on the dispatcher's thread after each delivery attempt: handler, "done" / "retry" /
   // "dead", and how long the attempt took. Set before start().

@@ -5,8 +5,10 @@
 
 #include "pipehook/config/config.hpp"
 #include "pipehook/event/event.hpp"
+#include "pipehook/store/fields.hpp"
 
 #include <chrono>
+#include <map>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -18,9 +20,13 @@ namespace pipehook::dispatch {
 bool glob_match(std::string_view pattern, std::string_view text);
 
 // Every non-empty list must have an entry matching the event's field.
-bool matches(const config::match_config& m, const event::event& e);
+// The cached field definitions by object ("deal" -> its fields), for when_changed by name.
+using field_definitions = std::map<std::string, store::field_map, std::less<>>;
+
+// `defs` (may be null): when_changed entries may then also be field names ("Region", any case).
+bool matches(const config::match_config& m, const event::event& e, const field_definitions* defs = nullptr);
 // when_changed alone (config::match_config::changed); reads the event's body.
-bool changed_match(const std::vector<std::string>& fields, const event::event& e);
+bool changed_match(const std::vector<std::string>& fields, const event::event& e, const field_definitions* defs = nullptr);
 
 // The wait before attempt `failures + 1`: the schedule's step for this failure count (the last
 // step repeats), times a jitter factor in [0.8, 1.2) drawn from u in [0, 1).

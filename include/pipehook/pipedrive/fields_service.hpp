@@ -8,8 +8,10 @@
 
 #include "pipehook/config/config.hpp"
 #include "pipehook/core/error.hpp"
+#include "pipehook/store/fields.hpp"
 #include "pipehook/store/location.hpp"
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -20,6 +22,10 @@ class fields_service {
   // Fails on a config that cannot work (no token, a bad CA file); no I/O yet.
   static outcome<std::unique_ptr<fields_service>> create(const config::config& c, const store::location& where);
   ~fields_service();  // stops
+
+  // Called on the service's thread with an object's fields, just before they are stored. Set before start().
+  using observer = std::function<void(const std::string& object, const store::field_map& fields)>;
+  void set_observer(observer o);
 
   void start();
   // The cached fields of `object` may be stale (an unknown custom field was seen). Any thread.
