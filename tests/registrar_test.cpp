@@ -638,6 +638,13 @@ TEST_P(serve_fields, names_and_option_labels_show_in_diffs_and_an_unknown_key_re
   EXPECT_EQ(one[tags].at("before_label").as_string(), "Hot");
   EXPECT_EQ(one[tags].at("after_label").as_string(), "Hot, Cold");
   // The timeline and the CLI say the same.
+  // `q` finds changes by the field's name too.
+  auto by_name = admin.request("GET", "/api/v1/events?q=regi");
+  const auto found = boost::json::parse(by_name.body).at("events").as_array();
+  ASSERT_EQ(found.size(), 1u) << by_name.body;
+  EXPECT_EQ(found[0].at("entity_id").as_string(), "1");
+  EXPECT_EQ(boost::json::parse(admin.request("GET", "/api/v1/events?q=TAGS").body).at("events").as_array().size(), 1u);
+  EXPECT_EQ(boost::json::parse(admin.request("GET", "/api/v1/events?q=nothing-named-so").body).at("events").as_array().size(), 0u);
   // Only the region change went to the handler that asked for it by name.
   ASSERT_TRUE(test::wait_for([&] { return sink.request_count() == 1; }, std::chrono::seconds(10)));
   EXPECT_EQ(sink.requests()[0].header("x-pipehook-entity-id"), "1");

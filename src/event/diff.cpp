@@ -74,12 +74,16 @@ std::vector<field_change> diff_body(std::string_view body, int version) {
   return out;
 }
 
-bool changes_match(std::string_view body, int version, std::string_view needle) {
+bool changes_match(std::string_view body, int version, std::string_view needle, const std::vector<std::string>& keys) {
   auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+  constexpr std::string_view custom = "custom_fields.";
   for (const auto& c : diff_body(body, version)) {
     auto it = std::search(c.field.begin(), c.field.end(), needle.begin(), needle.end(),
                           [&](char a, char b) { return lower(a) == lower(b); });
     if (it != c.field.end()) return true;
+    std::string_view key = c.field;
+    if (key.substr(0, custom.size()) == custom) key.remove_prefix(custom.size());
+    if (std::find(keys.begin(), keys.end(), key) != keys.end()) return true;
   }
   return false;
 }

@@ -22,7 +22,8 @@ struct field_change {
 // Changes in field-name order. An unparsable body or one without the objects gives no changes.
 std::vector<field_change> diff_body(std::string_view body, int version);
 
-// Whether any changed field's name contains `needle` (ASCII case-insensitive): the `q` filter.
-bool changes_match(std::string_view body, int version, std::string_view needle);
+// Whether any changed field's name contains `needle` (ASCII case-insensitive), or its key (a v2
+// custom field's without "custom_fields.") is one of `keys` (fields whose names contain it): the `q` filter.
+bool changes_match(std::string_view body, int version, std::string_view needle, const std::vector<std::string>& keys = {});
 
 }  // namespace pipehook::event

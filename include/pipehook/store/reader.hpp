@@ -18,6 +18,8 @@ namespace pipehook::store {
 struct event_filter {
   std::string entity, action, entity_id, company_id, user_id, webhook_id, change_source;  // empty = any
   std::string q;                                       // a changed field's name contains this (case-insensitive)
+  // Keys of the fields whose name in Pipedrive contains `q` (the readers fill it from the field cache).
+  std::vector<std::string> q_keys;
   std::optional<std::int64_t> since_us, until_us;      // on occurred_at: since <= t < until
   std::optional<std::int64_t> before_id;               // paging (newest first): ids below this one
   std::optional<std::int64_t> after_id;                // paging (oldest first): ids above this one

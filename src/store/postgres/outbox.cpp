@@ -209,6 +209,13 @@ ON CONFLICT (handler, event_id) DO UPDATE SET
     page.ascending = true;
     constexpr int chunk = 1000;
     const bool scan = !f.q.empty() || pred;  // `q`, and the predicate (when_changed), look at the body
+    if (!f.q.empty() && page.q_keys.empty()) {  // `q` also finds fields by their names in Pipedrive
+      pg::params kp;
+      kp.text(f.q);
+      auto keys = run(pg::keys_named_sql, kp);
+      if (!keys) return keys.error();
+      for (int row = 0; row < PQntuples(keys->get()); ++row) page.q_keys.push_back(pg::text(keys->get(), row, 0));
+    }
     for (;;) {
       pg::params p;
       std::string sql = "SELECT " + pg::event_columns() + (scan ? ", body" : "") + " FROM events WHERE true";
@@ -221,7 +228,7 @@ ON CONFLICT (handler, event_id) DO UPDATE SET
       for (int row = 0; row < n; ++row) {
         event::stored_event se = pg::read_event(r->get(), row, 0);
         if (scan) se.ev.body = pg::text(r->get(), row, pg::event_column_count);
-        if (!f.q.empty() && !event::changes_match(se.ev.body, se.ev.version, f.q)) continue;
+        if (!f.q.empty() && !event::changes_match(se.ev.body, se.ev.version, f.q, page.q_keys)) continue;
         if (!pred || pred(se.ev)) each(se.ev, se.id);
       }
       if (n < chunk) return {};

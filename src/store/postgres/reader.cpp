@@ -22,6 +22,11 @@ class postgres_reader final : public reader {
     // `q` looks into the bodies: read pages of candidates and keep those whose changes match.
     const bool scan = !f.q.empty();
     event_filter page = f;
+    if (scan && page.q_keys.empty()) {  // `q` also finds fields by their names in Pipedrive
+      auto keys = keys_named(f.q);
+      if (!keys) return keys.error();
+      page.q_keys = std::move(*keys);
+    }
     std::vector<event::stored_event> out;
     for (;;) {
       pg::params p;
@@ -36,7 +41,7 @@ class postgres_reader final : public reader {
       for (int row = 0; row < n && out.size() < static_cast<std::size_t>(f.limit); ++row) {
         event::stored_event se = pg::read_event(r->get(), row, 0);
         if (with_body || scan) se.ev.body = pg::text(r->get(), row, pg::event_column_count);
-        if (scan && !event::changes_match(se.ev.body, se.ev.version, f.q)) continue;
+        if (scan && !event::changes_match(se.ev.body, se.ev.version, f.q, page.q_keys)) continue;
         if (!with_body) se.ev.body.clear();
         out.push_back(std::move(se));
       }
@@ -197,6 +202,16 @@ class postgres_reader final : public reader {
 
   static quarantine_row read_quarantine(const PGresult* r, int row) {
     return {pg::integer(r, row, 0), pg::integer(r, row, 1), pg::text(r, row, 2), pg::text(r, row, 3), pg::text(r, row, 4), {}};
+  }
+
+  outcome<std::vector<std::string>> keys_named(const std::string& needle) {
+    pg::params p;
+    p.text(needle);
+    auto r = run(pg::keys_named_sql, p);
+    if (!r) return r.error();
+    std::vector<std::string> out;
+    for (int row = 0; row < PQntuples(r->get()); ++row) out.push_back(pg::text(r->get(), row, 0));
+    return out;
   }
 
   outcome<std::int64_t> count(std::string_view sql, std::initializer_list<std::int64_t> values = {}) {

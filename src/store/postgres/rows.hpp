@@ -44,4 +44,7 @@ gone_quarantine AS (
   RETURNING 1)
 SELECT (SELECT count(*) FROM gone_events) + (SELECT count(*) FROM gone_quarantine))sql";
 
+// `q` by name: the keys of the cached fields whose names contain $1 (case-insensitive).
+inline constexpr std::string_view keys_named_sql = "SELECT DISTINCT key FROM fields WHERE strpos(lower(name), lower($1)) > 0";
+
 }  // namespace pipehook::store::pg

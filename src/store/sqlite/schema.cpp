@@ -46,7 +46,8 @@ failure sqlite_failure(sqlite3* db, int rc, std::string_view what) {
 
 namespace {
 
-// ph_changes_match(body, version, needle): the `q` filter, with the same diff as the timeline.
+// ph_changes_match(body, version, needle, keys): the `q` filter, with the same diff as the
+// timeline; `keys`: the comma-separated keys of fields whose names contain the needle.
 void changes_match_fn(sqlite3_context* ctx, int, sqlite3_value** argv) {
   const auto* body = reinterpret_cast<const char*>(sqlite3_value_text(argv[0]));
   const auto* needle = reinterpret_cast<const char*>(sqlite3_value_text(argv[2]));
@@ -54,12 +55,20 @@ void changes_match_fn(sqlite3_context* ctx, int, sqlite3_value** argv) {
     sqlite3_result_int(ctx, 0);
     return;
   }
+  std::vector<std::string> keys;
+  if (const auto* k = reinterpret_cast<const char*>(sqlite3_value_text(argv[3])))
+    for (std::string_view rest = k; !rest.empty();) {
+      const auto comma = rest.find(',');
+      if (comma != 0) keys.emplace_back(rest.substr(0, comma));
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
   const std::string_view b(body, static_cast<std::size_t>(sqlite3_value_bytes(argv[0])));
-  sqlite3_result_int(ctx, event::changes_match(b, sqlite3_value_int(argv[1]), needle) ? 1 : 0);
+  sqlite3_result_int(ctx, event::changes_match(b, sqlite3_value_int(argv[1]), needle, keys) ? 1 : 0);
 }
 
 void register_functions(sqlite3* db) {
-  sqlite3_create_function_v2(db, "ph_changes_match", 3, SQLITE_UTF8 | SQLITE_DETERMINISTIC, nullptr, changes_match_fn,
+  sqlite3_create_function_v2(db, "ph_changes_match", 4, SQLITE_UTF8 | SQLITE_DETERMINISTIC, nullptr, changes_match_fn,
                              nullptr, nullptr, nullptr);
 }
 
@@ -107,7 +116,8 @@ void append_filter(std::string& sql, const event_filter& f, int& n, std::string_
   clause(f.after_id.has_value(), "id", " > ");
   if (!f.q.empty()) {
     const std::string a = alias.empty() ? "" : std::string(alias) + ".";
-    sql += " AND ph_changes_match(" + a + "body, " + a + "version, ?" + std::to_string(++n) + ")";
+    sql += " AND ph_changes_match(" + a + "body, " + a + "version, ?" + std::to_string(n + 1) + ", ?" + std::to_string(n + 2) + ")";
+    n += 2;
   }
 }
 
@@ -116,7 +126,23 @@ void bind_filter(const statement& st, const event_filter& f, int& i) {
     if (!s->empty()) st.bind_text(++i, *s);
   for (const auto* t : {&f.since_us, &f.until_us, &f.before_id, &f.after_id})
     if (t->has_value()) st.bind_int(++i, **t);
-  if (!f.q.empty()) st.bind_text(++i, f.q);
+  if (!f.q.empty()) {
+    st.bind_text(++i, f.q);
+    std::string keys;
+    for (const auto& k : f.q_keys) keys += (keys.empty() ? "" : ",") + k;
+    sqlite3_bind_text64(st.get(), ++i, keys.data(), keys.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+  }
+}
+
+outcome<std::vector<std::string>> keys_named(sqlite3* db, std::string_view needle) {
+  auto st = statement::prepare(db, "SELECT DISTINCT key FROM fields WHERE instr(lower(name), lower(?1)) > 0");
+  if (!st) return st.error();
+  st->bind_text(1, needle);
+  std::vector<std::string> out;
+  int rc;
+  while ((rc = st->step()) == SQLITE_ROW) out.push_back(st->column_text(0));
+  if (rc != SQLITE_DONE) return sqlite_failure(db, rc, "field names");
+  return out;
 }
 
 outcome<db_handle> open_existing(const std::string& path, int flags, int min_version) {
