@@ -7,6 +7,7 @@
 #include "pipehook/core/run_blocking.hpp"
 #include "pipehook/pipedrive/client.hpp"
 #include "pipehook/pipedrive/registrar.hpp"
+#include "pipehook/store/fields.hpp"
 #include "pipehook/store/reader.hpp"
 #include "support.hpp"
 
@@ -671,6 +672,17 @@ TEST_P(serve_fields, names_and_option_labels_show_in_diffs_and_an_unknown_key_re
   ASSERT_TRUE(test::wait_for([&] { return changes_of(v3.body)["custom_fields." + segment].contains("label"); },
                              std::chrono::seconds(10)));
   EXPECT_EQ(changes_of(v3.body)["custom_fields." + segment].at("label").as_string(), "Segment");
+
+  // A webhook about an object's field definitions makes the daemon fetch them at once.
+  fake.set_fields("person", {{"e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0", "Shoe size", "double", true}});
+  ASSERT_EQ(client.post(test::v2("f4", "personField", "9", "change", R"({"id":9,"name":"Shoe size"})", R"({"name":"Size"})"), auth)
+                .status,
+            200u);
+  ASSERT_TRUE(test::wait_for([&] { auto f = (*rd)->fields("person"); return f && f->size() == 1; }, std::chrono::seconds(10)));
+  for (const auto& [entity, object] : std::vector<std::pair<std::string, std::string>>{
+           {"dealField", "deal"}, {"deal_fields", "deal"}, {"leadField", "deal"}, {"PersonFields", "person"},
+           {"noteField", "note"}, {"deal", ""}, {"stageField", ""}, {"field", ""}})
+    EXPECT_EQ(store::fields_object_of_definition(entity), object) << entity;
 }
 
 INSTANTIATE_TEST_SUITE_P(backends, serve_fields, test::backends(), test::backend_name);

@@ -247,10 +247,25 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
 
   const store::location where = store_location(c);
   p->replica = store::this_replica(c.server.replica_id);
+  // Field definitions for names in the diffs and when_changed: only with a token (else keys only).
+  if (c.pipedrive.fields_refresh_ms > 0 && config::check_pipedrive_ready(c)) {
+    auto fields = pipedrive::fields_service::create(c, where);
+    if (!fields) return fields.error();
+    p->fields = std::move(*fields);
+    // when_changed by name: the router sees each fetch (and, below, what was cached before it).
+    p->fields->set_observer([d = p->dispatch.get()](const std::string& object, const store::field_map& f) { d->set_fields(object, f); });
+  }
   store::writer_options writer;
   writer.queue_capacity = c.store.queue_capacity;
   writer.batch_max = c.store.batch_max;
   writer.route = p->dispatch->router();
+  if (p->fields) {
+    // A webhook about an object's field definitions ("dealField", ...): fetch that object's fields.
+    writer.route = [route = std::move(writer.route), fs = p->fields.get()](const event::event& ev, std::vector<store::route>& out) {
+      if (const std::string object = store::fields_object_of_definition(ev.entity); !object.empty()) fs->stale(object);
+      if (route) route(ev, out);
+    };
+  }
   writer.on_deliveries = [d = p->dispatch.get()](std::vector<store::fresh_deliveries>&& fresh) {
     d->notify(std::move(fresh));
   };
@@ -265,6 +280,10 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
   auto log = open_event_log(c, writer);
   if (!log) return log.error();
   p->log = std::move(*log);
+  if (p->fields)  // the names cached before: routing by name works before the first fetch
+    if (auto rd = store::reader::open(where); rd)
+      for (const char* object : {"deal", "person", "organization", "product", "activity", "note"})
+        if (auto f = (*rd)->fields(object); f && !f->empty()) p->dispatch->set_fields(object, std::move(*f));
   auto presence = store::presence::open(where, p->replica, std::chrono::milliseconds(c.store.claim_lease_ms));
   if (!presence) return presence.error();
   p->presence = std::move(*presence);
@@ -319,17 +338,6 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
   };
   std::vector<http::route> routes;
   routes.push_back({"POST", c.server.path, ingest_check{raw->endpoint.get()}, ingest_handle{raw->endpoint.get()}});
-  // Field definitions for names in the diffs: only with a token (without one, keys only).
-  if (c.pipedrive.fields_refresh_ms > 0 && config::check_pipedrive_ready(c)) {
-    auto fields = pipedrive::fields_service::create(c, where);
-    if (!fields) return fields.error();
-    p->fields = std::move(*fields);
-    // when_changed by name: the router sees each fetch, and what was cached before it.
-    p->fields->set_observer([d = p->dispatch.get()](const std::string& object, const store::field_map& f) { d->set_fields(object, f); });
-    if (auto rd = store::reader::open(where); rd)
-      for (const char* object : {"deal", "person", "organization", "product", "activity", "note"})
-        if (auto f = (*rd)->fields(object); f && !f->empty()) p->dispatch->set_fields(object, std::move(*f));
-  }
   if (c.admin.enabled) {
     admin::api_options admin_opts;
     admin_opts.store = where;

@@ -5,6 +5,7 @@
 #include "sqlite/sqlite.hpp"
 
 #include <boost/json/object.hpp>
+#include <cctype>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
@@ -35,6 +36,17 @@ std::string fields_object_of(const std::string& entity) {
   for (const char* o : {"deal", "person", "organization", "product", "activity", "note"})
     if (entity == o) return entity;
   return {};
+}
+
+std::string fields_object_of_definition(std::string_view entity) {
+  std::string e;
+  for (char c : entity) e += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (!e.empty() && e.back() == 's') e.pop_back();
+  constexpr std::string_view field = "field";
+  if (e.size() <= field.size() || e.compare(e.size() - field.size(), field.size(), field) != 0) return {};
+  e.resize(e.size() - field.size());
+  if (!e.empty() && e.back() == '_') e.pop_back();
+  return fields_object_of(e);
 }
 
 namespace {

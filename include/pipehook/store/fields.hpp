@@ -30,6 +30,9 @@ outcome<void> save_fields(const location& where, const std::string& object, cons
 
 // The object whose fields describe an entity's events ("lead" -> "deal"); "" when none.
 std::string fields_object_of(const std::string& entity);
+// The object whose field definitions a webhook about fields changed: "dealField", "deal_field",
+// "personFields", ... -> "deal", "person" (leads' -> "deal"); "" for any other entity.
+std::string fields_object_of_definition(std::string_view entity);
 
 namespace detail {
 // The options column: a JSON object of id -> label, and back.

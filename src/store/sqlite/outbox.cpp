@@ -147,12 +147,9 @@ WHERE handler = ?1 AND state = 'dead')sql");
 
  private:
   outcome<void> for_each_matching(const event_filter& given, const event_predicate& p, const each_event& each) override {
-    event_filter f = given;
-    if (!f.q.empty() && f.q_keys.empty()) {  // `q` also finds fields by their names in Pipedrive
-      auto keys = detail::keys_named(db_.db, f.q);
-      if (!keys) return keys.error();
-      f.q_keys = std::move(*keys);
-    }
+    auto resolved = detail::with_q_keys(db_.db, given);  // `q` also finds fields by their names in Pipedrive
+    if (!resolved) return resolved.error();
+    const event_filter& f = *resolved;
     // The predicate (a handler's match rules, when_changed among them) may look at the body.
     std::string sql = "SELECT " + detail::event_columns() + (p ? ", body" : "") + " FROM events WHERE 1";
     int n = 0;

@@ -16,12 +16,9 @@ class sqlite_reader final : public reader {
   explicit sqlite_reader(detail::db_handle db) : db_(std::move(db)) {}
 
   outcome<std::vector<event::stored_event>> list(const event_filter& given, bool with_body) override {
-    event_filter f = given;
-    if (!f.q.empty() && f.q_keys.empty()) {  // `q` also finds fields by their names in Pipedrive
-      auto keys = detail::keys_named(db_.db, f.q);
-      if (!keys) return keys.error();
-      f.q_keys = std::move(*keys);
-    }
+    auto resolved = detail::with_q_keys(db_.db, given);  // `q` also finds fields by their names in Pipedrive
+    if (!resolved) return resolved.error();
+    const event_filter& f = *resolved;
     if (f.since_us || f.until_us) {
       auto ids = ids_by_hour(f);
       if (!ids) return ids.error();

@@ -134,13 +134,14 @@ void bind_filter(const statement& st, const event_filter& f, int& i) {
   }
 }
 
-outcome<std::vector<std::string>> keys_named(sqlite3* db, std::string_view needle) {
+outcome<event_filter> with_q_keys(sqlite3* db, const event_filter& f) {
+  event_filter out = f;
+  if (f.q.empty() || !f.q_keys.empty()) return out;
   auto st = statement::prepare(db, "SELECT DISTINCT key FROM fields WHERE instr(lower(name), lower(?1)) > 0");
   if (!st) return st.error();
-  st->bind_text(1, needle);
-  std::vector<std::string> out;
+  st->bind_text(1, f.q);
   int rc;
-  while ((rc = st->step()) == SQLITE_ROW) out.push_back(st->column_text(0));
+  while ((rc = st->step()) == SQLITE_ROW) out.q_keys.push_back(st->column_text(0));
   if (rc != SQLITE_DONE) return sqlite_failure(db, rc, "field names");
   return out;
 }

@@ -73,8 +73,8 @@ outcome<db_handle> open_connection(const std::string& path, int flags, std::int6
 // Opens an existing event log for the CLI and the dispatcher: errors name the path (missing, not
 // a pipehook database, a schema newer than this build, or older than `min_version`).
 outcome<db_handle> open_existing(const std::string& path, int flags, int min_version);
-// The keys of the cached fields whose names contain `needle` (case-insensitive): `q` by name.
-outcome<std::vector<std::string>> keys_named(sqlite3* db, std::string_view needle);
+// `f` with q_keys filled: the keys of the cached fields whose names contain `q` (case-insensitive).
+outcome<event_filter> with_q_keys(sqlite3* db, const event_filter& f);
 
 // Runs SQL with no results (pragmas, DDL, BEGIN/COMMIT).
 outcome<void> exec(sqlite3* db, std::string_view sql);
