@@ -162,11 +162,6 @@ TEST_F(prism, pipehook_requests_follow_the_official_openapi_spec) {
   EXPECT_EQ(violations(prism.log()).size(), flagged.size() + 2) << prism.log();  // Prism logs each violation twice
 }
 
-std::size_t count_in(const std::string& text, const std::string& what) {
-  std::size_t n = 0;
-  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
 
 // Two `pipehook serve` replicas on one PostgreSQL log against Prism: only the replica holding the
 // registrar's lock talks to Pipedrive (the standby sends nothing), and after it is killed the
@@ -195,15 +190,15 @@ TEST_F(prism, replicas_register_from_one_replica_at_a_time_within_the_spec) {
   ASSERT_TRUE(test::wait_for([&] { return test::metrics_show(b.admin_port(), "pipehook_registrar_state{state=\"standby\"} 1"); },
                              std::chrono::seconds(30)));
   const std::string before = prism.log();
-  EXPECT_EQ(count_in(before, "post /webhooks"), 2u) << before;  // the leader's two subscriptions, nobody else's
-  const std::size_t lists = count_in(before, "get /webhooks");
+  EXPECT_EQ(test::count_in(before, "post /webhooks"), 2u) << before;  // the leader's two subscriptions, nobody else's
+  const std::size_t lists = test::count_in(before, "get /webhooks");
 
   a->signal(SIGKILL);
   ASSERT_EQ(a->wait(std::chrono::seconds(10)), 128 + SIGKILL);
   a.reset();
   ASSERT_TRUE(test::wait_for([&] { return ok(b.admin_port()); }, std::chrono::seconds(30))) << test::read_file(dir.file("b.log"));
   const std::string after = prism.log();
-  EXPECT_GT(count_in(after, "get /webhooks"), lists);  // the new leader reconciled
+  EXPECT_GT(test::count_in(after, "get /webhooks"), lists);  // the new leader reconciled
   EXPECT_TRUE(violations(after).empty()) << "Prism flagged requests:\n" << after;
 }
 

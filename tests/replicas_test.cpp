@@ -137,11 +137,6 @@ std::int64_t pending_rows(const store::location& where) {
   return n;
 }
 
-std::size_t count_in(const std::string& text, const std::string& what) {
-  std::size_t n = 0;
-  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
 
 // Both replicas deliver (each the rows it stored, and whatever is left unclaimed), and while both
 // live no event reaches the sink twice. /api/v1/replicas lists both with their heartbeats.
@@ -252,7 +247,7 @@ TEST(replicas, a_killed_replicas_claims_are_delivered_by_the_other_after_the_lea
   }
   EXPECT_LE(sink.requests(), static_cast<std::size_t>(events + 2));
   const std::string log = test::read_file(rs.dir.file("b.log"));
-  EXPECT_EQ(count_in(log, "from replica ra, whose claim expired"), static_cast<std::size_t>(events)) << log;
+  EXPECT_EQ(test::count_in(log, "from replica ra, whose claim expired"), static_cast<std::size_t>(events)) << log;
   EXPECT_EQ(metric(b.admin_port(), "pipehook_handler_taken_over_total{handler=\"sink\"}"), events);
 }
 

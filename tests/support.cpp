@@ -94,6 +94,12 @@ std::string v1(const std::string& action, const std::string& object, const std::
          R"(,"event":")" + action + "." + object + R"("})";
 }
 
+std::size_t count_in(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
 std::string basic_auth(const std::string& user, const std::string& password) {
   const std::string raw = user + ":" + password;
   std::string out(4 * ((raw.size() + 2) / 3) + 1, '\0');

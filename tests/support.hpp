@@ -51,6 +51,9 @@ std::string v1(const std::string& action, const std::string& object, const std::
 
 std::string basic_auth(const std::string& user, const std::string& password);
 
+// How often `what` occurs in `text` (log lines, Prism's log).
+std::size_t count_in(const std::string& text, const std::string& what);
+
 // The outbox counts of the first handler (by name) in the event log at `db`; all zero when none.
 store::handler_counts counts_of(const store::location& where);
 

@@ -282,8 +282,8 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
   p->log = std::move(*log);
   if (p->fields)  // the names cached before: routing by name works before the first fetch
     if (auto rd = store::reader::open(where); rd)
-      for (const char* object : {"deal", "person", "organization", "product", "activity", "note"})
-        if (auto f = (*rd)->fields(object); f && !f->empty()) p->dispatch->set_fields(object, std::move(*f));
+      if (auto all = (*rd)->all_fields(); all)
+        for (auto& [object, f] : *all) p->dispatch->set_fields(object, std::move(f));
   auto presence = store::presence::open(where, p->replica, std::chrono::milliseconds(c.store.claim_lease_ms));
   if (!presence) return presence.error();
   p->presence = std::move(*presence);

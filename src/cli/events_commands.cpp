@@ -325,8 +325,7 @@ int cmd_events_replay(const std::string& config_path, const std::string& name, c
   auto defs = std::make_shared<dispatch::field_definitions>();
   if (!hc->match.changed.empty())
     if (auto rd = store::reader::open(store_location(*cfg)); rd)
-      for (const char* object : {"deal", "person", "organization", "product", "activity", "note"})
-        if (auto f = (*rd)->fields(object); f) (*defs)[object] = std::move(*f);
+      if (auto all = (*rd)->all_fields(); all) *defs = std::move(*all);
   store::event_predicate matches = [hc, handler, defs](const event::event& e) {
     return dispatch::matches(hc->match, e, defs.get()) && handler->accepts(e);
   };

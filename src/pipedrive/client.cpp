@@ -1,4 +1,5 @@
 #include "pipehook/pipedrive/client.hpp"
+#include "pipehook/store/fields.hpp"
 
 #include "pipehook/core/backoff.hpp"
 #include "pipehook/core/use_tuple.hpp"
@@ -316,9 +317,7 @@ asio::awaitable<api_result<std::vector<webhook>>> client::list_webhooks() {
 }
 
 bool has_fields_endpoint(std::string_view object) {
-  for (std::string_view o : {"deal", "person", "organization", "product", "activity", "note"})
-    if (object == o) return true;
-  return false;
+  return std::find(std::begin(store::field_objects), std::end(store::field_objects), object) != std::end(store::field_objects);
 }
 
 asio::awaitable<api_result<std::vector<field_def>>> client::list_fields(std::string object) {

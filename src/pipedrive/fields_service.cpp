@@ -24,7 +24,6 @@ namespace pipehook::pipedrive {
 namespace asio = boost::asio;
 
 namespace {
-constexpr const char* objects[] = {"deal", "person", "organization", "product", "activity", "note"};
 constexpr auto stale_floor = std::chrono::minutes(1);  // between refreshes asked for by unknown fields, per object
 }  // namespace
 
@@ -80,7 +79,7 @@ asio::awaitable<void> run_loop(fields_service::impl* self) {
     const auto now = std::chrono::steady_clock::now();
     std::vector<std::string> todo;
     if (now >= next_full) {
-      todo.assign(std::begin(objects), std::end(objects));
+      todo.assign(std::begin(store::field_objects), std::end(store::field_objects));
       self->wanted.clear();
     } else {
       todo.assign(self->wanted.begin(), self->wanted.end());

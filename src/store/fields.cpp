@@ -33,7 +33,7 @@ std::map<std::string, std::string> options_from_json(std::string_view text) {
 
 std::string fields_object_of(const std::string& entity) {
   if (entity == "lead") return "deal";  // leads use the deal fields
-  for (const char* o : {"deal", "person", "organization", "product", "activity", "note"})
+  for (std::string_view o : field_objects)
     if (entity == o) return entity;
   return {};
 }

@@ -63,6 +63,16 @@ std::unique_ptr<leadership> leadership::open(const location& where, const std::s
   return std::make_unique<sole_process>();
 }
 
+outcome<field_maps> reader::all_fields() {
+  field_maps out;
+  for (std::string_view object : field_objects) {
+    auto f = fields(std::string(object));
+    if (!f) return f.error();
+    if (!f->empty()) out.emplace(object, std::move(*f));
+  }
+  return out;
+}
+
 outcome<std::unique_ptr<reader>> reader::open(const location& where) {
   return where.is_postgres() ? open_postgres_reader(where) : open_sqlite_reader(where.path);
 }

@@ -21,7 +21,7 @@ bool glob_match(std::string_view pattern, std::string_view text);
 
 // Every non-empty list must have an entry matching the event's field.
 // The cached field definitions by object ("deal" -> its fields), for when_changed by name.
-using field_definitions = std::map<std::string, store::field_map, std::less<>>;
+using field_definitions = store::field_maps;
 
 // `defs` (may be null): when_changed entries may then also be field names ("Region", any case).
 bool matches(const config::match_config& m, const event::event& e, const field_definitions* defs = nullptr);

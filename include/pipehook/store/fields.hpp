@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <map>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,11 @@ struct field_definition {
 
 // An object's fields by key.
 using field_map = std::map<std::string, field_definition, std::less<>>;
+// Every object's fields by object.
+using field_maps = std::map<std::string, field_map, std::less<>>;
+
+// The objects that have field definitions in Pipedrive's API (leads use the deal fields).
+inline constexpr std::string_view field_objects[] = {"deal", "person", "organization", "product", "activity", "note"};
 
 // Writes (inserts or replaces) `fields` of `object` in one transaction, on a connection of its own.
 outcome<void> save_fields(const location& where, const std::string& object, const std::vector<field_definition>& fields,

@@ -76,6 +76,8 @@ class reader {
   virtual outcome<std::int64_t> count_events() = 0;
   // The cached field definitions of an object (store/fields.hpp); empty when none were fetched.
   virtual outcome<field_map> fields(const std::string& object) = 0;
+  // Every object's cached fields (the objects without any left out).
+  outcome<field_maps> all_fields();
   virtual outcome<std::int64_t> count_quarantined() = 0;
 };
 
