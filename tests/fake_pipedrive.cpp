@@ -2,7 +2,9 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <thread>
+#include <tuple>
 
 namespace pipehook::test {
 
@@ -64,6 +66,7 @@ struct fake_pipedrive::impl {
   std::vector<fake_request> log;
   std::deque<fake_fault> faults;
   std::map<std::string, std::vector<fake_field>> fields;  // by object
+  std::map<std::pair<std::string, std::int64_t>, json::object> records;  // (item, id) -> data, for /recents
 
   using answer = canned_response;
 
@@ -114,6 +117,7 @@ struct fake_pipedrive::impl {
       return {200, json::serialize(json::object{{"success", true}, {"data", data},
                                                 {"additional_data", json::object{{"pagination", pagination}}}})};
     }
+    if (method == "GET" && path.rfind("/recents", 0) == 0 && (path.size() == 8 || path[8] == '?')) return recents(path);
     if (method == "GET" && path == "/webhooks") {
       json::array data;
       for (const auto& [id, w] : hooks) data.push_back(webhook_json(w, company_id));
@@ -181,6 +185,76 @@ struct fake_pipedrive::impl {
       return {200, json::serialize(json::object{{"status", "ok"}, {"success", true}})};
     }
     return {404, generic_error("Unknown method .")};
+  }
+
+  // GET /recents?since_timestamp=YYYY-MM-DD HH:MM:SS&items=deal&start=0&limit=100 (openapi-v1.yaml):
+  // the records whose update_time is at or after since_timestamp, oldest change first.
+  answer recents(const std::string& path) {
+    std::map<std::string, std::string> q;
+    const auto qm = path.find('?');
+    if (qm != std::string::npos) {
+      std::string rest = path.substr(qm + 1);
+      std::size_t at = 0;
+      while (at <= rest.size()) {
+        const auto amp = std::min(rest.find('&', at), rest.size());
+        const std::string pair = rest.substr(at, amp - at);
+        const auto eq = pair.find('=');
+        if (eq != std::string::npos) q[pair.substr(0, eq)] = decode(pair.substr(eq + 1));
+        at = amp + 1;
+      }
+    }
+    const std::string since = q["since_timestamp"];
+    auto digits = [](const std::string& s, std::size_t from, std::size_t n) {
+      for (std::size_t i = from; i < from + n; ++i)
+        if (i >= s.size() || s[i] < '0' || s[i] > '9') return false;
+      return true;
+    };
+    if (since.size() != 19 || !digits(since, 0, 4) || since[4] != '-' || !digits(since, 5, 2) || since[7] != '-' ||
+        !digits(since, 8, 2) || since[10] != ' ' || !digits(since, 11, 2) || since[13] != ':' || !digits(since, 14, 2) ||
+        since[16] != ':' || !digits(since, 17, 2))
+      return {400, bad_request("since_timestamp", "is required, as YYYY-MM-DD HH:MM:SS")};
+    static const std::vector<std::string> items{"activity", "activityType", "deal",    "file",  "filter", "note",
+                                                "person",   "organization", "pipeline", "product", "stage", "user"};
+    const std::string item = q.count("items") ? q["items"] : "";
+    if (!item.empty() && std::find(items.begin(), items.end(), item) == items.end())
+      return {400, bad_request("items", "invalid value")};
+    const std::int64_t start = q.count("start") ? std::stoll(q["start"]) : 0;
+    const std::int64_t limit = q.count("limit") ? std::stoll(q["limit"]) : 100;
+    std::vector<std::tuple<std::string, std::string, std::int64_t, const json::object*>> listed;  // update_time, item, id
+    for (const auto& [key, data] : records) {
+      const auto* ut = data.if_contains("update_time");
+      const std::string t = ut && ut->is_string() ? std::string(ut->as_string()) : "";
+      if (t < since || (!item.empty() && key.first != item)) continue;
+      listed.emplace_back(t, key.first, key.second, &data);
+    }
+    std::sort(listed.begin(), listed.end(), [](const auto& a, const auto& b) {
+      return std::tie(std::get<0>(a), std::get<1>(a), std::get<2>(a)) < std::tie(std::get<0>(b), std::get<1>(b), std::get<2>(b));
+    });
+    json::array data;
+    std::string last;
+    for (std::int64_t i = start; i < static_cast<std::int64_t>(listed.size()) && i < start + limit; ++i) {
+      const auto& [t, it, id, d] = listed[static_cast<std::size_t>(i)];
+      data.push_back(json::object{{"item", it}, {"id", id}, {"data", *d}});
+      last = t;
+    }
+    const bool more = start + limit < static_cast<std::int64_t>(listed.size());
+    json::object additional{{"since_timestamp", since},
+                            {"last_timestamp_on_page", last.empty() ? since : last},
+                            {"pagination", json::object{{"start", start}, {"limit", limit}, {"more_items_in_collection", more}}}};
+    return {200, json::serialize(json::object{{"success", true}, {"data", data}, {"additional_data", additional}})};
+  }
+
+  static std::string decode(const std::string& v) {
+    std::string out;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      if (v[i] == '%' && i + 2 < v.size()) {
+        out += static_cast<char>(std::stoi(v.substr(i + 1, 2), nullptr, 16));
+        i += 2;
+      } else {
+        out += v[i] == '+' ? ' ' : v[i];
+      }
+    }
+    return out;
   }
 
   std::optional<fake_fault> take_fault(const std::string& method, const std::string& path) {
@@ -265,6 +339,17 @@ void fake_pipedrive::add_webhook(fake_webhook w) {
 void fake_pipedrive::set_fields(const std::string& object, std::vector<fake_field> fields) {
   std::lock_guard lk(p_->mu);
   p_->fields[object] = std::move(fields);
+}
+
+void fake_pipedrive::put_record(const std::string& item, std::int64_t id, const std::string& data) {
+  json::value v = json::parse(data);
+  std::lock_guard lk(p_->mu);
+  p_->records[{item, id}] = v.as_object();
+}
+
+void fake_pipedrive::remove_webhook(std::int64_t id) {
+  std::lock_guard lk(p_->mu);
+  p_->hooks.erase(id);
 }
 
 std::vector<fake_webhook> fake_pipedrive::webhooks() const {

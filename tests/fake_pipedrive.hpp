@@ -4,7 +4,8 @@
 // status codes, envelopes and webhook objects of ../shared/pipedrive/api/openapi-v1.yaml, request
 // validation as the spec states it (required fields, enums), the 40-webhooks-per-user limit as 422,
 // token checks as 401, and injected faults (a status with headers, or a delay) for the next
-// matching requests. Optionally HTTPS with a generated self-signed certificate.
+// matching requests, and GET /recents over records the test puts (filtered, sorted and paged as the
+// spec describes it). Optionally HTTPS with a generated self-signed certificate.
 
 #include "http_sink.hpp"
 
@@ -67,6 +68,10 @@ class fake_pipedrive {
   void add_webhook(fake_webhook w);  // pre-existing state (id assigned when 0)
   // The fields of `object` ("deal", ...): GET /dealFields pages them by start and limit as the spec does.
   void set_fields(const std::string& object, std::vector<fake_field> fields);
+  // A record GET /recents lists (item "deal", "person", ...): `data` is its JSON object, whose
+  // update_time ("YYYY-MM-DD HH:MM:SS", UTC) says when it changed; put again to change it.
+  void put_record(const std::string& item, std::int64_t id, const std::string& data);
+  void remove_webhook(std::int64_t id);  // as Pipedrive does after 3 days of failed deliveries
   std::vector<fake_webhook> webhooks() const;
   std::vector<fake_request> requests() const;
   std::size_t count(const std::string& method) const;  // requests with that method

@@ -18,6 +18,7 @@
 #include <mutex>
 #include "web_assets.hpp"
 
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <openssl/crypto.h>
 
@@ -337,6 +338,86 @@ struct api::impl {
     return json_ok(boost::json::object{{"quarantine", std::move(items)}, {"next_cursor", std::move(next)}});
   }
 
+  // GET /api/v1/backfills: the runs, newest first (limit, before = an id for the next page).
+  http::response list_backfills(const http::request_head& head) {
+    auto p = query_of(head);
+    if (!p) return failure_response(p.error());
+    int limit = 50;
+    std::int64_t before = 0;
+    for (const auto& [name, value] : *p) {
+      const auto n = to_id(value);
+      if (name == "limit" && n && *n >= 1 && *n <= 1000) limit = static_cast<int>(*n);
+      else if (name == "before" && n) before = *n;
+      else if (name == "limit" || name == "before")
+        return json_error(400, "bad_request", name + ": \"" + value + "\" is not " + (name == "limit" ? "1-1000" : "a backfill id"));
+      else return json_error(400, "bad_request", name + ": unknown parameter (backfills take limit, before)");
+    }
+    auto book = store::backfill_store::open(opt.store);
+    if (!book) return failure_response(book.error());
+    auto rows = (*book)->list(limit + 1, before);
+    if (!rows) return failure_response(rows.error());
+    boost::json::value next = nullptr;
+    if (rows->size() > static_cast<std::size_t>(limit)) {
+      rows->resize(static_cast<std::size_t>(limit));
+      next = rows->back().id;
+    }
+    boost::json::array items;
+    for (const auto& r : *rows) items.push_back(backfill_json(r));
+    return json_ok(boost::json::object{{"backfills", std::move(items)}, {"next_before", std::move(next)},
+                                       {"can_run", static_cast<bool>(opt.backfill_request)}});
+  }
+
+  http::response get_backfill(const http::request_head& head) {
+    const auto seg = segments_after(head.path, "/api/v1/backfills/");
+    if (seg.size() != 1) return json_error(404, "not_found", "no resource at " + std::string(head.path));
+    const auto id = to_id(seg[0]);
+    if (!id) return json_error(400, "bad_request", "id: \"" + std::string(seg[0]) + "\" is not a backfill id");
+    auto book = store::backfill_store::open(opt.store);
+    if (!book) return failure_response(book.error());
+    auto run = (*book)->get(*id);
+    if (!run) return failure_response(run.error());
+    if (!*run) return json_error(404, "not_found", "no backfill " + std::to_string(*id));
+    return json_ok(backfill_json(**run));
+  }
+
+  // POST /api/v1/backfills: a JSON object {"since": "2h", "until": ..., "objects": ["deal"] or
+  // "deal,person", "dry_run": true} (or the same as query parameters); 202 with the queued run.
+  http::response post_backfill(const http::request_head& head, const std::string& body) {
+    if (!opt.backfill_request)
+      return json_error(409, "no_pipedrive_token", "this pipehook has no Pipedrive token (pipedrive.api_token): it cannot backfill");
+    auto p = query_of(head);
+    if (!p) return failure_response(p.error());
+    if (!body.empty()) {
+      if (head.content_type.find("application/json") == std::string_view::npos)
+        return json_error(415, "unsupported_media_type", "the body must be application/json");
+      boost::system::error_code ec;
+      const auto v = boost::json::parse(body, ec);
+      if (ec || !v.is_object()) return json_error(400, "bad_request", "the body is not a JSON object");
+      for (const auto& [k, value] : v.as_object()) {
+        std::string text;
+        if (value.is_string()) text = std::string(value.as_string());
+        else if (value.is_bool()) text = value.as_bool() ? "true" : "false";
+        else if (value.is_int64()) text = std::to_string(value.as_int64());
+        else if (value.is_array()) {
+          for (const auto& item : value.as_array()) {
+            if (!item.is_string()) return json_error(400, "bad_request", std::string(k) + ": must be a list of strings");
+            text += (text.empty() ? "" : ",") + std::string(item.as_string());
+          }
+        } else {
+          return json_error(400, "bad_request", std::string(k) + ": must be a string, a number, a boolean or a list");
+        }
+        p->emplace_back(std::string(k), std::move(text));
+      }
+    }
+    auto run = parse_backfill_request(*p);
+    if (!run) return failure_response(run.error());
+    auto queued = opt.backfill_request(std::move(*run));
+    if (!queued) return failure_response(queued.error());
+    auto r = http::json_response(202, backfill_json(*queued), "backfill");
+    r.headers.emplace_back("Location", "/api/v1/backfills/" + std::to_string(queued->id));
+    return r;
+  }
+
   http::response get_quarantined(const http::request_head& head) {
     const auto seg = segments_after(head.path, "/api/v1/quarantine/");
     if (seg.size() != 1) return json_error(404, "not_found", "no resource at " + std::string(head.path));
@@ -396,6 +477,15 @@ struct run_query {
   asio::awaitable<http::response> operator()() { co_return fn(head); }
 };
 
+// The same with the request's body.
+template <class F>
+struct run_post {
+  F fn;
+  http::request_head head;
+  std::string body;
+  asio::awaitable<http::response> operator()() { co_return fn(head, body); }
+};
+
 }  // namespace
 
 api::api(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
@@ -443,6 +533,14 @@ std::vector<http::route> api::routes() {
          return asio::co_spawn(*self->workers, reparse(self, std::string(head.path)), asio::use_awaitable);
        },
        prefix},
+      {"GET", "/api/v1/backfills", check, get([self](const auto& h) { return self->list_backfills(h); }), exact},
+      {"GET", "/api/v1/backfills/", check, get([self](const auto& h) { return self->get_backfill(h); }), prefix},
+      {"POST", "/api/v1/backfills", check,
+       [self](const http::request_head& head, std::string body) {
+         auto fn = [self](const http::request_head& h, const std::string& b) { return self->post_backfill(h, b); };
+         return asio::co_spawn(*self->workers, run_post<decltype(fn)>{fn, head, std::move(body)}, asio::use_awaitable);
+       },
+       exact},
       // The page itself holds no data: it asks for the token and sends it with each API call.
       {"GET", "/", {}, get([](const auto&) { return asset("text/html; charset=utf-8", web::index_html); }), exact},
       {"GET", "/app.js", {}, get([](const auto&) { return asset("text/javascript; charset=utf-8", web::app_js); }), exact},

@@ -3,6 +3,7 @@
 #include "pipehook/core/codec.hpp"
 #include "pipehook/core/time.hpp"
 #include "pipehook/event/json.hpp"
+#include "pipehook/pipedrive/vocabulary.hpp"
 
 #include <boost/json/parse.hpp>
 
@@ -340,6 +341,74 @@ outcome<std::pair<std::int64_t, std::int64_t>> parse_window(const params& p) {
   if (!since_given && since > until) since = until - 24LL * 3600 * 1'000'000;
   if (since > until) return bad_param("since", "is after until").error();
   return std::pair{since, until};
+}
+
+boost::json::object backfill_json(const store::backfill_run& r) {
+  auto time_or_null = [](std::int64_t us) { return us ? boost::json::value(format_rfc3339_us(us)) : boost::json::value(nullptr); };
+  boost::json::array objects;
+  for (const auto& o : r.objects) objects.emplace_back(o);
+  boost::json::object o;
+  o["id"] = r.id;
+  o["reason"] = r.reason;
+  o["detail"] = r.detail;
+  o["state"] = r.state;
+  o["dry_run"] = r.dry_run;
+  o["since"] = format_rfc3339_us(r.since_us);
+  o["until"] = format_rfc3339_us(r.until_us);
+  o["objects"] = std::move(objects);
+  boost::json::object position;
+  position["object"] = r.object_index < r.objects.size() ? boost::json::value(r.objects[r.object_index]) : boost::json::value(nullptr);
+  position["start"] = r.next_start;
+  o["position"] = std::move(position);
+  o["records_read"] = r.records_read;
+  o["events_stored"] = r.events_stored;
+  o["already_known"] = r.already_known;
+  o["skipped"] = r.skipped;
+  o["api_calls"] = r.api_calls;
+  o["token_cost"] = r.token_cost;
+  o["created_at"] = format_rfc3339_us(r.created_at_us);
+  o["started_at"] = time_or_null(r.started_at_us);
+  o["finished_at"] = time_or_null(r.finished_at_us);
+  o["updated_at"] = format_rfc3339_us(r.updated_at_us);
+  o["replica"] = event::text_or_null(r.replica);
+  o["error"] = event::text_or_null(r.error);
+  // What no backfill recovers: Pipedrive's /recents lists changed records only.
+  o["not_recoverable"] = "deletions, and objects /recents does not list (lead, deal_product, project, ...)";
+  return o;
+}
+
+outcome<store::backfill_run> parse_backfill_request(const params& p) {
+  store::backfill_run run;
+  run.reason = "manual";
+  bool since_given = false;
+  run.until_us = now_us();
+  for (const auto& [name, value] : p) {
+    if (name == "since" || name == "until") {
+      auto t = parse_time(name, value);
+      if (!t) return t.error();
+      (name == "since" ? run.since_us : run.until_us) = *t;
+      since_given |= name == "since";
+    } else if (name == "objects") {
+      for (const auto& o : store::split_objects(value)) {
+        if (!pipedrive::recoverable_object(o))
+          return bad_param("objects", "\"" + o + "\" is not an object Pipedrive's /recents lists (" +
+                                          pipedrive::recoverable_objects_text() + ")")
+              .error();
+        if (std::find(run.objects.begin(), run.objects.end(), o) == run.objects.end()) run.objects.push_back(o);
+      }
+    } else if (name == "dry_run") {
+      if (value != "true" && value != "false" && value != "1" && value != "0")
+        return bad_param("dry_run", "must be true or false").error();
+      run.dry_run = value == "true" || value == "1";
+    } else {
+      return bad_param(name, "unknown parameter (a backfill: since, until, objects, dry_run)").error();
+    }
+  }
+  if (!since_given) return bad_param("since", "is required: how far back to recover (2h, 2024-05-01T10:00:00Z, ...)").error();
+  if (run.since_us >= run.until_us) return bad_param("since", "is not before until").error();
+  if (run.until_us > now_us() + 60'000'000) return bad_param("until", "is in the future").error();
+  run.detail = "asked for by hand";
+  return run;
 }
 
 }  // namespace pipehook::admin

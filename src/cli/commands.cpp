@@ -18,6 +18,7 @@ int run(int argc, char** argv) {
   add_events_commands(app, ctx);
   add_handlers_commands(app, ctx);
   add_webhooks_commands(app, ctx);
+  add_backfill_commands(app, ctx);
   try {
     app.parse(argc, argv);  // runs the chosen subcommand's callback, which sets ctx.exit_code
   } catch (const CLI::ParseError& e) {

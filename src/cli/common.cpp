@@ -66,7 +66,8 @@ store::location store_location(const config::config& c) {
   return store::location(c.store.path);
 }
 
-outcome<std::unique_ptr<store::event_log>> open_event_log(const config::config& c, const store::writer_options& writer) {
+outcome<std::unique_ptr<store::event_log>> open_event_log(const config::config& c, const store::writer_options& writer,
+                                                          const std::string& replica_id) {
   if (c.store.backend == config::store_backend::postgres) {
     store::postgres_options o;
     static_cast<store::writer_options&>(o) = writer;
@@ -74,7 +75,7 @@ outcome<std::unique_ptr<store::event_log>> open_event_log(const config::config& 
     o.password = c.store.password;
     o.connect_timeout_ms = c.store.connect_timeout_ms;
     o.lock_timeout_ms = c.store.busy_timeout_ms;
-    o.replica_id = store::this_replica(c.server.replica_id).id;
+    o.replica_id = replica_id.empty() ? store::this_replica(c.server.replica_id).id : replica_id;
     o.lease_ms = c.store.claim_lease_ms;
     return store::open_postgres_event_log(o);
   }

@@ -34,7 +34,9 @@ outcome<config::config> load(const std::string& path);
 store::location store_location(const config::config& c);
 
 // Opens the config's event log for writing (SQLite or PostgreSQL), creating or upgrading its schema.
-outcome<std::unique_ptr<store::event_log>> open_event_log(const config::config& c, const store::writer_options& writer);
+// PostgreSQL: new delivery rows start as claims of `replica_id` ("": this process as a replica).
+outcome<std::unique_ptr<store::event_log>> open_event_log(const config::config& c, const store::writer_options& writer,
+                                                          const std::string& replica_id = {});
 
 // "5m ago"; age() without the " ago".
 std::string relative(std::int64_t us);
@@ -57,5 +59,6 @@ void add_serve_commands(CLI::App& app, context& ctx);     // serve, check-config
 void add_events_commands(CLI::App& app, context& ctx);    // events list|export|show|timeline|stats|purge|replay
 void add_handlers_commands(CLI::App& app, context& ctx);  // handlers status|retry
 void add_webhooks_commands(CLI::App& app, context& ctx);  // webhooks list|sync|delete|whoami
+void add_backfill_commands(CLI::App& app, context& ctx);  // backfill [--since ...], backfill list|show
 
 }  // namespace pipehook::cli

@@ -15,6 +15,7 @@
 #include "pipehook/handlers/builtin.hpp"
 #include "pipehook/http/server.hpp"
 #include "pipehook/ingest/webhook.hpp"
+#include "pipehook/pipedrive/backfill.hpp"
 #include "pipehook/pipedrive/fields_service.hpp"
 #include "pipehook/pipedrive/registrar_service.hpp"
 
@@ -60,6 +61,7 @@ struct daemon::impl {
   std::thread admin_thread;
   std::unique_ptr<store::retention_runner> retention;  // when [store.retention] sets a limit
   std::unique_ptr<pipedrive::fields_service> fields;  // with a Pipedrive token and fields_refresh
+  std::unique_ptr<pipedrive::backfill_service> backfill;  // the heartbeat always; runs with a token
   asio::signal_set signals{ioc};
   asio::steady_timer summary_timer{ioc};
   bool stopping = false;  // touched on the io_context only
@@ -158,6 +160,7 @@ struct daemon::impl {
     differs("store", fresh->store == cfg.store);
     differs("pipedrive", fresh->pipedrive == cfg.pipedrive);
     differs("registrar", fresh->registrar == cfg.registrar);
+    differs("backfill", fresh->backfill == cfg.backfill);
     differs("handlers", fresh->handlers == cfg.handlers);
     auto join = [](const std::vector<std::string>& v) {
       std::string out;
@@ -226,6 +229,7 @@ daemon::~daemon() {
     impl_->admin_server->stop();
     impl_->admin_thread.join();
   }
+  if (impl_->backfill) impl_->backfill->stop();  // before the log it writes through
   if (impl_->dispatch) {
     impl_->dispatch->stop(std::chrono::milliseconds(0));
     impl_->dispatch->join();
@@ -284,6 +288,13 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
     if (auto rd = store::reader::open(where); rd)
       if (auto all = (*rd)->all_fields(); all)
         for (auto& [object, f] : *all) p->dispatch->set_fields(object, std::move(f));
+  {
+    // Backfill runs: on a shared PostgreSQL log one replica at a time (an advisory lock decides).
+    auto leader = c.store.backend == config::store_backend::postgres ? store::leadership::open(where, "backfill") : nullptr;
+    auto bf = pipedrive::backfill_service::create(c, where, *p->log, p->replica.id, std::move(leader));
+    if (!bf) return bf.error();
+    p->backfill = std::move(*bf);
+  }
   auto presence = store::presence::open(where, p->replica, std::chrono::milliseconds(c.store.claim_lease_ms));
   if (!presence) return presence.error();
   p->presence = std::move(*presence);
@@ -346,6 +357,8 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
     admin_opts.allowed_hosts = c.admin.allowed_hosts;
     if (p->fields) admin_opts.fields_stale = [fs = p->fields.get()](const std::string& object) { fs->stale(object); };
     admin_opts.self = p->replica;
+    if (p->backfill->can_run())
+      admin_opts.backfill_request = [bf = p->backfill.get()](store::backfill_run r) { return bf->request(std::move(r)); };
     admin_opts.started_at_us = now_us();
     admin_opts.metrics = [raw](const std::vector<store::handler_counts>& counts) {
       metrics::gauges g;
@@ -419,6 +432,9 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
       if (*others > 0) spdlog::info("registrar: {} other replica(s) still run: the webhooks stay (delete_on_shutdown)", *others);
       return *others == 0;
     });
+    if (t.registrar_resync.count() > 0) (*reg)->set_resync_interval(t.registrar_resync);
+    // A managed webhook gone or failing at Pipedrive: what it did not deliver is backfilled.
+    (*reg)->set_gap_observer([bf = p->backfill.get()](const pipedrive::webhook_gap& g) { bf->on_webhook_gap(g); });
     p->registrar = std::move(*reg);
     p->registrar->set_observer([m](std::string_view state) { m->registrar(state); });
   }
@@ -445,6 +461,7 @@ void daemon::run(bool handle_signals) {
   asio::co_spawn(self->ioc, summary_loop(self), log_exception{"the summary loop"});
   if (self->retention) self->retention->start();
   if (self->fields) self->fields->start();
+  self->backfill->start();  // reads the last heartbeat (downtime) before it writes its own
   if (self->admin_server) {
     self->admin_server->start();
     self->admin_thread = std::thread([self] {
@@ -483,6 +500,7 @@ void daemon::run(bool handle_signals) {
   for (auto& t : extra) t.join();
   if (self->admin_thread.joinable()) self->admin_thread.join();  // before the log closes: reparse writes through it
   if (self->fields) self->fields->stop();
+  self->backfill->stop();  // a run in progress is left "interrupted"; the last heartbeat
 
   self->dispatch->join();  // its last verdicts are queued in the log
   self->log->close();      // commits whatever is still queued

@@ -409,12 +409,31 @@ outcome<void> apply_registrar(const reader& r, config& c) {
   return r.finish();
 }
 
+outcome<void> apply_backfill(const reader& r, config& c) {
+  auto& b = c.backfill;
+  PIPEHOOK_TRY(r.boolean("enabled", b.enabled));
+  PIPEHOOK_TRY(r.duration("min_gap", b.min_gap_ms, 1, 7LL * 24 * 3'600'000));
+  PIPEHOOK_TRY(r.duration("max_window", b.max_window_ms, 60'000, 90LL * 24 * 3'600'000));
+  PIPEHOOK_TRY(r.integer("max_calls", b.max_calls, 1, 1'000'000));
+  PIPEHOOK_TRY(r.integer("page_size", b.page_size, 1, 500));
+  PIPEHOOK_TRY(r.list("objects", b.objects));
+  for (const auto& o : b.objects)
+    if (!pipedrive::recoverable_object(o))
+      return bad("backfill.objects: \"" + o + "\" is not an object Pipedrive's /recents lists (" +
+                 pipedrive::recoverable_objects_text() + ")");
+  PIPEHOOK_TRY(r.duration("heartbeat", b.heartbeat_ms, 100, 3'600'000));
+  if (b.enabled && b.heartbeat_ms >= b.min_gap_ms)
+    c.warnings.push_back("backfill.heartbeat is not shorter than backfill.min_gap: a crash may go unnoticed as a gap");
+  return r.finish();
+}
+
 // The whole file: each section by its own function, each refusing the keys it did not read.
 outcome<void> apply(const toml::table& root, config& c) {
   const reader top{root, ""};
   using section_fn = outcome<void> (*)(const reader&, config&);
   for (auto [name, fn] : {std::pair<const char*, section_fn>{"server", apply_server}, {"auth", apply_auth}, {"admin", apply_admin},
-                          {"store", apply_store}, {"log", apply_log}, {"pipedrive", apply_pipedrive}, {"registrar", apply_registrar}}) {
+                          {"store", apply_store}, {"log", apply_log}, {"pipedrive", apply_pipedrive}, {"registrar", apply_registrar},
+                          {"backfill", apply_backfill}}) {
     auto t = top.table(name);
     if (!t) return t.error();
     if (*t) PIPEHOOK_TRY(fn(reader{**t, name}, c));
@@ -467,6 +486,7 @@ outcome<void> parse_handler(const toml::table& t, std::string where, handler_con
   if (h.type.empty()) return bad(where + ".type is required (http, nats or log)");
   PIPEHOOK_TRY(r.boolean("ordered", h.ordered));
   PIPEHOOK_TRY(r.integer("concurrency", h.concurrency, 1, 256));
+  PIPEHOOK_TRY(r.boolean("backfill", h.match.backfill));
   PIPEHOOK_TRY(r.list("when_changed", h.match.changed));
   if (r.node("when_changed") && h.match.changed.empty())
     return bad(where + ".when_changed must list at least one field (leave it out for every event)");
@@ -745,6 +765,7 @@ toml::table handler_table(const handler_config& h) {
     }
   }
   if (!h.match.changed.empty()) t.insert_or_assign("when_changed", string_array(h.match.changed));
+  t.insert_or_assign("backfill", h.match.backfill);
   t.insert_or_assign("match", toml::table{{"entity", string_array(h.match.entity)},
                                           {"action", string_array(h.match.action)},
                                           {"company_id", string_array(h.match.company_id)}});
@@ -819,7 +840,14 @@ toml::table effective_table(const config& c) {
                                 {"retry_base", duration_value(p.retry_base_ms)},
                                 {"retry_max", duration_value(p.retry_max_ms)},
                                 {"fields_refresh", duration_value(p.fields_refresh_ms)}}},
-      {"registrar", std::move(registrar)}};
+      {"registrar", std::move(registrar)},
+      {"backfill", toml::table{{"enabled", c.backfill.enabled},
+                               {"min_gap", duration_value(c.backfill.min_gap_ms)},
+                               {"max_window", duration_value(c.backfill.max_window_ms)},
+                               {"max_calls", static_cast<std::int64_t>(c.backfill.max_calls)},
+                               {"page_size", static_cast<std::int64_t>(c.backfill.page_size)},
+                               {"objects", string_array(c.backfill.objects)},
+                               {"heartbeat", duration_value(c.backfill.heartbeat_ms)}}}};
   if (!handlers.empty()) doc.insert_or_assign("handlers", std::move(handlers));
   if (c.store.backend == store_backend::postgres) {
     auto* store = doc["store"].as_table();

@@ -33,6 +33,7 @@ bool matches(const config::match_config& m, const event::event& e, const field_d
     if (patterns.empty()) return true;
     return std::any_of(patterns.begin(), patterns.end(), [&](const std::string& p) { return glob_match(p, value); });
   };
+  if (!m.backfill && event::recovered(e)) return false;
   return any(m.entity, e.entity) && any(m.action, e.action) && any(m.company_id, e.company_id) && changed_match(m.changed, e, defs);
 }
 
@@ -57,6 +58,9 @@ bool changed_match(const std::vector<std::string>& fields, const event::event& e
   };
   if (e.action == "create") return listed("*created");
   if (e.action == "delete") return listed("*deleted");
+  // A recovered change holds the record's state, not what changed: it may touch any field, and
+  // is sent rather than lost (a handler that wants none says backfill = false).
+  if (event::recovered(e)) return true;
   // A change (a merge is one too): the fields whose values it changed.
   constexpr std::string_view custom = "custom_fields.";
   for (const auto& c : event::diff_body(e.body, e.version)) {

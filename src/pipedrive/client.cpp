@@ -372,6 +372,53 @@ asio::awaitable<api_result<std::vector<field_def>>> client::list_fields(std::str
   co_return out;
 }
 
+asio::awaitable<api_result<recents_page>> client::recents(std::string since, std::string item, std::int64_t start, int limit) {
+  std::string target = "/recents?since_timestamp=" + percent_encode(since) + "&items=" + percent_encode(item) +
+                       "&start=" + std::to_string(start) + "&limit=" + std::to_string(limit);
+  const std::string what = "GET /recents (" + item + ")";
+  auto op = p_->call("GET", target, {});
+  auto r = co_await std::move(op);
+  if (!r) co_return r.error();
+  simdjson::dom::parser parser;
+  auto data = p_->data_of(what, parser, *r);
+  if (!data) co_return data.error();
+  recents_page page;
+  simdjson::dom::array arr;
+  if (!data->is_null() && data->get_array().get(arr) != simdjson::SUCCESS)
+    co_return make_error(api_errc::bad_response, what + ": `data` is not a list", r->status);
+  std::size_t listed = 0;
+  if (!data->is_null())
+    for (simdjson::dom::element e : arr) {
+      ++listed;
+      if (!e.is_object()) co_return make_error(api_errc::bad_response, what + ": an item is not an object", r->status);
+      recent_record rec;
+      rec.item = str_field(e, "item");
+      simdjson::dom::element d;
+      if (e["data"].get(d) != simdjson::SUCCESS || !d.is_object()) continue;  // nothing to store (a null record)
+      if (std::int64_t n; e["id"].get_int64().get(n) == simdjson::SUCCESS) rec.id = std::to_string(n);
+      else rec.id = str_field(e, "id");
+      if (rec.id.empty()) {
+        if (std::int64_t n; d["id"].get_int64().get(n) == simdjson::SUCCESS) rec.id = std::to_string(n);
+      }
+      rec.data = simdjson::to_string(d);
+      rec.update_time = str_field(d, "update_time");
+      if (rec.update_time.empty()) rec.update_time = str_field(d, "modified");
+      rec.add_time = str_field(d, "add_time");
+      if (rec.add_time.empty()) rec.add_time = str_field(d, "created");
+      if (rec.item.empty() || rec.id.empty())
+        co_return make_error(api_errc::bad_response, what + ": an item without `item` or `id`", r->status);
+      page.records.push_back(std::move(rec));
+    }
+  simdjson::dom::element pagination;
+  if (parser.parse(r->body)["additional_data"]["pagination"].get(pagination) == simdjson::SUCCESS)
+    if (pagination["more_items_in_collection"].get_bool().get(page.more) != simdjson::SUCCESS) page.more = false;
+  // The spec gives no next_start for /recents: the next page starts after this one.
+  page.next_start = start + static_cast<std::int64_t>(listed);
+  if (page.more && listed == 0)
+    co_return make_error(api_errc::bad_response, what + ": more items, but an empty page", r->status);
+  co_return page;
+}
+
 asio::awaitable<api_result<webhook>> client::create_webhook(new_webhook w) {
   boost::json::object body;
   body["subscription_url"] = w.subscription_url;

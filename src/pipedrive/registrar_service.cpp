@@ -3,6 +3,7 @@
 #include "pipehook/core/backoff.hpp"
 #include "pipehook/core/spawn.hpp"
 #include "pipehook/core/task_group.hpp"
+#include "pipehook/core/time.hpp"
 #include "pipehook/core/use_tuple.hpp"
 
 #include "pipehook/pipedrive/registrar.hpp"
@@ -14,6 +15,9 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
+
+#include <map>
+#include <set>
 
 
 namespace pipehook::pipedrive {
@@ -36,11 +40,51 @@ struct registrar_service::impl {
   bool leading = false;  // on the strand: this replica has the role (with replicas)
   std::function<bool()> last_replica;  // delete_on_shutdown asks it (null: always the last)
   std::function<void(std::string_view)> observe;
+  std::function<void(const webhook_gap&)> on_gap;
+  struct seen_hook {
+    webhook w;
+    std::int64_t ok_us = 0;  // last seen healthy
+  };
+  std::map<std::int64_t, seen_hook> seen;  // the managed webhooks at the last reconcile
+  std::set<std::int64_t> reported;          // failing ones already reported
 
   explicit impl(asio::any_io_executor ex) : strand(asio::make_strand(ex)), wait_timer(strand), loop(strand, "the registrar") {}
 };
 
 namespace {
+
+bool failing(const webhook& w) {
+  return !w.is_active || (w.last_http_status != 0 && (w.last_http_status < 200 || w.last_http_status >= 300));
+}
+
+// After a reconcile: the managed webhooks that vanished since the last one, or that are not
+// delivering, go to the gap observer.
+void find_gaps(registrar_service::impl* self, const sync_result& r) {
+  const std::int64_t now = now_us();
+  std::map<std::int64_t, registrar_service::impl::seen_hook> next;
+  for (const auto* list : {&r.planned.keep, &r.created})
+    for (const auto& w : *list) {
+      const auto prev = self->seen.find(w.id);
+      const std::int64_t ok = failing(w) ? (prev == self->seen.end() ? 0 : prev->second.ok_us) : now;
+      next[w.id] = {w, ok};
+    }
+  for (const auto& [id, prev] : self->seen)
+    if (!next.count(id) && self->on_gap)
+      self->on_gap({id, prev.w.event_object, "is gone from Pipedrive (deleted after failing deliveries, or by someone)", prev.ok_us});
+  for (const auto& [id, h] : next) {
+    if (!failing(h.w)) {
+      self->reported.erase(id);
+      continue;
+    }
+    if (!self->reported.insert(id).second || !self->on_gap) continue;
+    self->on_gap({id, h.w.event_object,
+                  !h.w.is_active ? "is inactive at Pipedrive"
+                                 : "last failed with HTTP " + std::to_string(h.w.last_http_status) + " (at " +
+                                       (h.w.last_delivery_time.empty() ? "?" : h.w.last_delivery_time) + ")",
+                  h.ok_us});
+  }
+  self->seen = std::move(next);
+}
 
 void log_report(const std::string& line) {
   if (line.rfind("plan: warning:", 0) == 0) spdlog::warn("registrar: {}", line);
@@ -108,6 +152,7 @@ asio::awaitable<void> run_loop(std::shared_ptr<registrar_service::impl> self) {
     if (r) {
       failures = 0;
       self->managed = r->managed;
+      find_gaps(self.get(), *r);
       if (self->observe) self->observe("ok");
       spdlog::info("registrar: {} webhook(s) in place at {} ({} created, {} deleted, {} kept) for user {} of {}",
                    r->managed.size(), self->desired.subscription_url, r->created.size(), r->deleted.size(),
@@ -156,6 +201,10 @@ outcome<std::unique_ptr<registrar_service>> registrar_service::create(asio::any_
 }
 
 void registrar_service::set_last_replica_check(std::function<bool()> f) { p_->last_replica = std::move(f); }
+
+void registrar_service::set_resync_interval(std::chrono::milliseconds every) { p_->resync = every; }
+
+void registrar_service::set_gap_observer(std::function<void(const webhook_gap&)> f) { p_->on_gap = std::move(f); }
 
 void registrar_service::set_observer(std::function<void(std::string_view)> o) { p_->observe = std::move(o); }
 

@@ -19,7 +19,23 @@ constexpr std::array<std::string_view, 17> v2_objects = {
     "*",       "activity", "deal",    "lead",  "note",         "organization",     "person", "pipeline", "product",
     "stage",   "user",     "deal_product", "deal_installment", "project", "task",  "board",  "phase"};
 
+// GET /recents `items` (openapi-v1.yaml), less file and filter.
+constexpr std::array<std::string_view, 10> recents_objects = {"activity", "activityType", "deal",    "note",  "organization",
+                                                              "person",   "pipeline",     "product", "stage", "user"};
+
 }  // namespace
+
+std::span<const std::string_view> recoverable_objects() { return recents_objects; }
+
+bool recoverable_object(std::string_view o) {
+  return std::find(recents_objects.begin(), recents_objects.end(), o) != recents_objects.end();
+}
+
+std::string recoverable_objects_text() {
+  std::string out;
+  for (auto o : recents_objects) out += (out.empty() ? "" : ", ") + std::string(o);
+  return out;
+}
 
 bool valid_event_action(std::string_view a) {
   for (std::string_view v : {"create", "change", "delete", "*"})

@@ -5,6 +5,7 @@
 
 #include "pipehook/core/error.hpp"
 #include "pipehook/http/types.hpp"
+#include "pipehook/store/backfills.hpp"
 #include "pipehook/store/event_log.hpp"
 #include "pipehook/store/outbox.hpp"
 
@@ -34,6 +35,8 @@ struct api_options {
   // object do not name: the fields may have changed in Pipedrive. Optional.
   std::function<void(const std::string& object)> fields_stale;
   // This process, for GET /api/v1/replicas on a log that tracks no replicas (SQLite: it is the only one).
+  // Queues a backfill run (POST /api/v1/backfills); unset: this process cannot run one (no token).
+  std::function<outcome<store::backfill_run>(store::backfill_run)> backfill_request;
   store::replica_identity self;
   std::int64_t started_at_us = 0;
 };

@@ -5,6 +5,7 @@
 #include "pipehook/core/error.hpp"
 #include "pipehook/event/diff.hpp"
 #include "pipehook/store/outbox.hpp"
+#include "pipehook/store/backfills.hpp"
 #include "pipehook/store/reader.hpp"
 
 #include <boost/json/array.hpp>
@@ -84,5 +85,12 @@ boost::json::object stats_json(const store::event_stats& s, std::int64_t since_u
 
 // The stats window: since (default 24 h ago), until (default now).
 outcome<std::pair<std::int64_t, std::int64_t>> parse_window(const params& p);
+
+// A backfill run as the API, the CLI and the page show it.
+boost::json::object backfill_json(const store::backfill_run& r);
+// A manual backfill from parameters (the API's JSON body or query, the CLI's flags): since
+// (required; the forms of parse_time), until (default now), objects ("deal,person"; default
+// empty: the service's), dry_run ("true"/"false"). Errors name the parameter.
+outcome<store::backfill_run> parse_backfill_request(const params& p);
 
 }  // namespace pipehook::admin

@@ -21,6 +21,7 @@ class daemon {
   struct tuning {
     std::chrono::milliseconds dispatch_poll{1'000};         // workers look at the outbox at least this often
     std::chrono::milliseconds registrar_retry_floor{2'000};  // first wait after a transient registrar failure
+    std::chrono::milliseconds registrar_resync{0};           // > 0: instead of registrar.resync_interval (tests)
   };
 
   // Opens the event log and binds the listener; errors say what could not be opened or bound.

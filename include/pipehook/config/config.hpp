@@ -133,6 +133,21 @@ struct registrar_config {
   bool operator==(const registrar_config&) const = default;
 };
 
+// [backfill]: recovering what Pipedrive never delivered, through its API (GET /recents).
+struct backfill_config {
+  // serve detects gaps (its own downtime; a managed webhook deleted, inactive or failing at
+  // Pipedrive) and backfills them. Needs a Pipedrive token.
+  bool enabled = false;
+  std::int64_t min_gap_ms = 120'000;                  // a downtime shorter than this is left to Pipedrive's retries
+  std::int64_t max_window_ms = 7LL * 24 * 3'600'000;  // an automatic window goes back at most this far
+  std::uint32_t max_calls = 500;                      // API calls per run; then it stops as "capped"
+  std::uint32_t page_size = 500;                      // records per /recents page
+  // What is recovered: recents item names. Empty: the registrar's objects ("*": all of them).
+  std::vector<std::string> objects;
+  std::int64_t heartbeat_ms = 30'000;                 // how often serve writes "still running" into the log
+  bool operator==(const backfill_config&) const = default;
+};
+
 // A handler-specific setting as the config file gave it; the handler type validates its own keys.
 using setting_value = std::variant<std::string, std::int64_t, double, bool, std::vector<std::string>,
                                    std::map<std::string, std::string>>;
@@ -146,6 +161,8 @@ struct match_config {
   // hashes, or "custom_fields.<hash>" for v2); creates only with "*created", deletes only with
   // "*deleted". Empty: every event.
   std::vector<std::string> changed;
+  // [[handlers]] backfill: false keeps recovered events (source_action "backfill") away.
+  bool backfill = true;
   bool operator==(const match_config&) const = default;
 };
 
@@ -177,6 +194,7 @@ struct config {
   log_config log;
   pipedrive_config pipedrive;
   registrar_config registrar;
+  backfill_config backfill;
   std::vector<handler_config> handlers;
   std::string source;  // the file it came from, or "(defaults)"
   // What is allowed but unwise (a secret in a file others can read, a short password): shown by

@@ -30,4 +30,7 @@ outcome<url> parse_url(std::string_view text, std::string_view what, bool allow_
 // by ********, for logs and check-config.
 std::string mask_url_password(const std::string& url);
 
+// A query value: RFC 3986 unreserved characters as they are, every other byte as %XX.
+std::string percent_encode(std::string_view value);
+
 }  // namespace pipehook

@@ -31,6 +31,11 @@ struct event {
   std::string body;                 // the payload exactly as received
 };
 
+// Recovered through Pipedrive's API by a backfill (not a webhook): source_action and
+// change_source are both "backfill", the body is the record as the API returned it.
+inline constexpr const char* backfill_source = "backfill";
+inline bool recovered(const event& e) { return e.source_action == backfill_source; }
+
 // An event as the log holds it: the row id and how many times it was delivered to us.
 struct stored_event {
   std::int64_t id = 0;

@@ -66,6 +66,24 @@ struct field_def {
 // The objects that have a fields endpoint (leads use the deal fields).
 bool has_fields_endpoint(std::string_view object);
 
+// GET /recents: a record changed since a time, as the API lists it.
+struct recent_record {
+  std::string item;         // "deal", "person", ...
+  std::string id;           // as text
+  std::string data;         // the record's JSON (minified)
+  std::string update_time;  // UTC "YYYY-MM-DD HH:MM:SS" as sent (users: `modified`); "" when absent
+  std::string add_time;     // (users: `created`); "" when absent
+};
+struct recents_page {
+  std::vector<recent_record> records;
+  bool more = false;            // more_items_in_collection
+  std::int64_t next_start = 0;  // the offset of the next page
+};
+// The token cost of one GET /recents (openapi-v1.yaml x-token-cost) and of GET /users/me (a
+// single entity, core-api-concepts-rate-limiting.md).
+inline constexpr int recents_token_cost = 20;
+inline constexpr int whoami_token_cost = 2;
+
 // POST /webhooks.
 struct new_webhook {
   std::string subscription_url;
@@ -127,6 +145,9 @@ class client {
   boost::asio::awaitable<api_result<void>> delete_webhook(std::int64_t id);
   // Every field of `object` (deal, person, organization, product, activity, note), page by page.
   boost::asio::awaitable<api_result<std::vector<field_def>>> list_fields(std::string object);
+  // One page of GET /recents?since_timestamp=...&items=...&start=...&limit=... (since: UTC
+  // "YYYY-MM-DD HH:MM:SS"; item: one of the spec's `items`).
+  boost::asio::awaitable<api_result<recents_page>> recents(std::string since, std::string item, std::int64_t start, int limit);
 
   // Aborts the call in progress (it returns api_errc::cancelled) and closes the connection;
   // later calls work again. Call on the executor the calls run on.

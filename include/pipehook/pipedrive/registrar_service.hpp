@@ -13,10 +13,20 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <string_view>
 #include <memory>
 
 namespace pipehook::pipedrive {
+
+// A managed webhook that has not been delivering: deleted at Pipedrive (after 3 days of failures,
+// or by someone), inactive (banned for 30 minutes), or whose last delivery failed.
+struct webhook_gap {
+  std::int64_t webhook_id = 0;
+  std::string event_object;  // "*" or one object
+  std::string why;
+  std::int64_t seen_ok_us = 0;  // when the registrar last saw it in place and healthy (0: never)
+};
 
 class registrar_service {
  public:
@@ -37,6 +47,12 @@ class registrar_service {
   // delete_on_shutdown deletes only if this returns true at the stop (replicas: no other one is
   // live, so a rolling restart keeps the webhooks). Unset: always. Set before start().
   void set_last_replica_check(std::function<bool()> f);
+  // Called on the service's strand after a reconcile that found a webhook it manages gone (since
+  // the previous reconcile), inactive, or with a failing last_http_status; once per webhook until
+  // it is seen healthy again. Set before start().
+  // Instead of registrar.resync_interval (tests reconcile more often than the config allows).
+  void set_resync_interval(std::chrono::milliseconds every);
+  void set_gap_observer(std::function<void(const webhook_gap&)> f);
 
   void start();
   // Stops retrying; with delete_on_shutdown, deletes the managed webhooks (bounded by `deadline`)

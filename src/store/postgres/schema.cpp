@@ -107,6 +107,34 @@ CREATE TABLE fields (
   PRIMARY KEY (object, key)
 );
 )sql",
+    // Backfill runs (what was recovered through Pipedrive's API, and where a run stands).
+    R"sql(
+CREATE TABLE backfills (
+  id            BIGSERIAL PRIMARY KEY,
+  reason        TEXT    NOT NULL,
+  detail        TEXT    NOT NULL,
+  since_at      BIGINT  NOT NULL,
+  until_at      BIGINT  NOT NULL,
+  objects       TEXT    NOT NULL,
+  dry_run       BOOLEAN NOT NULL,
+  state         TEXT    NOT NULL,
+  object_index  INTEGER NOT NULL DEFAULT 0,
+  next_start    BIGINT  NOT NULL DEFAULT 0,
+  records_read  BIGINT  NOT NULL DEFAULT 0,
+  events_stored BIGINT  NOT NULL DEFAULT 0,
+  already_known BIGINT  NOT NULL DEFAULT 0,
+  skipped       BIGINT  NOT NULL DEFAULT 0,
+  api_calls     BIGINT  NOT NULL DEFAULT 0,
+  token_cost    BIGINT  NOT NULL DEFAULT 0,
+  created_at    BIGINT  NOT NULL,
+  started_at    BIGINT,
+  finished_at   BIGINT,
+  updated_at    BIGINT  NOT NULL,
+  replica       TEXT,
+  error         TEXT
+);
+CREATE INDEX backfills_state_idx ON backfills (state) WHERE state IN ('queued', 'running', 'interrupted');
+)sql",
 };
 
 outcome<int> current_version(PGconn* c) {

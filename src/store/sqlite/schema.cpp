@@ -266,6 +266,34 @@ CREATE TABLE fields (
   PRIMARY KEY (object, key)
 ) WITHOUT ROWID;
 )sql",
+    // 5: backfill runs (what was recovered through Pipedrive's API, and where a run stands).
+    R"sql(
+CREATE TABLE backfills (
+  id            INTEGER PRIMARY KEY,
+  reason        TEXT    NOT NULL,          -- downtime, webhook, manual
+  detail        TEXT    NOT NULL,
+  since_at      INTEGER NOT NULL,          -- the window, microseconds since the epoch
+  until_at      INTEGER NOT NULL,
+  objects       TEXT    NOT NULL,          -- comma-separated
+  dry_run       INTEGER NOT NULL,
+  state         TEXT    NOT NULL,          -- queued, running, interrupted, done, capped, failed
+  object_index  INTEGER NOT NULL DEFAULT 0, -- where it stands: objects[object_index], from `next_start`
+  next_start    INTEGER NOT NULL DEFAULT 0,
+  records_read  INTEGER NOT NULL DEFAULT 0,
+  events_stored INTEGER NOT NULL DEFAULT 0,
+  already_known INTEGER NOT NULL DEFAULT 0,
+  skipped       INTEGER NOT NULL DEFAULT 0,
+  api_calls     INTEGER NOT NULL DEFAULT 0,
+  token_cost    INTEGER NOT NULL DEFAULT 0,
+  created_at    INTEGER NOT NULL,
+  started_at    INTEGER,
+  finished_at   INTEGER,
+  updated_at    INTEGER NOT NULL,
+  replica       TEXT,
+  error         TEXT
+);
+CREATE INDEX backfills_state_idx ON backfills(state) WHERE state IN ('queued', 'running', 'interrupted');
+)sql",
 };
 
 }  // namespace

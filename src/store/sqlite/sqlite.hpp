@@ -83,7 +83,7 @@ outcome<void> exec(sqlite3* db, std::string_view sql);
 outcome<void> migrate(sqlite3* db);
 
 // The schema version this build writes and reads.
-inline constexpr int schema_version = 4;
+inline constexpr int schema_version = 5;
 
 // Reads the event columns (columns.hpp) starting at `first` (the body is not among them).
 event::stored_event read_event(const statement& st, int first);
