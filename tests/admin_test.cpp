@@ -11,6 +11,7 @@
 #include "pipehook/store/outbox.hpp"
 #include "pipehook/store/reader.hpp"
 #include "pg_server.hpp"
+#include "pipehook/store/backfills.hpp"
 #include "pipehook/store/fields.hpp"
 #include "support.hpp"
 
@@ -640,7 +641,9 @@ TEST_P(retention, a_size_budget_keeps_the_log_from_growing_under_ingest) {
   ASSERT_TRUE(test::wait_for([&] { return or_else((*rd)->used_bytes(), INT64_MAX) <= 1024 * 1024; }, 10s))
       << or_else((*rd)->used_bytes(), -1);
   // ~5 MB were written; the database file stays within a small multiple of the budget.
-  if (!where.is_postgres()) EXPECT_LT(peak, 3 * 1024 * 1024) << "the file kept growing";
+  if (!where.is_postgres()) {
+    EXPECT_LT(peak, 3 * 1024 * 1024) << "the file kept growing";
+  }
   const auto kept = or_else((*rd)->count_events(), 0);
   EXPECT_GT(kept, 300) << "the budget holds about 500 of these events; a whole batch must not be dropped at once";
   EXPECT_LT(kept, 3000) << "nothing was deleted";
@@ -668,6 +671,21 @@ TEST(web_page, filters_opens_an_event_shows_its_diff_and_timeline_and_updates_li
   test::running_daemon d(c);
   // Field names as the daemon caches them from Pipedrive (with a token): the diff shows the name.
   ASSERT_TRUE(store::save_fields(test::location_of(c), "deal", {{"stage_id", "Pipeline stage", "stage", {}}}, now_us()));
+  {  // A backfill run as serve records one.
+    auto book = store::backfill_store::open(test::location_of(c));
+    ASSERT_TRUE(book);
+    store::backfill_run run;
+    run.reason = "downtime";
+    run.detail = "pipehook was not receiving for 5 min";
+    run.since_us = now_us() - 600'000'000;
+    run.until_us = now_us() - 300'000'000;
+    run.objects = {"deal", "person"};
+    run.state = "done";
+    run.records_read = run.events_stored = 3;
+    run.api_calls = 3;
+    run.token_cost = 42;
+    ASSERT_TRUE((*book)->create(run));
+  }
   test::http_client client(d.port());
   for (const auto& body :
        {v2("w1", "deal", "1", "create", R"({"id":1,"title":"One","value":10,"stage_id":1})", "null"),
@@ -701,6 +719,7 @@ TEST(web_page, filters_opens_an_event_shows_its_diff_and_timeline_and_updates_li
   EXPECT_NE(out.find("ok - the diff shows stage_id 1 -> 2"), std::string::npos) << out << err;
   EXPECT_NE(out.find("ok - the detail links to the deal in Pipedrive"), std::string::npos) << out << err;
   EXPECT_NE(out.find("ok - the diff names the field as Pipedrive does"), std::string::npos) << out << err;
+  EXPECT_NE(out.find("ok - a backfill run is listed"), std::string::npos) << out << err;
   EXPECT_TRUE(std::filesystem::exists(shot) && std::filesystem::file_size(shot) > 10'000) << "no screenshot at " << shot;
   d.stop_and_wait();
 }

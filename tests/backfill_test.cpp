@@ -328,6 +328,43 @@ TEST(backfill_serve_plain, the_registrar_finding_its_webhook_deleted_backfills_s
   EXPECT_EQ(runs_of(d.admin_port()).size(), 1u);
 }
 
+// A run whose serve died (state "running") or stopped (interrupted) is resumed by the next serve
+// from its saved position; one a `pipehook backfill` command holds is left to that command.
+TEST(backfill_serve_plain, serve_resumes_the_runs_it_left_and_leaves_the_commands_alone) {
+  fake_pipedrive fake(token);
+  for (int id = 1; id <= 4; ++id) fake.put_record("deal", id, record(id, "2026-01-01 00:00:00", "2026-11-30 10:00:0" + std::to_string(id), "D"));
+  test::temp_dir dir;
+  auto c = backfill_config(dir, fake);
+  c.backfill.enabled = false;  // no gap detection: only what is recorded
+  c.backfill.page_size = 2;
+  { test::running_daemon created(c); }
+  auto book = store::backfill_store::open(test::location_of(c));
+  ASSERT_TRUE(book);
+  store::backfill_run died;
+  died.reason = "downtime";
+  died.detail = "a test";
+  died.since_us = *parse_iso8601_us("2026-11-30T00:00:00Z");
+  died.until_us = now_us();
+  died.objects = {"deal"};
+  died.state = "running";
+  died.replica = "serve-that-died";
+  died.next_start = 2;  // its first page was stored
+  store::backfill_run held = died;
+  held.replica = std::string(pipedrive::cli_replica_prefix) + "host-1";
+  ASSERT_TRUE((*book)->create(died));
+  ASSERT_TRUE((*book)->create(held));
+
+  test::running_daemon d(c);
+  auto run = finished_run(d.admin_port(), died.id);
+  ASSERT_FALSE(run.empty());
+  EXPECT_EQ(run.at("state").as_string(), "done");
+  EXPECT_EQ(run.at("events_stored").as_int64(), 2) << "from its position: deals 3 and 4";
+  EXPECT_EQ(run.at("replica").as_string().subview(0, 5), "test-") << "this serve runs it now";
+  auto other = (*book)->get(held.id);
+  ASSERT_TRUE(other && *other);
+  EXPECT_EQ((*other)->state, "running") << "serve took a run a command holds";
+}
+
 // ---- the CLI -------------------------------------------------------------------------------------
 
 struct backfill_cli : ::testing::Test {

@@ -75,6 +75,14 @@ resync_interval = "2h"
 [[registrar.webhooks]]
 event_action = "*"
 event_object = "deal"
+[backfill]
+enabled = true
+min_gap = "5m"
+max_window = "3d"
+max_calls = 200
+page_size = 100
+objects = ["deal", "person"]
+heartbeat = "15s"
 [[handlers]]
 name = "billing"
 type = "http"
@@ -86,6 +94,7 @@ match.entity = ["deal*"]
 retry = { schedule = ["1s", "1m"], max_age = "2h", max_attempts = 9 }
 ordered = true
 when_changed = ["stage_id", "*created"]
+backfill = false
 )");
   ASSERT_TRUE(c) << c.error().message;
   const std::string shown = config::render_effective(*c);
@@ -100,6 +109,10 @@ when_changed = ["stage_id", "*created"]
   EXPECT_EQ(back->registrar, c->registrar);
   EXPECT_EQ(back->handlers, c->handlers);
   EXPECT_EQ(back->handlers[0].match.changed, (std::vector<std::string>{"stage_id", "*created"}));
+  EXPECT_EQ(back->backfill, c->backfill);
+  EXPECT_EQ(c->backfill.max_window_ms, 3LL * 86'400'000);
+  EXPECT_EQ(c->backfill.objects, (std::vector<std::string>{"deal", "person"}));
+  EXPECT_FALSE(back->handlers[0].match.backfill);
   // And the defaults, a Unix socket among them, read back too.
   auto d = parse("[server]\nlisten = \"unix:/run/ph.sock\"\nsocket_mode = \"0600\"\n");
   ASSERT_TRUE(d);
@@ -252,6 +265,11 @@ TEST(config, unknown_keys_and_bad_values_are_errors_naming_the_key) {
       {"[registrar]\nsubscription_url = \"/relative\"", "registrar.subscription_url \"/relative\": must be an absolute"},
       {"[registrar]\nversion = \"3.0\"", "registrar.version must be \"1.0\" or \"2.0\""},
       {"[registrar]\nresync_interval = \"5s\"", "at least 1m"},
+      {"[backfill]\nobjects = [\"lead\"]", "backfill.objects: \"lead\" is not an object Pipedrive's /recents lists"},
+      {"[backfill]\nmax_calls = 0", "backfill.max_calls must be between 1 and"},
+      {"[backfill]\npage_size = 501", "backfill.page_size must be between 1 and 500"},
+      {"[backfill]\nmax_window = \"10s\"", "backfill.max_window"},
+      {"[backfill]\nenable = true", "backfill.enable"},
       {"[registrar]\nwebhooks = [\"deal\"]", "registrar.webhooks must be a list of tables"},
       {"[[registrar.webhooks]]\nevent_action = \"added\"\nevent_object = \"deal\"",
        "registrar.webhooks[0].event_action must be one of create, change, delete, *"},

@@ -111,6 +111,26 @@ TEST_F(prism, field_requests_follow_the_spec) {
   }
 }
 
+// `pipehook backfill` asks GET /users/me, then GET /recents per object with since_timestamp (UTC,
+// whole seconds), items (one enum value), start and limit, as the spec describes them.
+TEST_F(prism, backfill_requests_follow_the_spec) {
+  auto c = test::test_config(dir);
+  { test::running_daemon created(c); }  // the event log exists once serve has run
+  const std::string cfg = dir.file("pipehook.toml");
+  test::write_file(cfg, "[store]\npath = \"" + c.store.path + "\"\n[pipedrive]\napi_base = \"http://127.0.0.1:" + std::to_string(port) +
+                            "\"\nmax_attempts = 1\n[backfill]\npage_size = 50\n");
+  const std::map<std::string, std::string> env{{"PIPEDRIVE_API_TOKEN", "api-token"}};
+  auto r = test::run_cli({"-c", cfg, "backfill", "--since", "2h", "--objects", "deal,person,activityType,user"}, env);
+  EXPECT_EQ(r.exit_code, 0) << r.err << r.out;
+  auto dry = test::run_cli({"-c", cfg, "backfill", "--since", "2026-11-30T10:00:00Z", "--dry-run"}, env);
+  EXPECT_EQ(dry.exit_code, 0) << dry.err << dry.out;
+  const std::string log = server->log();
+  EXPECT_EQ(test::count_in(log, "get /recents"), 4u + 10u) << log;  // 4 objects, then the 10 /recents lists by default
+  const std::string passed = "[VALIDATOR] \xE2\x9C\x94  success   The request passed the validation rules";
+  EXPECT_EQ(test::count_in(log, passed), 2u + 4u + 10u) << log;  // users/me twice too
+  EXPECT_TRUE(violations(log).empty()) << log;
+}
+
 TEST_F(prism, pipehook_requests_follow_the_official_openapi_spec) {
   prism_process& prism = *server;
 

@@ -367,7 +367,7 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
       g.connections_busy = conns.busy;
       g.connections_idle = conns.open - conns.busy;
       for (const auto& h : raw->cfg.handlers) {
-        metrics::gauges::handler row{h.name};
+        metrics::gauges::handler row{h.name, 0, 0, 0, {}};
         for (const auto& c : counts)
           if (c.handler == h.name) row = {h.name, c.pending, c.retrying, c.dead, c.claims};
         g.handlers.push_back(row);

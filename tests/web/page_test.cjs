@@ -92,6 +92,14 @@ async function main() {
     await page.waitForFunction(() => document.querySelectorAll('#handlers-table tbody tr').length >= 1);
     check((await page.textContent('#handlers-table tbody')).includes('sink'), 'handler status is shown');
     await page.screenshot({ path: screenshot.replace(/\.png$/, '-stats.png') });
+
+    // Backfill runs: the one recorded is listed; without a Pipedrive token none can be started.
+    await page.click('nav button[data-view="backfills"]');
+    await page.waitForFunction(() => document.querySelectorAll('#backfills-table tbody tr').length >= 1);
+    const run = await page.textContent('#backfills-table tbody tr');
+    check(run.includes('downtime') && run.includes('done') && run.includes('deal, person'), `a backfill run is listed (${run})`);
+    check(await page.isDisabled('#backfill-form button'), 'without a token the backfill form is disabled');
+    check((await page.textContent('#backfill-note')).includes('no Pipedrive token'), 'and says why');
   } catch (err) {
     failures.push(err.message);
   } finally {

@@ -234,14 +234,45 @@ async function loadQuarantine() {
   } catch (err) { showStatus(err.message); }
 }
 
+async function loadBackfills() {
+  try {
+    const b = await api('/api/v1/backfills?limit=100');
+    $('#backfill-form button').disabled = !b.can_run;
+    if (!b.can_run) $('#backfill-note').textContent = 'this pipehook has no Pipedrive token: it cannot backfill';
+    $('#backfills-table tbody').replaceChildren(...b.backfills.map((r) => {
+      const tr = el('tr');
+      tr.append(el('td', r.id), el('td', age(r.created_at)), el('td', r.reason + (r.dry_run ? ' (dry run)' : '')),
+                el('td', r.state, 'state-' + r.state), el('td', `${r.since} .. ${r.until}`), el('td', r.objects.join(', ')),
+                el('td', r.records_read), el('td', r.events_stored), el('td', r.already_known), el('td', r.api_calls),
+                el('td', r.token_cost), el('td', r.error ? `${r.detail} — ${r.error}` : r.detail));
+      return tr;
+    }));
+  } catch (err) { showStatus(err.message); }
+}
+
+async function startBackfill(ev) {
+  ev.preventDefault();
+  const form = new FormData($('#backfill-form'));
+  const body = { since: form.get('since'), dry_run: form.get('dry_run') === 'on' };
+  if (form.get('until')) body.until = form.get('until');
+  if (form.get('objects')) body.objects = form.get('objects');
+  const headers = { 'Content-Type': 'application/json' };
+  if (state.token) headers.Authorization = 'Bearer ' + state.token;
+  const res = await fetch('/api/v1/backfills', { method: 'POST', headers, body: JSON.stringify(body) });
+  const answer = await res.json().catch(() => ({}));
+  $('#backfill-note').textContent = res.ok ? `run #${answer.id} queued` : (answer.detail || res.status + ' ' + res.statusText);
+  loadBackfills();
+}
+
 function showView(name) {
   state.view = name;
   for (const b of document.querySelectorAll('nav button'))
     if (b.dataset.view === name) b.setAttribute('aria-current', 'page'); else b.removeAttribute('aria-current');
-  for (const v of ['events', 'stats', 'handlers', 'quarantine']) $('#view-' + v).hidden = v !== name;
+  for (const v of ['events', 'stats', 'handlers', 'quarantine', 'backfills']) $('#view-' + v).hidden = v !== name;
   if (name === 'stats') loadStats();
   if (name === 'handlers') loadHandlers();
   if (name === 'quarantine') loadQuarantine();
+  if (name === 'backfills') loadBackfills();
 }
 
 document.addEventListener('DOMContentLoaded', () => {
@@ -252,6 +283,7 @@ document.addEventListener('DOMContentLoaded', () => {
   $('#close-detail').addEventListener('click', closeDetail);
   $('#timeline-link').addEventListener('click', openTimeline);
   $('#stats-form').addEventListener('submit', (ev) => { ev.preventDefault(); loadStats(); });
+  $('#backfill-form').addEventListener('submit', startBackfill);
   $('#token-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
     state.token = $('#token').value;
