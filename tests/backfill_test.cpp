@@ -432,6 +432,20 @@ TEST_F(backfill_cli, a_rate_limit_mid_run_is_waited_out_and_the_run_finishes) {
   EXPECT_EQ(json::parse(shown.out).at("events_stored").as_int64(), 5);
 }
 
+// A page answered with x-ratelimit-remaining: 0 (the burst window used up): the next call waits
+// for x-ratelimit-reset instead of earning a 429.
+TEST_F(backfill_cli, an_exhausted_burst_window_is_waited_for_before_the_next_call) {
+  fake.inject({.method = "GET",
+               .path = "/recents?since_timestamp=" + since_query + "&items=deal&start=0&limit=2",
+               .headers = {{"x-ratelimit-remaining", "0"}, {"x-ratelimit-reset", "1"}}});
+  const auto began = std::chrono::steady_clock::now();
+  auto r = test::run_cli({"-c", cfg, "backfill", "--since", since, "--objects", "deal"}, env);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_GE(std::chrono::steady_clock::now() - began, std::chrono::milliseconds(900)) << "the window was not waited for";
+  EXPECT_EQ(json::parse(r.out).at("api_calls").as_int64(), 4) << "no 429, no retry";
+  EXPECT_EQ(json::parse(r.out).at("events_stored").as_int64(), 5);
+}
+
 // SIGTERM in the middle of a run: it stops as "interrupted" with its position saved, and
 // --resume carries on from there (the first page is not read again, no event is stored twice).
 TEST_F(backfill_cli, a_run_interrupted_by_sigterm_resumes_from_its_position) {

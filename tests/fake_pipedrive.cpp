@@ -293,6 +293,8 @@ struct fake_pipedrive::impl {
       return a;
     }
     answer a = respond(r.method, path, r);
+    if (fault && !fault->status)  // headers only (x-ratelimit-remaining, ...) on the real answer
+      for (const auto& [k, v] : fault->headers) a.headers[k] = v;
     if (fault && fault->status) {  // applied, but the client is told it failed
       a.status = fault->status;
       a.body = fault->body.empty() ? generic_error("injected failure after applying") : fault->body;

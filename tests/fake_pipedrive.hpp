@@ -39,7 +39,7 @@ struct fake_request {
 struct fake_fault {
   std::string method;      // "" = any
   std::string path;        // relative to the prefix, "" = any
-  unsigned status = 0;     // 0: no status override (only the delay)
+  unsigned status = 0;     // 0: no status override (only the delay, and `headers` added to the real answer)
   std::string body;        // JSON; a default envelope when empty
   std::map<std::string, std::string> headers;
   std::chrono::milliseconds delay{0};

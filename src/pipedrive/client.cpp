@@ -127,6 +127,8 @@ struct client::impl {
   asio::steady_timer backoff;
   std::uint64_t generation = 0;  // cancel() bumps it; a call that sees it change stops
   std::uint64_t retries = 0;
+  // Pipedrive said its burst window is used up (x-ratelimit-remaining: 0): no request before this.
+  std::chrono::steady_clock::time_point quiet_until{};
 
   impl(asio::any_io_executor ex, config::pipedrive_config c, url b, std::shared_ptr<http::tls_settings> tls)
       : cfg(std::move(c)), base(std::move(b)), backoff(ex) {
@@ -199,9 +201,20 @@ struct client::impl {
     req.body = std::move(body);
 
     for (unsigned n = 1;; ++n) {
+      if (std::chrono::steady_clock::now() < quiet_until) {  // wait out the burst window rather than earn a 429
+        backoff.expires_at(quiet_until);
+        auto w = backoff.async_wait(use_tuple);
+        co_await std::move(w);
+        if (generation != gen) co_return make_error(api_errc::cancelled, what + ": cancelled");
+      }
       auto op = conn->request(req);
       http::client_result r = co_await std::move(op);
       if (generation != gen) co_return make_error(api_errc::cancelled, what + ": cancelled");
+      if (r && r->header("x-ratelimit-remaining") == "0") {
+        const auto reset = http::seconds_header(r->header("x-ratelimit-reset")).value_or(2.0);  // the window is 2 s
+        quiet_until = std::chrono::steady_clock::now() +
+                      std::chrono::milliseconds(static_cast<std::int64_t>(std::clamp(reset, 0.0, 60.0) * 1000.0));
+      }
       api_error e;
       std::optional<double> hint;
       if (r) {
