@@ -2,12 +2,15 @@
 // Pipedrive's guide, and malformed or unusual bodies.
 #include "pipehook/core/time.hpp"
 #include "pipehook/event/json.hpp"
+#include "pipehook/event/diff.hpp"
 #include "pipehook/pipedrive/parse.hpp"
+#include "pipehook/pipedrive/vocabulary.hpp"
 #include "support.hpp"
 
 #include <boost/json/serialize.hpp>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 
 namespace pipehook {
@@ -65,6 +68,40 @@ TEST(parse_samples, every_shipped_sample_is_an_event_with_the_right_fields) {
     keys.insert(r.ev.event_key);
   }
   EXPECT_EQ(keys.size(), cases.size()) << "distinct events need distinct keys";
+}
+
+// The objects Pipedrive added for webhooks v2 in 2026: composed bodies (tests/data/samples-2026/
+// SOURCES.md) parse, diff, and are objects the registrar knows.
+TEST(parse_samples, the_2026_objects_parse_and_diff) {
+  struct row {
+    std::string file, entity, action, entity_id, occurred_at;
+    std::vector<std::string> changed;  // the fields the diff names, for changes
+  };
+  const std::vector<row> rows = {
+      {"v2-create-project.json", "project", "create", "8", "2023-09-12T11:12:18.250Z", {}},
+      {"v2-change-task.json", "task", "change", "1", "2023-09-22T08:14:40.412Z", {"done", "marked_as_done_time", "update_time"}},
+      {"v2-delete-board.json", "board", "delete", "1", "2023-09-15T10:00:00Z", {}},
+      {"v2-change-phase.json", "phase", "change", "2", "2023-09-14T05:45:40.100Z", {"name", "update_time"}},
+  };
+  const std::string dir = std::string(PIPEHOOK_SAMPLES_DIR) + "/../samples-2026/";
+  for (const auto& r : rows) {
+    SCOPED_TRACE(r.file);
+    const std::string body = test::read_file(dir + r.file);
+    const auto p = parse(body);
+    ASSERT_EQ(p.status, parse_status::event) << p.reason;
+    EXPECT_EQ(p.ev.entity, r.entity);
+    EXPECT_EQ(p.ev.action, r.action);
+    EXPECT_EQ(p.ev.entity_id, r.entity_id);
+    EXPECT_EQ(format_rfc3339_us(p.ev.occurred_at_us), r.occurred_at);
+    EXPECT_EQ(p.ev.body, body);
+    EXPECT_TRUE(pipedrive::known_event_object("2.0", r.entity));
+    EXPECT_EQ(event::record_url(p.ev), "") << "no documented page for a " << r.entity;
+    if (r.action != "change") continue;
+    std::vector<std::string> changed;
+    for (const auto& c : event::diff_body(p.ev.body, p.ev.version)) changed.push_back(c.field);
+    std::sort(changed.begin(), changed.end());
+    EXPECT_EQ(changed, r.changed);
+  }
 }
 
 // v1 bodies as documented in guide-for-webhooks.md ("Webhook format").
