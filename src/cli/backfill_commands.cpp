@@ -23,6 +23,7 @@
 #include <iostream>
 #include <memory>
 #include <unistd.h>
+#include <variant>
 
 namespace pipehook::cli {
 namespace {
@@ -150,12 +151,19 @@ int cmd_backfill(const std::string& config_path, const run_flags& f) {
   return fail(exit_failed, "backfill run " + std::to_string(run.id) + " " + run.state + ": " + run.error);
 }
 
-int cmd_backfill_list(const std::string& config_path, int limit, const std::string& format) {
+// The config's backfill bookkeeping, or the exit code after saying why not.
+std::variant<std::unique_ptr<store::backfill_store>, int> open_book(const std::string& config_path) {
   auto cfg = load(config_path);
   if (!cfg) return fail(exit_usage, cfg.error().message);
   auto book = store::backfill_store::open(store_location(*cfg));
   if (!book) return fail_with(book.error());
-  auto rows = (*book)->list(limit);
+  return std::move(*book);
+}
+
+int cmd_backfill_list(const std::string& config_path, int limit, const std::string& format) {
+  auto book = open_book(config_path);
+  if (auto* code = std::get_if<int>(&book)) return *code;
+  auto rows = std::get<0>(book)->list(limit);
   if (!rows) return fail_with(rows.error());
   if (format == "json") {
     boost::json::array items;
@@ -179,11 +187,9 @@ int cmd_backfill_list(const std::string& config_path, int limit, const std::stri
 }
 
 int cmd_backfill_show(const std::string& config_path, std::int64_t id) {
-  auto cfg = load(config_path);
-  if (!cfg) return fail(exit_usage, cfg.error().message);
-  auto book = store::backfill_store::open(store_location(*cfg));
-  if (!book) return fail_with(book.error());
-  auto r = (*book)->get(id);
+  auto book = open_book(config_path);
+  if (auto* code = std::get_if<int>(&book)) return *code;
+  auto r = std::get<0>(book)->get(id);
   if (!r) return fail_with(r.error());
   if (!*r) return fail(exit_usage, "no backfill run " + std::to_string(id));
   std::cout << boost::json::serialize(admin::backfill_json(**r)) << "\n";

@@ -416,6 +416,9 @@ outcome<std::unique_ptr<backfill_service>> backfill_service::create(const config
     auto api = client::create(p->ioc.get_executor(), c.pipedrive);
     if (!api) return api.error();
     p->api = std::move(*api);
+  } else if (c.backfill.enabled) {
+    spdlog::warn("backfill.enabled, but no Pipedrive token is set (pipedrive.api_token or PIPEDRIVE_API_TOKEN): gaps are "
+                 "neither detected nor recovered");
   }
   auto book = store::backfill_store::open(where);
   if (!book) return book.error();
