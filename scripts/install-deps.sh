@@ -20,6 +20,7 @@ pkgs=(
   chromium                                    # the admin web page test (headless, driven by playwright-core)
   python3-prometheus-client                   # the /metrics test parses with the official client's parser
   nginx-light python3-yaml                    # the reverse-proxy test runs the shipped nginx config; compose check
+  prometheus                                  # promtool: the alert rules are checked and unit-tested
 )
 if [[ "${1:-}" == "bench" ]]; then
   pkgs+=(wrk)

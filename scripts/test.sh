@@ -12,6 +12,7 @@ stop_leftover_pg() { pkill -f '^/usr/lib/postgresql/[0-9]+/bin/postgres -D /tmp/
 trap stop_leftover_pg EXIT
 ctest --test-dir build --output-on-failure -j 2 --timeout 300
 stop_leftover_pg
+scripts/check-alert-rules.sh
 
 fuzz_seconds=${PIPEHOOK_FUZZ_SECONDS:-30}
 if (( fuzz_seconds > 0 )); then

@@ -45,6 +45,7 @@ TEST(metrics, parse_as_prometheus_text_and_move_with_requests_commits_and_delive
   config::config c = test::test_config(dir);
   c.admin.token = "metrics-token";
   c.handlers.push_back(test::http_sink_handler("sink", sink.port()));
+  c.store.retention_max_bytes = 64LL * 1024 * 1024;
   test::running_daemon d(c);
   test::http_client ingest(d.port()), admin(d.admin_port());
 
@@ -89,6 +90,10 @@ TEST(metrics, parse_as_prometheus_text_and_move_with_requests_commits_and_delive
   EXPECT_EQ(after["pipehook_handler_delivery_duration_seconds_count{handler=\"sink\"}"], 7);
   EXPECT_EQ(after["pipehook_handler_deliveries{handler=\"sink\",state=\"dead\"}"], 0);
   EXPECT_EQ(after["pipehook_write_queue_depth"], 0);
+  // The event log's size against its budget (config/prometheus/: PipehookEventLogNearBudget).
+  EXPECT_GT(after["pipehook_event_log_bytes"], 0);
+  EXPECT_LT(after["pipehook_event_log_bytes"], 64.0 * 1024 * 1024);
+  EXPECT_EQ(after["pipehook_event_log_budget_bytes"], 64.0 * 1024 * 1024);
   d.stop_and_wait();
 }
 

@@ -550,9 +550,12 @@ std::vector<http::route> api::routes() {
     out.push_back({"GET", "/metrics", check, get([self](const auto&) {
                      auto counts = self->outbox_counts();
                      if (!counts) return failure_response(counts.error());
+                     std::int64_t bytes = -1;
+                     if (auto rd = self->readers->acquire(); rd)
+                       if (auto used = (*rd)->used_bytes(); used) bytes = *used;
                      http::response r;
                      r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-                     r.body = self->opt.metrics(*counts);
+                     r.body = self->opt.metrics(*counts, bytes);
                      r.outcome = "metrics";
                      return r;
                    }),

@@ -360,9 +360,11 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
     if (p->backfill->can_run())
       admin_opts.backfill_request = [bf = p->backfill.get()](store::backfill_run r) { return bf->request(std::move(r)); };
     admin_opts.started_at_us = now_us();
-    admin_opts.metrics = [raw](const std::vector<store::handler_counts>& counts) {
+    admin_opts.metrics = [raw](const std::vector<store::handler_counts>& counts, std::int64_t log_bytes) {
       metrics::gauges g;
       g.queue_depth = raw->log->queue_depth();
+      g.log_bytes = log_bytes;
+      g.log_budget_bytes = raw->cfg.store.retention_max_bytes;
       const auto conns = raw->server->connections();
       g.connections_busy = conns.busy;
       g.connections_idle = conns.open - conns.busy;

@@ -181,6 +181,14 @@ std::string metrics::render(const gauges& g) const {
   header(out, "pipehook_write_queue_depth", "gauge", "Records waiting for the event log's writer.");
   out += "pipehook_write_queue_depth " + std::to_string(g.queue_depth) + "\n";
 
+  if (g.log_bytes >= 0) {
+    header(out, "pipehook_event_log_bytes", "gauge", "The event log's data size (what store.retention.max_bytes counts).");
+    out += "pipehook_event_log_bytes " + std::to_string(g.log_bytes) + "\n";
+  }
+  if (g.log_budget_bytes > 0) {
+    header(out, "pipehook_event_log_budget_bytes", "gauge", "store.retention.max_bytes: retention keeps the log below this.");
+    out += "pipehook_event_log_budget_bytes " + std::to_string(g.log_budget_bytes) + "\n";
+  }
   header(out, "pipehook_handler_deliveries", "gauge", "Outbox rows per handler and state (pending, retrying, dead).");
   for (const auto& h : g.handlers) {
     const std::string name = label(h.name);

@@ -27,8 +27,9 @@ struct api_options {
   // Host names (besides localhost and the listener's own address) that requests may name: a
   // browser reaching the listener under any other name may be a DNS-rebinding page.
   std::vector<std::string> allowed_hosts;
-  // Prometheus text for GET /metrics, given the handlers' outbox counts (empty: no /metrics route).
-  std::function<std::string(const std::vector<store::handler_counts>&)> metrics;
+  // Prometheus text for GET /metrics, given the handlers' outbox counts and the event log's size in
+  // bytes (-1 when it could not be read) (empty: no /metrics route).
+  std::function<std::string(const std::vector<store::handler_counts>&, std::int64_t log_bytes)> metrics;
   // Extra members for GET /api/v1/stats that only the running process knows (rejected requests).
   std::function<boost::json::object()> runtime_stats;
   // Called (on a query thread) when an event shows a custom field the cached definitions of its

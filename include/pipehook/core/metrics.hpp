@@ -65,6 +65,8 @@ class metrics {
   struct gauges {
     std::size_t queue_depth = 0;
     std::size_t connections_busy = 0, connections_idle = 0;  // the webhook listener's
+    std::int64_t log_bytes = -1;      // the event log's data size (-1: unknown, not shown)
+    std::uint64_t log_budget_bytes = 0;  // store.retention.max_bytes (0: none, not shown)
     struct handler {
       std::string name;
       std::int64_t pending = 0, retrying = 0, dead = 0;
