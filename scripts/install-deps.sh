@@ -21,6 +21,7 @@ pkgs=(
   python3-prometheus-client                   # the /metrics test parses with the official client's parser
   nginx-light python3-yaml                    # the reverse-proxy test runs the shipped nginx config; compose check
   prometheus                                  # promtool: the alert rules are checked and unit-tested
+  lintian                                     # the .deb is checked (scripts/package-deb.sh --test)
 )
 if [[ "${1:-}" == "bench" ]]; then
   pkgs+=(wrk)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, and runs the whole test suite (ctest), then the parser's
-# fuzz target briefly (libFuzzer + ASan/UBSan, with clang). Exits non-zero on any failure.
+# Installs what is missing, builds, and runs the whole test suite (ctest), the alert rules' tests,
+# the .deb (scripts/package-deb.sh --test) and the container image and compose stack
+# (scripts/container-test.sh, podman), then the parser's fuzz target briefly (libFuzzer +
+# ASan/UBSan, with clang). Exits non-zero on any failure.
 #   PIPEHOOK_FUZZ_SECONDS (default 30; 0 skips fuzzing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +15,10 @@ trap stop_leftover_pg EXIT
 ctest --test-dir build --output-on-failure -j 2 --timeout 300
 stop_leftover_pg
 scripts/check-alert-rules.sh
+# The shipped artefacts: the .deb installed, run and purged; the container image and the compose
+# stack built and run with podman (each skippable: PIPEHOOK_PACKAGE_TEST=0, PIPEHOOK_CONTAINER_TEST=0).
+[[ ${PIPEHOOK_PACKAGE_TEST:-1} == 0 ]] || scripts/package-deb.sh --test
+[[ ${PIPEHOOK_CONTAINER_TEST:-1} == 0 ]] || scripts/container-test.sh
 
 fuzz_seconds=${PIPEHOOK_FUZZ_SECONDS:-30}
 if (( fuzz_seconds > 0 )); then

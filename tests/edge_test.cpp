@@ -401,7 +401,7 @@ TEST(edge_config, secrets_readable_by_others_and_weak_passwords_are_called_out) 
 }
 
 // 12. The container's config trusts no proxy: a direct client cannot forge X-Forwarded-For past
-// allow_from. PIPEHOOK_TRUSTED_PROXIES names the proxy (the compose file passes nginx's address).
+// allow_from. PIPEHOOK_TRUSTED_PROXIES names the proxy (the compose file passes its network, which holds only nginx and pipehook).
 TEST(edge_container, the_image_config_trusts_no_forwarded_header_unless_told) {
   test::temp_dir dir;
   std::map<std::string, std::string> env{{"PIPEHOOK_AUTH_PASSWORD", test::test_password}, {"PIPEHOOK_ADMIN_TOKEN", "tok"}};
