@@ -33,12 +33,6 @@ constexpr std::int64_t second_us = 1'000'000;
 
 std::int64_t floor_second(std::int64_t us) { return us - ((us % second_us) + second_us) % second_us; }
 
-bool dns_label(std::string_view s) {
-  return !s.empty() && s.size() <= 63 && std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
-  });
-}
-
 std::string describe_window(std::int64_t since_us, std::int64_t until_us) {
   return format_rfc3339_us(since_us) + " .. " + format_rfc3339_us(until_us);
 }
@@ -178,7 +172,8 @@ asio::awaitable<void> run_backfill(backfill_context ctx, store::backfill_run& ru
     }
     run.token_cost += whoami_token_cost;
     if (me->company_id != 0) account.company_id = std::to_string(me->company_id);
-    if (dns_label(me->company_domain)) account.host = me->company_domain + ".pipedrive.com";
+    // As meta.host would say it; event::record_url links only a well-formed *.pipedrive.com host.
+    if (!me->company_domain.empty()) account.host = me->company_domain + ".pipedrive.com";
   }
 
   const std::string since_text = recents_timestamp(run.since_us);
