@@ -95,6 +95,7 @@ retry = { schedule = ["1s", "1m"], max_age = "2h", max_attempts = 9 }
 ordered = true
 when_changed = ["stage_id", "*created"]
 backfill = false
+rate = "600/m"
 )");
   ASSERT_TRUE(c) << c.error().message;
   const std::string shown = config::render_effective(*c);
@@ -110,9 +111,16 @@ backfill = false
   EXPECT_EQ(back->handlers, c->handlers);
   EXPECT_EQ(back->handlers[0].match.changed, (std::vector<std::string>{"stage_id", "*created"}));
   EXPECT_EQ(back->backfill, c->backfill);
+  EXPECT_DOUBLE_EQ(*config::parse_rate("50/s"), 50.0);
+  EXPECT_DOUBLE_EQ(*config::parse_rate("600/m"), 10.0);
+  EXPECT_DOUBLE_EQ(*config::parse_rate("1.5/s"), 1.5);
+  EXPECT_DOUBLE_EQ(*config::parse_rate("3600/h"), 1.0);
+  for (const char* bad : {"", "50", "/s", "50/d", "-1/s", "x/s", "50/ s"}) EXPECT_FALSE(config::parse_rate(bad)) << bad;
   EXPECT_EQ(c->backfill.max_window_ms, 3LL * 86'400'000);
   EXPECT_EQ(c->backfill.objects, (std::vector<std::string>{"deal", "person"}));
   EXPECT_FALSE(back->handlers[0].match.backfill);
+  EXPECT_DOUBLE_EQ(back->handlers[0].rate_per_s, 10.0);
+  EXPECT_EQ(back->handlers[0].rate_burst, 10u);  // one second's worth by default
   // And the defaults, a Unix socket among them, read back too.
   auto d = parse("[server]\nlisten = \"unix:/run/ph.sock\"\nsocket_mode = \"0600\"\n");
   ASSERT_TRUE(d);
@@ -265,6 +273,9 @@ TEST(config, unknown_keys_and_bad_values_are_errors_naming_the_key) {
       {"[registrar]\nsubscription_url = \"/relative\"", "registrar.subscription_url \"/relative\": must be an absolute"},
       {"[registrar]\nversion = \"3.0\"", "registrar.version must be \"1.0\" or \"2.0\""},
       {"[registrar]\nresync_interval = \"5s\"", "at least 1m"},
+      {"[[handlers]]\nname = \"h\"\ntype = \"log\"\nrate = \"fast\"", "handlers.h.rate = \"fast\": write deliveries per second"},
+      {"[[handlers]]\nname = \"h\"\ntype = \"log\"\nrate = \"0/s\"", "handlers.h.rate = \"0/s\""},
+      {"[[handlers]]\nname = \"h\"\ntype = \"log\"\nrate_burst = 3", "handlers.h.rate_burst needs handlers.h.rate"},
       {"[backfill]\nobjects = [\"lead\"]", "backfill.objects: \"lead\" is not an object Pipedrive's /recents lists"},
       {"[backfill]\nmax_calls = 0", "backfill.max_calls must be between 1 and"},
       {"[backfill]\npage_size = 501", "backfill.page_size must be between 1 and 500"},

@@ -19,6 +19,7 @@
 #include <openssl/hmac.h>
 
 #include <future>
+#include <mutex>
 #include <set>
 
 namespace pipehook {
@@ -358,6 +359,39 @@ struct dispatch_fixture : ::testing::TestWithParam<store::location::kind> {
     return path;
   }
 };
+
+// handler.rate: 100 deliveries at rate = "20/s" with a burst of 5 take at least (100 - 5) / 20 =
+// 4.75 s, and no stretch of time sees more than the burst plus the rate times its length. The
+// sink answers at once and the concurrency (8) is not the limit.
+TEST_P(dispatch_fixture, a_rate_spreads_deliveries_and_never_exceeds_its_burst) {
+  std::mutex mu;
+  std::vector<std::chrono::steady_clock::time_point> arrivals;
+  http_test_server sink([&](const recorded_request&) {
+    std::lock_guard lk(mu);
+    arrivals.push_back(std::chrono::steady_clock::now());
+    return canned_response{200, "{}", {}};
+  });
+  auto h = test::http_sink_handler("paced", sink.port());
+  h.concurrency = 8;
+  h.rate_per_s = 20;
+  h.rate_text = "20/s";
+  h.rate_burst = 5;
+  start({h});
+  for (int i = 0; i < 100; ++i) ASSERT_EQ(post(test::v2_body("rate-" + std::to_string(i), "deal", std::to_string(i))), 200u);
+  ASSERT_TRUE(test::wait_for([&] { return sink.request_count() == 100; }, std::chrono::seconds(20)));
+  std::lock_guard lk(mu);
+  const double span = std::chrono::duration<double>(arrivals.back() - arrivals.front()).count();
+  EXPECT_GE(span, 4.5) << "100 deliveries at 20/s with a burst of 5 came in " << span << " s";
+  EXPECT_LT(span, 10.0) << "the rate held them back far longer than it should";
+  for (std::size_t i = 0; i < arrivals.size(); ++i)
+    for (std::size_t j = i; j < arrivals.size(); ++j) {
+      const double t = std::chrono::duration<double>(arrivals[j] - arrivals[i]).count();
+      // A bucket of 5 refilled at 20/s lets at most 5 + 20 t start in t; 1 of slack for the
+      // time between a start and the sink's clock.
+      ASSERT_LE(static_cast<double>(j - i + 1), 5 + 20 * t + 1) << "deliveries " << i << ".." << j << " within " << t << " s";
+    }
+  EXPECT_TRUE(test::metrics_show(daemon->admin_port(), "pipehook_handler_rate_per_second{handler=\"paced\"} 20"));
+}
 
 TEST_P(dispatch_fixture, delivers_original_bodies_signed_with_the_event_key) {
   http_test_server sink(ok_response);

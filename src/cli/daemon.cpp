@@ -278,6 +278,7 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
   p->dispatch->set_observer([m](const std::string& h, std::string_view result, std::chrono::microseconds t) {
     m->delivery(h, result, t);
   });
+  p->dispatch->set_throttle_observer([m](const std::string& h) { m->rate_wait(h); });
   p->dispatch->set_look_observer([m](const std::string& h, std::size_t claimed, std::size_t taken_over) {
     m->outbox_look(h, claimed, taken_over);
   });
@@ -369,9 +370,9 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
       g.connections_busy = conns.busy;
       g.connections_idle = conns.open - conns.busy;
       for (const auto& h : raw->cfg.handlers) {
-        metrics::gauges::handler row{h.name, 0, 0, 0, {}};
+        metrics::gauges::handler row{h.name, 0, 0, 0, {}, h.rate_per_s};
         for (const auto& c : counts)
-          if (c.handler == h.name) row = {h.name, c.pending, c.retrying, c.dead, c.claims};
+          if (c.handler == h.name) row = {h.name, c.pending, c.retrying, c.dead, c.claims, h.rate_per_s};
         g.handlers.push_back(row);
       }
       return raw->stats.render(g);

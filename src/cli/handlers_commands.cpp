@@ -38,7 +38,10 @@ int cmd_handlers_status(const std::string& config_path, const std::string& forma
     boost::json::array arr;
     for (const auto& r : rows) {
       boost::json::object o = admin::handler_json(r);
-      o["configured"] = find_handler(*cfg, r.handler) != nullptr;
+      const config::handler_config* hc = find_handler(*cfg, r.handler);
+      o["configured"] = hc != nullptr;
+      o["rate"] = hc && !hc->rate_text.empty() ? boost::json::value(hc->rate_text) : boost::json::value(nullptr);
+      o["rate_burst"] = hc && !hc->rate_text.empty() ? boost::json::value(hc->rate_burst) : boost::json::value(nullptr);
       arr.push_back(std::move(o));
     }
     std::cout << boost::json::serialize(arr) << "\n";
@@ -49,14 +52,16 @@ int cmd_handlers_status(const std::string& config_path, const std::string& forma
     return exit_ok;
   }
   std::vector<std::vector<std::string>> cells;
-  cells.push_back({"HANDLER", "PENDING", "RETRYING", "DEAD", "DONE", "OLDEST_PENDING", "CLAIMED_BY", "LAST_ERROR"});
+  cells.push_back({"HANDLER", "RATE", "PENDING", "RETRYING", "DEAD", "DONE", "OLDEST_PENDING", "CLAIMED_BY", "LAST_ERROR"});
   for (const auto& r : rows) {
     std::string name = r.handler + (find_handler(*cfg, r.handler) ? "" : " (not configured)");
     std::string last = r.last_error.empty() ? "-" : relative(r.last_error_at_us) + ": " + r.last_error;
     if (last.size() > 120) last = last.substr(0, 117) + "...";
     std::string claims;  // replicas on PostgreSQL: "replica=rows ..."
     for (const auto& [replica, n] : r.claims) claims += (claims.empty() ? "" : " ") + replica + "=" + std::to_string(n);
-    cells.push_back({name, std::to_string(r.pending), std::to_string(r.retrying), std::to_string(r.dead),
+    const config::handler_config* hc = find_handler(*cfg, r.handler);
+    const std::string rate = hc && !hc->rate_text.empty() ? hc->rate_text + " (burst " + std::to_string(hc->rate_burst) + ")" : "-";
+    cells.push_back({name, rate, std::to_string(r.pending), std::to_string(r.retrying), std::to_string(r.dead),
                      std::to_string(r.done), r.oldest_pending_us ? age(*r.oldest_pending_us) : "-",
                      claims.empty() ? "-" : claims, last});
   }

@@ -11,6 +11,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <cctype>
 #include <fstream>
 #include <limits>
@@ -486,6 +488,15 @@ outcome<void> parse_handler(const toml::table& t, std::string where, handler_con
   if (h.type.empty()) return bad(where + ".type is required (http, nats or log)");
   PIPEHOOK_TRY(r.boolean("ordered", h.ordered));
   PIPEHOOK_TRY(r.integer("concurrency", h.concurrency, 1, 256));
+  PIPEHOOK_TRY(r.string("rate", h.rate_text));
+  if (!h.rate_text.empty()) {
+    const auto rate = parse_rate(h.rate_text);
+    if (!rate) return bad(where + ".rate = \"" + h.rate_text + "\": write deliveries per second, minute or hour, like \"50/s\", \"600/m\"");
+    h.rate_per_s = *rate;
+  }
+  PIPEHOOK_TRY(r.integer("rate_burst", h.rate_burst, 1, 100'000));
+  if (h.rate_burst && h.rate_text.empty()) return bad(where + ".rate_burst needs " + where + ".rate");
+  if (h.rate_per_s > 0 && h.rate_burst == 0) h.rate_burst = static_cast<std::uint32_t>(std::max(1.0, std::floor(h.rate_per_s)));
   PIPEHOOK_TRY(r.boolean("backfill", h.match.backfill));
   PIPEHOOK_TRY(r.list("when_changed", h.match.changed));
   if (r.node("when_changed") && h.match.changed.empty())
@@ -744,6 +755,10 @@ std::string masked(const std::string& v) { return v.empty() ? "" : "********"; }
 
 toml::table handler_table(const handler_config& h) {
   toml::table t{{"name", h.name}, {"type", h.type}, {"ordered", h.ordered}, {"concurrency", static_cast<std::int64_t>(h.concurrency)}};
+  if (!h.rate_text.empty()) {
+    t.insert_or_assign("rate", h.rate_text);
+    t.insert_or_assign("rate_burst", static_cast<std::int64_t>(h.rate_burst));
+  }
   for (const auto& [k, v] : h.settings) {
     if (secret_key(k)) {
       t.insert_or_assign(k, "********");
@@ -878,6 +893,20 @@ std::string render_effective(const config& c) {
   }
   os << "\n" << toml::toml_formatter(effective_table(c), toml::toml_formatter::default_flags & ~toml::format_flags::indentation) << "\n";
   return os.str();
+}
+
+std::optional<double> parse_rate(std::string_view text) {
+  const auto slash = text.find('/');
+  if (slash == std::string_view::npos || slash == 0) return std::nullopt;
+  double n = 0;
+  const auto number = text.substr(0, slash);
+  const auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), n);
+  if (ec != std::errc() || end != number.data() + number.size() || !(n > 0) || n > 1e6) return std::nullopt;
+  const auto unit = text.substr(slash + 1);
+  if (unit == "s") return n;
+  if (unit == "m") return n / 60.0;
+  if (unit == "h") return n / 3600.0;
+  return std::nullopt;
 }
 
 }  // namespace pipehook::config

@@ -122,6 +122,11 @@ void metrics::delivery(const std::string& handler, std::string_view result, std:
   delivery_latency_[handler].observe(elapsed);
 }
 
+void metrics::rate_wait(const std::string& handler) {
+  std::lock_guard lk(mu_);
+  ++rate_waits_[handler];
+}
+
 void metrics::outbox_look(const std::string& handler, std::size_t claimed, std::size_t taken_over) {
   std::lock_guard lk(mu_);
   auto& l = looks_[handler];
@@ -201,6 +206,11 @@ std::string metrics::render(const gauges& g) const {
   for (const auto& h : g.handlers)
     for (const auto& [replica, n] : h.claims)
       out += "pipehook_handler_claims{handler=\"" + label(h.name) + "\",replica=\"" + label(replica) + "\"} " + std::to_string(n) + "\n";
+  header(out, "pipehook_handler_rate_per_second", "gauge", "A handler's configured rate (handler.rate): deliveries started per second at most.");
+  for (const auto& h : g.handlers)
+    if (h.rate_per_s > 0) out += "pipehook_handler_rate_per_second{handler=\"" + label(h.name) + "\"} " + number(h.rate_per_s) + "\n";
+  header(out, "pipehook_handler_rate_waits_total", "counter", "Times a handler's next delivery waited for a token of its rate.");
+  for (const auto& [name, n] : rate_waits_) out += "pipehook_handler_rate_waits_total{handler=\"" + label(name) + "\"} " + std::to_string(n) + "\n";
   header(out, "pipehook_handler_outbox_looks_total", "counter",
          "Looks of this replica at a handler's outbox rows (after its own commits, and on the jittered poll).");
   for (const auto& [name, l] : looks_) out += "pipehook_handler_outbox_looks_total{handler=\"" + label(name) + "\"} " + std::to_string(l.looks) + "\n";

@@ -55,6 +55,29 @@ struct worker {
   std::deque<store::pending_delivery> queue;  // fetched, due, not started yet
   bool dirty = true;                  // something changed since the last look at the outbox
   bool lease_warned = false;          // the claims' expiry was logged
+  // handler.rate: a token bucket across the concurrency (on the dispatcher's thread).
+  double tokens = 0;
+  std::chrono::steady_clock::time_point refilled{};
+  bool bucket_started = false;
+
+  // Takes a token when one is there; else says when the next one will be (a delivery waits).
+  std::optional<std::chrono::steady_clock::time_point> take_token(std::chrono::steady_clock::time_point now) {
+    if (cfg.rate_per_s <= 0) return std::nullopt;
+    const double burst = std::max<double>(1, cfg.rate_burst);
+    if (!bucket_started) {
+      tokens = burst;
+      refilled = now;
+      bucket_started = true;
+    }
+    tokens = std::min(burst, tokens + std::chrono::duration<double>(now - refilled).count() * cfg.rate_per_s);
+    refilled = now;
+    if (tokens >= 1) {
+      tokens -= 1;
+      return std::nullopt;
+    }
+    return now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                     std::chrono::duration<double>((1 - tokens) / cfg.rate_per_s));
+  }
 };
 
 struct dispatcher::impl {
@@ -70,6 +93,7 @@ struct dispatcher::impl {
   std::mt19937_64 rng{std::random_device{}()};
   dispatcher::observer observe;
   dispatcher::look_observer observe_look;
+  std::function<void(const std::string&)> observe_throttle;
   // Field definitions by object, for when_changed by name: replaced whole, read by the router.
   std::atomic<std::shared_ptr<const field_definitions>> fields{std::make_shared<const field_definitions>()};
   std::mutex fields_mu;  // writers of `fields`
@@ -241,7 +265,12 @@ asio::awaitable<void> worker_loop(dispatcher::impl* self, worker* w) {
     } else if (!w->queue.empty()) {
       w->lease_warned = false;
     }
+    std::optional<std::chrono::steady_clock::time_point> token_due;  // rate: the next delivery waits until then
     while (!w->queue.empty() && w->in_flight.size() < cfg.concurrency) {
+      if ((token_due = w->take_token(std::chrono::steady_clock::now()))) {
+        if (self->observe_throttle) self->observe_throttle(cfg.name);
+        break;
+      }
       store::pending_delivery row = std::move(w->queue.front());
       w->queue.pop_front();
       w->queued.erase(row.id);
@@ -250,7 +279,9 @@ asio::awaitable<void> worker_loop(dispatcher::impl* self, worker* w) {
       self->tasks.spawn(self->ioc.get_executor(), [&](const task_group::task_ptr&) { return deliver_one(self, w, std::move(row)); });
     }
     if (w->queue.empty() && w->dirty) continue;
-    w->wake->expires_at(w->queue.empty() ? next_look : std::chrono::steady_clock::now() + self->poll_interval);
+    w->wake->expires_at(w->queue.empty() ? next_look
+                        : token_due       ? std::min(*token_due, std::chrono::steady_clock::now() + self->poll_interval)
+                                          : std::chrono::steady_clock::now() + self->poll_interval);
     auto op = w->wake->async_wait(use_tuple);
     co_await std::move(op);
   }
@@ -300,6 +331,8 @@ outcome<std::unique_ptr<dispatcher>> dispatcher::create(const std::vector<config
 }
 
 void dispatcher::set_observer(observer o) { p_->observe = std::move(o); }
+void dispatcher::set_throttle_observer(std::function<void(const std::string&)> o) { p_->observe_throttle = std::move(o); }
+
 void dispatcher::set_look_observer(look_observer o) { p_->observe_look = std::move(o); }
 
 outcome<std::vector<std::string>> dispatcher::reload(const std::vector<config::handler_config>& fresh) {
@@ -330,6 +363,9 @@ outcome<std::vector<std::string>> dispatcher::reload(const std::vector<config::h
       w->retired.push_back(w->h.exchange(built[i]));
       w->cfg.retry = changes[i].second.retry;
       w->cfg.concurrency = changes[i].second.concurrency;
+      w->cfg.rate_per_s = changes[i].second.rate_per_s;
+      w->cfg.rate_text = changes[i].second.rate_text;
+      w->cfg.rate_burst = changes[i].second.rate_burst;
       w->cfg.settings = changes[i].second.settings;
       w->wake->cancel();
     }

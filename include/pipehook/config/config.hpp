@@ -173,6 +173,9 @@ struct retry_config {
   bool operator==(const retry_config&) const = default;
 };
 
+// "50/s", "600/m", "1000/h" -> deliveries per second; nullopt when malformed or not positive.
+std::optional<double> parse_rate(std::string_view text);
+
 // One [[handlers]] table.
 struct handler_config {
   std::string name;
@@ -182,6 +185,11 @@ struct handler_config {
   retry_config retry;
   bool ordered = false;     // per-entity order: one stuck event holds back only its own entity
   std::uint32_t concurrency = 8;
+  // rate = "50/s" (or "/m", "/h"): deliveries started at most this fast, across the concurrency
+  // (a token bucket; a delivery waits for a token, it never fails for one). 0: no limit.
+  double rate_per_s = 0;
+  std::string rate_text;        // as written, for messages and the effective config
+  std::uint32_t rate_burst = 0; // tokens the bucket holds (default: one second's worth, at least 1)
   std::map<std::string, setting_value> settings;  // the type's own keys (url, subject, ...)
   bool operator==(const handler_config&) const = default;
 };

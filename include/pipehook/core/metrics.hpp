@@ -56,6 +56,8 @@ class metrics {
   // One look of a handler's worker at the outbox: rows it claimed there, and how many of them had
   // been another replica's (whose lease ran out).
   void outbox_look(const std::string& handler, std::size_t claimed, std::size_t taken_over);
+  // Dispatcher: a handler's next delivery waited for its rate (handler.rate).
+  void rate_wait(const std::string& handler);
   // Registrar: the outcome of the latest reconcile ("ok", "retrying", "failed").
   void registrar(std::string_view state);
   // Webhook listener: an idle connection closed at the connection cap to admit a new one.
@@ -71,6 +73,7 @@ class metrics {
       std::string name;
       std::int64_t pending = 0, retrying = 0, dead = 0;
       std::vector<std::pair<std::string, std::int64_t>> claims;  // replica id -> rows it holds (PostgreSQL)
+      double rate_per_s = 0;  // handler.rate (0: none)
     };
     std::vector<handler> handlers;
   };
@@ -92,6 +95,7 @@ class metrics {
     std::uint64_t looks = 0, claimed = 0, taken_over = 0;
   };
   std::map<std::string, look_counts> looks_;
+  std::map<std::string, std::uint64_t> rate_waits_;
   std::string registrar_state_ = "disabled";
   std::int64_t registrar_changed_us_ = 0;
   histogram ingest_latency_;

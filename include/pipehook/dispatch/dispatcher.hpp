@@ -46,6 +46,9 @@ class dispatcher {
   // this worker), of which taken over from a replica whose claim expired. Set before start().
   using look_observer = std::function<void(const std::string& handler, std::size_t claimed, std::size_t taken_over)>;
   void set_look_observer(look_observer o);
+  // Called on the dispatcher's thread each time a handler's next delivery waits for its rate
+  // (handler.rate). Set before start().
+  void set_throttle_observer(std::function<void(const std::string& handler)> o);
 
   // SIGHUP: new settings, retry rules and concurrency for the same handlers (same names in the same
   // order, same type, match and ordering; anything else needs a restart and is refused whole).
