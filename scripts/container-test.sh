@@ -44,7 +44,7 @@ export CONTAINERS_CONF=$work/containers.conf CONTAINERS_REGISTRIES_CONF=$work/re
 password=container-test-password-1 token=container-test-admin-token
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 cleanup() {
-  podman rm -f -t 0 ph-test >/dev/null 2>&1 || true
+  podman rm -f -t 0 ph-test ph-nats >/dev/null 2>&1 || true
   podman volume rm -f ph-test-data >/dev/null 2>&1 || true
   if [[ -f $work/compose-up ]]; then
     (cd docker && PIPEHOOK_AUTH_PASSWORD=x PIPEHOOK_ADMIN_TOKEN=x podman-compose -p phtest -f compose.yaml down -v >/dev/null 2>&1) || true
@@ -98,6 +98,19 @@ curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:$aport/api/v1/even
   || fail "the event did not survive the restart (data volume)"
 podman rm -f -t 0 ph-test >/dev/null
 echo "image: stored, 401, /readyz, /metrics 401/200, uid 999, clean volume, healthy, ldd clean, SIGTERM stop in ${stop_ms} ms, data kept across a restart"
+
+step "the NATS image of docker/compose.nats.yaml"
+podman build --pull=never --format docker -t localhost/pipehook-nats:latest docker/nats >"$work/nats-build.log" 2>&1 \
+  || { tail -30 "$work/nats-build.log"; fail "the nats image did not build"; }
+podman run -d --name ph-nats localhost/pipehook-nats:latest >/dev/null
+nats_ok=""
+for _ in $(seq 1 50); do
+  if podman logs ph-nats 2>&1 | grep -q "Server is ready"; then nats_ok=1; break; fi
+  sleep 0.2
+done
+podman logs ph-nats 2>&1 | grep -q "Starting JetStream" || nats_ok=""
+podman rm -f -t 0 ph-nats >/dev/null
+[[ -n $nats_ok ]] || fail "the nats image's server did not start with JetStream"
 
 step "the compose stack behind nginx (TLS)"
 podman build --pull=never --format docker -t localhost/pipehook-nginx:latest docker/nginx >"$work/nginx-build.log" 2>&1 \
