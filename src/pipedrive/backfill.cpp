@@ -1,6 +1,5 @@
 #include "pipehook/pipedrive/backfill.hpp"
 
-#include "pipehook/core/backoff.hpp"
 #include "pipehook/core/codec.hpp"
 #include "pipehook/core/spawn.hpp"
 #include "pipehook/core/time.hpp"
@@ -17,9 +16,7 @@
 
 #include <algorithm>
 #include <ctime>
-#include <deque>
-#include <map>
-#include <mutex>
+#include <memory>
 #include <pthread.h>
 #include <thread>
 
@@ -93,7 +90,7 @@ std::vector<std::string> default_backfill_objects(const config::config& c) {
 namespace {
 
 // The events of one page through the writer together (one group commit), waiting for all.
-struct page_commit : std::enable_shared_from_this<page_commit> {
+struct page_commit {
   asio::steady_timer done;
   std::size_t pending = 0;
   std::vector<store::append_result> results;
