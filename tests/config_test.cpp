@@ -83,6 +83,12 @@ max_calls = 200
 page_size = 100
 objects = ["deal", "person"]
 heartbeat = "15s"
+[alerts]
+url = "https://alerts.example.com/pipehook"
+timeout = "3s"
+max_attempts = 2
+max_per_hour = 12
+quiet = "30m"
 [[handlers]]
 name = "billing"
 type = "http"
@@ -96,6 +102,9 @@ ordered = true
 when_changed = ["stage_id", "*created"]
 backfill = false
 rate = "600/m"
+pause_after = 5
+pause_for = "10s"
+pause_max = "5m"
 )");
   ASSERT_TRUE(c) << c.error().message;
   const std::string shown = config::render_effective(*c);
@@ -276,6 +285,13 @@ TEST(config, unknown_keys_and_bad_values_are_errors_naming_the_key) {
       {"[[handlers]]\nname = \"h\"\ntype = \"log\"\nrate = \"fast\"", "handlers.h.rate = \"fast\": write deliveries per second"},
       {"[[handlers]]\nname = \"h\"\ntype = \"log\"\nrate = \"0/s\"", "handlers.h.rate = \"0/s\""},
       {"[[handlers]]\nname = \"h\"\ntype = \"log\"\nrate_burst = 3", "handlers.h.rate_burst needs handlers.h.rate"},
+      {"[[handlers]]\nname = \"h\"\ntype = \"log\"\npause_for = \"1m\"\npause_max = \"10s\"",
+       "handlers.h.pause_max must not be shorter than handlers.h.pause_for"},
+      {"[[handlers]]\nname = \"h\"\ntype = \"log\"\npause_after = -1", "handlers.h.pause_after must be between 0 and"},
+      {"[alerts]\nurl = \"alerts.example.com/in\"", "alerts.url \"alerts.example.com/in\": must be an absolute"},
+      {"[alerts]\nurl = \"https://h/a\"\nsigning_secret = \"a\"\nsigning_secret_file = \"/x\"", "both set: keep one"},
+      {"[alerts]\nmax_attempts = 0", "alerts.max_attempts must be between 1 and 10"},
+      {"[alerts]\nemail = \"ops@example.com\"", "alerts.email"},
       {"[backfill]\nobjects = [\"lead\"]", "backfill.objects: \"lead\" is not an object Pipedrive's /recents lists"},
       {"[backfill]\nmax_calls = 0", "backfill.max_calls must be between 1 and"},
       {"[backfill]\npage_size = 501", "backfill.page_size must be between 1 and 500"},

@@ -393,6 +393,138 @@ TEST_P(dispatch_fixture, a_rate_spreads_deliveries_and_never_exceeds_its_burst) 
   EXPECT_TRUE(test::metrics_show(daemon->admin_port(), "pipehook_handler_rate_per_second{handler=\"paced\"} 20"));
 }
 
+// The admin API's view of one handler (GET /api/v1/handlers).
+boost::json::object handler_view(unsigned short admin_port, const std::string& name) {
+  test::http_client admin(admin_port);
+  const auto r = admin.request("GET", "/api/v1/handlers");
+  if (r.status != 200) return {};
+  const boost::json::value all = boost::json::parse(r.body);
+  for (const auto& h : all.at("handlers").as_array())
+    if (h.at("handler").as_string() == name) return h.as_object();
+  return {};
+}
+
+std::string state_of(const boost::json::object& h) {
+  return h.contains("state") ? std::string(h.at("state").as_string()) : std::string();
+}
+
+TEST_P(dispatch_fixture, a_failing_destination_pauses_its_handler_probes_it_and_resumes_when_it_recovers) {
+  std::atomic<bool> failing{true};
+  std::atomic<int> failed{0};
+  http_test_server sink([&](const recorded_request&) {
+    if (failing) {
+      ++failed;
+      return canned_response{503, "{\"error\":\"maintenance\"}", {}};
+    }
+    return canned_response{200, "{}", {}};
+  });
+  std::mutex mu;
+  std::vector<recorded_request> notices;
+  http_test_server alert_sink([&](const recorded_request& r) {
+    std::lock_guard lk(mu);
+    notices.push_back(r);
+    return canned_response{204, "", {}};
+  });
+  c.alerts.url = "http://127.0.0.1:" + std::to_string(alert_sink.port()) + "/alerts";
+  c.alerts.signing_secret = "whsec_" + secret_b64;
+  auto h = test::http_sink_handler("flaky", sink.port());
+  h.concurrency = 1;
+  h.retry.schedule_ms = {50};  // without the breaker: 20 attempts a second
+  h.pause_after = 3;
+  h.pause_for_ms = 500;
+  h.pause_max_ms = 2'000;
+  start({h});
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(post(test::v2_body("cb-" + std::to_string(i), "deal", std::to_string(i))), 200u);
+
+  // 3 failures pause it; each failed probe doubles the pause: 500 ms, 1 s, 2 s (the cap).
+  ASSERT_TRUE(test::wait_for([&] { return state_of(handler_view(daemon->admin_port(), "flaky")) == "paused"; },
+                             std::chrono::seconds(10)));
+  EXPECT_TRUE(test::metrics_show(daemon->admin_port(), "pipehook_handler_paused{handler=\"flaky\",by=\"breaker\"} 1"));
+  ASSERT_TRUE(test::wait_for([&] {
+    const auto v = handler_view(daemon->admin_port(), "flaky");
+    return state_of(v) == "paused" && test::metrics_show(daemon->admin_port(), "pipehook_handler_pauses_total{handler=\"flaky\"} 1") &&
+           // 2 failed probes: the pause is at its cap now, the next probe 2 s away
+           v.at("pause_ms").is_int64() && v.at("pause_ms").as_int64() == 2'000;
+  }, std::chrono::seconds(10)));
+  // Exactly the threshold and the probes reached the sink: nothing was hammered, nothing is dead.
+  EXPECT_EQ(failed.load(), 5);
+  EXPECT_EQ(test::counts_of(where()).dead, 0);
+
+  failing = false;  // the destination is back: the next probe succeeds and every event goes out
+  ASSERT_TRUE(test::wait_for([&] { return ids_delivered(sink).size() == 5 && test::counts_of(where()).done == 5; },
+                             std::chrono::seconds(15)));
+  EXPECT_EQ(state_of(handler_view(daemon->admin_port(), "flaky")), "active");
+  EXPECT_TRUE(test::metrics_show(daemon->admin_port(), "pipehook_handler_paused{handler=\"flaky\",by=\"breaker\"} 0"));
+  EXPECT_EQ(sink.request_count(), 10u);  // 5 failed + 5 delivered, none twice
+
+  // Alerts: paused, then resumed; each signed per Standard Webhooks.
+  ASSERT_TRUE(test::wait_for([&] {
+    std::lock_guard lk(mu);
+    return notices.size() >= 2;
+  }, std::chrono::seconds(10)));
+  std::lock_guard lk(mu);
+  ASSERT_EQ(notices.size(), 2u);
+  const auto first = boost::json::parse(notices[0].body).as_object();
+  const auto second = boost::json::parse(notices[1].body).as_object();
+  EXPECT_EQ(first.at("type").as_string(), "handler.paused");
+  EXPECT_EQ(first.at("subject").as_string(), "flaky");
+  EXPECT_NE(std::string(first.at("details").at("last_error").as_string()).find("503"), std::string::npos);
+  EXPECT_EQ(second.at("type").as_string(), "handler.resumed");
+  for (const auto& n : notices) {
+    EXPECT_EQ(n.target, "/alerts");
+    EXPECT_EQ(n.header("webhook-signature"), expected_signature(n));
+    EXPECT_EQ(n.header("webhook-id"), std::string(boost::json::parse(n.body).at("id").as_string()));
+  }
+}
+
+TEST_P(dispatch_fixture, handlers_pause_by_hand_holds_deliveries_until_resume) {
+  http_test_server sink(ok_response);
+  start({test::http_sink_handler("sink", sink.port())});
+  const std::string cfg_path = cli_config(sink.port());
+  ASSERT_EQ(post(test::v2_body("before", "deal", "1")), 200u);
+  ASSERT_TRUE(test::wait_for([&] { return sink.request_count() == 1; }, std::chrono::seconds(10)));
+
+  auto paused = test::run_cli({"--config", cfg_path, "handlers", "pause", "sink"});
+  ASSERT_EQ(paused.exit_code, 0) << paused.err;
+  // serve takes it up from the event log; the metric says so
+  ASSERT_TRUE(test::wait_for([&] { return test::metrics_show(daemon->admin_port(), "pipehook_handler_paused{handler=\"sink\",by=\"hand\"} 1"); },
+                             std::chrono::seconds(10)));
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(post(test::v2_body("held-" + std::to_string(i), "deal", std::to_string(i))), 200u);
+  ASSERT_TRUE(test::wait_for([&] { return test::counts_of(where()).pending == 3; }, std::chrono::seconds(10)));
+  // No probes for a pause by hand: a second goes by (ten polls of the outbox) without a delivery.
+  EXPECT_FALSE(test::wait_for([&] { return sink.request_count() > 1; }, std::chrono::seconds(1)));
+  auto status = test::run_cli({"--config", cfg_path, "handlers", "status", "--format", "json"});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  const auto arr = boost::json::parse(status.out).as_array();
+  ASSERT_EQ(arr.size(), 1u);
+  EXPECT_EQ(arr[0].at("state").as_string(), "paused_by_hand");
+  EXPECT_EQ(arr[0].at("state_changed_by").as_string(), "cli");
+  EXPECT_EQ(arr[0].at("pending").as_int64(), 3);
+
+  auto again = test::run_cli({"--config", cfg_path, "handlers", "pause", "sink"});
+  EXPECT_EQ(again.exit_code, 0);
+  EXPECT_NE(again.out.find("already paused"), std::string::npos) << again.out;
+  auto unknown = test::run_cli({"--config", cfg_path, "handlers", "resume", "nope"});
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_NE(unknown.err.find("no handler named \"nope\""), std::string::npos) << unknown.err;
+
+  auto resumed = test::run_cli({"--config", cfg_path, "handlers", "resume", "sink"});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  ASSERT_TRUE(test::wait_for([&] { return sink.request_count() == 4; }, std::chrono::seconds(10)));
+  EXPECT_EQ(ids_delivered(sink).size(), 4u);
+
+  // The admin API does the same (the page's buttons).
+  test::http_client admin(daemon->admin_port());
+  auto r = admin.request("POST", "/api/v1/handlers/sink/pause");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(boost::json::parse(r.body).at("state").as_string(), "paused_by_hand");
+  EXPECT_EQ(admin.request("POST", "/api/v1/handlers/nope/pause").status, 404u);
+  EXPECT_EQ(admin.request("POST", "/api/v1/handlers/sink/stop").status, 404u);
+  r = admin.request("POST", "/api/v1/handlers/sink/resume");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(boost::json::parse(r.body).at("state").as_string(), "active");
+}
+
 TEST_P(dispatch_fixture, delivers_original_bodies_signed_with_the_event_key) {
   http_test_server sink(ok_response);
   start({http_handler_config("sink", sink.port())});
@@ -474,7 +606,9 @@ TEST_P(dispatch_fixture, an_exception_in_a_handler_is_a_failed_attempt_not_a_stu
 
 TEST_P(dispatch_fixture, a_sink_that_is_down_gets_every_event_once_it_is_back) {
   const unsigned short port = test::reserve_port();
-  start({http_handler_config("sink", port)});
+  auto h = http_handler_config("sink", port);
+  h.pause_after = 0;  // the outbox's retries alone (the breaker has tests of its own)
+  start({h});
   for (int i = 0; i < 30; ++i) ASSERT_EQ(post(test::v2_body("evt-" + std::to_string(i), "deal", std::to_string(i % 5))), 200u);
   // Every event has failed at least once before the sink comes up.
   ASSERT_TRUE(test::wait_for([&] { return test::counts_of(where()).retrying == 30; }, std::chrono::seconds(10)));
@@ -537,7 +671,9 @@ TEST_P(dispatch_fixture, server_errors_are_retried_after_the_retry_after_the_sin
 
 TEST_P(dispatch_fixture, deliveries_pending_at_shutdown_are_delivered_after_a_restart) {
   const unsigned short port = test::reserve_port();
-  start({http_handler_config("sink", port)});
+  auto h = http_handler_config("sink", port);
+  h.pause_after = 0;  // 20 failures would pause it (and the pause outlives the restart)
+  start({h});
   for (int i = 0; i < 20; ++i) ASSERT_EQ(post(test::v2_body("evt-" + std::to_string(i))), 200u);
   client.reset();
   daemon.reset();  // stopped with every delivery pending: the sink was never up

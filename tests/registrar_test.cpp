@@ -530,14 +530,25 @@ TEST(serve_registrar, serves_while_pipedrive_is_unreachable_and_registers_once_i
   test::temp_dir dir;
   auto c = registrar_daemon_config(dir, "http://127.0.0.1:" + std::to_string(api_port) + "/v1");
   c.pipedrive.max_attempts = 1;
+  test::http_test_server alerts([](const test::recorded_request&) { return test::canned_response{200, "{}", {}}; });
+  c.alerts.url = "http://127.0.0.1:" + std::to_string(alerts.port()) + "/";
   test::running_daemon d(c);
   test::http_client client(d.port());
   EXPECT_EQ(client.request("GET", "/healthz").status, 200u);
   // The registrar has failed against the unreachable API and is waiting to try again.
   ASSERT_TRUE(test::wait_for([&] { return test::metrics_show(d.admin_port(), "pipehook_registrar_state{state=\"retrying\"} 1"); },
                              std::chrono::seconds(10)));
+  // One alert says so (not one per retry).
+  ASSERT_TRUE(test::wait_for([&] { return alerts.request_count() == 1; }, std::chrono::seconds(10)));
+  const auto notice = boost::json::parse(alerts.requests().at(0).body);
+  EXPECT_EQ(notice.at("type").as_string(), "registrar.failed");
+  EXPECT_NE(std::string(notice.at("message").as_string()).find("127.0.0.1:" + std::to_string(api_port)), std::string::npos)
+      << notice.at("message").as_string();
+  EXPECT_EQ(notice.at("details").at("state").as_string(), "retrying");
   fake_pipedrive fake(token, "/v1", {}, api_port);
   EXPECT_TRUE(test::wait_for([&] { return fake.webhooks().size() == 2; }, std::chrono::seconds(15)));
+  EXPECT_TRUE(test::metrics_show(d.admin_port(), "pipehook_alerts_total{result=\"sent\"} 1"));
+  EXPECT_EQ(alerts.request_count(), 1u);
   auto reply = client.post(test::samples().at("v2-change-deal.json"), test::basic_auth(test::test_user, test::test_password));
   EXPECT_EQ(reply.status, 200u);
 }

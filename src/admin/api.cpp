@@ -8,6 +8,7 @@
 #include "pipehook/store/async.hpp"
 
 #include <boost/asio/use_awaitable.hpp>
+#include "pipehook/store/handler_state.hpp"
 #include "pipehook/store/outbox.hpp"
 #include "pipehook/store/reader.hpp"
 #include "pipehook/store/reader_pool.hpp"
@@ -93,6 +94,7 @@ struct api::impl {
   std::unique_ptr<store::reader_pool> readers;
   std::mutex outbox_mu;
   std::unique_ptr<store::outbox> outbox;   // handler counts (reads only), under outbox_mu
+  std::unique_ptr<store::meta_store> meta;  // the handlers' breaker states, under outbox_mu
   std::unique_ptr<asio::thread_pool> workers;  // last: joined first, before what its queries use
 
   std::optional<asio::ip::address> listen_address;  // nullopt or unspecified: a wildcard listener
@@ -149,6 +151,54 @@ struct api::impl {
   outcome<std::vector<store::handler_counts>> outbox_counts() {
     std::lock_guard lk(outbox_mu);
     return outbox->counts();
+  }
+
+  // Every handler with rows or a state (or configured), with its counts and state.
+  outcome<boost::json::array> handlers_json() {
+    auto counts = outbox_counts();
+    if (!counts) return counts.error();
+    outcome<std::map<std::string, store::handler_state>> states = [&] {
+      std::lock_guard lk(outbox_mu);
+      return store::load_handler_states(*meta);
+    }();
+    if (!states) return states.error();
+    std::map<std::string, store::handler_counts> rows;
+    for (const auto& name : opt.handler_names) rows[name].handler = name;
+    for (const auto& [name, st] : *states) rows[name].handler = name;
+    for (const auto& c : *counts) rows[c.handler] = c;
+    boost::json::array out;
+    for (const auto& [name, c] : rows) {
+      auto it = states->find(name);
+      out.push_back(handler_json(c, it == states->end() ? store::handler_state{} : it->second));
+    }
+    return out;
+  }
+
+  // POST /api/v1/handlers/{name}/pause|resume
+  http::response pause_handler(const http::request_head& head) {
+    const auto parts = segments_after(head.path, "/api/v1/handlers/");
+    if (parts.size() != 2 || (parts[1] != "pause" && parts[1] != "resume"))
+      return json_error(404, "not_found", "use POST /api/v1/handlers/{name}/pause or /resume");
+    const std::string name(parts[0]);
+    if (std::find(opt.handler_names.begin(), opt.handler_names.end(), name) == opt.handler_names.end())
+      return json_error(404, "not_found", "no handler named \"" + name.substr(0, 100) + "\" is configured");
+    const bool pause = parts[1] == "pause";
+    {
+      std::lock_guard lk(outbox_mu);
+      auto states = store::load_handler_states(*meta);
+      if (!states) return failure_response(states.error());
+      const store::handler_state current = states->count(name) ? states->at(name) : store::handler_state{};
+      if (current.paused != pause || current.manual != pause) {
+        const auto next = store::changed_by_hand(current, pause, "admin api (" + opt.self.id + ")");
+        if (auto saved = store::save_handler_state(*meta, name, next); !saved) return failure_response(saved.error());
+        if (opt.paused_by_hand) opt.paused_by_hand(name, pause);
+      }
+    }
+    auto all = handlers_json();
+    if (!all) return failure_response(all.error());
+    for (auto& h : *all)
+      if (h.as_object().at("handler").as_string() == name) return json_ok(h.as_object());
+    return json_ok(boost::json::object{});
   }
 
   std::optional<http::response> check_token(const http::request_head& head) const {
@@ -262,22 +312,18 @@ struct api::impl {
     auto s = (*rd)->stats(window->first, window->second);
     if (!s) return failure_response(s.error());
     boost::json::object o = stats_json(*s, window->first, window->second);
-    auto counts = outbox_counts();
-    if (!counts) return failure_response(counts.error());
-    boost::json::array handlers;
-    for (const auto& h : *counts) handlers.push_back(handler_json(h));
-    o["handlers"] = std::move(handlers);
+    auto handlers = handlers_json();
+    if (!handlers) return failure_response(handlers.error());
+    o["handlers"] = std::move(*handlers);
     if (opt.runtime_stats)
       for (auto& [k, v] : opt.runtime_stats()) o[k] = v;
     return json_ok(o);
   }
 
   http::response handlers() {
-    auto counts = outbox_counts();
-    if (!counts) return failure_response(counts.error());
-    boost::json::array out;
-    for (const auto& h : *counts) out.push_back(handler_json(h));
-    return json_ok(boost::json::object{{"handlers", std::move(out)}});
+    auto out = handlers_json();
+    if (!out) return failure_response(out.error());
+    return json_ok(boost::json::object{{"handlers", std::move(*out)}});
   }
 
   // The replicas on this event log: live ones (heartbeat within their lease) and those dead for
@@ -500,6 +546,9 @@ outcome<std::unique_ptr<api>> api::create(api_options opt, store::event_log& log
   auto ob = store::outbox::open(p->opt.store);
   if (!ob) return ob.error();
   p->outbox = std::move(*ob);
+  auto meta = store::meta_store::open(p->opt.store);
+  if (!meta) return meta.error();
+  p->meta = std::move(*meta);
   return std::unique_ptr<api>(new api(std::move(p)));
 }
 
@@ -524,6 +573,12 @@ std::vector<http::route> api::routes() {
       {"GET", "/api/v1/entities/", check, get([self](const auto& h) { return self->timeline(h); }), prefix},
       {"GET", "/api/v1/stats", check, get([self](const auto& h) { return self->stats(h); }), exact},
       {"GET", "/api/v1/handlers", check, get([self](const auto&) { return self->handlers(); }), exact},
+      {"POST", "/api/v1/handlers/", check,
+       [self](const http::request_head& head, std::string body) {
+         auto fn = [self](const http::request_head& h, const std::string&) { return self->pause_handler(h); };
+         return asio::co_spawn(*self->workers, run_post<decltype(fn)>{fn, head, std::move(body)}, asio::use_awaitable);
+       },
+       prefix},
       {"GET", "/api/v1/replicas", check, get([self](const auto&) { return self->replicas(); }), exact},
       {"GET", "/api/v1/quarantine", check, get([self](const auto& h) { return self->list_quarantine(h); }), exact},
       {"GET", "/api/v1/quarantine/", check, get([self](const auto& h) { return self->get_quarantined(h); }), prefix},

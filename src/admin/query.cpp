@@ -283,9 +283,15 @@ boost::json::object quarantine_json(const store::quarantine_row& q) {
   return o;
 }
 
-boost::json::object handler_json(const store::handler_counts& h) {
+boost::json::object handler_json(const store::handler_counts& h, const store::handler_state& st) {
   boost::json::object o;
   o["handler"] = h.handler;
+  o["state"] = st.state_text();
+  o["paused_since"] = st.paused ? boost::json::value(format_rfc3339_us(st.since_us)) : nullptr;
+  o["next_probe_at"] = st.paused && !st.manual ? boost::json::value(format_rfc3339_us(st.next_probe_us)) : nullptr;
+  o["pause_ms"] = st.paused && !st.manual ? boost::json::value(st.pause_ms) : nullptr;  // doubles per failed probe
+  o["pause_reason"] = st.paused ? boost::json::value(st.reason) : nullptr;
+  o["state_changed_by"] = event::text_or_null(st.by);
   o["pending"] = h.pending;
   o["retrying"] = h.retrying;
   o["dead"] = h.dead;

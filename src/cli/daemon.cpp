@@ -3,6 +3,7 @@
 #include "pipehook/cli/logging.hpp"
 #include "common.hpp"
 
+#include "pipehook/alerts/notifier.hpp"
 #include "pipehook/admin/api.hpp"
 #include "pipehook/core/log_limiter.hpp"
 #include "pipehook/core/metrics.hpp"
@@ -43,6 +44,7 @@ namespace asio = boost::asio;
 struct daemon::impl {
   config::config cfg;
   metrics stats;  // before everything that records into it
+  std::unique_ptr<alerts::notifier> alerts;  // before everything that sends to it
   asio::io_context ioc;
   std::unique_ptr<dispatch::dispatcher> dispatch;  // built before the log: the log routes to it
   std::unique_ptr<store::event_log> log;
@@ -161,6 +163,7 @@ struct daemon::impl {
     differs("pipedrive", fresh->pipedrive == cfg.pipedrive);
     differs("registrar", fresh->registrar == cfg.registrar);
     differs("backfill", fresh->backfill == cfg.backfill);
+    differs("alerts", fresh->alerts == cfg.alerts);
     differs("handlers", fresh->handlers == cfg.handlers);
     auto join = [](const std::vector<std::string>& v) {
       std::string out;
@@ -248,6 +251,16 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
   auto built = dispatch::dispatcher::create(c.handlers, t.dispatch_poll);
   if (!built) return built.error();
   p->dispatch = std::move(*built);
+  {
+    auto notifier = alerts::notifier::create(c.alerts, store::this_replica(c.server.replica_id).id);
+    if (!notifier) return notifier.error();
+    p->alerts = std::move(*notifier);
+    if (!c.alerts.url.empty())
+      p->stats.set_alert_counts([a = p->alerts.get()] {
+        const auto s = a->stats();
+        return metrics::alert_counts{s.sent, s.failed, s.dropped};
+      });
+  }
 
   const store::location where = store_location(c);
   p->replica = store::this_replica(c.server.replica_id);
@@ -279,6 +292,11 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
     m->delivery(h, result, t);
   });
   p->dispatch->set_throttle_observer([m](const std::string& h) { m->rate_wait(h); });
+  p->dispatch->set_state_observer([m](const std::string& h, const store::handler_state& st) {
+    m->handler_state(h, st.paused, st.manual);
+  });
+  p->dispatch->set_alert_sink([a = p->alerts.get()](alerts::notice n) { a->send(std::move(n)); },
+                              std::chrono::milliseconds(c.alerts.quiet_ms));
   p->dispatch->set_look_observer([m](const std::string& h, std::size_t claimed, std::size_t taken_over) {
     m->outbox_look(h, claimed, taken_over);
   });
@@ -361,6 +379,11 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
     if (p->backfill->can_run())
       admin_opts.backfill_request = [bf = p->backfill.get()](store::backfill_run r) { return bf->request(std::move(r)); };
     admin_opts.started_at_us = now_us();
+    for (const auto& h : c.handlers) admin_opts.handler_names.push_back(h.name);
+    admin_opts.paused_by_hand = [a = p->alerts.get()](const std::string& h, bool paused) {
+      a->send({paused ? "handler.paused" : "handler.resumed", h, "handler " + h + (paused ? " paused by hand" : " resumed by hand"),
+               {{"by", "admin api"}}});
+    };
     admin_opts.metrics = [raw](const std::vector<store::handler_counts>& counts, std::int64_t log_bytes) {
       metrics::gauges g;
       g.queue_depth = raw->log->queue_depth();
@@ -439,7 +462,16 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
     // A managed webhook gone or failing at Pipedrive: what it did not deliver is backfilled.
     (*reg)->set_gap_observer([bf = p->backfill.get()](const pipedrive::webhook_gap& g) { bf->on_webhook_gap(g); });
     p->registrar = std::move(*reg);
-    p->registrar->set_observer([m](std::string_view state) { m->registrar(state); });
+    // A reconcile that fails after one that did not is an alert (the next failures are the same news).
+    p->registrar->set_observer([m, a = p->alerts.get(), failing = false](std::string_view state, std::string_view why) mutable {
+      m->registrar(state);
+      const bool fails = state == "retrying" || state == "failed";
+      if (fails && !failing)
+        a->send({"registrar.failed", "registrar", "the registrar could not reconcile Pipedrive's webhooks: " + std::string(why),
+                 {{"state", std::string(state)}}});
+      if (state == "ok" && failing) spdlog::warn("registrar: reconciled again");
+      if (state == "ok" || fails) failing = fails;
+    });
   }
   p->activated = sockets->webhook >= 0;
   auto bound = p->activated ? p->server->adopt(sockets->webhook) : p->server->listen();
@@ -509,6 +541,7 @@ void daemon::run(bool handle_signals) {
   self->log->close();      // commits whatever is still queued
   self->presence->leave(); // then the claims left go back to the other replicas
   self->log_summary("final period");
+  self->alerts->stop(std::chrono::seconds(2));  // what is being sent gets a moment
   spdlog::info("stopped");
 }
 

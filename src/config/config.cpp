@@ -429,13 +429,30 @@ outcome<void> apply_backfill(const reader& r, config& c) {
   return r.finish();
 }
 
+outcome<void> apply_alerts(const reader& r, config& c) {
+  auto& a = c.alerts;
+  PIPEHOOK_TRY(r.string("url", a.url));
+  if (!a.url.empty()) {
+    auto u = parse_url(a.url, "alerts.url", true);
+    if (!u) return u.error();
+  }
+  PIPEHOOK_TRY(secret_pair(r, "signing_secret", a.signing_secret, a.signing_secret_source, c));
+  PIPEHOOK_TRY(r.string("ca_file", a.ca_file));
+  PIPEHOOK_TRY(r.duration("timeout", a.timeout_ms, 100, 600'000));
+  PIPEHOOK_TRY(r.integer("max_attempts", a.max_attempts, 1, 10));
+  PIPEHOOK_TRY(r.integer("max_per_hour", a.max_per_hour, 1, 100'000));
+  PIPEHOOK_TRY(r.duration("quiet", a.quiet_ms, 0, 30LL * 24 * 3'600'000));
+  if (a.url.empty() && !a.signing_secret.empty()) c.warnings.push_back("alerts.signing_secret is set but alerts.url is not: no alerts are sent");
+  return r.finish();
+}
+
 // The whole file: each section by its own function, each refusing the keys it did not read.
 outcome<void> apply(const toml::table& root, config& c) {
   const reader top{root, ""};
   using section_fn = outcome<void> (*)(const reader&, config&);
   for (auto [name, fn] : {std::pair<const char*, section_fn>{"server", apply_server}, {"auth", apply_auth}, {"admin", apply_admin},
                           {"store", apply_store}, {"log", apply_log}, {"pipedrive", apply_pipedrive}, {"registrar", apply_registrar},
-                          {"backfill", apply_backfill}}) {
+                          {"backfill", apply_backfill}, {"alerts", apply_alerts}}) {
     auto t = top.table(name);
     if (!t) return t.error();
     if (*t) PIPEHOOK_TRY(fn(reader{**t, name}, c));
@@ -497,6 +514,10 @@ outcome<void> parse_handler(const toml::table& t, std::string where, handler_con
   PIPEHOOK_TRY(r.integer("rate_burst", h.rate_burst, 1, 100'000));
   if (h.rate_burst && h.rate_text.empty()) return bad(where + ".rate_burst needs " + where + ".rate");
   if (h.rate_per_s > 0 && h.rate_burst == 0) h.rate_burst = static_cast<std::uint32_t>(std::max(1.0, std::floor(h.rate_per_s)));
+  PIPEHOOK_TRY(r.integer("pause_after", h.pause_after, 0, 1'000'000));
+  PIPEHOOK_TRY(r.duration("pause_for", h.pause_for_ms, 100, 24LL * 3'600'000));
+  PIPEHOOK_TRY(r.duration("pause_max", h.pause_max_ms, 100, 7LL * 24 * 3'600'000));
+  if (h.pause_max_ms < h.pause_for_ms) return bad(where + ".pause_max must not be shorter than " + where + ".pause_for");
   PIPEHOOK_TRY(r.boolean("backfill", h.match.backfill));
   PIPEHOOK_TRY(r.list("when_changed", h.match.changed));
   if (r.node("when_changed") && h.match.changed.empty())
@@ -759,6 +780,9 @@ toml::table handler_table(const handler_config& h) {
     t.insert_or_assign("rate", h.rate_text);
     t.insert_or_assign("rate_burst", static_cast<std::int64_t>(h.rate_burst));
   }
+  t.insert_or_assign("pause_after", static_cast<std::int64_t>(h.pause_after));
+  t.insert_or_assign("pause_for", duration_value(h.pause_for_ms));
+  t.insert_or_assign("pause_max", duration_value(h.pause_max_ms));
   for (const auto& [k, v] : h.settings) {
     if (secret_key(k)) {
       t.insert_or_assign(k, "********");
@@ -862,7 +886,14 @@ toml::table effective_table(const config& c) {
                                {"max_calls", static_cast<std::int64_t>(c.backfill.max_calls)},
                                {"page_size", static_cast<std::int64_t>(c.backfill.page_size)},
                                {"objects", string_array(c.backfill.objects)},
-                               {"heartbeat", duration_value(c.backfill.heartbeat_ms)}}}};
+                               {"heartbeat", duration_value(c.backfill.heartbeat_ms)}}},
+      {"alerts", toml::table{{"url", c.alerts.url},
+                             {"signing_secret", masked(c.alerts.signing_secret)},
+                             {"ca_file", c.alerts.ca_file},
+                             {"timeout", duration_value(c.alerts.timeout_ms)},
+                             {"max_attempts", static_cast<std::int64_t>(c.alerts.max_attempts)},
+                             {"max_per_hour", static_cast<std::int64_t>(c.alerts.max_per_hour)},
+                             {"quiet", duration_value(c.alerts.quiet_ms)}}}};
   if (!handlers.empty()) doc.insert_or_assign("handlers", std::move(handlers));
   if (c.store.backend == store_backend::postgres) {
     auto* store = doc["store"].as_table();

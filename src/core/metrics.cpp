@@ -127,6 +127,19 @@ void metrics::rate_wait(const std::string& handler) {
   ++rate_waits_[handler];
 }
 
+void metrics::handler_state(const std::string& handler, bool paused, bool by_hand) {
+  std::lock_guard lk(mu_);
+  auto& b = breakers_[handler];
+  if (paused && !b.paused) ++b.pauses;
+  b.paused = paused;
+  b.by_hand = by_hand;
+}
+
+void metrics::set_alert_counts(std::function<alert_counts()> f) {
+  std::lock_guard lk(mu_);
+  alert_counts_ = std::move(f);
+}
+
 void metrics::outbox_look(const std::string& handler, std::size_t claimed, std::size_t taken_over) {
   std::lock_guard lk(mu_);
   auto& l = looks_[handler];
@@ -211,6 +224,21 @@ std::string metrics::render(const gauges& g) const {
     if (h.rate_per_s > 0) out += "pipehook_handler_rate_per_second{handler=\"" + label(h.name) + "\"} " + number(h.rate_per_s) + "\n";
   header(out, "pipehook_handler_rate_waits_total", "counter", "Times a handler's next delivery waited for a token of its rate.");
   for (const auto& [name, n] : rate_waits_) out += "pipehook_handler_rate_waits_total{handler=\"" + label(name) + "\"} " + std::to_string(n) + "\n";
+  header(out, "pipehook_handler_paused", "gauge",
+         "1 while a handler is paused (by=\"breaker\": by its circuit breaker, \"hand\": by handlers pause), else 0.");
+  for (const auto& [name, b] : breakers_)
+    out += "pipehook_handler_paused{handler=\"" + label(name) + "\",by=\"" + (b.by_hand ? "hand" : "breaker") + "\"} " +
+           (b.paused ? "1" : "0") + "\n";
+  header(out, "pipehook_handler_pauses_total", "counter", "Times a handler went from active to paused (breaker or by hand).");
+  for (const auto& [name, b] : breakers_)
+    out += "pipehook_handler_pauses_total{handler=\"" + label(name) + "\"} " + std::to_string(b.pauses) + "\n";
+  if (alert_counts_) {
+    const alert_counts a = alert_counts_();
+    header(out, "pipehook_alerts_total", "counter", "Alert notices by result: sent (2xx), failed (gave up), dropped (max_per_hour, the stop).");
+    out += "pipehook_alerts_total{result=\"sent\"} " + std::to_string(a.sent) + "\n";
+    out += "pipehook_alerts_total{result=\"failed\"} " + std::to_string(a.failed) + "\n";
+    out += "pipehook_alerts_total{result=\"dropped\"} " + std::to_string(a.dropped) + "\n";
+  }
   header(out, "pipehook_handler_outbox_looks_total", "counter",
          "Looks of this replica at a handler's outbox rows (after its own commits, and on the jittered poll).");
   for (const auto& [name, l] : looks_) out += "pipehook_handler_outbox_looks_total{handler=\"" + label(name) + "\"} " + std::to_string(l.looks) + "\n";

@@ -8,6 +8,8 @@
 #include "pipehook/dispatch/handler.hpp"
 #include "pipehook/dispatch/policy.hpp"
 #include "pipehook/store/async.hpp"
+#include "pipehook/store/handler_state.hpp"
+#include "pipehook/store/presence.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_executor.hpp>
@@ -59,6 +61,12 @@ struct worker {
   double tokens = 0;
   std::chrono::steady_clock::time_point refilled{};
   bool bucket_started = false;
+  // The circuit breaker (on the dispatcher's thread). `st` is shared through the meta table: a
+  // newer state written by the CLI or another replica is adopted.
+  store::handler_state st;
+  std::uint32_t consecutive = 0;  // failed attempts in a row
+  bool probing = false;           // paused: the one probe delivery is in flight
+  std::int64_t last_dead_us = 0;  // the last dead letter, for the alert after a quiet period
 
   // Takes a token when one is there; else says when the next one will be (a delivery waits).
   std::optional<std::chrono::steady_clock::time_point> take_token(std::chrono::steady_clock::time_point now) {
@@ -94,6 +102,12 @@ struct dispatcher::impl {
   dispatcher::observer observe;
   dispatcher::look_observer observe_look;
   std::function<void(const std::string&)> observe_throttle;
+  state_observer observe_state;
+  std::function<void(alerts::notice)> alert;
+  std::int64_t quiet_ms = 3'600'000;  // a dead letter after this long without one is an alert
+  std::unique_ptr<store::meta_store> meta;  // the handlers' shared states
+  std::string replica;                      // who writes them
+  asio::steady_timer state_timer{ioc};
   // Field definitions by object, for when_changed by name: replaced whole, read by the router.
   std::atomic<std::shared_ptr<const field_definitions>> fields{std::make_shared<const field_definitions>()};
   std::mutex fields_mu;  // writers of `fields`
@@ -150,7 +164,104 @@ struct dispatcher::impl {
 
 namespace {
 
-asio::awaitable<void> deliver_one(dispatcher::impl* self, worker* w, store::pending_delivery row) {
+// A change of a handler's state made here: written for the other processes (a failure to write
+// is logged; the state holds here regardless), shown in /metrics.
+void publish_state(dispatcher::impl* self, worker* w) {
+  w->st.changed_at_us = std::max(now_us(), w->st.changed_at_us + 1);
+  w->st.by = self->replica;
+  if (self->meta)
+    if (auto r = store::save_handler_state(*self->meta, w->cfg.name, w->st); !r)
+      spdlog::warn("handler {}: could not record its state ({}) in the event log: {}", w->cfg.name, w->st.state_text(),
+                   r.error().message);
+  if (self->observe_state) self->observe_state(w->cfg.name, w->st);
+}
+
+void pause(dispatcher::impl* self, worker* w, const std::string& error, std::int64_t pause_ms) {
+  const bool was_paused = w->st.paused;
+  const std::int64_t now = now_us();
+  if (!was_paused) w->st.since_us = now;
+  w->st.paused = true;
+  w->st.manual = false;
+  w->st.pause_ms = pause_ms;
+  w->st.next_probe_us = now + pause_ms * 1000;
+  w->st.failures = w->consecutive;
+  w->st.reason = error;
+  publish_state(self, w);
+  if (was_paused) {
+    spdlog::warn("handler {}: the probe delivery failed ({}); paused for {} s more", w->cfg.name, error, pause_ms / 1000.0);
+    return;
+  }
+  if (self->alert)
+    self->alert({"handler.paused", w->cfg.name,
+                 "handler " + w->cfg.name + " paused after " + std::to_string(w->consecutive) +
+                     " failed attempts in a row; one delivery probes in " + fmt::format("{:g}", pause_ms / 1000.0) + " s",
+                 {{"last_error", error}, {"failures", std::to_string(w->consecutive)}, {"next_probe_at", format_rfc3339_us(w->st.next_probe_us)}}});
+}
+
+void resume(dispatcher::impl* self, worker* w, const std::string& why) {
+  const std::int64_t paused_since = w->st.since_us;
+  w->st = store::handler_state{.since_us = now_us(), .reason = why, .changed_at_us = w->st.changed_at_us, .by = {}};
+  w->consecutive = 0;
+  publish_state(self, w);
+  if (self->alert)
+    self->alert({"handler.resumed", w->cfg.name, "handler " + w->cfg.name + " resumed: " + why,
+                 {{"paused_since", format_rfc3339_us(paused_since)}}});
+  w->wake->cancel();
+}
+
+// After each attempt: the breaker counts failures in a row and pauses at pause_after; a paused
+// handler's probe resumes it or doubles the pause. A paused-by-hand handler is left alone.
+void on_attempt(dispatcher::impl* self, worker* w, bool ok, const std::string& error, bool probe) {
+  if (probe) w->probing = false;
+  if (ok) {
+    w->consecutive = 0;
+    if (w->st.paused && !w->st.manual) resume(self, w, probe ? "the probe delivery succeeded" : "a delivery succeeded");
+    return;
+  }
+  ++w->consecutive;
+  if (w->st.paused) {
+    if (probe && !w->st.manual) pause(self, w, error, std::min(w->cfg.pause_max_ms, 2 * std::max<std::int64_t>(w->st.pause_ms, 1)));
+    return;
+  }
+  if (w->cfg.pause_after > 0 && w->consecutive >= w->cfg.pause_after) pause(self, w, error, w->cfg.pause_for_ms);
+}
+
+// Adopts the states other processes wrote after this one's (`handlers pause|resume`, replicas).
+void adopt_states(dispatcher::impl* self) {
+  if (!self->meta) return;
+  auto states = store::load_handler_states(*self->meta);
+  if (!states) {
+    spdlog::warn("dispatcher: cannot read the handlers' states: {}", states.error().message);
+    return;
+  }
+  for (auto& w : self->workers) {
+    auto it = states->find(w->cfg.name);
+    if (it == states->end() || it->second.changed_at_us <= w->st.changed_at_us) continue;
+    const bool was_paused = w->st.paused;
+    w->st = it->second;
+    if (was_paused && !w->st.paused) {
+      w->consecutive = 0;
+      spdlog::warn("handler {}: resumed by {}", w->cfg.name, w->st.by);
+    } else if (!was_paused && w->st.paused) {
+      spdlog::warn("handler {}: {} by {}{}", w->cfg.name, w->st.manual ? "paused by hand" : "paused", w->st.by,
+                   w->st.reason.empty() ? "" : ": " + w->st.reason);
+    }
+    if (self->observe_state) self->observe_state(w->cfg.name, w->st);
+    w->wake->cancel();
+  }
+}
+
+asio::awaitable<void> state_loop(dispatcher::impl* self) {
+  while (!self->stopping) {
+    self->state_timer.expires_after(self->poll_interval);
+    auto op = self->state_timer.async_wait(use_tuple);
+    co_await std::move(op);
+    if (self->stopping) break;
+    adopt_states(self);
+  }
+}
+
+asio::awaitable<void> deliver_one(dispatcher::impl* self, worker* w, store::pending_delivery row, bool probe) {
   const auto started = std::chrono::steady_clock::now();
   const std::shared_ptr<handler> h = w->h.load();  // kept alive for this delivery even if reloaded meanwhile
   // A handler that throws has failed this attempt: the row gets its verdict (a retry) like any
@@ -182,6 +293,17 @@ asio::awaitable<void> deliver_one(dispatcher::impl* self, worker* w, store::pend
       u.due_at_us = now;
       spdlog::error("handler {}: event {} ({} {} {}) is dead after {} attempt(s): {}", w->cfg.name, row.ev->id,
                     row.ev->ev.entity, row.ev->ev.action, row.ev->ev.entity_id, u.attempts, u.last_error);
+      if (self->alert && (w->last_dead_us == 0 || now - w->last_dead_us >= self->quiet_ms * 1000))
+        self->alert({"handler.dead_letter", w->cfg.name,
+                     "handler " + w->cfg.name + ": event " + std::to_string(row.ev->id) + " is dead after " +
+                         std::to_string(u.attempts) + " attempt(s)",
+                     {{"event_id", std::to_string(row.ev->id)},
+                      {"event_key", row.ev->ev.event_key},
+                      {"entity", row.ev->ev.entity},
+                      {"action", row.ev->ev.action},
+                      {"entity_id", row.ev->ev.entity_id},
+                      {"last_error", u.last_error}}});
+      w->last_dead_us = now;
     } else {
       u.state = store::delivery_state::pending;
       u.due_at_us = next.due_at_us;
@@ -194,6 +316,7 @@ asio::awaitable<void> deliver_one(dispatcher::impl* self, worker* w, store::pend
                                : u.state == store::delivery_state::dead ? "dead"
                                                                          : "retry",
                   took);
+  on_attempt(self, w, r.v == verdict::done, u.last_error, probe);
   w->in_flight.erase(row.id);
   w->committing.insert(row.id);
   // The verdict commits with the writer's next batch; until then the row stays out of reach.
@@ -266,7 +389,15 @@ asio::awaitable<void> worker_loop(dispatcher::impl* self, worker* w) {
       w->lease_warned = false;
     }
     std::optional<std::chrono::steady_clock::time_point> token_due;  // rate: the next delivery waits until then
-    while (!w->queue.empty() && w->in_flight.size() < cfg.concurrency) {
+    // Paused: nothing starts but, once the pause is over and nothing is in flight, one probe.
+    std::optional<std::chrono::steady_clock::time_point> probe_due;
+    bool probe = false;
+    if (w->st.paused) {
+      const std::int64_t wait_us = w->st.next_probe_us - now_us();
+      if (!w->st.manual && wait_us > 0) probe_due = std::chrono::steady_clock::now() + std::chrono::microseconds(wait_us);
+      probe = !w->st.manual && wait_us <= 0 && !w->probing && w->in_flight.empty();
+    }
+    while (!w->queue.empty() && w->in_flight.size() < cfg.concurrency && (!w->st.paused || probe)) {
       if ((token_due = w->take_token(std::chrono::steady_clock::now()))) {
         if (self->observe_throttle) self->observe_throttle(cfg.name);
         break;
@@ -276,12 +407,20 @@ asio::awaitable<void> worker_loop(dispatcher::impl* self, worker* w) {
       w->queued.erase(row.id);
       if (cfg.ordered && !w->busy_keys.insert(row.order_key).second) continue;  // looked at again later
       w->in_flight.insert(row.id);
-      self->tasks.spawn(self->ioc.get_executor(), [&](const task_group::task_ptr&) { return deliver_one(self, w, std::move(row)); });
+      if (probe) {
+        w->probing = true;
+        spdlog::info("handler {}: paused since {}; probing with event {}", cfg.name, format_rfc3339_us(w->st.since_us), row.ev->id);
+      }
+      self->tasks.spawn(self->ioc.get_executor(),
+                        [&](const task_group::task_ptr&) { return deliver_one(self, w, std::move(row), probe); });
+      if (probe) break;  // one at a time
     }
     if (w->queue.empty() && w->dirty) continue;
+    const auto soon = std::chrono::steady_clock::now() + self->poll_interval;
     w->wake->expires_at(w->queue.empty() ? next_look
-                        : token_due       ? std::min(*token_due, std::chrono::steady_clock::now() + self->poll_interval)
-                                          : std::chrono::steady_clock::now() + self->poll_interval);
+                        : probe_due       ? std::min(*probe_due, soon)
+                        : token_due       ? std::min(*token_due, soon)
+                                          : soon);
     auto op = w->wake->async_wait(use_tuple);
     co_await std::move(op);
   }
@@ -293,6 +432,7 @@ asio::awaitable<void> worker_loop(dispatcher::impl* self, worker* w) {
 // handlers are cancelled (the rows are retried after a restart). run() returns once all ended.
 asio::awaitable<void> drain_and_stop(dispatcher::impl* p, std::chrono::milliseconds drain) {
   p->stopping = true;
+  p->state_timer.cancel();
   p->wake_all();
   auto drained = p->tasks.wait_empty(std::chrono::steady_clock::now() + drain);
   if (co_await std::move(drained)) co_return;
@@ -334,6 +474,11 @@ void dispatcher::set_observer(observer o) { p_->observe = std::move(o); }
 void dispatcher::set_throttle_observer(std::function<void(const std::string&)> o) { p_->observe_throttle = std::move(o); }
 
 void dispatcher::set_look_observer(look_observer o) { p_->observe_look = std::move(o); }
+void dispatcher::set_state_observer(state_observer o) { p_->observe_state = std::move(o); }
+void dispatcher::set_alert_sink(std::function<void(alerts::notice)> send, std::chrono::milliseconds quiet) {
+  p_->alert = std::move(send);
+  p_->quiet_ms = quiet.count();
+}
 
 outcome<std::vector<std::string>> dispatcher::reload(const std::vector<config::handler_config>& fresh) {
   if (fresh.size() != p_->workers.size())
@@ -366,6 +511,9 @@ outcome<std::vector<std::string>> dispatcher::reload(const std::vector<config::h
       w->cfg.rate_per_s = changes[i].second.rate_per_s;
       w->cfg.rate_text = changes[i].second.rate_text;
       w->cfg.rate_burst = changes[i].second.rate_burst;
+      w->cfg.pause_after = changes[i].second.pause_after;
+      w->cfg.pause_for_ms = changes[i].second.pause_for_ms;
+      w->cfg.pause_max_ms = changes[i].second.pause_max_ms;
       w->cfg.settings = changes[i].second.settings;
       w->wake->cancel();
     }
@@ -399,6 +547,15 @@ outcome<void> dispatcher::start(store::event_log& log, const store::location& wh
   if (!ob) return ob.error();
   p_->outbox = std::move(*ob);
   p_->log = &log;
+  p_->replica = claims.replica_id.empty() ? store::this_replica("").id : claims.replica_id;
+  // The handlers' states as the last process left them: a handler paused by hand stays paused.
+  auto meta = store::meta_store::open(where);
+  if (!meta) return meta.error();
+  p_->meta = std::move(*meta);
+  adopt_states(p_.get());
+  for (auto& w : p_->workers)
+    if (p_->observe_state) p_->observe_state(w->cfg.name, w->st);
+  p_->tasks.spawn(p_->ioc.get_executor(), [&](const task_group::task_ptr&) { return state_loop(p_.get()); });
   for (auto& w : p_->workers)
     p_->tasks.spawn(p_->ioc.get_executor(), [&](const task_group::task_ptr&) { return worker_loop(p_.get(), w.get()); });
   p_->thread = std::thread([p = p_.get()] {

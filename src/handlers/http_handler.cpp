@@ -7,27 +7,17 @@
 // Any other status: permanent, with the status and a bounded excerpt of the answer.
 #include "handlers.hpp"
 
-#include "pipehook/core/codec.hpp"
 #include "pipehook/core/time.hpp"
 #include "pipehook/event/json.hpp"
 #include "pipehook/http/client.hpp"
+#include "pipehook/http/signing.hpp"
 
 #include <boost/json/serialize.hpp>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 namespace pipehook::handlers {
 namespace {
 
 namespace asio = boost::asio;
-
-// "whsec_<base64>" (the Standard Webhooks form) is decoded; any other secret is used as bytes.
-outcome<std::string> signing_key(const std::string& secret, const std::string& key_name) {
-  if (secret.rfind("whsec_", 0) != 0) return secret;
-  auto key = base64_decode(std::string_view(secret).substr(6));
-  if (!key) return make_failure(errc::invalid_config, key_name + ": whsec_ secret is not valid base64");
-  return *key;
-}
 
 class http_handler final : public dispatch::handler {
  public:
@@ -67,14 +57,7 @@ class http_handler final : public dispatch::handler {
                    {"X-Pipehook-Action", se.ev.action},
                    {"X-Pipehook-Entity-Id", se.ev.entity_id},
                    {"X-Pipehook-Event-Id", std::to_string(se.id)}};
-    if (!o_.key.empty()) {
-      const std::string content = se.ev.event_key + "." + ts + "." + req.body;
-      unsigned char mac[EVP_MAX_MD_SIZE];
-      unsigned int mac_len = 0;
-      HMAC(EVP_sha256(), o_.key.data(), static_cast<int>(o_.key.size()),
-           reinterpret_cast<const unsigned char*>(content.data()), content.size(), mac, &mac_len);
-      req.headers.emplace_back("webhook-signature", "v1," + base64_encode(std::string_view(reinterpret_cast<const char*>(mac), mac_len)));
-    }
+    if (!o_.key.empty()) req.headers.emplace_back("webhook-signature", http::webhook_signature(o_.key, se.ev.event_key, ts, req.body));
     for (const auto& h : o_.headers) req.headers.push_back(h);
 
     auto op = conn->request(std::move(req));
@@ -127,7 +110,7 @@ outcome<std::unique_ptr<dispatch::handler>> make_http(const config::handler_conf
   if (!secret->empty()) {
     auto expanded = dispatch::expand_env(*secret, s.name("signing_secret"), env);
     if (!expanded) return expanded.error();
-    auto key = signing_key(*expanded, s.name("signing_secret"));
+    auto key = http::signing_key(*expanded, s.name("signing_secret"));
     if (!key) return key.error();
     o.key = *key;
   }

@@ -39,7 +39,7 @@ struct registrar_service::impl {
   std::chrono::milliseconds takeover_check{60'000};
   bool leading = false;  // on the strand: this replica has the role (with replicas)
   std::function<bool()> last_replica;  // delete_on_shutdown asks it (null: always the last)
-  std::function<void(std::string_view)> observe;
+  std::function<void(std::string_view, std::string_view)> observe;
   std::function<void(const webhook_gap&)> on_gap;
   struct seen_hook {
     webhook w;
@@ -124,7 +124,7 @@ asio::awaitable<void> sleep_until(registrar_service::impl* self, std::chrono::st
 
 asio::awaitable<void> run_loop(std::shared_ptr<registrar_service::impl> self) {
   unsigned failures = 0;
-  if (self->observe) self->observe("starting");
+  if (self->observe) self->observe("starting", "");
   auto next_reconcile = std::chrono::steady_clock::now();
   while (!self->stopping) {
     // Several replicas: only the one with the role talks to Pipedrive. Every takeover_check a
@@ -132,7 +132,7 @@ asio::awaitable<void> run_loop(std::shared_ptr<registrar_service::impl> self) {
     if (self->leader) {
       if (!self->leader->check()) {
         self->leading = false;
-        if (self->observe) self->observe("standby");
+        if (self->observe) self->observe("standby", "");
         next_reconcile = std::chrono::steady_clock::now();  // reconcile at once on taking over
         auto op = sleep_until(self.get(), std::chrono::steady_clock::now() + self->takeover_check);
         co_await std::move(op);
@@ -153,16 +153,16 @@ asio::awaitable<void> run_loop(std::shared_ptr<registrar_service::impl> self) {
       failures = 0;
       self->managed = r->managed;
       find_gaps(self.get(), *r);
-      if (self->observe) self->observe("ok");
+      if (self->observe) self->observe("ok", "");
       spdlog::info("registrar: {} webhook(s) in place at {} ({} created, {} deleted, {} kept) for user {} of {}",
                    r->managed.size(), self->desired.subscription_url, r->created.size(), r->deleted.size(),
                    r->planned.keep.size(), r->me.id, r->me.company_domain.empty() ? "?" : r->me.company_domain);
     } else if (r.error().transient()) {
       wait = backoff_delay(++failures, self->retry_floor, std::chrono::minutes(5));
-      if (self->observe) self->observe("retrying");
+      if (self->observe) self->observe("retrying", r.error().message);
       spdlog::warn("registrar: {}; trying again in {:.1f} s", r.error().message, wait.count() / 1000.0);
     } else {
-      if (self->observe) self->observe("failed");
+      if (self->observe) self->observe("failed", r.error().message);
       spdlog::error("registrar: {}; webhooks are not registered{}", r.error().message,
                     self->resync.count() ? "; trying again at the next resync" : "; fix it and restart");
     }
@@ -206,7 +206,7 @@ void registrar_service::set_resync_interval(std::chrono::milliseconds every) { p
 
 void registrar_service::set_gap_observer(std::function<void(const webhook_gap&)> f) { p_->on_gap = std::move(f); }
 
-void registrar_service::set_observer(std::function<void(std::string_view)> o) { p_->observe = std::move(o); }
+void registrar_service::set_observer(std::function<void(std::string_view, std::string_view)> o) { p_->observe = std::move(o); }
 
 void registrar_service::start() {
   p_->loop.spawn(p_->strand, [&](const task_group::task_ptr&) { return run_loop(p_); });

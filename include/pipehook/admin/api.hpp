@@ -40,6 +40,10 @@ struct api_options {
   std::function<outcome<store::backfill_run>(store::backfill_run)> backfill_request;
   store::replica_identity self;
   std::int64_t started_at_us = 0;
+  // The configured handlers: POST /api/v1/handlers/{name}/pause|resume accepts only these.
+  std::vector<std::string> handler_names;
+  // Told (on a query thread) when a handler was paused or resumed through the API (for alerts).
+  std::function<void(const std::string& handler, bool paused)> paused_by_hand;
 };
 
 class api {

@@ -6,6 +6,7 @@
 #include "pipehook/event/diff.hpp"
 #include "pipehook/store/outbox.hpp"
 #include "pipehook/store/backfills.hpp"
+#include "pipehook/store/handler_state.hpp"
 #include "pipehook/store/reader.hpp"
 
 #include <boost/json/array.hpp>
@@ -78,7 +79,7 @@ boost::json::object timeline_entry_json(const event::stored_event& e, const stor
                                         std::vector<std::string>* unknown = nullptr);
 
 boost::json::object quarantine_json(const store::quarantine_row& q);
-boost::json::object handler_json(const store::handler_counts& h);
+boost::json::object handler_json(const store::handler_counts& h, const store::handler_state& st = {});
 // A row of /api/v1/replicas.
 boost::json::object replica_json(const store::replica_info& r);
 boost::json::object stats_json(const store::event_stats& s, std::int64_t since_us, std::int64_t until_us);

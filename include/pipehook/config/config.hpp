@@ -148,6 +148,20 @@ struct backfill_config {
   bool operator==(const backfill_config&) const = default;
 };
 
+// [alerts]: a JSON notice to `url` when a handler pauses or resumes, when a handler's first dead
+// letter appears after `quiet` without one, and when the registrar fails to reconcile.
+struct alerts_config {
+  std::string url;                    // empty: no alerts (they are logged at warning level either way)
+  std::string signing_secret;         // Standard Webhooks signature ("whsec_..." or raw bytes); empty: unsigned
+  std::string signing_secret_source;
+  std::string ca_file;                // for an https url: the CA bundle (empty: the system's)
+  std::int64_t timeout_ms = 10'000;
+  std::uint32_t max_attempts = 4;     // per notice (1 s, 5 s, 25 s between them)
+  std::uint32_t max_per_hour = 60;    // beyond: notices are dropped (and counted in the next one sent)
+  std::int64_t quiet_ms = 3'600'000;  // a dead letter after this long without one is a notice
+  bool operator==(const alerts_config&) const = default;
+};
+
 // A handler-specific setting as the config file gave it; the handler type validates its own keys.
 using setting_value = std::variant<std::string, std::int64_t, double, bool, std::vector<std::string>,
                                    std::map<std::string, std::string>>;
@@ -190,6 +204,12 @@ struct handler_config {
   double rate_per_s = 0;
   std::string rate_text;        // as written, for messages and the effective config
   std::uint32_t rate_burst = 0; // tokens the bucket holds (default: one second's worth, at least 1)
+  // The circuit breaker: after `pause_after` consecutive failed attempts (0: never) the handler is
+  // paused for `pause_for`, then one delivery probes; each failed probe doubles the pause, up to
+  // `pause_max`; a success resumes it.
+  std::uint32_t pause_after = 20;
+  std::int64_t pause_for_ms = 30'000;
+  std::int64_t pause_max_ms = 600'000;
   std::map<std::string, setting_value> settings;  // the type's own keys (url, subject, ...)
   bool operator==(const handler_config&) const = default;
 };
@@ -203,6 +223,7 @@ struct config {
   pipedrive_config pipedrive;
   registrar_config registrar;
   backfill_config backfill;
+  alerts_config alerts;
   std::vector<handler_config> handlers;
   std::string source;  // the file it came from, or "(defaults)"
   // What is allowed but unwise (a secret in a file others can read, a short password): shown by

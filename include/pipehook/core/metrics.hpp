@@ -58,6 +58,13 @@ class metrics {
   void outbox_look(const std::string& handler, std::size_t claimed, std::size_t taken_over);
   // Dispatcher: a handler's next delivery waited for its rate (handler.rate).
   void rate_wait(const std::string& handler);
+  // Dispatcher: a handler's breaker state now (paused by its breaker or by hand, or active).
+  void handler_state(const std::string& handler, bool paused, bool by_hand);
+  // Alerts: the notifier's counters, read at scrape time.
+  struct alert_counts {
+    std::uint64_t sent = 0, failed = 0, dropped = 0;
+  };
+  void set_alert_counts(std::function<alert_counts()> f);
   // Registrar: the outcome of the latest reconcile ("ok", "retrying", "failed").
   void registrar(std::string_view state);
   // Webhook listener: an idle connection closed at the connection cap to admit a new one.
@@ -96,6 +103,12 @@ class metrics {
   };
   std::map<std::string, look_counts> looks_;
   std::map<std::string, std::uint64_t> rate_waits_;
+  struct breaker_state {
+    bool paused = false, by_hand = false;
+    std::uint64_t pauses = 0;
+  };
+  std::map<std::string, breaker_state> breakers_;
+  std::function<alert_counts()> alert_counts_;
   std::string registrar_state_ = "disabled";
   std::int64_t registrar_changed_us_ = 0;
   histogram ingest_latency_;

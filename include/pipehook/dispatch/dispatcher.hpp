@@ -8,9 +8,11 @@
 // and, with replicas on PostgreSQL, the rows other replicas committed or left behind. There each row
 // is claimed by one replica at a time (store::outbox::due), under a lease its presence renews.
 
+#include "pipehook/alerts/notifier.hpp"
 #include "pipehook/config/config.hpp"
 #include "pipehook/core/error.hpp"
 #include "pipehook/store/event_log.hpp"
+#include "pipehook/store/handler_state.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -49,6 +51,13 @@ class dispatcher {
   // Called on the dispatcher's thread each time a handler's next delivery waits for its rate
   // (handler.rate). Set before start().
   void set_throttle_observer(std::function<void(const std::string& handler)> o);
+  // Called on the dispatcher's thread with each handler's breaker state at start() and whenever it
+  // changes (paused, resumed; here or adopted from the CLI or a replica). Set before start().
+  using state_observer = std::function<void(const std::string& handler, const store::handler_state&)>;
+  void set_state_observer(state_observer o);
+  // Where alerts go (called on the dispatcher's thread; must not block): a handler paused by its
+  // breaker or resumed, and its first dead letter after `quiet` without one. Set before start().
+  void set_alert_sink(std::function<void(alerts::notice)> send, std::chrono::milliseconds quiet);
 
   // SIGHUP: new settings, retry rules and concurrency for the same handlers (same names in the same
   // order, same type, match and ordering; anything else needs a restart and is refused whole).

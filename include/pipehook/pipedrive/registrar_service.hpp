@@ -42,8 +42,8 @@ class registrar_service {
 
   // Called on the service's strand when its state changes: "starting", "ok", "retrying" (a
   // transient failure, trying again soon), "failed" (until the next resync) or "standby"
-  // (another replica registers). Set before start().
-  void set_observer(std::function<void(std::string_view)> o);
+  // (another replica registers), with what failed ("" otherwise). Set before start().
+  void set_observer(std::function<void(std::string_view state, std::string_view why)> o);
   // delete_on_shutdown deletes only if this returns true at the stop (replicas: no other one is
   // live, so a rolling restart keeps the webhooks). Unset: always. Set before start().
   void set_last_replica_check(std::function<bool()> f);

@@ -205,8 +205,26 @@ async function loadHandlers() {
     const h = await api('/api/v1/handlers');
     $('#handlers-table tbody').replaceChildren(...h.handlers.map((r) => {
       const tr = el('tr');
-      tr.append(el('td', r.handler), el('td', r.pending), el('td', r.retrying), el('td', r.dead), el('td', r.done),
-                el('td', r.oldest_pending_at ? age(r.oldest_pending_at) : '—'), el('td', r.last_error ?? '—'));
+      // paused by its breaker: since when and the next probe; by hand: until someone resumes it
+      let st = r.state === 'active' ? 'active' : r.state === 'paused_by_hand' ? 'paused by hand' : 'paused';
+      if (r.paused_since) st += ' ' + age(r.paused_since);
+      if (r.next_probe_at) st += ', probe at ' + new Date(r.next_probe_at).toLocaleTimeString();
+      const stateCell = el('td', st, r.state === 'active' ? '' : 'warn');
+      if (r.pause_reason) stateCell.title = r.pause_reason;
+      const btn = el('button', r.state === 'active' ? 'Pause' : 'Resume');
+      btn.type = 'button';
+      btn.addEventListener('click', async () => {
+        const headers = state.token ? { Authorization: 'Bearer ' + state.token } : {};
+        const res = await fetch(`/api/v1/handlers/${encodeURIComponent(r.handler)}/${r.state === 'active' ? 'pause' : 'resume'}`,
+                                { method: 'POST', headers });
+        const body = await res.json().catch(() => ({}));
+        if (!res.ok) showStatus(body.detail || res.status + ' ' + res.statusText);
+        loadHandlers();
+      });
+      const act = el('td');
+      act.append(btn);
+      tr.append(el('td', r.handler), stateCell, el('td', r.pending), el('td', r.retrying), el('td', r.dead), el('td', r.done),
+                el('td', r.oldest_pending_at ? age(r.oldest_pending_at) : '—'), el('td', r.last_error ?? '—'), act);
       return tr;
     }));
   } catch (err) { showStatus(err.message); }
