@@ -11,10 +11,12 @@ pkgs=(
   libboost1.81-dev libboost-json1.81-dev   # Beast, Asio, JSON (1.81: the default 1.74 breaks GCC 12 coroutines)
   libsimdjson-dev libspdlog-dev libsqlite3-dev libtomlplusplus-dev libcli11-dev libssl-dev
   libnats-dev                                 # the nats handler (NATS C client)
+  librabbitmq-dev                             # the rabbitmq handler (rabbitmq-c, AMQP 0-9-1)
   libpq-dev                                   # the postgres event-log backend (libpq, PostgreSQL 15 client)
 )
 [[ "${1:-}" == "build" ]] || pkgs+=(
   libgtest-dev sqlite3 curl nats-server       # nats-server: the JetStream the tests publish to
+  rabbitmq-server                             # the broker the rabbitmq handler tests publish to
   postgresql                                  # the postgres backend tests start their own server (initdb, pg_ctl)
   clang libfuzzer-14-dev                      # the payload-parser fuzz target
   chromium                                    # the admin web page test (headless, driven by playwright-core)

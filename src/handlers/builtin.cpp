@@ -12,6 +12,7 @@ void register_builtin() {
     register_http();
     register_log();
     register_nats();
+    register_rabbitmq();
   });
 }
 

@@ -21,14 +21,6 @@ namespace {
 
 namespace asio = boost::asio;
 
-// NATS subject tokens cannot hold '.', '*', '>' or whitespace.
-std::string subject_token(std::string_view v) {
-  std::string out = v.empty() ? "_" : std::string(v);
-  for (char& c : out)
-    if (c == '.' || c == '*' || c == '>' || static_cast<unsigned char>(c) <= ' ') c = '_';
-  return out;
-}
-
 struct nats_options {
   std::string url;
   std::string subject;  // template
@@ -62,25 +54,7 @@ class nats_handler final : public dispatch::handler {
     if (nc_) natsConnection_Destroy(nc_);
   }
 
-  std::string subject_for(const event::event& e) const {
-    std::string out;
-    const std::string& t = o_.subject;
-    for (std::size_t i = 0; i < t.size(); ++i) {
-      if (t[i] != '{') {
-        out += t[i];
-        continue;
-      }
-      const auto close = t.find('}', i);
-      const std::string name = t.substr(i + 1, close - i - 1);
-      if (name == "entity") out += subject_token(e.entity);
-      else if (name == "action") out += subject_token(e.action);
-      else if (name == "company_id") out += subject_token(e.company_id);
-      else if (name == "entity_id") out += subject_token(e.entity_id);
-      else if (name == "version") out += "v" + std::to_string(e.version);
-      i = close;
-    }
-    return out;
-  }
+  std::string subject_for(const event::event& e) const { return render_topic(o_.subject, e); }
 
   asio::awaitable<dispatch::delivery_result> deliver(const event::stored_event& se) override {
     std::string payload = o_.envelope ? boost::json::serialize(event::to_json_envelope(se)) : se.ev.body;
@@ -196,13 +170,7 @@ outcome<std::unique_ptr<dispatch::handler>> make_nats(const config::handler_conf
   auto subject = s.string("subject", "pipedrive.{entity}.{action}");
   if (!subject) return subject.error();
   o.subject = *subject;
-  for (std::size_t i = o.subject.find('{'); i != std::string::npos; i = o.subject.find('{', i + 1)) {
-    const auto close = o.subject.find('}', i);
-    const std::string name = close == std::string::npos ? "" : o.subject.substr(i + 1, close - i - 1);
-    if (name != "entity" && name != "action" && name != "company_id" && name != "entity_id" && name != "version")
-      return make_failure(errc::invalid_config, s.name("subject") + ": unknown placeholder in \"" + o.subject +
-                                                    "\" (use {entity}, {action}, {company_id}, {entity_id}, {version})");
-  }
+  if (auto ok = check_topic_template(o.subject, s.name("subject")); !ok) return ok.error();
   if (o.subject.empty() || o.subject.find_first_of(" *>") != std::string::npos || o.subject.front() == '.' ||
       o.subject.back() == '.')
     return make_failure(errc::invalid_config, s.name("subject") + " \"" + o.subject + "\" is not a valid NATS subject");
