@@ -3,6 +3,7 @@
 // a sink that is down and comes back, 4xx to dead, a restart with deliveries pending, per-entity
 // order, replay and retry from the CLI.
 #include "http_sink.hpp"
+#include "pipehook/core/codec.hpp"
 #include "pipehook/core/time.hpp"
 #include "pipehook/dispatch/handler.hpp"
 #include "pipehook/dispatch/policy.hpp"
@@ -525,6 +526,119 @@ TEST_P(dispatch_fixture, handlers_pause_by_hand_holds_deliveries_until_resume) {
   EXPECT_EQ(boost::json::parse(r.body).at("state").as_string(), "active");
 }
 
+// mTLS: a sink that requires a client certificate its CA signed gets the deliveries of a handler
+// with client_cert/client_key, and refuses the handshake of one without (the rows stay pending).
+TEST_P(dispatch_fixture, a_client_certificate_opens_a_sink_that_requires_one) {
+  const auto server_cert = test::make_self_signed_localhost();
+  const auto client_cert = test::make_self_signed_localhost();  // self-signed: it is its own CA
+  http_test_server sink(ok_response, 0, server_cert, client_cert.cert_pem);
+  test::write_file(dir.file("ca.pem"), server_cert.cert_pem);
+  test::write_file(dir.file("client.pem"), client_cert.cert_pem);
+  test::write_file(dir.file("client.key"), client_cert.key_pem);
+  auto with = test::http_sink_handler("with_cert", sink.port());
+  with.settings["url"] = "https://localhost:" + std::to_string(sink.port()) + "/in";
+  with.settings["ca_file"] = dir.file("ca.pem");
+  with.settings["client_cert"] = dir.file("client.pem");
+  with.settings["client_key"] = dir.file("client.key");
+  auto without = with;
+  without.name = "without_cert";
+  without.where = "handlers.without_cert";
+  without.settings.erase("client_cert");
+  without.settings.erase("client_key");
+  without.pause_after = 0;
+  start({with, without});
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(post(test::v2_body("mtls-" + std::to_string(i), "deal", std::to_string(i))), 200u);
+  ASSERT_TRUE(test::wait_for([&] { return sink.request_count() == 3; }, std::chrono::seconds(10)));
+  auto ob = store::outbox::open(where());
+  ASSERT_TRUE(ob);
+  ASSERT_TRUE(test::wait_for([&] {
+    auto all = (*ob)->counts();
+    if (!all) return false;
+    for (const auto& c : *all)
+      if (c.handler == "without_cert") return c.retrying == 3 && !c.last_error.empty();
+    return false;
+  }, std::chrono::seconds(10)));
+  EXPECT_EQ(sink.request_count(), 3u);  // only the handler with the certificate got through
+
+  // A key that is not the certificate's is a config error, named.
+  auto wrong = with;
+  test::write_file(dir.file("other.key"), test::make_self_signed_localhost().key_pem);
+  wrong.settings["client_key"] = dir.file("other.key");
+  auto built = dispatch::make_handler(wrong, boost::asio::system_executor());
+  ASSERT_FALSE(built);
+  EXPECT_NE(built.error().message.find("handlers.with_cert.client_key"), std::string::npos) << built.error().message;
+  EXPECT_NE(built.error().message.find("private key of handlers.with_cert.client_cert: key values mismatch"), std::string::npos)
+      << built.error().message;
+}
+
+// OAuth 2.0 client credentials against a loopback token endpoint: one token for many deliveries,
+// a new one once it expires, and a new one when the destination answers 401.
+TEST_P(dispatch_fixture, oauth2_client_credentials_fetch_reuse_and_refresh_the_token) {
+  std::mutex mu;
+  std::vector<recorded_request> token_requests;
+  std::atomic<int> ttl{3600};
+  http_test_server token_endpoint([&](const recorded_request& r) {
+    std::lock_guard lk(mu);
+    token_requests.push_back(r);
+    return canned_response{200, "{\"access_token\":\"tok-" + std::to_string(token_requests.size()) +
+                                    "\",\"token_type\":\"Bearer\",\"expires_in\":" + std::to_string(ttl.load()) + "}", {}};
+  });
+  std::set<std::string> revoked;  // under mu
+  http_test_server sink([&](const recorded_request& r) {
+    std::lock_guard lk(mu);
+    const std::string auth = r.header("authorization");
+    if (auth.rfind("Bearer tok-", 0) != 0 || revoked.count(auth.substr(7))) return canned_response{401, "{\"error\":\"invalid_token\"}", {}};
+    return canned_response{200, "{}", {}};
+  });
+  ::setenv("PIPEHOOK_TEST_OAUTH_SECRET", "s3cr:t&", 1);
+  auto h = test::http_sink_handler("api", sink.port());
+  h.concurrency = 4;
+  h.settings["oauth2_token_url"] = "http://127.0.0.1:" + std::to_string(token_endpoint.port()) + "/oauth/token";
+  h.settings["oauth2_client_id"] = std::string("pipehook");
+  h.settings["oauth2_client_secret"] = std::string("${PIPEHOOK_TEST_OAUTH_SECRET}");
+  h.settings["oauth2_scope"] = std::string("events:write");
+  start({h});
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(post(test::v2_body("oa-" + std::to_string(i), "deal", std::to_string(i))), 200u);
+  ASSERT_TRUE(test::wait_for([&] { return test::counts_of(where()).done == 10; }, std::chrono::seconds(10)))
+      << test::counts_of(where()).last_error;
+  {
+    std::lock_guard lk(mu);
+    ASSERT_EQ(token_requests.size(), 1u) << "the token is shared by the deliveries";
+    const auto& t = token_requests[0];
+    EXPECT_EQ(t.method, "POST");
+    EXPECT_EQ(t.target, "/oauth/token");
+    EXPECT_EQ(t.header("content-type"), "application/x-www-form-urlencoded");
+    EXPECT_EQ(t.body, "grant_type=client_credentials&scope=events%3Awrite");
+    // RFC 6749 §2.3.1: id and secret form-encoded, then Basic
+    EXPECT_EQ(t.header("authorization"), "Basic " + base64_encode("pipehook:s3cr%3At%26"));
+  }
+  for (const auto& r : sink.requests()) EXPECT_EQ(r.header("authorization"), "Bearer tok-1");
+
+  // Revoked: the destination answers 401, the handler fetches a new token and delivers.
+  {
+    std::lock_guard lk(mu);
+    revoked.insert("tok-1");
+  }
+  ttl = 1;  // the next token lives one second
+  ASSERT_EQ(post(test::v2_body("oa-revoked")), 200u);
+  ASSERT_TRUE(test::wait_for([&] { return test::counts_of(where()).done == 11; }, std::chrono::seconds(10)))
+      << test::counts_of(where()).last_error;
+  EXPECT_EQ(sink.requests().back().header("authorization"), "Bearer tok-2");
+  EXPECT_EQ(test::counts_of(where()).retrying, 0);  // refreshed within the same attempt
+  // Expired: a delivery after tok-2's second is over brings tok-3 (without a 401 first).
+  const auto tok2_at = std::chrono::steady_clock::now();
+  int n = 0;
+  ASSERT_TRUE(test::wait_for([&] {
+    if (std::chrono::steady_clock::now() - tok2_at < std::chrono::milliseconds(1200)) return false;
+    EXPECT_EQ(post(test::v2_body("oa-expired-" + std::to_string(n++))), 200u);
+    std::lock_guard lk(mu);
+    return token_requests.size() == 3;
+  }, std::chrono::seconds(10)));
+  ASSERT_TRUE(test::wait_for([&] { return sink.requests().back().header("authorization") == "Bearer tok-3"; },
+                             std::chrono::seconds(10)));
+  for (const auto& r : sink.requests()) EXPECT_EQ(r.header("authorization").rfind("Bearer tok-", 0), 0u);  // each carried a token
+}
+
 TEST_P(dispatch_fixture, delivers_original_bodies_signed_with_the_event_key) {
   http_test_server sink(ok_response);
   start({http_handler_config("sink", sink.port())});
@@ -778,7 +892,7 @@ TEST(dispatch_config, handler_settings_are_checked_by_their_type) {
     std::string text, message;
   };
   const std::vector<row> rows = {
-      {"[[handlers]]\nname = \"a\"\ntype = \"carrier-pigeon\"", "handlers.a.type \"carrier-pigeon\" is not a handler type (known: http, log, nats)"},
+      {"[[handlers]]\nname = \"a\"\ntype = \"carrier-pigeon\"", "handlers.a.type \"carrier-pigeon\" is not a handler type (known: http, log, nats, rabbitmq)"},
       {"[[handlers]]\nname = \"a\"\ntype = \"http\"", "handlers.a.url is required"},
       {"[[handlers]]\nname = \"a\"\ntype = \"http\"\nurl = \"http://x/\"\nurll = 1", "unknown key 'handlers.a.urll'"},
       {"[[handlers]]\nname = \"a\"\ntype = \"http\"\nurl = \"http://x/\"\nbody = \"xml\"", "handlers.a.body must be one of original, envelope"},
@@ -792,6 +906,23 @@ TEST(dispatch_config, handler_settings_are_checked_by_their_type) {
       {"[[handlers]]\nname = \"a b\"\ntype = \"log\"", "may hold only letters"},
       {"[[handlers]]\nname = \"a\"\ntype = \"log\"\nmatch.action = [\"update\"]", "is not create, change, delete or *"},
       {"[[handlers]]\nname = \"a\"\ntype = \"log\"\nretry.schedule = []", "non-empty list of durations"},
+      {"[[handlers]]\nname = \"a\"\ntype = \"http\"\nurl = \"https://x/\"\nclient_cert = \"/nonexistent.pem\"",
+       "handlers.a.client_cert and handlers.a.client_key go together"},
+      {"[[handlers]]\nname = \"a\"\ntype = \"http\"\nurl = \"https://x/\"\nclient_cert = \"/nonexistent.pem\"\nclient_key = \"/k\"",
+       "handlers.a.client_cert \"/nonexistent.pem\": cannot load it"},
+      {"[[handlers]]\nname = \"a\"\ntype = \"http\"\nurl = \"https://x/\"\noauth2_token_url = \"https://idp/token\"",
+       "handlers.a.oauth2_token_url needs handlers.a.oauth2_client_id"},
+      {"[[handlers]]\nname = \"a\"\ntype = \"http\"\nurl = \"https://x/\"\noauth2_token_url = \"https://idp/token\"\n"
+       "oauth2_client_id = \"c\"", "needs one of handlers.a.oauth2_client_secret"},
+      {"[[handlers]]\nname = \"a\"\ntype = \"http\"\nurl = \"https://x/\"\noauth2_client_id = \"c\"",
+       "the other oauth2_ keys need handlers.a.oauth2_token_url"},
+      {"[[handlers]]\nname = \"a\"\ntype = \"http\"\nurl = \"https://x/\"\noauth2_token_url = \"https://idp/token\"\n"
+       "oauth2_client_id = \"c\"\noauth2_client_secret = \"s\"\nheaders = { Authorization = \"Bearer x\" }",
+       "both set the Authorization header"},
+      {"[[handlers]]\nname = \"a\"\ntype = \"rabbitmq\"\nurl = \"http://broker/\"", "handlers.a.url must be like amqp://"},
+      {"[[handlers]]\nname = \"a\"\ntype = \"rabbitmq\"\nrouting_key = \"{entity}.{verb}\"", "unknown placeholder"},
+      {"[[handlers]]\nname = \"a\"\ntype = \"rabbitmq\"\nqueue = \"q\"", "handlers.a.queue needs handlers.a.declare = true"},
+      {"[[handlers]]\nname = \"a\"\ntype = \"rabbitmq\"\nexchange_type = \"x\"", "handlers.a.exchange_type must be one of"},
   };
   for (const auto& r : rows) {
     SCOPED_TRACE(r.text);

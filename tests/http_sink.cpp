@@ -130,13 +130,18 @@ struct http_test_server::impl {
   }
 };
 
-http_test_server::http_test_server(answer_fn answer, unsigned short port, std::optional<self_signed> cert)
+http_test_server::http_test_server(answer_fn answer, unsigned short port, std::optional<self_signed> cert,
+                                   std::optional<std::string> client_ca)
     : p_(std::make_shared<impl>()) {
   p_->answer = std::move(answer);
   if (cert) {
     p_->tls.emplace(asio::ssl::context::tls_server);
     p_->tls->use_certificate_chain(asio::buffer(cert->cert_pem));
     p_->tls->use_private_key(asio::buffer(cert->key_pem), asio::ssl::context::pem);
+    if (client_ca) {
+      p_->tls->add_certificate_authority(asio::buffer(*client_ca));
+      p_->tls->set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert);
+    }
   }
   tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), port);
   p_->acceptor.open(ep.protocol());

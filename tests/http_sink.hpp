@@ -40,8 +40,10 @@ struct canned_response {
 class http_test_server {
  public:
   using answer_fn = std::function<canned_response(const recorded_request&)>;
-  // port 0: any free port; a fixed port re-binds one used before (SO_REUSEADDR).
-  http_test_server(answer_fn answer, unsigned short port = 0, std::optional<self_signed> cert = {});
+  // port 0: any free port; a fixed port re-binds one used before (SO_REUSEADDR). With `client_ca`
+  // (PEM) the TLS handshake requires a client certificate that this CA signed (mTLS).
+  http_test_server(answer_fn answer, unsigned short port = 0, std::optional<self_signed> cert = {},
+                   std::optional<std::string> client_ca = {});
   ~http_test_server();
   unsigned short port() const { return port_; }
   std::vector<recorded_request> requests() const;

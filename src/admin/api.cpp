@@ -1,5 +1,7 @@
 #include "pipehook/admin/api.hpp"
 
+#include "pipehook/core/codec.hpp"
+
 #include "pipehook/admin/query.hpp"
 #include "pipehook/core/cidr.hpp"
 #include "pipehook/core/time.hpp"
@@ -60,11 +62,7 @@ std::vector<std::string_view> segments_after(std::string_view path, std::string_
   return out;
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
+std::string lower(std::string_view s) { return ascii_lower(s); }
 
 // "Host: name:port" -> "name" ("[::1]:8081" -> "::1"), lower-cased.
 std::string host_name(std::string_view authority) {

@@ -156,20 +156,6 @@ std::string readable_by_others(const std::string& path) {
   return std::string("mode ") + mode;
 }
 
-outcome<std::string> read_secret_file(const std::string& path, std::string_view key, std::vector<std::string>& warnings) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return bad(std::string(key) + ": cannot read \"" + path + "\"");
-  if (const auto mode = readable_by_others(path); !mode.empty())
-    warnings.push_back(std::string(key) + ": \"" + path + "\" holds a secret and is readable by group or others (" + mode +
-                       "): chmod 600 it");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string s = ss.str();
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
-  if (s.empty()) return bad(std::string(key) + ": \"" + path + "\" is empty");
-  return s;
-}
-
 outcome<void> secret_pair(const reader& r, const std::string& key, std::string& out, std::string& source, config& c);
 outcome<void> parse_handler(const toml::table& t, std::string where, handler_config& h);
 
@@ -669,6 +655,21 @@ std::string duration_value(std::int64_t ms) {
 }
 
 }  // namespace
+
+outcome<std::string> read_secret_file(const std::string& path, std::string_view key, std::vector<std::string>& warnings) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return bad(std::string(key) + ": cannot read \"" + path + "\"");
+  if (const auto mode = readable_by_others(path); !mode.empty())
+    warnings.push_back(std::string(key) + ": \"" + path + "\" holds a secret and is readable by group or others (" + mode +
+                       "): chmod 600 it");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string s = ss.str();
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  if (s.empty()) return bad(std::string(key) + ": \"" + path + "\" is empty");
+  return s;
+}
+
 
 env_lookup process_env() {
   return [](const std::string& name) -> std::optional<std::string> {

@@ -54,6 +54,13 @@ std::array<unsigned char, 32> sha256(std::string_view data) {
   return md;
 }
 
+std::string ascii_lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
 std::string to_hex(const unsigned char* bytes, std::size_t n) {
   static constexpr char hex[] = "0123456789abcdef";
   std::string out;

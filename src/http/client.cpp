@@ -54,6 +54,26 @@ outcome<std::shared_ptr<tls_settings>> make_tls_settings(const std::string& ca_f
   return t;
 }
 
+outcome<std::shared_ptr<tls_settings>> make_tls_settings(const std::string& ca_file, std::string_view ca_key_name,
+                                                         const std::string& cert_file, const std::string& key_file,
+                                                         std::string_view key_prefix) {
+  auto t = make_tls_settings(ca_file, ca_key_name);
+  if (!t || (cert_file.empty() && key_file.empty())) return t;
+  const std::string cert_key = std::string(key_prefix) + "client_cert", key_key = std::string(key_prefix) + "client_key";
+  if (cert_file.empty() || key_file.empty())
+    return make_failure(errc::invalid_config, cert_key + " and " + key_key + " go together: set both, or neither");
+  boost::system::error_code ec;
+  (*t)->ctx.use_certificate_chain_file(cert_file, ec);
+  if (ec) return make_failure(errc::invalid_config, cert_key + " \"" + cert_file + "\": cannot load it as a PEM certificate: " + ec.message());
+  (*t)->ctx.use_private_key_file(key_file, ssl::context::pem, ec);
+  if (ec)
+    return make_failure(errc::invalid_config, key_key + " \"" + key_file + "\": cannot load it as the PEM private key of " +
+                                                  cert_key + ": " + ec.message());
+  if (SSL_CTX_check_private_key((*t)->ctx.native_handle()) != 1)
+    return make_failure(errc::invalid_config, key_key + " \"" + key_file + "\" is not the key of " + cert_key + " \"" + cert_file + "\"");
+  return t;
+}
+
 std::string client_response::header(std::string_view name) const {
   for (const auto& [k, v] : headers)
     if (k == name) return v;

@@ -190,6 +190,10 @@ struct retry_config {
 // "50/s", "600/m", "1000/h" -> deliveries per second; nullopt when malformed or not positive.
 std::optional<double> parse_rate(std::string_view text);
 
+// A secret kept in a file (`key`_file): its content without the trailing newline. Errors name
+// `key`; a file others can read adds a warning.
+outcome<std::string> read_secret_file(const std::string& path, std::string_view key, std::vector<std::string>& warnings);
+
 // One [[handlers]] table.
 struct handler_config {
   std::string name;

@@ -21,6 +21,9 @@ std::optional<std::string> base64url_decode(std::string_view text);
 std::array<unsigned char, 32> sha256(std::string_view data);
 
 // Lower-case hex of `n` bytes.
+// ASCII letters in lower case (header names, schemes, token types).
+std::string ascii_lower(std::string_view s);
+
 std::string to_hex(const unsigned char* bytes, std::size_t n);
 
 // The body of a JSON string (no quotes) as Boost.JSON writes it: '"', '\\' and control characters

@@ -25,6 +25,11 @@ namespace pipehook::http {
 // Trust settings shared by the connections of one client (an OpenSSL context, opaque here).
 struct tls_settings;
 outcome<std::shared_ptr<tls_settings>> make_tls_settings(const std::string& ca_file, std::string_view ca_key_name);
+// The same, presenting a client certificate (mTLS): `cert_file` (PEM, with its chain) and the
+// private key in `key_file` (PEM); errors name `key_prefix` + "client_cert" / "client_key".
+outcome<std::shared_ptr<tls_settings>> make_tls_settings(const std::string& ca_file, std::string_view ca_key_name,
+                                                         const std::string& cert_file, const std::string& key_file,
+                                                         std::string_view key_prefix);
 
 struct client_options {
   std::int64_t connect_timeout_ms = 5'000;
