@@ -2,12 +2,14 @@
 // arrive on the right subjects with Nats-Msg-Id = event key, a redelivery of the same events is
 // dropped by JetStream's duplicate window, and a server stopped and restarted mid-run loses nothing.
 #include "http_sink.hpp"
+#include "pipehook/dispatch/handler.hpp"
 #include "pipehook/store/outbox.hpp"
 #include "support.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 #include <gtest/gtest.h>
 #include <nats/nats.h>
+#include <openssl/evp.h>
 
 #include <csignal>
 #include <set>
@@ -31,10 +33,10 @@ bool port_open(unsigned short port) {
 
 class nats_server {
  public:
-  nats_server(unsigned short port, const std::string& store_dir, const std::string& log) : port_(port) {
-    pid_ = test::spawn_process(nats_server_path(),
-                               {"-js", "-a", "127.0.0.1", "-p", std::to_string(port), "-sd", store_dir}, {}, log,
-                               log + ".err", true);
+  nats_server(unsigned short port, const std::string& store_dir, const std::string& log)
+      : nats_server(port, {"-js", "-a", "127.0.0.1", "-p", std::to_string(port), "-sd", store_dir}, log) {}
+  nats_server(unsigned short port, const std::vector<std::string>& args, const std::string& log) : port_(port) {
+    pid_ = test::spawn_process(nats_server_path(), args, {}, log, log + ".err", true);
   }
   ~nats_server() { stop(); }
   bool ready() const { return pid_ > 0 && test::wait_for([&] { return port_open(port_); }, std::chrono::seconds(20)); }
@@ -172,6 +174,127 @@ TEST(nats_handler, publishes_to_jetstream_drops_redeliveries_and_survives_a_serv
   for (const auto& m : msgs) all_ids.insert(m.msg_id);
   EXPECT_EQ(all_ids.size(), 15u);  // nothing lost
   EXPECT_EQ(msgs.size(), 15u);     // and nothing twice
+}
+
+// NATS nkeys (github.com/nats-io/nkeys): base32 (RFC 4648, unpadded) of prefix byte(s), the
+// 32-byte key and a CRC-16/XMODEM, little-endian.
+std::string nkey_encode(const std::vector<unsigned char>& prefix, const unsigned char* key) {
+  std::vector<unsigned char> raw(prefix);
+  raw.insert(raw.end(), key, key + 32);
+  std::uint16_t crc = 0;
+  for (unsigned char b : raw) {
+    crc ^= static_cast<std::uint16_t>(b) << 8;
+    for (int i = 0; i < 8; ++i) crc = (crc & 0x8000) ? static_cast<std::uint16_t>((crc << 1) ^ 0x1021) : static_cast<std::uint16_t>(crc << 1);
+  }
+  raw.push_back(static_cast<unsigned char>(crc & 0xff));
+  raw.push_back(static_cast<unsigned char>(crc >> 8));
+  static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  std::string out;
+  unsigned buffer = 0;
+  int bits = 0;
+  for (unsigned char b : raw) {
+    buffer = (buffer << 8) | b;
+    bits += 8;
+    while (bits >= 5) {
+      out += alphabet[(buffer >> (bits - 5)) & 31];
+      bits -= 5;
+    }
+  }
+  if (bits > 0) out += alphabet[(buffer << (5 - bits)) & 31];
+  return out;
+}
+
+// A user nkey pair: the public key ("U...") and the seed ("SU...").
+std::pair<std::string, std::string> make_user_nkey() {
+  unsigned char seed[32];
+  for (auto& b : seed) b = static_cast<unsigned char>(std::rand());
+  EVP_PKEY* k = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr, seed, sizeof seed);
+  unsigned char pub[32];
+  std::size_t len = sizeof pub;
+  EVP_PKEY_get_raw_public_key(k, pub, &len);
+  EVP_PKEY_free(k);
+  constexpr unsigned char user = 20 << 3, seed_prefix = 18 << 3;
+  return {nkey_encode({user}, pub),
+          nkey_encode({static_cast<unsigned char>(seed_prefix | (user >> 5)), static_cast<unsigned char>((user & 31) << 3)}, seed)};
+}
+
+// A server that requires TLS with a client certificate and an nkey: the handler with all three
+// publishes; one without the nkey is refused (retried, never done).
+TEST(nats_handler, connects_with_tls_a_client_certificate_and_an_nkey) {
+  if (::access(nats_server_path().c_str(), X_OK) != 0) {
+    if (std::getenv("CI")) FAIL() << "nats-server is not installed at " << nats_server_path();
+    GTEST_SKIP() << "nats-server is not installed (scripts/install-deps.sh installs it)";
+  }
+  test::temp_dir dir;
+  const unsigned short port = test::reserve_port();
+  std::filesystem::create_directories(dir.path / "js");
+  const auto server_cert = test::make_self_signed_localhost();
+  const auto client_cert = test::make_self_signed_localhost();
+  test::write_file(dir.file("server.pem"), server_cert.cert_pem);
+  test::write_file(dir.file("server.key"), server_cert.key_pem);
+  test::write_file(dir.file("client.pem"), client_cert.cert_pem);
+  test::write_file(dir.file("client.key"), client_cert.key_pem);
+  const auto [nkey, seed] = make_user_nkey();
+  test::write_file(dir.file("user.nk"), seed + "\n");
+  test::write_file(dir.file("nats.conf"),
+                   "listen: 127.0.0.1:" + std::to_string(port) + "\njetstream { store_dir: \"" + dir.file("js") + "\" }\n" +
+                       "authorization { users = [ { nkey: " + nkey + " } ] }\n" + "tls { cert_file: \"" +
+                       dir.file("server.pem") + "\"\n key_file: \"" + dir.file("server.key") + "\"\n ca_file: \"" +
+                       dir.file("client.pem") + "\"\n verify: true }\n");
+  nats_server server(port, {"-c", dir.file("nats.conf")}, dir.file("nats.log"));
+  ASSERT_TRUE(server.ready()) << test::read_file(dir.file("nats.log.err"));
+
+  auto c = test::test_config(dir);
+  config::handler_config h;
+  h.name = "secure";
+  h.type = "nats";
+  h.where = "handlers.secure";
+  h.retry.schedule_ms = {200};
+  h.settings["url"] = "tls://localhost:" + std::to_string(port);
+  h.settings["create_stream"] = true;
+  h.settings["timeout"] = std::string("2s");
+  h.settings["ca_file"] = dir.file("server.pem");
+  h.settings["client_cert"] = dir.file("client.pem");
+  h.settings["client_key"] = dir.file("client.key");
+  h.settings["nkey"] = nkey;
+  h.settings["nkey_seed_file"] = dir.file("user.nk");
+  auto anonymous = h;
+  anonymous.name = "anonymous";
+  anonymous.where = "handlers.anonymous";
+  anonymous.settings.erase("nkey");
+  anonymous.settings.erase("nkey_seed_file");
+  anonymous.pause_after = 0;
+  c.handlers = {h, anonymous};
+  test::running_daemon d(c);
+  test::http_client client(d.port());
+  const auto auth = test::basic_auth(test::test_user, test::test_password);
+  for (int i = 0; i < 3; ++i)
+    ASSERT_EQ(client.post(test::v2_body("nk-" + std::to_string(i), "deal", std::to_string(i)), auth).status, 200u);
+  auto count = [&](const std::string& name) {
+    auto ob = store::outbox::open(c.store.path);
+    if (ob)
+      if (auto all = (*ob)->counts(); all)
+        for (const auto& n : *all)
+          if (n.handler == name) return n;
+    return store::handler_counts{};
+  };
+  ASSERT_TRUE(test::wait_for([&] { return count("secure").done == 3; }, std::chrono::seconds(20))) << count("secure").last_error;
+  ASSERT_TRUE(test::wait_for([&] { return count("anonymous").retrying == 3; }, std::chrono::seconds(20)));
+  EXPECT_EQ(count("anonymous").done, 0);
+  EXPECT_NE(count("anonymous").last_error.find("tls://localhost:" + std::to_string(port)), std::string::npos)
+      << count("anonymous").last_error;  // the server closes the connection of a client without the nkey
+
+  // Settings that cannot work are refused when the handler is built, each named.
+  auto both = h;
+  both.settings["credentials_file"] = dir.file("user.nk");
+  auto built = dispatch::make_handler(both, boost::asio::system_executor());
+  ASSERT_FALSE(built);
+  EXPECT_NE(built.error().message.find("handlers.secure.credentials_file and handlers.secure.nkey are both set"), std::string::npos);
+  auto seedless = h;
+  seedless.settings.erase("nkey_seed_file");
+  built = dispatch::make_handler(seedless, boost::asio::system_executor());
+  ASSERT_FALSE(built);
+  EXPECT_NE(built.error().message.find("go together"), std::string::npos);
 }
 
 }  // namespace

@@ -3,7 +3,8 @@
 // JetStream's duplicate window drops redeliveries. A delivery is done only after the PubAck.
 // The client reconnects on its own; while the server is away, publishes time out and the outbox
 // retries them. Creating the stream is optional and off by default (create_stream = true makes it
-// capture the subject's literal prefix, "pipedrive.>", with file storage).
+// capture the subject's literal prefix, "pipedrive.>", with file storage). Authentication: a .creds
+// file (credentials_file) or an nkey with its seed file; TLS (tls://, ca_file, client_cert/key).
 #include "handlers.hpp"
 
 #include "pipehook/event/json.hpp"
@@ -15,6 +16,7 @@
 #include <nats/nats.h>
 
 #include <mutex>
+#include <unistd.h>
 
 namespace pipehook::handlers {
 namespace {
@@ -28,6 +30,11 @@ struct nats_options {
   bool create_stream = false;
   bool envelope = false;
   std::int64_t timeout_ms = 5'000;
+  // Authentication and TLS (each optional): a .creds file (JWT + seed), or an nkey and its seed
+  // file; TLS with a CA bundle and a client certificate.
+  std::string credentials_file, nkey, nkey_seed_file;
+  bool tls = false;
+  std::string ca_file, client_cert, client_key;
 };
 
 std::string stream_filter(const std::string& tmpl) {
@@ -118,7 +125,13 @@ class nats_handler final : public dispatch::handler {
       natsOptions_SetTimeout(opts, o_.timeout_ms);
       natsOptions_SetMaxReconnect(opts, -1);  // forever: the outbox holds what is not acknowledged
       natsOptions_SetReconnectWait(opts, 500);
-      natsOptions_SetRetryOnFailedConnect(opts, true, nullptr, nullptr);
+      // With a callback the first connect is asynchronous: without one, nats.c blocks here until it
+      // connects (forever, with MaxReconnect -1), holding every delivery and the shutdown.
+      natsOptions_SetRetryOnFailedConnect(opts, true, [](natsConnection*, void*) {}, nullptr);
+      if (auto err = secure(opts)) {
+        natsOptions_Destroy(opts);
+        return *err;
+      }
       natsStatus s = natsConnection_Connect(&nc_, opts);
       natsOptions_Destroy(opts);
       if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
@@ -148,6 +161,23 @@ class nats_handler final : public dispatch::handler {
         return "cannot create stream " + o_.stream + " (" + filter + ") on " + o_.url + ": " + describe(s, jerr);
       stream_ready_ = true;
     }
+    return std::nullopt;
+  }
+
+  // Credentials and TLS onto the connection's options; an error names what could not be used.
+  std::optional<std::string> secure(natsOptions* opts) const {
+    natsStatus s = NATS_OK;
+    if (!o_.credentials_file.empty() &&
+        (s = natsOptions_SetUserCredentialsFromFiles(opts, o_.credentials_file.c_str(), nullptr)) != NATS_OK)
+      return "cannot use credentials_file " + o_.credentials_file + ": " + describe(s);
+    if (!o_.nkey.empty() && (s = natsOptions_SetNKeyFromSeed(opts, o_.nkey.c_str(), o_.nkey_seed_file.c_str())) != NATS_OK)
+      return "cannot use nkey_seed_file " + o_.nkey_seed_file + ": " + describe(s);
+    if (o_.tls && (s = natsOptions_SetSecure(opts, true)) != NATS_OK) return "cannot turn on TLS: " + describe(s);
+    if (!o_.ca_file.empty() && (s = natsOptions_LoadCATrustedCertificates(opts, o_.ca_file.c_str())) != NATS_OK)
+      return "cannot load ca_file " + o_.ca_file + ": " + describe(s);
+    if (!o_.client_cert.empty() &&
+        (s = natsOptions_LoadCertificatesChain(opts, o_.client_cert.c_str(), o_.client_key.c_str())) != NATS_OK)
+      return "cannot load client_cert " + o_.client_cert + " / client_key " + o_.client_key + ": " + describe(s);
     return std::nullopt;
   }
 
@@ -186,6 +216,29 @@ outcome<std::unique_ptr<dispatch::handler>> make_nats(const config::handler_conf
   auto timeout = s.duration_ms("timeout", 5'000, 100, 600'000);
   if (!timeout) return timeout.error();
   o.timeout_ms = *timeout;
+  for (auto [key, out] : {std::pair<const char*, std::string*>{"credentials_file", &o.credentials_file}, {"nkey", &o.nkey},
+                          {"nkey_seed_file", &o.nkey_seed_file}, {"ca_file", &o.ca_file}, {"client_cert", &o.client_cert},
+                          {"client_key", &o.client_key}}) {
+    auto v = s.string(key);
+    if (!v) return v.error();
+    *out = *v;
+  }
+  auto tls = s.boolean("tls", o.url.rfind("tls://", 0) == 0 || !o.ca_file.empty() || !o.client_cert.empty());
+  if (!tls) return tls.error();
+  o.tls = *tls;
+  if (!o.credentials_file.empty() && !o.nkey.empty())
+    return make_failure(errc::invalid_config, s.name("credentials_file") + " and " + s.name("nkey") + " are both set: keep one");
+  if (o.nkey.empty() != o.nkey_seed_file.empty())
+    return make_failure(errc::invalid_config, s.name("nkey") + " (the public key, U...) and " + s.name("nkey_seed_file") + " go together");
+  if (!o.nkey.empty() && o.nkey[0] != 'U')
+    return make_failure(errc::invalid_config, s.name("nkey") + " must be a user's public nkey (it starts with U)");
+  if (o.client_cert.empty() != o.client_key.empty())
+    return make_failure(errc::invalid_config, s.name("client_cert") + " and " + s.name("client_key") + " go together");
+  for (auto [key, f] : {std::pair<const char*, const std::string*>{"credentials_file", &o.credentials_file},
+                        {"nkey_seed_file", &o.nkey_seed_file}, {"ca_file", &o.ca_file}, {"client_cert", &o.client_cert},
+                        {"client_key", &o.client_key}})
+    if (!f->empty() && ::access(f->c_str(), R_OK) != 0)
+      return make_failure(errc::invalid_config, s.name(key) + ": cannot read " + *f + ": " + std::strerror(errno));
   return std::make_unique<nats_handler>(std::move(o), h.concurrency);
 }
 
