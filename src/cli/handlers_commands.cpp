@@ -74,7 +74,12 @@ int cmd_handlers_status(const std::string& config_path, const std::string& forma
     const std::string rate = hc && !hc->rate_text.empty() ? hc->rate_text + " (burst " + std::to_string(hc->rate_burst) + ")" : "-";
     const store::handler_state st = state_of(r.handler);
     std::string state = st.state_text();
-    if (st.paused) state += " since " + age(st.since_us) + (st.manual ? "" : ", probe " + relative(st.next_probe_us));
+    if (st.paused) {
+      const std::int64_t to_probe = (st.next_probe_us - now_us()) / 1'000'000;
+      state += " since " + age(st.since_us);
+      if (!st.manual)
+        state += to_probe <= 0 ? ", probe due" : ", probe in " + (to_probe < 60 ? std::to_string(to_probe) + "s" : std::to_string(to_probe / 60) + "m");
+    }
     cells.push_back({name, state, rate, std::to_string(r.pending), std::to_string(r.retrying), std::to_string(r.dead),
                      std::to_string(r.done), r.oldest_pending_us ? age(*r.oldest_pending_us) : "-",
                      claims.empty() ? "-" : claims, last});
