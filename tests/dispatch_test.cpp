@@ -549,14 +549,9 @@ TEST_P(dispatch_fixture, a_client_certificate_opens_a_sink_that_requires_one) {
   start({with, without});
   for (int i = 0; i < 3; ++i) ASSERT_EQ(post(test::v2_body("mtls-" + std::to_string(i), "deal", std::to_string(i))), 200u);
   ASSERT_TRUE(test::wait_for([&] { return sink.request_count() == 3; }, std::chrono::seconds(10)));
-  auto ob = store::outbox::open(where());
-  ASSERT_TRUE(ob);
   ASSERT_TRUE(test::wait_for([&] {
-    auto all = (*ob)->counts();
-    if (!all) return false;
-    for (const auto& c : *all)
-      if (c.handler == "without_cert") return c.retrying == 3 && !c.last_error.empty();
-    return false;
+    const auto c = test::counts_of(where(), "without_cert");
+    return c.retrying == 3 && !c.last_error.empty();
   }, std::chrono::seconds(10)));
   EXPECT_EQ(sink.request_count(), 3u);  // only the handler with the certificate got through
 

@@ -23,13 +23,16 @@ std::string nats_server_path() {
   return PIPEHOOK_NATS_SERVER;
 }
 
-bool port_open(unsigned short port) {
-  boost::asio::io_context ioc;
-  boost::asio::ip::tcp::socket s(ioc);
-  boost::system::error_code ec;
-  s.connect({boost::asio::ip::make_address("127.0.0.1"), port}, ec);
-  return !ec;
-}
+using test::port_open;
+
+// Every test needs the nats-server binary; CI must have it (scripts/install-deps.sh installs it).
+struct nats_handler : ::testing::Test {
+  void SetUp() override {
+    if (::access(nats_server_path().c_str(), X_OK) == 0) return;
+    if (std::getenv("CI")) FAIL() << "nats-server is not installed at " << nats_server_path();
+    GTEST_SKIP() << "nats-server is not installed (scripts/install-deps.sh installs it)";
+  }
+};
 
 class nats_server {
  public:
@@ -88,11 +91,7 @@ std::vector<stream_message> read_stream(unsigned short port, const std::string& 
 
 using test::counts_of;
 
-TEST(nats_handler, publishes_to_jetstream_drops_redeliveries_and_survives_a_server_restart) {
-  if (::access(nats_server_path().c_str(), X_OK) != 0) {
-    if (std::getenv("CI")) FAIL() << "nats-server is not installed at " << nats_server_path();
-    GTEST_SKIP() << "nats-server is not installed (scripts/install-deps.sh installs it)";
-  }
+TEST_F(nats_handler, publishes_to_jetstream_drops_redeliveries_and_survives_a_server_restart) {
   test::temp_dir dir;
   const unsigned short port = test::reserve_port();
   std::filesystem::create_directories(dir.path / "js");
@@ -220,11 +219,7 @@ std::pair<std::string, std::string> make_user_nkey() {
 
 // A server that requires TLS with a client certificate and an nkey: the handler with all three
 // publishes; one without the nkey is refused (retried, never done).
-TEST(nats_handler, connects_with_tls_a_client_certificate_and_an_nkey) {
-  if (::access(nats_server_path().c_str(), X_OK) != 0) {
-    if (std::getenv("CI")) FAIL() << "nats-server is not installed at " << nats_server_path();
-    GTEST_SKIP() << "nats-server is not installed (scripts/install-deps.sh installs it)";
-  }
+TEST_F(nats_handler, connects_with_tls_a_client_certificate_and_an_nkey) {
   test::temp_dir dir;
   const unsigned short port = test::reserve_port();
   std::filesystem::create_directories(dir.path / "js");
@@ -270,14 +265,7 @@ TEST(nats_handler, connects_with_tls_a_client_certificate_and_an_nkey) {
   const auto auth = test::basic_auth(test::test_user, test::test_password);
   for (int i = 0; i < 3; ++i)
     ASSERT_EQ(client.post(test::v2_body("nk-" + std::to_string(i), "deal", std::to_string(i)), auth).status, 200u);
-  auto count = [&](const std::string& name) {
-    auto ob = store::outbox::open(c.store.path);
-    if (ob)
-      if (auto all = (*ob)->counts(); all)
-        for (const auto& n : *all)
-          if (n.handler == name) return n;
-    return store::handler_counts{};
-  };
+  auto count = [&](const std::string& name) { return test::counts_of(c.store.path, name); };
   ASSERT_TRUE(test::wait_for([&] { return count("secure").done == 3; }, std::chrono::seconds(20))) << count("secure").last_error;
   ASSERT_TRUE(test::wait_for([&] { return count("anonymous").retrying == 3; }, std::chrono::seconds(20)));
   EXPECT_EQ(count("anonymous").done, 0);

@@ -27,13 +27,7 @@ namespace {
 
 const std::string broker_script = "/usr/lib/rabbitmq/bin/rabbitmq-server";
 
-bool port_open(unsigned short port) {
-  boost::asio::io_context ioc;
-  boost::asio::ip::tcp::socket s(ioc);
-  boost::system::error_code ec;
-  s.connect({boost::asio::ip::make_address("127.0.0.1"), port}, ec);
-  return !ec;
-}
+using test::port_open;
 
 // A broker of its own: node name, ports (AMQP, distribution, epmd) and data under `dir`.
 class rabbitmq_broker {
@@ -186,13 +180,7 @@ std::set<std::string> stored_keys(const store::location& where) {
 }
 
 store::handler_counts counts_for(const store::location& where, const std::string& handler) {
-  auto ob = store::outbox::open(where);
-  if (!ob) return {};
-  auto all = (*ob)->counts();
-  if (all)
-    for (const auto& c : *all)
-      if (c.handler == handler) return c;
-  return {};
+  return test::counts_of(where, handler);
 }
 
 TEST(rabbitmq_handler, publishes_confirmed_persistent_messages_and_loses_nothing_when_the_broker_is_killed) {

@@ -256,6 +256,24 @@ store::handler_counts counts_of(const store::location& where) {
   return (*c)[0];
 }
 
+store::handler_counts counts_of(const store::location& where, const std::string& handler) {
+  auto ob = store::outbox::open(where);
+  if (!ob) return {};
+  auto all = (*ob)->counts();
+  if (all)
+    for (const auto& c : *all)
+      if (c.handler == handler) return c;
+  return {};
+}
+
+bool port_open(unsigned short port) {
+  boost::asio::io_context ioc;
+  boost::asio::ip::tcp::socket s(ioc);
+  boost::system::error_code ec;
+  s.connect({boost::asio::ip::make_address("127.0.0.1"), port}, ec);
+  return !ec;
+}
+
 bool metrics_show(unsigned short admin_port, const std::string& sample) {
   http_client c(admin_port);
   const std::string text = c.request("GET", "/metrics").body;

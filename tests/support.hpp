@@ -56,6 +56,11 @@ std::size_t count_in(const std::string& text, const std::string& what);
 
 // The outbox counts of the first handler (by name) in the event log at `db`; all zero when none.
 store::handler_counts counts_of(const store::location& where);
+// The same for the handler named `handler`.
+store::handler_counts counts_of(const store::location& where, const std::string& handler);
+
+// True when something accepts TCP connections on 127.0.0.1:port (a server started by a test is up).
+bool port_open(unsigned short port);
 
 // True when the admin listener's /metrics (no token) has a sample line starting with `sample`,
 // e.g. "pipehook_http_connections{state=\"busy\"} 1".

@@ -60,14 +60,7 @@ class postgres_meta final : public meta_store {
   }
 
  private:
-  // One statement on the session's connection (a lost one is reopened by the next call).
-  outcome<pg::result> exec(std::string_view sql, const pg::params& p) {
-    auto c = session_.get();
-    if (!c) return c.error();
-    auto r = pg::exec(*c, sql, p);
-    if (!r && pg::broken(*c)) session_.discard();
-    return r;
-  }
+  outcome<pg::result> exec(std::string_view sql, const pg::params& p) { return session_.exec(sql, p); }
 
   pg::session session_;
 };

@@ -194,7 +194,7 @@ outcome<void> session::open() {
   auto c = connect(opts_);
   if (!c) return c.error();
   if (!setup_.empty())
-    if (auto r = exec(c->get(), setup_); !r) return r.error();
+    if (auto r = pg::exec(c->get(), setup_); !r) return r.error();
   c_ = std::move(*c);
   ++generation_;
   return {};
@@ -208,6 +208,14 @@ outcome<PGconn*> session::get() {
   next_try_ = now + std::chrono::seconds(1);
   if (auto r = open(); !r) return r.error();
   return c_.get();
+}
+
+outcome<result> session::exec(std::string_view sql, const params& p) {
+  auto c = get();
+  if (!c) return c.error();
+  auto r = pg::exec(*c, sql, p);
+  if (!r && broken(*c)) discard();
+  return r;
 }
 
 }  // namespace pipehook::store::pg

@@ -51,6 +51,8 @@ bool still_open(PGconn* c);
 
 // A connection that comes back: get() reconnects when the last one was lost (a server restart, a
 // network cut), at most once per second, and runs `setup` on each new connection.
+class params;
+
 class session {
  public:
   session(connect_options o, std::string setup = {}) : opts_(std::move(o)), setup_(std::move(setup)) {}
@@ -59,6 +61,8 @@ class session {
   outcome<PGconn*> get();
   // After a failure that left the connection unusable (mid-pipeline): the next get() reconnects.
   void discard() { c_.reset(); }
+  // One statement on the session's connection; a connection it finds broken is reopened by the next call.
+  outcome<result> exec(std::string_view sql, const params& p);
   // Counts the connections opened: a change means session state (locks, settings) is gone.
   std::uint64_t generation() const { return generation_; }
 
