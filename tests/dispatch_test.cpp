@@ -765,6 +765,41 @@ TEST_P(dispatch_fixture, a_4xx_is_dead_with_the_reason_and_retry_brings_it_back)
   EXPECT_NE(status.out.find("sink"), std::string::npos) << status.out;
 }
 
+// The first dead letter after a quiet period is an alert; the next ones within `quiet` are not.
+TEST_P(dispatch_fixture, the_first_dead_letter_after_a_quiet_period_is_an_alert) {
+  http_test_server sink([](const recorded_request&) { return canned_response{410, "{\"error\":\"gone\"}", {}}; });
+  std::mutex mu;
+  std::vector<std::string> notices;
+  http_test_server alert_sink([&](const recorded_request& r) {
+    std::lock_guard lk(mu);
+    notices.push_back(r.body);
+    return canned_response{200, "{}", {}};
+  });
+  c.alerts.url = "http://127.0.0.1:" + std::to_string(alert_sink.port()) + "/";
+  c.alerts.quiet_ms = 3'600'000;
+  start({test::http_sink_handler("gone", sink.port())});
+  ASSERT_EQ(post(test::v2_body("dl-1", "deal", "1")), 200u);
+  ASSERT_TRUE(test::wait_for([&] {
+    std::lock_guard lk(mu);
+    return notices.size() == 1;
+  }, std::chrono::seconds(10)));
+  for (int i = 2; i <= 3; ++i) ASSERT_EQ(post(test::v2_body("dl-" + std::to_string(i), "deal", std::to_string(i))), 200u);
+  ASSERT_TRUE(test::wait_for([&] { return test::counts_of(where()).dead == 3; }, std::chrono::seconds(10)));
+  // Within `quiet`, no more: a notice queued for them would arrive in milliseconds; a second goes by.
+  EXPECT_FALSE(test::wait_for([&] {
+    std::lock_guard lk(mu);
+    return notices.size() > 1;
+  }, std::chrono::seconds(1)));
+  EXPECT_TRUE(test::metrics_show(daemon->admin_port(), "pipehook_alerts_total{result=\"sent\"} 1"));
+  std::lock_guard lk(mu);
+  ASSERT_EQ(notices.size(), 1u);
+  const auto n = boost::json::parse(notices[0]);
+  EXPECT_EQ(n.at("type").as_string(), "handler.dead_letter");
+  EXPECT_EQ(n.at("subject").as_string(), "gone");
+  EXPECT_EQ(n.at("details").at("entity_id").as_string(), "1");
+  EXPECT_NE(std::string(n.at("details").at("last_error").as_string()).find("HTTP 410"), std::string::npos);
+}
+
 TEST_P(dispatch_fixture, server_errors_are_retried_after_the_retry_after_the_sink_asks_for) {
   std::atomic<int> calls{0};
   http_test_server sink([&](const recorded_request&) {

@@ -192,6 +192,8 @@ std::string outside_sql(const store::location& where, const std::string& sql) {
   sqlite3* db = nullptr;
   std::string out;
   if (sqlite3_open(where.path.c_str(), &db) != SQLITE_OK) throw std::runtime_error("cannot open " + where.path);
+  // Like any other writer beside a running daemon: wait for its transactions (verdicts, heartbeats).
+  sqlite3_busy_timeout(db, 10'000);
   char* err = nullptr;
   const int rc = sqlite3_exec(
       db, sql.c_str(),

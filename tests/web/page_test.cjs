@@ -91,6 +91,16 @@ async function main() {
     await page.click('nav button[data-view="handlers"]');
     await page.waitForFunction(() => document.querySelectorAll('#handlers-table tbody tr').length >= 1);
     check((await page.textContent('#handlers-table tbody')).includes('sink'), 'handler status is shown');
+    const state = await page.textContent('#handlers-table tbody tr td:nth-child(2)');
+    check(state === 'active', `the handler is active (${state})`);
+    await page.click('#handlers-table tbody tr button');
+    await page.waitForFunction(() => document.querySelector('#handlers-table tbody tr td:nth-child(2)').textContent.startsWith('paused by hand'),
+                               null, { timeout: 10000 });
+    check(true, 'the Pause button pauses the handler by hand');
+    await page.click('#handlers-table tbody tr button');
+    await page.waitForFunction(() => document.querySelector('#handlers-table tbody tr td:nth-child(2)').textContent === 'active',
+                               null, { timeout: 10000 });
+    check(true, 'the Resume button resumes it');
     await page.screenshot({ path: screenshot.replace(/\.png$/, '-stats.png') });
 
     // Backfill runs: the one recorded is listed; without a Pipedrive token none can be started.
