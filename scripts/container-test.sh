@@ -104,13 +104,14 @@ podman build --pull=never --format docker -t localhost/pipehook-nats:latest dock
   || { tail -30 "$work/nats-build.log"; fail "the nats image did not build"; }
 podman run -d --name ph-nats localhost/pipehook-nats:latest >/dev/null
 nats_ok=""
-for _ in $(seq 1 50); do
+for _ in $(seq 1 150); do  # up to 30 s: the two cores may still be busy with the image build's leftovers
   if podman logs ph-nats 2>&1 | grep -q "Server is ready"; then nats_ok=1; break; fi
   sleep 0.2
 done
-podman logs ph-nats 2>&1 | grep -q "Starting JetStream" || nats_ok=""
+podman logs ph-nats > "$work/nats.log" 2>&1 || true
+grep -q "Starting JetStream" "$work/nats.log" || nats_ok=""
 podman rm -f -t 0 ph-nats >/dev/null
-[[ -n $nats_ok ]] || fail "the nats image's server did not start with JetStream"
+[[ -n $nats_ok ]] || { podman ps -a; tail -30 "$work/nats.log"; fail "the nats image's server did not start with JetStream"; }
 
 step "the compose stack behind nginx (TLS)"
 podman build --pull=never --format docker -t localhost/pipehook-nginx:latest docker/nginx >"$work/nginx-build.log" 2>&1 \
