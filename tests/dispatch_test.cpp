@@ -953,6 +953,11 @@ TEST(dispatch_config, handler_settings_are_checked_by_their_type) {
       {"[[handlers]]\nname = \"a\"\ntype = \"rabbitmq\"\nrouting_key = \"{entity}.{verb}\"", "unknown placeholder"},
       {"[[handlers]]\nname = \"a\"\ntype = \"rabbitmq\"\nqueue = \"q\"", "handlers.a.queue needs handlers.a.declare = true"},
       {"[[handlers]]\nname = \"a\"\ntype = \"rabbitmq\"\nexchange_type = \"x\"", "handlers.a.exchange_type must be one of"},
+      {"[[handlers]]\nname = \"a\"\ntype = \"rabbitmq\"\nca_file = \"/nonexistent/ca.pem\"",
+       "handlers.a.ca_file: cannot read /nonexistent/ca.pem: No such file or directory"},
+      {"[[handlers]]\nname = \"a\"\ntype = \"nats\"\ncredentials_file = \"/nonexistent/u.creds\"",
+       "handlers.a.credentials_file: cannot read /nonexistent/u.creds"},
+      {"[[handlers]]\nname = \"a\"\ntype = \"nats\"\nclient_key = \"/etc/hostname\"", "handlers.a.client_cert and handlers.a.client_key go together"},
   };
   for (const auto& r : rows) {
     SCOPED_TRACE(r.text);

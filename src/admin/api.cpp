@@ -62,16 +62,14 @@ std::vector<std::string_view> segments_after(std::string_view path, std::string_
   return out;
 }
 
-std::string lower(std::string_view s) { return ascii_lower(s); }
-
 // "Host: name:port" -> "name" ("[::1]:8081" -> "::1"), lower-cased.
 std::string host_name(std::string_view authority) {
   if (authority.starts_with('[')) {
     const auto close = authority.find(']');
-    return lower(authority.substr(1, close == std::string_view::npos ? std::string_view::npos : close - 1));
+    return ascii_lower(authority.substr(1, close == std::string_view::npos ? std::string_view::npos : close - 1));
   }
   const auto colon = authority.rfind(':');
-  return lower(colon != std::string_view::npos && authority.find(':') == colon ? authority.substr(0, colon) : authority);
+  return ascii_lower(colon != std::string_view::npos && authority.find(':') == colon ? authority.substr(0, colon) : authority);
 }
 
 bool unsafe_method(std::string_view m) { return m != "GET" && m != "HEAD" && m != "OPTIONS"; }
@@ -98,7 +96,7 @@ struct api::impl {
   std::optional<asio::ip::address> listen_address;  // nullopt or unspecified: a wildcard listener
 
   impl(api_options o, store::event_log& l) : opt(std::move(o)), log(l) {
-    for (auto& h : opt.allowed_hosts) h = lower(h);
+    for (auto& h : opt.allowed_hosts) h = ascii_lower(h);
   }
 
   // DNS rebinding: a page on another site whose name the attacker points at 127.0.0.1 reaches this
@@ -111,7 +109,7 @@ struct api::impl {
     if (const auto ip = parse_address(name))
       return !listen_address || listen_address->is_unspecified() || *ip == *listen_address;
     for (const auto& allowed : opt.allowed_hosts)
-      if (name == allowed || lower(authority) == allowed || (allowed.starts_with('.') && name.ends_with(allowed))) return true;
+      if (name == allowed || ascii_lower(authority) == allowed || (allowed.starts_with('.') && name.ends_with(allowed))) return true;
     return false;
   }
 
@@ -125,13 +123,13 @@ struct api::impl {
                             "\" is not this admin listener's address or localhost; list it in admin.allowed_hosts to use it");
     if (!unsafe_method(head.method)) return std::nullopt;
     // A cross-site form or script: browsers say where it came from. Tools (curl, the CLI) send neither header.
-    const std::string site = lower(head.sec_fetch_site);
+    const std::string site = ascii_lower(head.sec_fetch_site);
     if (!site.empty() && site != "same-origin" && site != "none")
       return json_error(403, "cross_site_request", "Sec-Fetch-Site: " + site + ": state-changing requests must come from this page");
     if (!head.origin.empty()) {
       const auto scheme_end = head.origin.find("://");
       const std::string_view origin_host = scheme_end == std::string_view::npos ? std::string_view() : head.origin.substr(scheme_end + 3);
-      if (origin_host.empty() || lower(origin_host) != lower(head.host))
+      if (origin_host.empty() || ascii_lower(origin_host) != ascii_lower(head.host))
         return json_error(403, "cross_site_request", "Origin \"" + std::string(head.origin.substr(0, 100)) +
                                                          "\" is not this listener: state-changing requests must come from this page");
     }
@@ -204,7 +202,7 @@ struct api::impl {
     // "Bearer <token>": the scheme is case-insensitive (RFC 9110 §11.1), spaces after it are optional extras.
     constexpr std::string_view scheme = "bearer ";
     std::string_view given = head.authorization;
-    bool ok = given.size() > scheme.size() && lower(given.substr(0, scheme.size())) == scheme;
+    bool ok = given.size() > scheme.size() && ascii_lower(given.substr(0, scheme.size())) == scheme;
     if (ok) {
       given.remove_prefix(scheme.size());
       while (!given.empty() && given.front() == ' ') given.remove_prefix(1);

@@ -2,7 +2,10 @@
 
 #include "pipehook/core/time.hpp"
 
+#include <cerrno>
+#include <cstring>
 #include <map>
+#include <unistd.h>
 #include <mutex>
 
 namespace pipehook::dispatch {
@@ -83,6 +86,25 @@ outcome<std::string> settings_reader::one_of(const std::string& key, std::string
     list += (list.empty() ? "" : ", ") + std::string(a);
   }
   return bad(name(key) + " must be one of " + list + " (got \"" + *v + "\")");
+}
+
+outcome<std::string> settings_reader::readable_file(const std::string& key) {
+  auto path = string(key);
+  if (!path || path->empty() || ::access(path->c_str(), R_OK) == 0) return path;
+  return bad(name(key) + ": cannot read " + *path + ": " + std::strerror(errno));
+}
+
+outcome<settings_reader::tls_files> settings_reader::tls() {
+  tls_files t;
+  for (auto [key, out] : {std::pair<const char*, std::string*>{"ca_file", &t.ca_file}, {"client_cert", &t.client_cert},
+                          {"client_key", &t.client_key}}) {
+    auto v = readable_file(key);
+    if (!v) return v.error();
+    *out = *v;
+  }
+  if (t.client_cert.empty() != t.client_key.empty())
+    return bad(name("client_cert") + " and " + name("client_key") + " go together");
+  return t;
 }
 
 outcome<void> settings_reader::finish() const {

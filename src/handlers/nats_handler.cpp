@@ -216,13 +216,18 @@ outcome<std::unique_ptr<dispatch::handler>> make_nats(const config::handler_conf
   auto timeout = s.duration_ms("timeout", 5'000, 100, 600'000);
   if (!timeout) return timeout.error();
   o.timeout_ms = *timeout;
-  for (auto [key, out] : {std::pair<const char*, std::string*>{"credentials_file", &o.credentials_file}, {"nkey", &o.nkey},
-                          {"nkey_seed_file", &o.nkey_seed_file}, {"ca_file", &o.ca_file}, {"client_cert", &o.client_cert},
-                          {"client_key", &o.client_key}}) {
-    auto v = s.string(key);
+  for (auto [key, out] : {std::pair<const char*, std::string*>{"credentials_file", &o.credentials_file},
+                          {"nkey_seed_file", &o.nkey_seed_file}}) {
+    auto v = s.readable_file(key);
     if (!v) return v.error();
     *out = *v;
   }
+  auto nkey = s.string("nkey");
+  if (!nkey) return nkey.error();
+  o.nkey = *nkey;
+  auto files = s.tls();
+  if (!files) return files.error();
+  o.ca_file = files->ca_file, o.client_cert = files->client_cert, o.client_key = files->client_key;
   auto tls = s.boolean("tls", o.url.rfind("tls://", 0) == 0 || !o.ca_file.empty() || !o.client_cert.empty());
   if (!tls) return tls.error();
   o.tls = *tls;
@@ -232,13 +237,6 @@ outcome<std::unique_ptr<dispatch::handler>> make_nats(const config::handler_conf
     return make_failure(errc::invalid_config, s.name("nkey") + " (the public key, U...) and " + s.name("nkey_seed_file") + " go together");
   if (!o.nkey.empty() && o.nkey[0] != 'U')
     return make_failure(errc::invalid_config, s.name("nkey") + " must be a user's public nkey (it starts with U)");
-  if (o.client_cert.empty() != o.client_key.empty())
-    return make_failure(errc::invalid_config, s.name("client_cert") + " and " + s.name("client_key") + " go together");
-  for (auto [key, f] : {std::pair<const char*, const std::string*>{"credentials_file", &o.credentials_file},
-                        {"nkey_seed_file", &o.nkey_seed_file}, {"ca_file", &o.ca_file}, {"client_cert", &o.client_cert},
-                        {"client_key", &o.client_key}})
-    if (!f->empty() && ::access(f->c_str(), R_OK) != 0)
-      return make_failure(errc::invalid_config, s.name(key) + ": cannot read " + *f + ": " + std::strerror(errno));
   return std::make_unique<nats_handler>(std::move(o), h.concurrency);
 }
 

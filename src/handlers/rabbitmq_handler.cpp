@@ -463,9 +463,11 @@ outcome<std::unique_ptr<dispatch::handler>> make_rabbitmq(const config::handler_
     return {};
   };
   for (auto [key, out] : {std::pair<const char*, std::string*>{"exchange", &o.exchange}, {"routing_key", &o.routing_key},
-                          {"queue", &o.queue}, {"bind_key", &o.bind_key}, {"ca_file", &o.ca_file},
-                          {"client_cert", &o.client_cert}, {"client_key", &o.client_key}})
+                          {"queue", &o.queue}, {"bind_key", &o.bind_key}})
     if (auto r = text(key, *out); !r) return r.error();
+  auto tls = s.tls();
+  if (!tls) return tls.error();
+  o.ca_file = tls->ca_file, o.client_cert = tls->client_cert, o.client_key = tls->client_key;
   if (auto ok = check_topic_template(o.routing_key, s.name("routing_key")); !ok) return ok.error();
   if (o.routing_key.size() > 255) return make_failure(errc::invalid_config, s.name("routing_key") + " is longer than 255 bytes");
   auto type = s.one_of("exchange_type", "topic", {"topic", "direct", "fanout", "headers"});
@@ -480,12 +482,6 @@ outcome<std::unique_ptr<dispatch::handler>> make_rabbitmq(const config::handler_
   auto mandatory = s.boolean("mandatory", true);
   if (!mandatory) return mandatory.error();
   o.mandatory = *mandatory;
-  if (o.client_cert.empty() != o.client_key.empty())
-    return make_failure(errc::invalid_config, s.name("client_cert") + " and " + s.name("client_key") + " go together");
-  for (auto [key, f] : {std::pair<const char*, const std::string*>{"ca_file", &o.ca_file}, {"client_cert", &o.client_cert},
-                        {"client_key", &o.client_key}})
-    if (!f->empty() && ::access(f->c_str(), R_OK) != 0)
-      return make_failure(errc::invalid_config, s.name(key) + ": cannot read " + *f + ": " + std::strerror(errno));
   auto body = s.one_of("body", "original", {"original", "envelope"});
   if (!body) return body.error();
   o.envelope = *body == "envelope";

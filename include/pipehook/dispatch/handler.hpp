@@ -59,6 +59,13 @@ class settings_reader {
   outcome<std::int64_t> duration_ms(const std::string& key, std::int64_t fallback, std::int64_t min, std::int64_t max);
   outcome<std::map<std::string, std::string>> table(const std::string& key);
   outcome<std::string> one_of(const std::string& key, std::string fallback, std::initializer_list<std::string_view> allowed);
+  // A file path the process must be able to read ("" when the key is absent).
+  outcome<std::string> readable_file(const std::string& key);
+  // ca_file, client_cert and client_key (TLS for a queue's client): readable, the last two together.
+  struct tls_files {
+    std::string ca_file, client_cert, client_key;
+  };
+  outcome<tls_files> tls();
   outcome<void> finish() const;
   std::string name(const std::string& key) const { return h_.where + "." + key; }
 
