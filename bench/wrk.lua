@@ -1,4 +1,5 @@
--- wrk script: POSTs the sample bodies in turn, each with a unique meta.id (thread id + counter),
+-- wrk script: POSTs the sample bodies in turn, each with a unique meta.id (thread id + counter;
+-- v1 templates: a unique meta.timestamp_micro),
 -- with Basic auth. BENCH_DELAY_MS > 0 paces each connection (for the half-rate latency run).
 local templates = dofile(os.getenv("BENCH_TEMPLATES"))
 local auth = os.getenv("BENCH_AUTH")
@@ -14,6 +15,8 @@ local n = 0
 function request()
   n = n + 1
   local body = templates[(n % #templates) + 1]:gsub("@@ID@@", string.format("b-%d-%d-%d", tid or 0, n, math.random(1e9)))
+  -- v1 bodies: a unique timestamp_micro (what tells v1 events apart)
+  body = body:gsub("@@NUM@@", string.format("%d", 1700000000000000 + (tid or 0) * 1000000000000 + n * 1000 + math.random(999)))
   return wrk.format("POST", "/webhooks/pipedrive",
     { ["Content-Type"] = "application/json", ["Authorization"] = auth }, body)
 end

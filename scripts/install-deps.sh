@@ -13,6 +13,7 @@ pkgs=(
   libnats-dev                                 # the nats handler (NATS C client)
   librabbitmq-dev                             # the rabbitmq handler (rabbitmq-c, AMQP 0-9-1)
   libpq-dev                                   # the postgres event-log backend (libpq, PostgreSQL 15 client)
+  libzstd-dev                                 # event bodies are stored zstd-compressed
 )
 [[ "${1:-}" == "build" ]] || pkgs+=(
   libgtest-dev sqlite3 curl nats-server       # nats-server: the JetStream the tests publish to

@@ -232,7 +232,7 @@ TEST_P(store_backend, processes_migrating_at_once_take_turns) {
     auto r = append_sync(**log, make_event("racer-" + std::to_string(i)));
     ASSERT_TRUE(r) << r.error().message;
   }
-  EXPECT_EQ(outside("SELECT count(*) FROM pipehook_schema"), "4");  // each of the 4 migrations once
+  EXPECT_EQ(outside("SELECT count(*) FROM pipehook_schema"), "5");  // each of the 5 migrations once
   EXPECT_EQ(*reader()->count_events(), 4);
 }
 

@@ -40,6 +40,7 @@ class scripted_log final : public store::event_log {
   void update_deliveries(std::vector<store::delivery_update>, store::append_callback done) override { done(store::appended{}); }
   void append_reparsed(std::int64_t, event::event, store::append_callback done) override { done(store::appended{}); }
   void purge(std::int64_t, int, store::append_callback done) override { done(store::appended{}); }
+  void compact(std::vector<store::compacted_body>, store::append_callback done) override { done(store::appended{}); }
   void close() override {}
   std::size_t queue_depth() const override { return 0; }
 

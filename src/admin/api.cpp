@@ -308,6 +308,9 @@ struct api::impl {
     auto s = (*rd)->stats(window->first, window->second);
     if (!s) return failure_response(s.error());
     boost::json::object o = stats_json(*s, window->first, window->second);
+    auto storage = (*rd)->storage();
+    if (!storage) return failure_response(storage.error());
+    o["storage"] = storage_json(*storage);
     auto handlers = handlers_json();
     if (!handlers) return failure_response(handlers.error());
     o["handlers"] = std::move(*handlers);

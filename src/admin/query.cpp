@@ -5,6 +5,7 @@
 #include "pipehook/event/json.hpp"
 #include "pipehook/pipedrive/vocabulary.hpp"
 
+#include <cmath>
 #include <boost/json/parse.hpp>
 
 #include <algorithm>
@@ -314,6 +315,27 @@ boost::json::object replica_json(const store::replica_info& r) {
           {"last_heartbeat_at", format_rfc3339_us(r.heartbeat_at_us)},
           {"lease_ms", r.lease_ms},
           {"live", r.live}};
+}
+
+boost::json::object storage_json(const store::storage_stats& s) {
+  auto ratio = [](std::int64_t a, std::int64_t b) -> boost::json::value {
+    if (b <= 0) return nullptr;
+    return std::round(static_cast<double>(a) / static_cast<double>(b) * 1000.0) / 1000.0;
+  };
+  boost::json::object o;
+  o["events"] = s.events;
+  o["bytes_on_disk"] = s.bytes_on_disk;
+  if (s.events_bytes > 0) o["events_table_bytes"] = s.events_bytes;
+  o["bytes_per_event"] = s.events > 0 ? boost::json::value(s.bytes_on_disk / s.events) : nullptr;
+  o["sampled_events"] = s.sampled;
+  o["body_bytes_raw"] = s.sampled_raw_bytes;
+  o["body_bytes_stored"] = s.sampled_stored_bytes;
+  o["compression_ratio"] = ratio(s.sampled_stored_bytes, s.sampled_raw_bytes);  // stored / raw
+  // Everything on disk per event, against the average body as received.
+  o["disk_per_raw_body"] = s.events > 0 && s.sampled > 0 ? ratio(s.bytes_on_disk * s.sampled, s.events * s.sampled_raw_bytes)
+                                                         : boost::json::value(nullptr);
+  o["uncompressed_events"] = s.plain_events;
+  return o;
 }
 
 boost::json::object stats_json(const store::event_stats& s, std::int64_t since_us, std::int64_t until_us) {

@@ -13,6 +13,7 @@
 #include "pipehook/dispatch/dispatcher.hpp"
 #include "pipehook/store/reader.hpp"
 #include "pipehook/store/retention.hpp"
+#include "pipehook/store/compactor.hpp"
 #include "pipehook/handlers/builtin.hpp"
 #include "pipehook/http/server.hpp"
 #include "pipehook/ingest/webhook.hpp"
@@ -62,6 +63,7 @@ struct daemon::impl {
   asio::ip::tcp::endpoint admin_bound;
   std::thread admin_thread;
   std::unique_ptr<store::retention_runner> retention;  // when [store.retention] sets a limit
+  std::unique_ptr<store::compactor> compactor;        // compresses bodies stored before compression
   std::unique_ptr<pipedrive::fields_service> fields;  // with a Pipedrive token and fields_refresh
   std::unique_ptr<pipedrive::backfill_service> backfill;  // the heartbeat always; runs with a token
   asio::signal_set signals{ioc};
@@ -183,6 +185,7 @@ struct daemon::impl {
     server->stop();
     if (admin_server) admin_server->stop();
     if (retention) retention->stop();
+    if (compactor) compactor->stop();
     if (dispatch) dispatch->stop(std::chrono::milliseconds(cfg.server.shutdown_timeout_ms));
     if (registrar) registrar->stop(std::chrono::milliseconds(std::max<std::int64_t>(cfg.server.shutdown_timeout_ms, 5'000)));
     boost::system::error_code ec;
@@ -237,6 +240,7 @@ daemon::~daemon() {
     impl_->dispatch->stop(std::chrono::milliseconds(0));
     impl_->dispatch->join();
   }
+  impl_->compactor.reset();
   if (impl_->log) impl_->log->close();
 }
 
@@ -288,6 +292,7 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
   };
   metrics* m = &p->stats;
   writer.on_commit = [m](std::size_t records, std::chrono::microseconds t) { m->commit(records, t); };
+  writer.on_wal_frames = [m](std::uint64_t frames) { m->wal_frames(frames); };
   p->dispatch->set_observer([m](const std::string& h, std::string_view result, std::chrono::microseconds t) {
     m->delivery(h, result, t);
   });
@@ -432,7 +437,8 @@ outcome<std::unique_ptr<daemon>> daemon::create(const config::config& c, tuning 
     p->admin_api->set_listen_address(p->admin_bound.address().to_string());
   }
   if (c.store.retention_max_age_ms > 0 || c.store.retention_max_bytes > 0) {
-    store::retention_policy policy{c.store.retention_max_age_ms, c.store.retention_max_bytes, c.store.retention_interval_ms};
+    store::retention_policy policy{c.store.retention_max_age_ms, c.store.retention_max_bytes, c.store.retention_interval_ms,
+                                   [m = &p->stats] { m->retention_pass(); }};
     auto runner = store::retention_runner::create(p->ioc.get_executor(), *p->log, where, policy);
     if (!runner) return runner.error();
     p->retention = std::move(*runner);
@@ -495,6 +501,8 @@ void daemon::run(bool handle_signals) {
   }
   asio::co_spawn(self->ioc, summary_loop(self), log_exception{"the summary loop"});
   if (self->retention) self->retention->start();
+  if (auto c = store::compactor::start(*self->log, store_location(self->cfg))) self->compactor = std::move(*c);
+  else spdlog::error("compaction: {}", c.error().message);
   if (self->fields) self->fields->start();
   self->backfill->start();  // reads the last heartbeat (downtime) before it writes its own
   if (self->admin_server) {
@@ -538,6 +546,7 @@ void daemon::run(bool handle_signals) {
   self->backfill->stop();  // a run in progress is left "interrupted"; the last heartbeat
 
   self->dispatch->join();  // its last verdicts are queued in the log
+  self->compactor.reset(); // its batch in progress commits or fails first
   self->log->close();      // commits whatever is still queued
   self->presence->leave(); // then the claims left go back to the other replicas
   self->log_summary("final period");

@@ -196,6 +196,12 @@ std::string metrics::render(const gauges& g) const {
   header(out, "pipehook_http_connections_closed_at_cap_total", "counter",
          "Idle connections the webhook listener closed at max_connections to admit a new one.");
   out += "pipehook_http_connections_closed_at_cap_total " + std::to_string(closed_at_cap_.load()) + "\n";
+  header(out, "pipehook_event_log_wal_frames_total", "counter",
+         "Pages the SQLite writer appended to its write-ahead log (each a page_size write, copied again by checkpoints).");
+  out += "pipehook_event_log_wal_frames_total " + std::to_string(wal_frames_.load()) + "\n";
+  header(out, "pipehook_retention_passes_total", "counter",
+         "Retention passes this process finished (on PostgreSQL, only the replica holding the role runs them).");
+  out += "pipehook_retention_passes_total " + std::to_string(retention_passes_.load()) + "\n";
   header(out, "pipehook_write_queue_depth", "gauge", "Records waiting for the event log's writer.");
   out += "pipehook_write_queue_depth " + std::to_string(g.queue_depth) + "\n";
 

@@ -268,8 +268,12 @@ asio::awaitable<void> deliver_one(dispatcher::impl* self, worker* w, store::pend
   // failure, instead of staying in flight until a restart.
   delivery_result r = delivery_result::retry("");
   try {
-    auto op = h->deliver(*row.ev);
-    r = co_await std::move(op);
+    if (!row.unreadable.empty()) {
+      r = delivery_result::permanent(row.unreadable);  // no retry reads it better
+    } else {
+      auto op = h->deliver(*row.ev);
+      r = co_await std::move(op);
+    }
   } catch (const std::exception& e) {
     r = delivery_result::retry(std::string("the handler failed: ") + e.what());
   }

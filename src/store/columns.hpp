@@ -15,14 +15,16 @@ inline constexpr int event_column_count = 24;
 
 // "id, event_key, ..." (with "alias." before each when given).
 std::string event_columns(std::string_view alias = {});
+// The stored body and how to unpack it (body.hpp), after the event columns where a body is read.
+inline constexpr std::string_view body_columns = "body, body_dict";
 
-// Reads the columns starting at `f` from a row offering text(i) and integer(i).
+// Reads the columns starting at `f` from a row offering text(i), key(i) and integer(i).
 template <class Row>
 event::stored_event read_event_columns(const Row& row, int f) {
   event::stored_event se;
   event::event& e = se.ev;
   se.id = row.integer(f + 0);
-  e.event_key = row.text(f + 1);
+  e.event_key = row.key(f + 1);
   e.version = static_cast<int>(row.integer(f + 2));
   e.entity = row.text(f + 3);
   e.action = row.text(f + 4);

@@ -4,6 +4,7 @@
 // transaction and completes every write of it after COMMIT returned (or failed).
 
 #include "pipehook/store/event_log.hpp"
+#include "body.hpp"
 
 #include <condition_variable>
 #include <deque>
@@ -27,23 +28,34 @@ struct purge_request {
 };
 
 struct write_item {
-  std::variant<event::event, quarantined, probe_request, std::vector<delivery_update>, reparse_request, purge_request> record;
+  std::variant<event::event, quarantined, probe_request, std::vector<delivery_update>, reparse_request, purge_request,
+               std::vector<compacted_body>>
+      record;
   append_callback done;
+  // An event's body as stored, compressed on the caller's thread (so that the writer does not).
+  packed_body packed = {};
 };
 
 class queued_event_log : public event_log {
  public:
-  void append(event::event ev, append_callback done) final { enqueue(write_item{std::move(ev), std::move(done)}); }
+  void append(event::event ev, append_callback done) final {
+    packed_body packed = pack_body(ev.body);
+    enqueue(write_item{std::move(ev), std::move(done), std::move(packed)});
+  }
   void append(quarantined q, append_callback done) final { enqueue(write_item{std::move(q), std::move(done)}); }
   void probe(std::size_t room, append_callback done) final { enqueue(write_item{probe_request{room}, std::move(done)}); }
   void update_deliveries(std::vector<delivery_update> updates, append_callback done) final {
     enqueue(write_item{std::move(updates), std::move(done)}, false);
   }
   void append_reparsed(std::int64_t quarantine_id, event::event ev, append_callback done) final {
-    enqueue(write_item{reparse_request{quarantine_id, std::move(ev)}, std::move(done)});
+    packed_body packed = pack_body(ev.body);
+    enqueue(write_item{reparse_request{quarantine_id, std::move(ev)}, std::move(done), std::move(packed)});
   }
   void purge(std::int64_t before_us, int limit, append_callback done) final {
     enqueue(write_item{purge_request{before_us, limit}, std::move(done)}, false);
+  }
+  void compact(std::vector<compacted_body> rows, append_callback done) final {
+    enqueue(write_item{std::move(rows), std::move(done)}, false);
   }
   // Stops taking writes, commits everything already queued, joins the writer. A backend's
   // destructor calls it first (the writer uses the backend's members).

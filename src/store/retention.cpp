@@ -103,6 +103,7 @@ asio::awaitable<void> retention_loop(std::shared_ptr<retention_runner::impl> sel
     if (self->leader->check()) {
       auto pass = retention_pass(self.get());
       deleted = co_await std::move(pass);
+      if (self->policy.on_pass) self->policy.on_pass();
     }
     if (deleted > 0) spdlog::info("retention: deleted {} old rows", deleted);
     if (self->stopping) break;

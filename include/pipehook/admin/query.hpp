@@ -83,6 +83,8 @@ boost::json::object handler_json(const store::handler_counts& h, const store::ha
 // A row of /api/v1/replicas.
 boost::json::object replica_json(const store::replica_info& r);
 boost::json::object stats_json(const store::event_stats& s, std::int64_t since_us, std::int64_t until_us);
+// The "storage" member of the stats: bytes on disk (per event), the bodies' compression ratio.
+boost::json::object storage_json(const store::storage_stats& s);
 
 // The stats window: since (default 24 h ago), until (default now).
 outcome<std::pair<std::int64_t, std::int64_t>> parse_window(const params& p);

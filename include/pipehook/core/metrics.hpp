@@ -69,6 +69,9 @@ class metrics {
   void registrar(std::string_view state);
   // Webhook listener: an idle connection closed at the connection cap to admit a new one.
   void closed_at_cap() { closed_at_cap_.fetch_add(1, std::memory_order_relaxed); }
+  // A retention pass finished (whether or not it deleted anything).
+  void retention_pass() { retention_passes_.fetch_add(1, std::memory_order_relaxed); }
+  void wal_frames(std::uint64_t n) { wal_frames_.fetch_add(n, std::memory_order_relaxed); }
 
   // Scrape-time values, read from their owners when /metrics is asked for.
   struct gauges {
@@ -116,6 +119,8 @@ class metrics {
   size_histogram batch_sizes_;
   std::int64_t started_us_;
   std::atomic<std::uint64_t> closed_at_cap_{0};
+  std::atomic<std::uint64_t> retention_passes_{0};
+  std::atomic<std::uint64_t> wal_frames_{0};
 };
 
 }  // namespace pipehook

@@ -24,7 +24,19 @@ struct quarantined {
   std::int64_t received_at_us = 0;
 };
 
-enum class append_status { stored, duplicate, quarantined, probed, updated, purged };
+enum class append_status { stored, duplicate, quarantined, probed, updated, purged, compacted };
+
+// A body stored before compression, now compressed (store::compactor): replaces the row's plain
+// text with `body` (a zstd frame needing dictionary `body_dict`), and its hex event_key with the
+// key's 16 bytes when `key_binary`, unless the row was changed in between.
+struct compacted_body {
+  std::int64_t id = 0;
+  std::string key;       // the key as stored: 16 bytes, or the text it already was
+  bool key_binary = false;
+  std::string body;
+  std::int64_t body_dict = 0;
+  std::int64_t raw_bytes = 0;  // the plain body's size
+};
 
 struct appended {
   append_status status = append_status::stored;
@@ -61,6 +73,10 @@ class event_log {
   // result is the number of rows deleted. Not bounded by the queue capacity.
   virtual void purge(std::int64_t before_us, int limit, append_callback done) = 0;
 
+  // Compaction: rewrites rows stored before compression (see compacted_body) in the next commit;
+  // `id` of the result is the number of rows rewritten. Not bounded by the queue capacity.
+  virtual void compact(std::vector<compacted_body> rows, append_callback done) = 0;
+
   // Stops taking records, commits everything already queued, and joins the writer. Idempotent.
   virtual void close() = 0;
 
@@ -76,6 +92,8 @@ struct writer_options {
   std::function<void(std::vector<fresh_deliveries>&&)> on_deliveries;
   // After each commit (writer thread): the records in the transaction and how long COMMIT took.
   std::function<void(std::size_t records, std::chrono::microseconds commit)> on_commit;
+  // After each commit (writer thread, SQLite): the pages it appended to the WAL (frames).
+  std::function<void(std::uint64_t frames)> on_wal_frames;
 };
 
 struct sqlite_options : writer_options {

@@ -48,6 +48,7 @@ struct pending_delivery {
   std::string taken_from;          // the replica whose expired claim this one took over ("": none)
   bool already_mine = false;       // claimed by this replica before (stored here, or an earlier look)
   std::shared_ptr<const event::stored_event> ev;  // with its body; shared by the handlers of one event
+  std::string unreadable;          // why the stored body cannot be read (the body is then empty): a dead letter
 };
 
 // Deliveries just committed for a new event, handed from the writer to the dispatcher in memory

@@ -46,6 +46,23 @@ struct event_stats {
   std::int64_t events = 0, duplicates = 0, quarantined = 0;
 };
 
+// What the event log takes on disk, and how well its bodies compress.
+struct storage_stats {
+  std::int64_t events = 0;
+  std::int64_t bytes_on_disk = 0;  // SQLite: the database file and its WAL; PostgreSQL: the database
+  std::int64_t events_bytes = 0;   // PostgreSQL: the events table with its indexes and TOAST (SQLite: 0)
+  std::int64_t plain_events = 0;   // rows stored before compression that the compactor has yet to compress
+  // The newest `sampled` events' bodies: as received, and as stored.
+  std::int64_t sampled = 0, sampled_raw_bytes = 0, sampled_stored_bytes = 0;
+};
+
+// A row stored before compression (for store::compactor).
+struct plain_body {
+  std::int64_t id = 0;
+  std::string event_key;
+  std::string body;
+};
+
 class reader {
  public:
   // Opens the log read-only. Errors name where: missing file or database, not a pipehook event
@@ -71,6 +88,12 @@ class reader {
 
   // Bytes the database's pages hold (free pages not counted): what store.retention.max_bytes bounds.
   virtual outcome<std::int64_t> used_bytes() = 0;
+
+  // Bytes on disk, bytes per event, and the compression of the newest `sample` bodies.
+  virtual outcome<storage_stats> storage(int sample = 1000) = 0;
+
+  // Up to `limit` rows stored before compression, newest first.
+  virtual outcome<std::vector<plain_body>> plain_bodies(int limit) = 0;
 
   // Row counts, for check-config and status lines.
   virtual outcome<std::int64_t> count_events() = 0;

@@ -9,6 +9,7 @@
 #include <boost/asio/any_io_executor.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -24,6 +25,7 @@ struct retention_policy {
   std::int64_t max_age_ms = 0;    // 0: no age limit
   std::uint64_t max_bytes = 0;    // 0: no size limit
   std::int64_t interval_ms = 60'000;
+  std::function<void()> on_pass;  // after each pass this process ran (metrics)
 };
 
 // The daemon's retention: every interval, on one replica at a time (store::leadership), one pass of batches (at most 500 rows each, each its own

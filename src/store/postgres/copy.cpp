@@ -5,6 +5,7 @@
 #include "pipehook/store/outbox.hpp"
 #include "pipehook/store/reader.hpp"
 #include "rows.hpp"
+#include "../body.hpp"
 #include "schema.hpp"
 
 namespace pipehook::store {
@@ -14,8 +15,8 @@ constexpr std::string_view copy_event_sql = R"sql(
 INSERT INTO events (id, event_key, version, entity, action, source_action, entity_id, company_id, user_id,
                     webhook_id, event_id, correlation_id, change_source, type, host, merged_to_id,
                     merged_from_id, occurred_at, received_at, attempt, is_bulk, deliveries, last_attempt,
-                    last_received_at, body)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)
+                    last_received_at, body_z, body_dict)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)
 ON CONFLICT (event_key) DO NOTHING
 RETURNING id)sql";
 
@@ -100,7 +101,9 @@ outcome<copy_progress> copy_log(const location& from, const location& to, int ba
                                    &e.change_source, &e.type, &e.host, &e.merged_to_id, &e.merged_from_id})
         ps.text_or_null(*s);
       ps.integer(e.occurred_at_us).integer(e.received_at_us).integer(e.attempt).integer(e.is_bulk ? 1 : 0)
-          .integer(se.deliveries).integer(se.last_attempt).integer(se.last_received_at_us).text(e.body);
+          .integer(se.deliveries).integer(se.last_attempt).integer(se.last_received_at_us);
+      const detail::packed_body packed = detail::pack_body(e.body);
+      ps.bytes(packed.bytes).integer(packed.dict);
       p.send_prepared("copy_event", ps);
     }
     p.send("COMMIT");

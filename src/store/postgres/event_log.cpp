@@ -28,9 +28,9 @@ using detail::write_item;
 constexpr std::string_view insert_event_sql = R"sql(
 INSERT INTO events (event_key, version, entity, action, source_action, entity_id, company_id, user_id,
                     webhook_id, event_id, correlation_id, change_source, type, host, merged_to_id,
-                    merged_from_id, occurred_at, received_at, attempt, is_bulk, body,
+                    merged_from_id, occurred_at, received_at, attempt, is_bulk, body_z, body_dict,
                     last_attempt, last_received_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $19, $18)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $19, $18)
 ON CONFLICT (event_key) DO UPDATE SET
   deliveries = events.deliveries + 1,
   last_attempt = greatest(events.last_attempt, excluded.attempt),
@@ -61,11 +61,15 @@ constexpr std::string_view update_delivery_sql =
 constexpr std::string_view insert_quarantine_sql =
     "INSERT INTO quarantine (received_at, reason, content_type, remote, body) VALUES ($1, $2, $3, $4, $5) RETURNING id";
 
+// Compaction: only a row still plain (a purge or another replica's compaction may have come first).
+constexpr std::string_view compact_sql =
+    "UPDATE events SET body = NULL, body_z = $2, body_dict = $3 WHERE id = $1 AND body_dict IS NULL";
+
 constexpr std::string_view probe_sql =
     "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 
 // What each statement of a pipeline stands for, to read its result.
-enum class step_kind { control, event, delivery, quarantine, verdict, other, purge };
+enum class step_kind { control, event, delivery, quarantine, verdict, other, purge, compact };
 struct step {
   step_kind kind;
   std::size_t item = 0;   // index in the batch
@@ -84,7 +88,7 @@ class postgres_event_log final : public detail::queued_event_log {
   outcome<void> prepare_all(PGconn* c) {
     for (auto [name, sql] : {std::pair{"insert_event", insert_event_sql}, std::pair{"insert_delivery", insert_delivery_sql},
                              std::pair{"update_delivery", update_delivery_sql}, std::pair{"insert_quarantine", insert_quarantine_sql},
-                             std::pair{"probe", probe_sql}, std::pair{"purge", pg::purge_sql},
+                             std::pair{"probe", probe_sql}, std::pair{"purge", pg::purge_sql}, std::pair{"compact", compact_sql},
                              std::pair{"delete_quarantined", std::string_view("DELETE FROM quarantine WHERE id = $1")}})
       if (auto r = pg::prepare(c, name, sql); !r) return r;
     return {};
@@ -122,13 +126,15 @@ class postgres_event_log final : public detail::queued_event_log {
     return conn_.get();
   }
 
-  void send_event(pg::pipeline& p, std::vector<step>& steps, std::size_t i, const event::event& e, std::int64_t now) {
+  void send_event(pg::pipeline& p, std::vector<step>& steps, std::size_t i, const event::event& e,
+                  const detail::packed_body& packed, std::int64_t now) {
     pg::params ps;
     ps.text(e.event_key).integer(e.version).text(e.entity).text(e.action).text(e.source_action);
     for (const std::string* s : {&e.entity_id, &e.company_id, &e.user_id, &e.webhook_id, &e.event_id, &e.correlation_id,
                                  &e.change_source, &e.type, &e.host, &e.merged_to_id, &e.merged_from_id})
       ps.text_or_null(*s);
-    ps.integer(e.occurred_at_us).integer(e.received_at_us).integer(e.attempt).integer(e.is_bulk ? 1 : 0).text(e.body);
+    ps.integer(e.occurred_at_us).integer(e.received_at_us).integer(e.attempt).integer(e.is_bulk ? 1 : 0);
+    ps.bytes(packed.bytes).integer(packed.dict);
     p.send_prepared("insert_event", ps);
     steps.push_back({step_kind::event, i, {}});
     if (!opts_.route) return;
@@ -146,14 +152,14 @@ class postgres_event_log final : public detail::queued_event_log {
 
   void send(pg::pipeline& p, std::vector<step>& steps, std::size_t i, write_item& it, std::int64_t now) {
     if (auto* e = std::get_if<event::event>(&it.record)) {
-      send_event(p, steps, i, *e, now);
+      send_event(p, steps, i, *e, it.packed, now);
     } else if (auto* q = std::get_if<quarantined>(&it.record)) {
       pg::params ps;
       ps.integer(q->received_at_us).text(q->reason).text_or_null(q->content_type).text_or_null(q->remote).text(q->body);
       p.send_prepared("insert_quarantine", ps);
       steps.push_back({step_kind::quarantine, i, {}});
     } else if (auto* r = std::get_if<reparse_request>(&it.record)) {
-      send_event(p, steps, i, r->ev, now);
+      send_event(p, steps, i, r->ev, it.packed, now);
       pg::params ps;
       ps.integer(r->quarantine_id);
       p.send_prepared("delete_quarantined", ps);
@@ -165,6 +171,13 @@ class postgres_event_log final : public detail::queued_event_log {
         ps.text(opts_pg_.replica_id);
         p.send_prepared("update_delivery", ps);
         steps.push_back({step_kind::verdict, i, std::to_string(d.id)});
+      }
+    } else if (auto* rows = std::get_if<std::vector<compacted_body>>(&it.record)) {
+      for (const auto& row : *rows) {  // keys stay text here
+        pg::params ps;
+        ps.integer(row.id).bytes(row.body).integer(row.body_dict);
+        p.send_prepared("compact", ps);
+        steps.push_back({step_kind::compact, i, {}});
       }
     } else if (auto* pr = std::get_if<purge_request>(&it.record)) {
       pg::params ps;
@@ -264,6 +277,10 @@ class postgres_event_log final : public detail::queued_event_log {
         case step_kind::purge:
           out[st.item].status = append_status::purged;
           out[st.item].id = pg::integer(r, 0, 0);
+          break;
+        case step_kind::compact:
+          out[st.item].status = append_status::compacted;
+          out[st.item].id += std::atoll(PQcmdTuples(const_cast<PGresult*>(r)));
           break;
         case step_kind::other: {
           auto& rec = batch[st.item].record;

@@ -29,7 +29,7 @@ std::string claim_sql(bool ordered) {
   sql += " ORDER BY d.id LIMIT $3::bigint FOR UPDATE OF d SKIP LOCKED) "
          "UPDATE deliveries d SET claimed_by = $4, lease_until = " + now + " + $5::bigint FROM c, events e "
          "WHERE d.id = c.id AND e.id = d.event_id "
-         "RETURNING d.id, d.attempts, d.created_at, d.order_key, c.previous, " + pg::event_columns("e") + ", e.body";
+         "RETURNING d.id, d.attempts, d.created_at, d.order_key, c.previous, " + pg::event_columns("e") + ", " + pg::body_columns("e");
   return sql;
 }
 
@@ -61,7 +61,8 @@ class postgres_outbox final : public outbox {
       if (std::string prev = pg::text(r->get(), row, 4); prev == claims_.replica_id) d.already_mine = true;
       else d.taken_from = std::move(prev);
       auto se = std::make_shared<event::stored_event>(pg::read_event(r->get(), row, 5));
-      se->ev.body = pg::text(r->get(), row, 5 + pg::event_column_count);
+      if (auto body = pg::read_body(r->get(), row, 5 + pg::event_column_count, se->id)) se->ev.body = std::move(*body);
+      else d.unreadable = body.error().message;
       d.ev = std::move(se);
       out.push_back(std::move(d));
     }
@@ -218,7 +219,7 @@ ON CONFLICT (handler, event_id) DO UPDATE SET
     }
     for (;;) {
       pg::params p;
-      std::string sql = "SELECT " + pg::event_columns() + (scan ? ", body" : "") + " FROM events WHERE true";
+      std::string sql = "SELECT " + pg::event_columns() + (scan ? ", " + pg::body_columns() : "") + " FROM events WHERE true";
       pg::append_filter(sql, page, p);
       p.integer(chunk);
       sql += " ORDER BY id LIMIT $" + std::to_string(p.size()) + "::bigint";
@@ -227,7 +228,11 @@ ON CONFLICT (handler, event_id) DO UPDATE SET
       const int n = PQntuples(r->get());
       for (int row = 0; row < n; ++row) {
         event::stored_event se = pg::read_event(r->get(), row, 0);
-        if (scan) se.ev.body = pg::text(r->get(), row, pg::event_column_count);
+        if (scan) {
+          auto body = pg::read_body(r->get(), row, pg::event_column_count, se.id);
+          if (!body) return body.error();
+          se.ev.body = std::move(*body);
+        }
         if (!f.q.empty() && !event::changes_match(se.ev.body, se.ev.version, f.q, page.q_keys)) continue;
         if (!pred || pred(se.ev)) each(se.ev, se.id);
       }

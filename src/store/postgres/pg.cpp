@@ -60,6 +60,17 @@ failure failure_of(PGconn* c, const PGresult* r, std::string_view what) {
 params& params::text(std::string_view v) {
   storage_.emplace_back(v);
   values_.push_back(storage_.back().c_str());
+  lengths_.push_back(0);
+  formats_.push_back(0);
+  return *this;
+}
+
+params& params::bytes(std::string_view v) {
+  storage_.emplace_back(v);
+  values_.push_back(storage_.back().data());
+  lengths_.push_back(static_cast<int>(v.size()));
+  formats_.push_back(1);
+  binary_ = true;
   return *this;
 }
 
@@ -69,12 +80,26 @@ params& params::integer(std::int64_t v) { return text(std::to_string(v)); }
 
 params& params::null() {
   values_.push_back(nullptr);
+  lengths_.push_back(0);
+  formats_.push_back(0);
   return *this;
+}
+
+std::string bytes(const PGresult* r, int row, int col) {
+  if (PQgetisnull(r, row, col)) return {};
+  const char* v = PQgetvalue(r, row, col);
+  const int n = PQgetlength(r, row, col);
+  if (n < 2 || v[0] != '\\' || v[1] != 'x') return std::string(v, static_cast<std::size_t>(n));  // not hex output
+  std::string out;
+  out.reserve(static_cast<std::size_t>(n - 2) / 2);
+  auto nibble = [](char c) { return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10; };
+  for (int i = 2; i + 1 < n; i += 2) out.push_back(static_cast<char>(nibble(v[i]) << 4 | nibble(v[i + 1])));
+  return out;
 }
 
 outcome<result> exec(PGconn* c, std::string_view sql, const params& p) {
   const std::string q(sql);
-  result r(p.size() == 0 ? PQexec(c, q.c_str()) : PQexecParams(c, q.c_str(), p.size(), nullptr, p.values(), nullptr, nullptr, 0));
+  result r(p.size() == 0 ? PQexec(c, q.c_str()) : PQexecParams(c, q.c_str(), p.size(), nullptr, p.values(), p.lengths(), p.formats(), 0));
   const auto st = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
   if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) return failure_of(c, r.get(), q.substr(0, 48));
   return r;
@@ -99,14 +124,14 @@ outcome<void> prepare(PGconn* c, const char* name, std::string_view sql) {
 
 void pipeline::send_prepared(const char* name, const params& p) {
   if (sent_ == 0 && PQpipelineStatus(c_) == PQ_PIPELINE_OFF && !PQenterPipelineMode(c_)) send_failed_ = true;
-  if (!send_failed_ && !PQsendQueryPrepared(c_, name, p.size(), p.values(), nullptr, nullptr, 0)) send_failed_ = true;
+  if (!send_failed_ && !PQsendQueryPrepared(c_, name, p.size(), p.values(), p.lengths(), p.formats(), 0)) send_failed_ = true;
   ++sent_;
 }
 
 void pipeline::send(std::string_view sql, const params& p) {
   if (sent_ == 0 && PQpipelineStatus(c_) == PQ_PIPELINE_OFF && !PQenterPipelineMode(c_)) send_failed_ = true;
   const std::string q(sql);
-  if (!send_failed_ && !PQsendQueryParams(c_, q.c_str(), p.size(), nullptr, p.values(), nullptr, nullptr, 0)) send_failed_ = true;
+  if (!send_failed_ && !PQsendQueryParams(c_, q.c_str(), p.size(), nullptr, p.values(), p.lengths(), p.formats(), 0)) send_failed_ = true;
   ++sent_;
 }
 

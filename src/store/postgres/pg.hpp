@@ -74,19 +74,25 @@ class session {
   std::chrono::steady_clock::time_point next_try_{};
 };
 
-// Text parameters for one statement; nullopt is SQL NULL.
+// Parameters for one statement: text, except bytes() (binary, for bytea); null() is SQL NULL.
 class params {
  public:
   params& text(std::string_view v);
   params& text_or_null(std::string_view v);  // "" is NULL (absent optional fields)
   params& integer(std::int64_t v);
+  params& bytes(std::string_view v);
   params& null();
   int size() const { return static_cast<int>(values_.size()); }
   const char* const* values() const { return values_.data(); }
+  // For libpq: nullptr (all text) unless a binary parameter is among them.
+  const int* lengths() const { return binary_ ? lengths_.data() : nullptr; }
+  const int* formats() const { return binary_ ? formats_.data() : nullptr; }
 
  private:
   std::deque<std::string> storage_;  // stable addresses
   std::vector<const char*> values_;
+  std::vector<int> lengths_, formats_;
+  bool binary_ = false;
 };
 
 // One statement, parameters as text; the result must be COMMAND_OK or TUPLES_OK.
@@ -94,6 +100,8 @@ outcome<result> exec(PGconn* c, std::string_view sql, const params& p = {});
 
 // The cell as text / integer ("" and 0 for NULL).
 std::string text(const PGresult* r, int row, int col);
+// A bytea cell (text format, hex) as its bytes.
+std::string bytes(const PGresult* r, int row, int col);
 std::int64_t integer(const PGresult* r, int row, int col);
 
 // Prepares a named statement on the connection.

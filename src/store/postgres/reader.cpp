@@ -4,6 +4,7 @@
 #include "pipehook/event/diff.hpp"
 #include "pipehook/store/reader.hpp"
 #include "rows.hpp"
+#include "../body.hpp"
 #include "schema.hpp"
 
 namespace pipehook::store {
@@ -30,7 +31,7 @@ class postgres_reader final : public reader {
     std::vector<event::stored_event> out;
     for (;;) {
       pg::params p;
-      std::string sql = "SELECT " + pg::event_columns() + (with_body || scan ? ", body" : "") + " FROM events WHERE true";
+      std::string sql = "SELECT " + pg::event_columns() + (with_body || scan ? ", " + pg::body_columns() : "") + " FROM events WHERE true";
       pg::append_filter(sql, page, p);
       const int want = scan ? std::max(page.limit, 500) : page.limit;
       p.integer(want);
@@ -40,7 +41,11 @@ class postgres_reader final : public reader {
       const int n = PQntuples(r->get());
       for (int row = 0; row < n && out.size() < static_cast<std::size_t>(f.limit); ++row) {
         event::stored_event se = pg::read_event(r->get(), row, 0);
-        if (with_body || scan) se.ev.body = pg::text(r->get(), row, pg::event_column_count);
+        if (with_body || scan) {
+          auto body = pg::read_body(r->get(), row, pg::event_column_count, se.id);
+          if (!body) return body.error();
+          se.ev.body = std::move(*body);
+        }
         if (scan && !event::changes_match(se.ev.body, se.ev.version, f.q, page.q_keys)) continue;
         if (!with_body) se.ev.body.clear();
         out.push_back(std::move(se));
@@ -55,12 +60,52 @@ class postgres_reader final : public reader {
   outcome<event::stored_event> get(std::int64_t id) override {
     pg::params p;
     p.integer(id);
-    auto r = run("SELECT " + pg::event_columns() + ", body FROM events WHERE id = $1::bigint", p);
+    auto r = run("SELECT " + pg::event_columns() + ", " + pg::body_columns() + " FROM events WHERE id = $1::bigint", p);
     if (!r) return r.error();
     if (PQntuples(r->get()) == 0) return make_failure(errc::not_found, "no event with id " + std::to_string(id));
     event::stored_event se = pg::read_event(r->get(), 0, 0);
-    se.ev.body = pg::text(r->get(), 0, pg::event_column_count);
+    auto body = pg::read_body(r->get(), 0, pg::event_column_count, se.id);
+    if (!body) return body.error();
+    se.ev.body = std::move(*body);
     return se;
+  }
+
+  outcome<storage_stats> storage(int sample) override {
+    storage_stats out;
+    auto r = run("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM events WHERE body_dict IS NULL), "
+                 "pg_database_size(current_database()), pg_total_relation_size('events')");
+    if (!r) return r.error();
+    out.events = pg::integer(r->get(), 0, 0);
+    out.plain_events = pg::integer(r->get(), 0, 1);
+    out.bytes_on_disk = pg::integer(r->get(), 0, 2);
+    out.events_bytes = pg::integer(r->get(), 0, 3);
+    pg::params p;
+    p.integer(sample);
+    auto rows = run("SELECT coalesce(octet_length(body_z), octet_length(body)), body_dict, body_z FROM events "
+                    "ORDER BY id DESC LIMIT $1::bigint", p);
+    if (!rows) return rows.error();
+    for (int row = 0; row < PQntuples(rows->get()); ++row) {
+      const std::int64_t stored = pg::integer(rows->get(), row, 0);
+      std::int64_t raw = stored;
+      if (!PQgetisnull(rows->get(), row, 1))
+        raw = detail::unpacked_size(pg::bytes(rows->get(), row, 2), pg::integer(rows->get(), row, 1));
+      if (raw < 0) continue;
+      ++out.sampled;
+      out.sampled_raw_bytes += raw;
+      out.sampled_stored_bytes += stored;
+    }
+    return out;
+  }
+
+  outcome<std::vector<plain_body>> plain_bodies(int limit) override {
+    pg::params p;
+    p.integer(limit);
+    auto r = run("SELECT id, event_key, body FROM events WHERE body_dict IS NULL ORDER BY id DESC LIMIT $1::bigint", p);
+    if (!r) return r.error();
+    std::vector<plain_body> out;
+    for (int row = 0; row < PQntuples(r->get()); ++row)
+      out.push_back({pg::integer(r->get(), row, 0), pg::text(r->get(), row, 1), pg::text(r->get(), row, 2)});
+    return out;
   }
 
   outcome<event_stats> stats(std::int64_t since_us, std::int64_t until_us) override {
@@ -180,7 +225,7 @@ class postgres_reader final : public reader {
     p.integer(first).integer(last).integer(f.limit);
     std::string inner = "SELECT id FROM events e WHERE e.occurred_at / 3600000000 = h.hour";
     pg::append_filter(inner, f, p, "e");
-    const std::string sql = "SELECT " + pg::event_columns() + (with_body ? ", body" : "") +
+    const std::string sql = "SELECT " + pg::event_columns() + (with_body ? ", " + pg::body_columns() : "") +
                             " FROM events WHERE id IN (SELECT x.id FROM generate_series($1::bigint, $2::bigint) AS h(hour), "
                             "LATERAL (" + inner + order + " LIMIT $3::bigint) x" + order + " LIMIT $3::bigint)" + order;
     auto r = run(sql, p);
@@ -188,7 +233,10 @@ class postgres_reader final : public reader {
     std::vector<event::stored_event> out;
     for (int row = 0; row < PQntuples(r->get()); ++row) {
       out.push_back(pg::read_event(r->get(), row, 0));
-      if (with_body) out.back().ev.body = pg::text(r->get(), row, pg::event_column_count);
+      if (!with_body) continue;
+      auto body = pg::read_body(r->get(), row, pg::event_column_count, out.back().id);
+      if (!body) return body.error();
+      out.back().ev.body = std::move(*body);
     }
     return std::optional<std::vector<event::stored_event>>(std::move(out));
   }

@@ -1,9 +1,21 @@
 #include "rows.hpp"
 
+#include "../body.hpp"
+
 
 namespace pipehook::store::pg {
 
 event::stored_event read_event(const PGresult* r, int row, int f) { return detail::read_event_columns(pg_row{r, row}, f); }
+
+std::string body_columns(std::string_view alias) {
+  const std::string a = alias.empty() ? "" : std::string(alias) + ".";
+  return a + "body, " + a + "body_z, " + a + "body_dict";
+}
+
+outcome<std::string> read_body(const PGresult* r, int row, int first, std::int64_t event_id) {
+  if (PQgetisnull(r, row, first + 2)) return text(r, row, first);
+  return detail::unpack_body(bytes(r, row, first + 1), integer(r, row, first + 2), event_id);
+}
 
 void append_filter(std::string& sql, const event_filter& f, params& p, std::string_view alias) {
   const std::string a = alias.empty() ? "" : std::string(alias) + ".";

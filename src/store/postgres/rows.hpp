@@ -18,8 +18,15 @@ struct pg_row {
   const PGresult* r;
   int row;
   std::string text(int i) const { return pg::text(r, row, i); }
+  std::string key(int i) const { return pg::text(r, row, i); }
   std::int64_t integer(int i) const { return pg::integer(r, row, i); }
 };
+
+// The stored body (plain text from before compression, or a zstd frame and its dictionary), after
+// the event columns where a body is read, with "alias." before each when given.
+std::string body_columns(std::string_view alias = {});
+// The body as received from the body_columns at `first`; errors name the event.
+outcome<std::string> read_body(const PGresult* r, int row, int first, std::int64_t event_id);
 
 using detail::event_column_count;
 using detail::event_columns;

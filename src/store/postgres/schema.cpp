@@ -135,6 +135,18 @@ CREATE TABLE backfills (
 );
 CREATE INDEX backfills_state_idx ON backfills (state) WHERE state IN ('queued', 'running', 'interrupted');
 )sql",
+    // 5: compressed bodies. New rows keep body NULL and the zstd frame in body_z, needing
+    // dictionary body_dict (0: none); rows from before keep their text body (body_dict NULL) until
+    // store::compactor rewrites them, newest first, through the plain-body index. Columns are
+    // added, not retyped: no table rewrite under an exclusive lock while replicas ingest. The
+    // action index goes (an action filter reads newest first by id: one of three actions).
+    R"sql(
+ALTER TABLE events ALTER COLUMN body DROP NOT NULL;
+ALTER TABLE events ADD COLUMN body_z bytea;
+ALTER TABLE events ADD COLUMN body_dict INTEGER;
+CREATE INDEX events_plain_body_idx ON events (id) WHERE body_dict IS NULL;
+DROP INDEX IF EXISTS events_action_idx;
+)sql",
 };
 
 outcome<int> current_version(PGconn* c) {

@@ -7,7 +7,7 @@
 
 namespace pipehook::store::pg {
 
-inline constexpr int schema_version = 4;
+inline constexpr int schema_version = 5;
 
 // The database's clock in microseconds since the epoch: leases and heartbeats are compared on one
 // clock, whatever the replicas' own clocks say.

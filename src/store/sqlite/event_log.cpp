@@ -28,9 +28,13 @@ class sqlite_event_log final : public detail::queued_event_log {
   sqlite_event_log(detail::db_handle db, detail::db_handle checkpoint_db, const sqlite_options& o,
                    statement insert_event, statement insert_quarantine, statement probe, statement begin,
                    statement commit, statement rollback, statement insert_delivery, statement update_delivery,
-                   statement delete_quarantined)
+                   statement delete_quarantined, statement repeat_plain, statement compact, statement any_plain, bool plain_rows)
       : queued_event_log(o),
         delete_quarantined_(std::move(delete_quarantined)),
+        plain_rows_(plain_rows),
+        repeat_plain_(std::move(repeat_plain)),
+        compact_(std::move(compact)),
+        any_plain_(std::move(any_plain)),
         insert_delivery_(std::move(insert_delivery)),
         update_delivery_(std::move(update_delivery)),
         db_(std::move(db)),
@@ -41,6 +45,7 @@ class sqlite_event_log final : public detail::queued_event_log {
         begin_(std::move(begin)),
         commit_(std::move(commit)),
         rollback_(std::move(rollback)) {
+    if (opts_.on_wal_frames) sqlite3_wal_hook(db_.db, &sqlite_event_log::wal_hook, this);
     checkpointer_ = std::thread([this] {
       pthread_setname_np(pthread_self(), "ph-checkpoint");
       checkpoint_loop();
@@ -49,6 +54,16 @@ class sqlite_event_log final : public detail::queued_event_log {
   }
 
   ~sqlite_event_log() override { close(); }
+
+  // After each commit: the WAL's length in frames. It only grows, until a checkpoint lets the next
+  // commit start it over (then the whole length is this commit's).
+  static int wal_hook(void* self_ptr, sqlite3*, const char*, int frames) {
+    auto* self = static_cast<sqlite_event_log*>(self_ptr);
+    const auto now = static_cast<std::uint64_t>(frames);
+    self->opts_.on_wal_frames(now >= self->wal_frames_ ? now - self->wal_frames_ : now);
+    self->wal_frames_ = now;
+    return SQLITE_OK;
+  }
 
  private:
   void after_close() override {
@@ -86,6 +101,7 @@ class sqlite_event_log final : public detail::queued_event_log {
     fresh_.clear();
     outcome<void> status = step_done(begin_, "begin transaction");
     for (std::size_t i = 0; status && i < batch.size(); ++i) {
+      packed_ = &batch[i].packed;
       status = std::visit([&](auto& rec) { return write(rec, results[i]); }, batch[i].record);
     }
     const auto commit_start = std::chrono::steady_clock::now();
@@ -124,8 +140,24 @@ class sqlite_event_log final : public detail::queued_event_log {
   }
 
   outcome<void> write(event::event& e, appended& out) {
+    if (plain_rows_) {
+      // Rows from before compression keep hex text keys until the compactor converts them: a
+      // repeat of one of those events counts there (Pipedrive retries for minutes after an upgrade).
+      const statement& st = repeat_plain_;
+      st.bind_text(1, e.event_key);
+      st.bind_int(2, e.attempt);
+      st.bind_int(3, e.received_at_us);
+      const int rc = st.step();
+      if (rc == SQLITE_ROW) {
+        out.id = st.column_int(0);
+        out.status = append_status::duplicate;
+      }
+      st.reset();
+      if (rc == SQLITE_ROW) return {};
+      if (rc != SQLITE_DONE) return detail::sqlite_failure(db_.db, rc, "insert event");
+    }
     const statement& st = insert_event_;
-    st.bind_text(1, e.event_key);
+    detail::bind_key(st, 1, e.event_key);
     st.bind_int(2, e.version);
     st.bind_text(3, e.entity);
     st.bind_text(4, e.action);
@@ -145,7 +177,8 @@ class sqlite_event_log final : public detail::queued_event_log {
     st.bind_int(18, e.received_at_us);
     st.bind_int(19, e.attempt);
     st.bind_int(20, e.is_bulk ? 1 : 0);
-    st.bind_text(21, e.body);
+    st.bind_blob(21, packed_->bytes);
+    st.bind_int(22, packed_->dict);
     auto inserted = step_returning(st, "insert event", [&out](const statement& row) {
       out.id = row.column_int(0);
       out.status = row.column_int(1) == 1 ? append_status::stored : append_status::duplicate;  // deliveries
@@ -229,6 +262,30 @@ class sqlite_event_log final : public detail::queued_event_log {
     return {};
   }
 
+  outcome<void> write(const std::vector<compacted_body>& rows, appended& out) {
+    out.status = append_status::compacted;
+    out.id = 0;
+    for (const auto& r : rows) {
+      const statement& st = compact_;
+      st.bind_int(1, r.id);
+      if (r.key_binary) st.bind_blob(2, r.key);
+      else st.bind_text(2, r.key);
+      st.bind_blob(3, r.body);
+      st.bind_int(4, r.body_dict);
+      const int rc = st.step();
+      st.reset();
+      if (rc != SQLITE_DONE) return detail::sqlite_failure(db_.db, rc, "compact event " + std::to_string(r.id));
+      out.id += sqlite3_changes(db_.db);
+    }
+    // Once none is left, inserts stop looking for their key among them.
+    const int rc = any_plain_.step();
+    const bool left = rc == SQLITE_ROW;
+    any_plain_.reset();
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return detail::sqlite_failure(db_.db, rc, "count plain bodies");
+    plain_rows_ = left;
+    return {};
+  }
+
   outcome<void> write(const probe_request& p, appended& out) {
     probe_.bind_int(1, now_us());
     out.status = append_status::probed;
@@ -242,6 +299,10 @@ class sqlite_event_log final : public detail::queued_event_log {
   }
 
   statement delete_quarantined_;
+  const detail::packed_body* packed_ = nullptr;  // writer thread only: the current item's body as stored
+  bool plain_rows_ = false;  // writer thread only: rows from before compression are left
+  std::uint64_t wal_frames_ = 0;  // writer thread only: the WAL's length after the last commit
+  statement repeat_plain_, compact_, any_plain_;
   std::vector<route> routes_;        // writer thread only
   std::vector<fresh_deliveries> fresh_;  // writer thread only: this batch's new deliveries
   bool touched_deliveries_ = false;  // writer thread only
@@ -261,9 +322,9 @@ class sqlite_event_log final : public detail::queued_event_log {
 constexpr std::string_view insert_event_sql = R"sql(
 INSERT INTO events (event_key, version, entity, action, source_action, entity_id, company_id, user_id,
                     webhook_id, event_id, correlation_id, change_source, type, host, merged_to_id,
-                    merged_from_id, occurred_at, received_at, attempt, is_bulk, body,
+                    merged_from_id, occurred_at, received_at, attempt, is_bulk, body, body_dict,
                     last_attempt, last_received_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?19, ?18)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?19, ?18)
 ON CONFLICT (event_key) DO UPDATE SET
   deliveries = deliveries + 1,
   last_attempt = max(last_attempt, excluded.attempt),
@@ -283,6 +344,20 @@ constexpr std::string_view update_delivery_sql =
     "UPDATE deliveries SET state = ?2, attempts = ?3, due_at = ?4, updated_at = ?6, "
     "last_error = coalesce(?5, last_error), last_error_at = CASE WHEN ?5 IS NULL THEN last_error_at ELSE ?6 END "
     "WHERE id = ?1";
+
+// A repeat of an event stored before compression, under its hex text key (see write(event)).
+constexpr std::string_view repeat_plain_sql = R"sql(
+UPDATE events SET deliveries = deliveries + 1, last_attempt = max(last_attempt, ?2), last_received_at = ?3
+WHERE event_key = ?1 RETURNING id)sql";
+
+// Compaction: only a row still plain (a purge may have come first). Its key stays text if the
+// binary key is taken (which the insert's look at plain keys prevents; the row must not stay plain).
+constexpr std::string_view compact_sql = R"sql(
+UPDATE events SET event_key = CASE WHEN EXISTS (SELECT 1 FROM events k WHERE k.event_key = ?2) THEN event_key ELSE ?2 END,
+                  body = ?3, body_dict = ?4
+WHERE id = ?1 AND body_dict IS NULL)sql";
+
+constexpr std::string_view any_plain_sql = "SELECT 1 FROM events WHERE body_dict IS NULL LIMIT 1";
 
 constexpr std::string_view probe_sql = "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_probe_us', ?1)";
 
@@ -330,14 +405,21 @@ outcome<std::unique_ptr<event_log>> open_sqlite_event_log(const sqlite_options& 
   auto insert_delivery = statement::prepare(db.db, insert_delivery_sql);
   auto update_delivery = statement::prepare(db.db, update_delivery_sql);
   auto delete_quarantined = statement::prepare(db.db, "DELETE FROM quarantine WHERE id = ?1");
+  auto repeat_plain = statement::prepare(db.db, repeat_plain_sql);
+  auto compact = statement::prepare(db.db, compact_sql);
+  auto any_plain = statement::prepare(db.db, any_plain_sql);
   for (auto* st : {&insert_event, &insert_quarantine, &probe, &begin, &commit, &rollback, &insert_delivery, &update_delivery,
-                   &delete_quarantined})
+                   &delete_quarantined, &repeat_plain, &compact, &any_plain})
     if (!*st) return st->error();
+  const int plain = any_plain->step();
+  any_plain->reset();
+  if (plain != SQLITE_ROW && plain != SQLITE_DONE) return detail::sqlite_failure(db.db, plain, "count plain bodies");
   return std::unique_ptr<event_log>(new sqlite_event_log(std::move(db), std::move(checkpoint_db), o, std::move(*insert_event),
                                                          std::move(*insert_quarantine), std::move(*probe),
                                                          std::move(*begin), std::move(*commit), std::move(*rollback),
                                                          std::move(*insert_delivery), std::move(*update_delivery),
-                                                         std::move(*delete_quarantined)));
+                                                         std::move(*delete_quarantined), std::move(*repeat_plain),
+                                                         std::move(*compact), std::move(*any_plain), plain == SQLITE_ROW));
 }
 
 }  // namespace pipehook::store

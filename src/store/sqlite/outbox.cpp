@@ -30,7 +30,8 @@ class sqlite_outbox final : public outbox {
       d.created_at_us = st.column_int(2);
       d.order_key = st.column_text(3);
       auto se = std::make_shared<event::stored_event>(detail::read_event(st, 4));
-      se->ev.body = st.column_text(4 + detail::event_column_count);
+      if (auto body = detail::read_body(st, 4 + detail::event_column_count, se->id)) se->ev.body = std::move(*body);
+      else d.unreadable = body.error().message;
       d.ev = std::move(se);
       out.push_back(std::move(d));
     }
@@ -151,7 +152,7 @@ WHERE handler = ?1 AND state = 'dead')sql");
     if (!resolved) return resolved.error();
     const event_filter& f = *resolved;
     // The predicate (a handler's match rules, when_changed among them) may look at the body.
-    std::string sql = "SELECT " + detail::event_columns() + (p ? ", body" : "") + " FROM events WHERE 1";
+    std::string sql = "SELECT " + detail::event_columns() + (p ? ", " + std::string(detail::body_columns) : "") + " FROM events WHERE 1";
     int n = 0;
     detail::append_filter(sql, f, n);
     sql += " ORDER BY id";
@@ -162,7 +163,11 @@ WHERE handler = ?1 AND state = 'dead')sql");
     int rc;
     while ((rc = st->step()) == SQLITE_ROW) {
       event::stored_event se = detail::read_event(*st, 0);
-      if (p) se.ev.body = st->column_text(detail::event_column_count);
+      if (p) {
+        auto body = detail::read_body(*st, detail::event_column_count, se.id);
+        if (!body) return body.error();
+        se.ev.body = std::move(*body);
+      }
       if (!p || p(se.ev)) each(se.ev, se.id);
     }
     if (rc != SQLITE_DONE) return detail::sqlite_failure(db_.db, rc, "select events");
@@ -175,7 +180,7 @@ WHERE handler = ?1 AND state = 'dead')sql");
 
 std::string due_sql(bool ordered) {
   std::string sql = "SELECT d.id, d.attempts, d.created_at, d.order_key, " + detail::event_columns("e") +
-                    ", e.body FROM deliveries d JOIN events e ON e.id = d.event_id "
+                    ", e.body, e.body_dict FROM deliveries d JOIN events e ON e.id = d.event_id "
                     "WHERE d.handler = ?1 AND d.state = 'pending' AND d.due_at <= ?2";
   // Ordered: a row waits while an earlier row of its entity is pending (in flight or retrying).
   if (ordered)

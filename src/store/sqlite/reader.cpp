@@ -1,6 +1,9 @@
 #include "pipehook/store/reader.hpp"
 
 #include "sqlite.hpp"
+#include "../body.hpp"
+
+#include <filesystem>
 
 #include <algorithm>
 #include <tuple>
@@ -24,7 +27,7 @@ class sqlite_reader final : public reader {
       if (!ids) return ids.error();
       if (*ids) return rows_of(**ids, f.ascending, with_body);
     }
-    std::string sql = "SELECT " + detail::event_columns() + (with_body ? ", body" : "") + " FROM events WHERE 1";
+    std::string sql = "SELECT " + detail::event_columns() + (with_body ? ", " + std::string(detail::body_columns) : "") + " FROM events WHERE 1";
     int n = 0;
     detail::append_filter(sql, f, n);
     sql += f.ascending ? " ORDER BY id ASC" : " ORDER BY id DESC";
@@ -38,14 +41,17 @@ class sqlite_reader final : public reader {
   }
 
   outcome<event::stored_event> get(std::int64_t id) override {
-    auto st = statement::prepare(db_.db, "SELECT " + detail::event_columns() + ", body FROM events WHERE id = ?1");
+    auto st = statement::prepare(db_.db, "SELECT " + detail::event_columns() + ", " + std::string(detail::body_columns) +
+                                             " FROM events WHERE id = ?1");
     if (!st) return st.error();
     st->bind_int(1, id);
     const int rc = st->step();
     if (rc == SQLITE_DONE) return make_failure(errc::not_found, "no event with id " + std::to_string(id));
     if (rc != SQLITE_ROW) return detail::sqlite_failure(db_.db, rc, "get event");
     event::stored_event se = detail::read_event(*st, 0);
-    se.ev.body = st->column_text(24);
+    auto body = detail::read_body(*st, detail::event_column_count, se.id);
+    if (!body) return body.error();
+    se.ev.body = std::move(*body);
     return se;
   }
 
@@ -112,6 +118,50 @@ class sqlite_reader final : public reader {
                  "pragma_page_size()");
   }
 
+  outcome<storage_stats> storage(int sample) override {
+    storage_stats out;
+    auto n = count("SELECT count(*) FROM events");
+    if (!n) return n.error();
+    out.events = *n;
+    auto plain = count("SELECT count(*) FROM events WHERE body_dict IS NULL");
+    if (!plain) return plain.error();
+    out.plain_events = *plain;
+    std::error_code ec;
+    const std::string file = sqlite3_db_filename(db_.db, "main");
+    for (const std::string& f : {file, file + "-wal"}) {
+      const auto size = std::filesystem::file_size(f, ec);
+      if (!ec) out.bytes_on_disk += static_cast<std::int64_t>(size);
+    }
+    auto st = statement::prepare(db_.db, "SELECT body, body_dict FROM events ORDER BY id DESC LIMIT ?1");
+    if (!st) return st.error();
+    st->bind_int(1, sample);
+    int rc;
+    while ((rc = st->step()) == SQLITE_ROW) {
+      const auto stored = static_cast<std::int64_t>(sqlite3_column_bytes(st->get(), 0));
+      std::optional<std::int64_t> dict;
+      if (sqlite3_column_type(st->get(), 1) != SQLITE_NULL) dict = st->column_int(1);
+      const auto* p = static_cast<const char*>(sqlite3_column_blob(st->get(), 0));
+      const std::int64_t raw = detail::unpacked_size(std::string_view(p ? p : "", static_cast<std::size_t>(stored)), dict);
+      if (raw < 0) continue;
+      ++out.sampled;
+      out.sampled_raw_bytes += raw;
+      out.sampled_stored_bytes += stored;
+    }
+    if (rc != SQLITE_DONE) return detail::sqlite_failure(db_.db, rc, "storage sample");
+    return out;
+  }
+
+  outcome<std::vector<plain_body>> plain_bodies(int limit) override {
+    auto st = statement::prepare(db_.db, "SELECT id, event_key, body FROM events WHERE body_dict IS NULL ORDER BY id DESC LIMIT ?1");
+    if (!st) return st.error();
+    st->bind_int(1, limit);
+    std::vector<plain_body> out;
+    int rc;
+    while ((rc = st->step()) == SQLITE_ROW) out.push_back({st->column_int(0), st->column_text(1), st->column_text(2)});
+    if (rc != SQLITE_DONE) return detail::sqlite_failure(db_.db, rc, "read plain bodies");
+    return out;
+  }
+
   outcome<std::int64_t> count_events() override { return count("SELECT count(*) FROM events"); }
   outcome<std::int64_t> count_quarantined() override { return count("SELECT count(*) FROM quarantine"); }
 
@@ -135,7 +185,13 @@ class sqlite_reader final : public reader {
     int rc;
     while ((rc = st.step()) == SQLITE_ROW) {
       out.push_back(detail::read_event(st, 0));
-      if (with_body) out.back().ev.body = st.column_text(24);
+      if (!with_body) continue;
+      auto body = detail::read_body(st, detail::event_column_count, out.back().id);
+      if (!body) {
+        st.reset();
+        return body.error();
+      }
+      out.back().ev.body = std::move(*body);
     }
     if (rc != SQLITE_DONE) return detail::sqlite_failure(db_.db, rc, what);
     return out;
@@ -144,7 +200,8 @@ class sqlite_reader final : public reader {
   // The rows of `ids` (already in page order).
   outcome<std::vector<event::stored_event>> rows_of(const std::vector<std::int64_t>& ids, bool ascending, bool with_body) {
     if (ids.empty()) return std::vector<event::stored_event>{};
-    std::string sql = "SELECT " + detail::event_columns() + (with_body ? ", body" : "") + " FROM events WHERE id IN (";
+    std::string sql = "SELECT " + detail::event_columns() + (with_body ? ", " + std::string(detail::body_columns) : "") +
+                      " FROM events WHERE id IN (";
     for (std::size_t k = 0; k < ids.size(); ++k) sql += (k ? "," : "") + std::to_string(ids[k]);
     sql += ascending ? ") ORDER BY id ASC" : ") ORDER BY id DESC";
     auto st = statement::prepare(db_.db, sql);

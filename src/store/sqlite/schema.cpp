@@ -2,6 +2,7 @@
 #include "sqlite.hpp"
 
 #include "pipehook/event/diff.hpp"
+#include "../body.hpp"
 
 #include <array>
 #include <filesystem>
@@ -46,29 +47,37 @@ failure sqlite_failure(sqlite3* db, int rc, std::string_view what) {
 
 namespace {
 
-// ph_changes_match(body, version, needle, keys): the `q` filter, with the same diff as the
-// timeline; `keys`: the comma-separated keys of fields whose names contain the needle.
+// ph_changes_match(id, body, body_dict, version, needle, keys): the `q` filter, with the same diff
+// as the timeline; `keys`: the comma-separated keys of fields whose names contain the needle. A
+// body that cannot be unpacked fails the query with the error naming its event.
 void changes_match_fn(sqlite3_context* ctx, int, sqlite3_value** argv) {
-  const auto* body = reinterpret_cast<const char*>(sqlite3_value_text(argv[0]));
-  const auto* needle = reinterpret_cast<const char*>(sqlite3_value_text(argv[2]));
-  if (!body || !needle) {
+  const auto* needle = reinterpret_cast<const char*>(sqlite3_value_text(argv[4]));
+  const auto* stored = static_cast<const char*>(sqlite3_value_blob(argv[1]));
+  if (!stored || !needle) {
     sqlite3_result_int(ctx, 0);
     return;
   }
+  std::optional<std::int64_t> dict;
+  if (sqlite3_value_type(argv[2]) != SQLITE_NULL) dict = sqlite3_value_int64(argv[2]);
+  auto body = unpack_body(std::string_view(stored, static_cast<std::size_t>(sqlite3_value_bytes(argv[1]))), dict,
+                          sqlite3_value_int64(argv[0]));
+  if (!body) {
+    sqlite3_result_error(ctx, body.error().message.c_str(), -1);
+    return;
+  }
   std::vector<std::string> keys;
-  if (const auto* k = reinterpret_cast<const char*>(sqlite3_value_text(argv[3])))
+  if (const auto* k = reinterpret_cast<const char*>(sqlite3_value_text(argv[5])))
     for (std::string_view rest = k; !rest.empty();) {
       const auto comma = rest.find(',');
       if (comma != 0) keys.emplace_back(rest.substr(0, comma));
       if (comma == std::string_view::npos) break;
       rest.remove_prefix(comma + 1);
     }
-  const std::string_view b(body, static_cast<std::size_t>(sqlite3_value_bytes(argv[0])));
-  sqlite3_result_int(ctx, event::changes_match(b, sqlite3_value_int(argv[1]), needle, keys) ? 1 : 0);
+  sqlite3_result_int(ctx, event::changes_match(*body, sqlite3_value_int(argv[3]), needle, keys) ? 1 : 0);
 }
 
 void register_functions(sqlite3* db) {
-  sqlite3_create_function_v2(db, "ph_changes_match", 4, SQLITE_UTF8 | SQLITE_DETERMINISTIC, nullptr, changes_match_fn,
+  sqlite3_create_function_v2(db, "ph_changes_match", 6, SQLITE_UTF8 | SQLITE_DETERMINISTIC, nullptr, changes_match_fn,
                              nullptr, nullptr, nullptr);
 }
 
@@ -94,6 +103,25 @@ outcome<void> exec(sqlite3* db, std::string_view sql) {
 
 event::stored_event read_event(const statement& st, int f) { return read_event_columns(sqlite_row{st}, f); }
 
+std::string sqlite_row::key(int i) const {
+  const auto* p = static_cast<const char*>(sqlite3_column_blob(st.get(), i));
+  const std::string_view v(p ? p : "", static_cast<std::size_t>(sqlite3_column_bytes(st.get(), i)));
+  return key_text(v, sqlite3_column_type(st.get(), i) == SQLITE_BLOB);
+}
+
+void bind_key(const statement& st, int i, const std::string& key) {
+  if (auto blob = key_blob(key)) sqlite3_bind_blob64(st.get(), i, blob->data(), blob->size(), SQLITE_TRANSIENT);
+  else st.bind_text(i, key);
+}
+
+outcome<std::string> read_body(const statement& st, int first, std::int64_t event_id) {
+  const auto* p = static_cast<const char*>(sqlite3_column_blob(st.get(), first));
+  const std::string_view stored(p ? p : "", static_cast<std::size_t>(sqlite3_column_bytes(st.get(), first)));
+  std::optional<std::int64_t> dict;
+  if (sqlite3_column_type(st.get(), first + 1) != SQLITE_NULL) dict = st.column_int(first + 1);
+  return unpack_body(stored, dict, event_id);
+}
+
 void append_filter(std::string& sql, const event_filter& f, int& n, std::string_view alias) {
   auto clause = [&](bool present, std::string_view column, std::string_view op) {
     if (!present) return;
@@ -116,7 +144,7 @@ void append_filter(std::string& sql, const event_filter& f, int& n, std::string_
   clause(f.after_id.has_value(), "id", " > ");
   if (!f.q.empty()) {
     const std::string a = alias.empty() ? "" : std::string(alias) + ".";
-    sql += " AND ph_changes_match(" + a + "body, " + a + "version, ?" + std::to_string(n + 1) + ", ?" + std::to_string(n + 2) + ")";
+    sql += " AND ph_changes_match(" + a + "id, " + a + "body, " + a + "body_dict, " + a + "version, ?" + std::to_string(n + 1) + ", ?" + std::to_string(n + 2) + ")";
     n += 2;
   }
 }
@@ -170,6 +198,10 @@ outcome<db_handle> open_existing(const std::string& path, int flags, int min_ver
   if (version < min_version)
     return make_failure(errc::store_io, "\"" + path + "\" has schema version " + std::to_string(version) +
                                             ": run `pipehook serve` once with this version to upgrade it");
+  // A log from before compression (a daemon of the previous version may still be writing it): its
+  // rows are plain bodies, as body_dict NULL says. The view shadows the table on this connection only.
+  if (version < 6)
+    if (auto r = exec(db.db, "CREATE TEMP VIEW events AS SELECT *, NULL AS body_dict FROM main.events"); !r) return r.error();
   return db;
 }
 
@@ -293,6 +325,17 @@ CREATE TABLE backfills (
   error         TEXT
 );
 CREATE INDEX backfills_state_idx ON backfills(state) WHERE state IN ('queued', 'running', 'interrupted');
+)sql",
+    // 6: compressed bodies. body_dict NULL: the body is the plain text (rows written before this
+    // version, compressed in the background by store::compactor, newest first, through the
+    // plain-body index, which stays empty after); else body is a zstd frame needing dictionary
+    // body_dict (0: none). New rows' event keys are their 16 bytes (a BLOB; older rows' hex text is
+    // converted with their bodies). The action index goes: an action filter reads newest first by
+    // id (one of three actions), and every index costs each insert.
+    R"sql(
+ALTER TABLE events ADD COLUMN body_dict INTEGER;
+CREATE INDEX events_plain_body_idx ON events(id) WHERE body_dict IS NULL;
+DROP INDEX IF EXISTS events_action_idx;
 )sql",
 };
 

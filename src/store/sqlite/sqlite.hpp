@@ -42,6 +42,7 @@ class statement {
   // Binds text; an empty string binds NULL (absent optional fields).
   void bind_text_or_null(int i, std::string_view v) const;
   void bind_text(int i, std::string_view v) const;
+  void bind_blob(int i, std::string_view v) const { sqlite3_bind_blob64(s_, i, v.data(), v.size(), SQLITE_STATIC); }
   void bind_int(int i, std::int64_t v) const { sqlite3_bind_int64(s_, i, v); }
   void bind_null(int i) const { sqlite3_bind_null(s_, i); }
   int step() const { return sqlite3_step(s_); }
@@ -60,6 +61,7 @@ class statement {
 struct sqlite_row {
   const statement& st;
   std::string text(int i) const { return st.column_text(i); }
+  std::string key(int i) const;  // event_key: 16 bytes (BLOB) as hex, or text as it is
   std::int64_t integer(int i) const { return st.column_int(i); }
 };
 
@@ -83,10 +85,14 @@ outcome<void> exec(sqlite3* db, std::string_view sql);
 outcome<void> migrate(sqlite3* db);
 
 // The schema version this build writes and reads.
-inline constexpr int schema_version = 5;
+inline constexpr int schema_version = 6;
 
 // Reads the event columns (columns.hpp) starting at `first` (the body is not among them).
 event::stored_event read_event(const statement& st, int first);
+// The body as received from the columns `body, body_dict` at `first` (body_columns); errors name the event.
+outcome<std::string> read_body(const statement& st, int first, std::int64_t event_id);
+// Binds an event key as events.event_key stores it (body.hpp: key_blob).
+void bind_key(const statement& st, int i, const std::string& key);
 
 // The list filters as SQL: appends " AND <column> <op> ?N" for each field present (N counting on
 // from `n`), and binds the values in the same order (from `i`).
