@@ -67,14 +67,8 @@ echo "  done in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.0f", b 
 build/pipehook --config "$work/pipehook.toml" serve 2> "$work/pipehook.log" & pid=$!; pids+=("$pid")
 wait_port 18080; wait_port 18090
 
-# --- 0. the rows came in as a pipehook before compression wrote them (plain text bodies): the
-# daemon compresses them in the background; the measurements start once it is done.
-t0=$(date +%s.%N)
-left() { build/pipehook --config "$work/pipehook.toml" events stats --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)["storage"]["uncompressed_events"])'; }
-while [[ $(left) != 0 ]]; do sleep 1; done
-t1=$(date +%s.%N)
-echo "--- background compaction of $events plain rows: $(awk -v a="$t0" -v b="$t1" -v n="$events" 'BEGIN {printf "%.0f s, %.0f rows/s", b - a, n / (b - a)}')"
-build/pipehook --config "$work/pipehook.toml" events stats | grep -E "^(storage|bodies)"
+# --- 0. the rows came in as a pipehook before compression wrote them: the daemon compresses them first.
+wait_compacted "$work/pipehook.toml"
 
 # --- 1. filtered pages
 to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) print v/1000; else if (v ~ /ms$/) print v+0; else print v*1000 }'; }

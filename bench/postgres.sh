@@ -87,6 +87,7 @@ echo "  done in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.0f", b 
 
 build/pipehook --config "$work/bulk.toml" serve 2> "$work/bulk.log" & pid=$!; pids+=("$pid")
 wait_port 18080; wait_port 18090
+wait_compacted "$work/bulk.toml"   # the generated rows are plain text bodies, as before compression
 echo "--- a page of 50 through the API, $events events in the PostgreSQL log"
 page static "$start_us"
 for k in entity entity_id time week; do page "$k" "$start_us"; done

@@ -7,6 +7,7 @@
 #   - WAL frames per event (pipehook_event_log_wal_frames_total), bytes the process wrote to the
 #     disk per event (/proc/PID/io write_bytes: the WAL, then the checkpoints' copy), and the
 #     writer thread's CPU per event (ph-writer in /proc/PID/task).
+# BENCH_KEEP=<dir> keeps a copy of each database there (for sqlite3's dbstat).
 # BASELINE_BIN=<an older pipehook binary> runs the same mixes on it first, in the same run (the
 # "before" of each figure; its WAL frames are not counted, it has no such metric).
 # Loopback only, bounded durations. Needs: scripts/install-deps.sh bench.
@@ -66,6 +67,7 @@ TOML
       -v f="$((fr1 - fr0))" -v w="$((io1 - io0))" -v c="$((cpu1 - cpu0))" -v t="$ticks" 'BEGIN {
     printf "%-10s %-9s %8d %9s %10.0f %8d %9.2fx %13s %13.0f %11.1f\n", m, b, n, r, s / n, raw, s / n / raw,
       (f > 0 ? sprintf("%.2f", f / n) : "-"), w / n, c * 1e6 / t / n }'
+  if [[ -n "${BENCH_KEEP:-}" ]]; then cp "$db" "$BENCH_KEEP/$label-$shape.db"; fi
   rm -f "$db" "$db-wal" "$db-shm"
 }
 

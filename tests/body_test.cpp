@@ -52,5 +52,18 @@ TEST(body_codec, event_keys_are_stored_as_16_bytes_when_they_are_hex) {
   EXPECT_EQ(key_text("bench-1", false), "bench-1");
 }
 
+TEST(body_codec, uuids_are_stored_as_16_bytes_when_canonical) {
+  const std::string id = "bbba59e9-1d1f-4794-9472-72540d421386";
+  auto blob = uuid_blob(id);
+  ASSERT_TRUE(blob);
+  EXPECT_EQ(blob->size(), 16u);
+  EXPECT_EQ(uuid_text(*blob, true), id);
+  EXPECT_FALSE(uuid_blob("BBBA59E9-1D1F-4794-9472-72540D421386")) << "upper case stays text, as sent";
+  EXPECT_FALSE(uuid_blob("bbba59e91d1f4794947272540d421386"));
+  EXPECT_FALSE(uuid_blob("bbba59e9-1d1f-4794-9472-72540d42138"));
+  EXPECT_FALSE(uuid_blob("b-1-2"));
+  EXPECT_EQ(uuid_text("b-1-2", false), "b-1-2");
+}
+
 }  // namespace
 }  // namespace pipehook::store::detail

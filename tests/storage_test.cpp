@@ -119,9 +119,28 @@ TEST_P(storage, every_body_comes_back_byte_for_byte_and_compressed) {
     ASSERT_EQ(r->status, store::append_status::stored) << all[i].first;
     stored[r->id] = all[i].second;
   }
+  // A sample as Pipedrive sent it: its ids come back as sent (UUIDs are 16 bytes on SQLite).
+  auto sample = pipedrive::parse_webhook(all[0].second, now_us());
+  ASSERT_EQ(sample.status, pipedrive::parse_status::event);
+  auto sample_row = append_sync(*log, sample.ev);
+  ASSERT_TRUE(sample_row);
+  stored[sample_row->id] = all[0].second;
   log->close();
   auto rd = reader();
   ASSERT_TRUE(rd);
+  {
+    auto se = rd->get(sample_row->id);
+    ASSERT_TRUE(se) << se.error().message;
+    const auto doc = boost::json::parse(all[0].second);
+    EXPECT_EQ(se->ev.event_id, doc.at("meta").at("id").as_string().c_str());
+    EXPECT_EQ(se->ev.correlation_id, doc.at("meta").at("correlation_id").as_string().c_str());
+    EXPECT_EQ(se->ev.event_key, sample.ev.event_key);
+    EXPECT_EQ(se->ev.source_action, se->ev.action);
+    EXPECT_EQ(se->last_received_at_us, se->ev.received_at_us);
+    if (!where.is_postgres())
+      EXPECT_EQ(outside("SELECT typeof(event_id) || typeof(correlation_id) FROM events WHERE id = " + std::to_string(sample_row->id)),
+                "blobblob");
+  }
   std::size_t k = 0;
   for (const auto& [id, body] : stored) {
     auto se = rd->get(id);
@@ -195,6 +214,17 @@ TEST_P(storage, a_damaged_body_is_an_error_naming_its_event) {
   ASSERT_FALSE(page);
   EXPECT_NE(page.error().message.find("event 2"), std::string::npos) << page.error().message;
   EXPECT_TRUE(rd->list(f, false)) << "a page without bodies does not read them";
+  // The command line says the same and fails (exit 1), for the one event only.
+  config::config c = test::test_config(dir);
+  test::use_backend(c, GetParam());
+  if (where.is_postgres()) c.store.url = where.url;
+  else c.store.path = where.path;
+  const std::string config_path = dir.file("show.toml");
+  std::ofstream(config_path) << test::store_toml(c);
+  auto show = test::run_cli({"--config", config_path, "events", "show", "2"});
+  EXPECT_EQ(show.exit_code, 1);
+  EXPECT_NE(show.err.find("event 2: its stored body cannot be read"), std::string::npos) << show.err;
+  EXPECT_EQ(test::run_cli({"--config", config_path, "events", "show", "1"}).exit_code, 0);
   // Not a frame at all.
   outside(where.is_postgres() ? "UPDATE events SET body_z = '\\x0102'::bytea WHERE id = 3"
                               : "UPDATE events SET body = x'0102' WHERE id = 3");

@@ -41,4 +41,9 @@ std::int64_t unpacked_size(std::string_view stored, std::optional<std::int64_t> 
 std::optional<std::string> key_blob(std::string_view key);
 std::string key_text(std::string_view stored, bool is_blob);
 
+// The same for UUIDs (events.event_id, correlation_id): a canonical lower-case UUID is stored as
+// its 16 bytes; uuid_text reverses it (8-4-4-4-12 hex digits).
+std::optional<std::string> uuid_blob(std::string_view text);
+std::string uuid_text(std::string_view stored, bool is_blob);
+
 }  // namespace pipehook::store::detail

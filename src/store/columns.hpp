@@ -18,7 +18,7 @@ std::string event_columns(std::string_view alias = {});
 // The stored body and how to unpack it (body.hpp), after the event columns where a body is read.
 inline constexpr std::string_view body_columns = "body, body_dict";
 
-// Reads the columns starting at `f` from a row offering text(i), key(i) and integer(i).
+// Reads the columns starting at `f` from a row offering text(i), key(i), uuid(i) and integer(i).
 template <class Row>
 event::stored_event read_event_columns(const Row& row, int f) {
   event::stored_event se;
@@ -29,12 +29,13 @@ event::stored_event read_event_columns(const Row& row, int f) {
   e.entity = row.text(f + 3);
   e.action = row.text(f + 4);
   e.source_action = row.text(f + 5);
+  if (e.source_action.empty()) e.source_action = e.action;  // SQLite stores '' when it is the action
   e.entity_id = row.text(f + 6);
   e.company_id = row.text(f + 7);
   e.user_id = row.text(f + 8);
   e.webhook_id = row.text(f + 9);
-  e.event_id = row.text(f + 10);
-  e.correlation_id = row.text(f + 11);
+  e.event_id = row.uuid(f + 10);
+  e.correlation_id = row.uuid(f + 11);
   e.change_source = row.text(f + 12);
   e.type = row.text(f + 13);
   e.host = row.text(f + 14);
@@ -47,6 +48,7 @@ event::stored_event read_event_columns(const Row& row, int f) {
   se.deliveries = static_cast<int>(row.integer(f + 21));
   se.last_attempt = static_cast<int>(row.integer(f + 22));
   se.last_received_at_us = row.integer(f + 23);
+  if (se.last_received_at_us == 0) se.last_received_at_us = e.received_at_us;  // SQLite: 0 until a repeat
   return se;
 }
 

@@ -86,6 +86,8 @@ async function main() {
     await page.waitForFunction(() => document.querySelectorAll('#chart div').length >= 1);
     const summary = await page.textContent('#stats-summary');
     check(/6 events/.test(summary), `stats count the events (${summary})`);
+    const storage = await page.textContent('#stats-storage');
+    check(/bytes per event/.test(storage) && /bodies stored at 0\.\d+x/.test(storage), `stats show the storage (${storage})`);
     const rejected = await page.locator('#rejected-table tbody tr').allTextContents();
     check(rejected.some((r) => r.includes('unauthorized')), 'rejected requests are listed by reason');
     await page.click('nav button[data-view="handlers"]');

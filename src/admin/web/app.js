@@ -179,6 +179,13 @@ async function loadStats() {
     const s = await api('/api/v1/stats?' + p);
     $('#stats-summary').textContent = `${s.events} events, ${s.duplicates} duplicate deliveries, ${s.quarantined} quarantined ` +
       `(${s.since} to ${s.until})`;
+    const st = s.storage || {};
+    $('#stats-storage').textContent = st.events === undefined ? '' :
+      `On disk: ${st.bytes_on_disk} bytes for ${st.events} events` +
+      (st.bytes_per_event === null ? '' : ` (${st.bytes_per_event} bytes per event` +
+        (st.disk_per_raw_body === null ? ')' : `, ${st.disk_per_raw_body}x the average body)`)) +
+      (st.compression_ratio === null ? '' : `; bodies stored at ${st.compression_ratio}x their size (newest ${st.sampled_events})`) +
+      (st.uncompressed_events ? `; ${st.uncompressed_events} from before compression still being compressed` : '');
     const peak = Math.max(1, ...s.per_hour.map((h) => h.events));
     $('#chart').replaceChildren(...s.per_hour.map((h) => {
       const bar = el('div');

@@ -19,6 +19,7 @@ struct pg_row {
   int row;
   std::string text(int i) const { return pg::text(r, row, i); }
   std::string key(int i) const { return pg::text(r, row, i); }
+  std::string uuid(int i) const { return pg::text(r, row, i); }
   std::int64_t integer(int i) const { return pg::integer(r, row, i); }
 };
 

@@ -161,13 +161,13 @@ class sqlite_event_log final : public detail::queued_event_log {
     st.bind_int(2, e.version);
     st.bind_text(3, e.entity);
     st.bind_text(4, e.action);
-    st.bind_text(5, e.source_action);
+    st.bind_text(5, e.source_action == e.action ? std::string_view("", 0) : std::string_view(e.source_action));  // '': the action
     st.bind_text_or_null(6, e.entity_id);
     st.bind_text_or_null(7, e.company_id);
     st.bind_text_or_null(8, e.user_id);
     st.bind_text_or_null(9, e.webhook_id);
-    st.bind_text_or_null(10, e.event_id);
-    st.bind_text_or_null(11, e.correlation_id);
+    detail::bind_uuid_or_null(st, 10, e.event_id);
+    detail::bind_uuid_or_null(st, 11, e.correlation_id);
     st.bind_text_or_null(12, e.change_source);
     st.bind_text_or_null(13, e.type);
     st.bind_text_or_null(14, e.host);
@@ -319,12 +319,14 @@ class sqlite_event_log final : public detail::queued_event_log {
 };
 
 // A repeat of an event_key counts a delivery instead of adding a row; RETURNING tells which.
+// Bytes saved per row: source_action is '' when it is the action, last_received_at 0 until a
+// repeat (read back as received_at: columns.hpp), event_id and correlation_id UUIDs 16 bytes.
 constexpr std::string_view insert_event_sql = R"sql(
 INSERT INTO events (event_key, version, entity, action, source_action, entity_id, company_id, user_id,
                     webhook_id, event_id, correlation_id, change_source, type, host, merged_to_id,
                     merged_from_id, occurred_at, received_at, attempt, is_bulk, body, body_dict,
                     last_attempt, last_received_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?19, ?18)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?19, 0)
 ON CONFLICT (event_key) DO UPDATE SET
   deliveries = deliveries + 1,
   last_attempt = max(last_attempt, excluded.attempt),

@@ -114,6 +114,17 @@ void bind_key(const statement& st, int i, const std::string& key) {
   else st.bind_text(i, key);
 }
 
+void bind_uuid_or_null(const statement& st, int i, const std::string& text) {
+  if (auto blob = uuid_blob(text)) sqlite3_bind_blob64(st.get(), i, blob->data(), blob->size(), SQLITE_TRANSIENT);
+  else st.bind_text_or_null(i, text);
+}
+
+std::string sqlite_row::uuid(int i) const {
+  const auto* p = static_cast<const char*>(sqlite3_column_blob(st.get(), i));
+  const std::string_view v(p ? p : "", static_cast<std::size_t>(sqlite3_column_bytes(st.get(), i)));
+  return uuid_text(v, sqlite3_column_type(st.get(), i) == SQLITE_BLOB);
+}
+
 outcome<std::string> read_body(const statement& st, int first, std::int64_t event_id) {
   const auto* p = static_cast<const char*>(sqlite3_column_blob(st.get(), first));
   const std::string_view stored(p ? p : "", static_cast<std::size_t>(sqlite3_column_bytes(st.get(), first)));

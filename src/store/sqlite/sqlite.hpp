@@ -61,7 +61,8 @@ class statement {
 struct sqlite_row {
   const statement& st;
   std::string text(int i) const { return st.column_text(i); }
-  std::string key(int i) const;  // event_key: 16 bytes (BLOB) as hex, or text as it is
+  std::string key(int i) const;   // event_key: 16 bytes (BLOB) as hex, or text as it is
+  std::string uuid(int i) const;  // event_id, correlation_id: 16 bytes (BLOB) as a UUID, or text as it is
   std::int64_t integer(int i) const { return st.column_int(i); }
 };
 
@@ -93,6 +94,8 @@ event::stored_event read_event(const statement& st, int first);
 outcome<std::string> read_body(const statement& st, int first, std::int64_t event_id);
 // Binds an event key as events.event_key stores it (body.hpp: key_blob).
 void bind_key(const statement& st, int i, const std::string& key);
+// Binds a UUID as 16 bytes (body.hpp: uuid_blob), other text as it is, "" as NULL.
+void bind_uuid_or_null(const statement& st, int i, const std::string& text);
 
 // The list filters as SQL: appends " AND <column> <op> ?N" for each field present (N counting on
 // from `n`), and binds the values in the same order (from `i`).
