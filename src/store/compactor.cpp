@@ -15,6 +15,7 @@
 
 namespace pipehook::store {
 
+
 outcome<std::unique_ptr<compactor>> compactor::start(event_log& log, const location& where, int batch) {
   auto rd = reader::open(where);  // fails early (and clearly) where the loop would fail later
   if (!rd) return rd.error();
@@ -107,6 +108,10 @@ void compactor::run() {
       continue;
     }
     failures = 0;
+    if (r->id == 0) {  // none rewritten: the writer defers compaction while its WAL is long (or they were purged)
+      if (!sleep(std::chrono::milliseconds(200))) return;
+      continue;
+    }
     compacted_ += r->id;
     raw_total += raw;
     stored_total += stored;

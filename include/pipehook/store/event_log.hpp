@@ -74,7 +74,8 @@ class event_log {
   virtual void purge(std::int64_t before_us, int limit, append_callback done) = 0;
 
   // Compaction: rewrites rows stored before compression (see compacted_body) in the next commit;
-  // `id` of the result is the number of rows rewritten. Not bounded by the queue capacity.
+  // `id` of the result is the number of rows rewritten: 0 when the writer defers it (SQLite, while
+  // its WAL is longer than 64 MB). Not bounded by the queue capacity.
   virtual void compact(std::vector<compacted_body> rows, append_callback done) = 0;
 
   // Stops taking records, commits everything already queued, and joins the writer. Idempotent.
