@@ -4,6 +4,7 @@
 // storage figures of `events stats` and /api/v1/stats.
 #include "pipehook/core/time.hpp"
 #include "pipehook/pipedrive/parse.hpp"
+#include "pipehook/store/compactor.hpp"
 #include "pipehook/store/event_log.hpp"
 #include "pipehook/store/outbox.hpp"
 #include "pipehook/store/reader.hpp"
@@ -137,9 +138,10 @@ TEST_P(storage, every_body_comes_back_byte_for_byte_and_compressed) {
     EXPECT_EQ(se->ev.event_key, sample.ev.event_key);
     EXPECT_EQ(se->ev.source_action, se->ev.action);
     EXPECT_EQ(se->last_received_at_us, se->ev.received_at_us);
-    if (!where.is_postgres())
+    if (!where.is_postgres()) {
       EXPECT_EQ(outside("SELECT typeof(event_id) || typeof(correlation_id) FROM events WHERE id = " + std::to_string(sample_row->id)),
                 "blobblob");
+    }
   }
   std::size_t k = 0;
   for (const auto& [id, body] : stored) {
@@ -283,26 +285,33 @@ void make_plain(const store::location& where, const std::map<std::int64_t, std::
   }
 }
 
-TEST_P(storage, a_log_from_before_compression_is_read_then_compacted_in_the_background) {
-  std::map<std::int64_t, std::string> bodies_by_id, keys;
-  std::map<std::int64_t, std::string> posted;  // id -> the body as posted
+// `n` change events stored by this version, then turned into a log from before compression;
+// their bodies and keys by row id.
+void seed_plain_log(const store::location& where, int n, std::map<std::int64_t, std::string>& bodies_by_id,
+                    std::map<std::int64_t, std::string>& keys) {
   {
-    auto log = open_log();
-    ASSERT_TRUE(log);
-    for (int i = 0; i < 600; ++i) {
+    auto log = test::open_log(where);
+    ASSERT_TRUE(log) << log.error().message;
+    for (int i = 0; i < n; ++i) {
       const std::string body = test::v2("old-" + std::to_string(i), "deal", std::to_string(i % 50), "change",
                                         R"({"id":)" + std::to_string(i % 50) + R"(,"title":"Deal ')" + std::to_string(i) + R"(","value":)" +
                                             std::to_string(i * 10) + "}",
                                         R"({"value":)" + std::to_string(i) + "}");
       auto r = pipedrive::parse_webhook(body, now_us());
       ASSERT_EQ(r.status, pipedrive::parse_status::event);
-      keys[static_cast<std::int64_t>(i + 1)] = r.ev.event_key;
-      auto a = append_sync(*log, r.ev);
+      const std::string key = r.ev.event_key;
+      auto a = append_sync(**log, r.ev);
       ASSERT_TRUE(a) << a.error().message;
       bodies_by_id[a->id] = body;
+      keys[a->id] = key;
     }
   }
   make_plain(where, bodies_by_id, keys);
+}
+
+TEST_P(storage, a_log_from_before_compression_is_read_then_compacted_in_the_background) {
+  std::map<std::int64_t, std::string> bodies_by_id, keys;
+  seed_plain_log(where, 600, bodies_by_id, keys);
 
   // Readable as it is, with the same keys.
   {
@@ -409,6 +418,30 @@ TEST_P(storage, stats_report_bytes_per_event_and_the_compression_ratio) {
 }
 
 INSTANTIATE_TEST_SUITE_P(backends, storage, test::backends(), test::backend_name);
+
+// The writer defers compaction while its WAL is long, until a checkpoint has copied it all; a log
+// that nothing else writes to must still get there (here: any WAL over 4 pages defers).
+TEST(storage_sqlite, compaction_waits_for_checkpoints_and_finishes_on_an_idle_log) {
+  test::temp_dir dir;
+  const store::location where(dir.file("events.db"));
+  std::map<std::int64_t, std::string> bodies_by_id, keys;
+  seed_plain_log(where, 600, bodies_by_id, keys);
+  store::sqlite_options o;
+  o.path = where.path;
+  o.compaction_wal_pages = 4;
+  auto log = store::open_sqlite_event_log(o);
+  ASSERT_TRUE(log) << log.error().message;
+  auto c = store::compactor::start(**log, where, 64);
+  ASSERT_TRUE(c) << c.error().message;
+  auto rd = store::reader::open(where);
+  ASSERT_TRUE(rd);
+  ASSERT_TRUE(test::wait_for([&] {
+    auto st = (*rd)->storage(0);
+    return st && st->plain_events == 0;
+  }, 60s)) << (*c)->rows_compacted() << " rows compacted";
+  EXPECT_EQ((*c)->rows_compacted(), 600);
+  for (const auto& [id, body] : bodies_by_id) ASSERT_EQ((*rd)->get(id)->ev.body, body) << "event " << id;
+}
 
 }  // namespace
 }  // namespace pipehook

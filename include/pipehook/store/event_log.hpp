@@ -102,6 +102,7 @@ struct sqlite_options : writer_options {
   bool synchronous_full = true;        // PRAGMA synchronous=FULL (else NORMAL)
   std::int64_t busy_timeout_ms = 2000;
   std::int64_t max_page_count = 0;     // >0 caps the database size (tests use it to simulate a full disk)
+  std::uint64_t compaction_wal_pages = 16384;  // compaction waits for a checkpoint beyond this WAL length (64 MB)
 };
 
 struct postgres_options : writer_options {

@@ -4,6 +4,7 @@
 #include "../queued_event_log.hpp"
 #include "sqlite.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -22,8 +23,6 @@ using detail::probe_request;
 using detail::purge_request;
 using detail::reparse_request;
 using detail::write_item;
-
-constexpr std::uint64_t compaction_wal_frames = 16384;  // 64 MB of 4 KB pages
 
 class sqlite_event_log final : public detail::queued_event_log {
  public:
@@ -47,6 +46,7 @@ class sqlite_event_log final : public detail::queued_event_log {
         begin_(std::move(begin)),
         commit_(std::move(commit)),
         rollback_(std::move(rollback)) {
+    compaction_wal_pages_ = o.compaction_wal_pages;
     sqlite3_wal_hook(db_.db, &sqlite_event_log::wal_hook, this);
     checkpointer_ = std::thread([this] {
       pthread_setname_np(pthread_self(), "ph-checkpoint");
@@ -62,6 +62,7 @@ class sqlite_event_log final : public detail::queued_event_log {
   static int wal_hook(void* self_ptr, sqlite3*, const char*, int frames) {
     auto* self = static_cast<sqlite_event_log*>(self_ptr);
     const auto now = static_cast<std::uint64_t>(frames);
+    if (now < self->wal_frames_) self->checkpointed_frames_ = 0;  // started over: what was copied is gone
     if (self->opts_.on_wal_frames) self->opts_.on_wal_frames(now >= self->wal_frames_ ? now - self->wal_frames_ : now);
     self->wal_frames_ = now;
     return SQLITE_OK;
@@ -92,7 +93,9 @@ class sqlite_event_log final : public detail::queued_event_log {
         if (commits_ == done) continue;
         done = commits_;
       }
-      sqlite3_wal_checkpoint_v2(checkpoint_db_.db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+      int log = -1, copied = -1;
+      sqlite3_wal_checkpoint_v2(checkpoint_db_.db, nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
+      if (log >= 0 && copied == log) checkpointed_frames_ = static_cast<std::uint64_t>(log);
     }
   }
 
@@ -269,10 +272,12 @@ class sqlite_event_log final : public detail::queued_event_log {
     out.id = 0;
     // Every rewritten row goes through the WAL, which starts over only once a checkpoint has
     // copied all of it while no reader held it: compaction running flat out would outpace the
-    // checkpoints and grow the WAL by the size of the whole log. It waits for them instead.
-    // (Nothing rewritten, which the compactor takes as "later"; never a failure, which would fail
-    // the events committed in the same batch.)
-    if (wal_frames_ > compaction_wal_frames) return {};
+    // checkpoints and grow the WAL by the size of the whole log. So it is deferred while the WAL
+    // is long, unless a checkpoint has copied all of it (the next write then starts it over; the
+    // checkpointer runs after the commits that deferrals make, idle or not). Deferred means
+    // nothing rewritten, which the compactor takes as "later": never a failure, which would fail
+    // the events committed in the same batch.
+    if (wal_frames_ > compaction_wal_pages_ && checkpointed_frames_.load() < wal_frames_) return {};
     for (const auto& r : rows) {
       const statement& st = compact_;
       st.bind_int(1, r.id);
@@ -310,6 +315,8 @@ class sqlite_event_log final : public detail::queued_event_log {
   const detail::packed_body* packed_ = nullptr;  // writer thread only: the current item's body as stored
   bool plain_rows_ = false;  // writer thread only: rows from before compression are left
   std::uint64_t wal_frames_ = 0;  // writer thread only: the WAL's length after the last commit
+  std::atomic<std::uint64_t> checkpointed_frames_{0};
+  std::uint64_t compaction_wal_pages_ = 0;  // the WAL's length at the last checkpoint that copied it all
   statement repeat_plain_, compact_, any_plain_;
   std::vector<route> routes_;        // writer thread only
   std::vector<fresh_deliveries> fresh_;  // writer thread only: this batch's new deliveries
