@@ -12,18 +12,7 @@
 source "$(dirname "$0")/common.sh"
 events=${BENCH_EVENTS:-1000000}
 db="$work/pipehook.db"
-cat > "$work/pipehook.toml" <<TOML
-[server]
-listen = "127.0.0.1:18080"
-[admin]
-listen = "127.0.0.1:18090"
-[auth]
-password = "$password"
-[store]
-path = "$db"
-[log]
-level = "warn"
-TOML
+bench_config pipehook "path = \"$db\""
 
 # The schema comes from pipehook itself; the rows from SQL (a million webhooks would take minutes).
 build/pipehook --config "$work/pipehook.toml" serve 2> "$work/pipehook.log" & pid=$!

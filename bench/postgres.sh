@@ -14,24 +14,10 @@ psql_pg -d postgres -c "CREATE DATABASE pipehook" -c "CREATE DATABASE bulk"
 echo "PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}') on 127.0.0.1:$pgport (synchronous_commit=$(psql_pg -d postgres -tAc 'SHOW synchronous_commit'), fsync=$(psql_pg -d postgres -tAc 'SHOW fsync'))"
 echo "wrk: 1 thread, $conns connections, ${secs}s each"
 
-config() {  # config NAME STORE-LINES
-  cat > "$work/$1.toml" <<TOML
-[server]
-listen = "127.0.0.1:18080"
-[admin]
-listen = "127.0.0.1:18090"
-[auth]
-password = "$password"
-[log]
-level = "warn"
-[store]
-$2
-TOML
-}
 
 # --- 1. durable ingest (BENCH_SKIP_INGEST=1 skips it)
-config sqlite "path = \"$work/pipehook.db\""
-config postgres "backend = \"postgres\"
+bench_config sqlite "path = \"$work/pipehook.db\""
+bench_config postgres "backend = \"postgres\"
 url = \"postgresql://postgres@127.0.0.1:$pgport/pipehook\""
 if [[ -z "${BENCH_SKIP_INGEST:-}" ]]; then
 for backend in sqlite postgres; do
@@ -51,7 +37,7 @@ fi
 fi
 
 # --- 2. a large log on PostgreSQL: pages and export
-config bulk "backend = \"postgres\"
+bench_config bulk "backend = \"postgres\"
 url = \"postgresql://postgres@127.0.0.1:$pgport/bulk\""
 build/pipehook --config "$work/bulk.toml" serve 2> "$work/bulk.log" & pid=$!
 wait_port 18080; kill -TERM "$pid"; wait "$pid" || true   # the schema, from pipehook itself

@@ -34,18 +34,7 @@ run_mix() {
   local shape=$1 label=$2 bin=$3
   local db="$work/$label-$shape.db"
   python3 bench/make_templates.py tests/data/samples "$work/templates-$shape.lua" "$shape"
-  cat > "$work/storage.toml" <<TOML
-[server]
-listen = "127.0.0.1:18080"
-[admin]
-listen = "127.0.0.1:18090"
-[auth]
-password = "$password"
-[store]
-path = "$db"
-[log]
-level = "warn"
-TOML
+  bench_config storage "path = \"$db\""
   "$bin" --config "$work/storage.toml" serve 2> "$work/$label-$shape.log" & local pid=$!; pids+=("$pid")
   wait_port 18080; wait_port 18090
   local cpu0 io0 fr0 cpu1 io1 fr1

@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <pwd.h>
 #include <stdexcept>
 #include <sys/wait.h>
@@ -225,6 +226,32 @@ outcome<std::unique_ptr<store::event_log>> open_log(const store::location& where
   o.path = where.path;
   o.busy_timeout_ms = busy_timeout_ms;
   return store::open_sqlite_event_log(o);
+}
+
+store::append_result append_sync(store::event_log& log, event::event ev) {
+  std::promise<store::append_result> p;
+  auto f = p.get_future();
+  log.append(std::move(ev), [&p](store::append_result r) { p.set_value(std::move(r)); });
+  return f.get();
+}
+
+void backend_log::SetUp() {
+  if (GetParam() == store::location::kind::postgres)
+    where = store::location::postgres(pg_server::shared().create_database(), pg_server::password);
+  else
+    where = store::location(dir.file("events.db"));
+}
+
+std::unique_ptr<store::event_log> backend_log::open_log(const store::writer_options& w, std::int64_t busy_timeout_ms) {
+  auto log = try_open(w, busy_timeout_ms);
+  EXPECT_TRUE(log) << (log ? "" : log.error().message);
+  return log ? std::move(*log) : nullptr;
+}
+
+std::unique_ptr<store::reader> backend_log::reader() {
+  auto rd = store::reader::open(where);
+  EXPECT_TRUE(rd) << (rd ? "" : rd.error().message);
+  return rd ? std::move(*rd) : nullptr;
 }
 
 }  // namespace pipehook::test

@@ -8,6 +8,8 @@
 #include "pipehook/config/config.hpp"
 #include "pipehook/store/event_log.hpp"
 #include "pipehook/store/location.hpp"
+#include "pipehook/store/reader.hpp"
+#include "support.hpp"
 
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
@@ -71,5 +73,25 @@ outcome<std::unique_ptr<store::event_log>> open_log(const store::location& where
 // Runs one SQL statement on an event log from outside pipehook (as another process would);
 // returns the first cell, if any.
 std::string outside_sql(const store::location& where, const std::string& sql);
+
+// Appends one event and waits for its commit.
+store::append_result append_sync(store::event_log& log, event::event ev);
+
+// A suite on both backends: a SQLite file in a temporary directory, or a fresh database on the
+// test PostgreSQL (the parameter; INSTANTIATE_TEST_SUITE_P(backends, X, backends(), backend_name)).
+struct backend_log : ::testing::TestWithParam<store::location::kind> {
+  temp_dir dir;
+  store::location where;
+
+  void SetUp() override;
+  bool postgres() const { return where.is_postgres(); }
+  outcome<std::unique_ptr<store::event_log>> try_open(const store::writer_options& w = {}, std::int64_t busy_timeout_ms = 2000) {
+    return test::open_log(where, w, busy_timeout_ms);
+  }
+  // The log (nullptr, and the test failed, when it does not open).
+  std::unique_ptr<store::event_log> open_log(const store::writer_options& w = {}, std::int64_t busy_timeout_ms = 2000);
+  std::unique_ptr<store::reader> reader();
+  std::string outside(const std::string& sql) { return outside_sql(where, sql); }
+};
 
 }  // namespace pipehook::test

@@ -31,12 +31,7 @@ event::event event_with_body(const std::string& id, std::string body) {
   return r.ev;
 }
 
-store::append_result append_sync(store::event_log& log, event::event ev) {
-  std::promise<store::append_result> p;
-  auto f = p.get_future();
-  log.append(std::move(ev), [&p](store::append_result r) { p.set_value(std::move(r)); });
-  return f.get();
-}
+using test::append_sync;
 
 std::string random_bytes(std::size_t n, std::mt19937& rng) {
   std::string out(n, '\0');
@@ -74,27 +69,7 @@ std::vector<std::pair<std::string, std::string>> bodies() {
 
 bool where_is_sqlite(const config::config& c) { return c.store.backend != config::store_backend::postgres; }
 
-struct storage : ::testing::TestWithParam<store::location::kind> {
-  test::temp_dir dir;
-  store::location where;
-
-  void SetUp() override {
-    if (GetParam() == store::location::kind::postgres)
-      where = store::location::postgres(test::pg_server::shared().create_database(), test::pg_server::password);
-    else
-      where = store::location(dir.file("events.db"));
-  }
-  std::unique_ptr<store::event_log> open_log() {
-    auto log = test::open_log(where);
-    EXPECT_TRUE(log) << (log ? "" : log.error().message);
-    return log ? std::move(*log) : nullptr;
-  }
-  std::unique_ptr<store::reader> reader() {
-    auto rd = store::reader::open(where);
-    EXPECT_TRUE(rd) << (rd ? "" : rd.error().message);
-    return rd ? std::move(*rd) : nullptr;
-  }
-  std::string outside(const std::string& sql) { return test::outside_sql(where, sql); }
+struct storage : test::backend_log {
   // Flips a byte in the middle of a stored frame: the frame still parses, its checksum fails.
   void damage(std::int64_t id) {
     const std::string n = std::to_string(id);

@@ -25,42 +25,11 @@ event::event make_event(const std::string& id, const std::string& entity = "deal
   return r.ev;
 }
 
-store::append_result append_sync(store::event_log& log, event::event ev) {
-  std::promise<store::append_result> p;
-  auto f = p.get_future();
-  log.append(std::move(ev), [&p](store::append_result r) { p.set_value(std::move(r)); });
-  return f.get();
-}
+using test::append_sync;
 
 // Each test runs against both backends: a SQLite file in a temporary directory, and a fresh
 // database on the test PostgreSQL.
-struct store_backend : ::testing::TestWithParam<store::location::kind> {
-  test::temp_dir dir;
-  store::location where;
-
-  void SetUp() override {
-    if (GetParam() == store::location::kind::postgres)
-      where = store::location::postgres(test::pg_server::shared().create_database(), test::pg_server::password);
-    else
-      where = store::location(dir.file("events.db"));
-  }
-  bool postgres() const { return where.is_postgres(); }
-
-  outcome<std::unique_ptr<store::event_log>> try_open(const store::writer_options& w = {}, std::int64_t busy_timeout_ms = 2000) {
-    return test::open_log(where, w, busy_timeout_ms);
-  }
-  std::unique_ptr<store::event_log> open_log(const store::writer_options& w = {}, std::int64_t busy_timeout_ms = 2000) {
-    auto log = try_open(w, busy_timeout_ms);
-    EXPECT_TRUE(log) << (log ? "" : log.error().message);
-    return log ? std::move(*log) : nullptr;
-  }
-  std::unique_ptr<store::reader> reader() {
-    auto rd = store::reader::open(where);
-    EXPECT_TRUE(rd) << (rd ? "" : rd.error().message);
-    return rd ? std::move(*rd) : nullptr;
-  }
-  std::string outside(const std::string& sql) { return test::outside_sql(where, sql); }
-};
+struct store_backend : test::backend_log {};
 
 // Another process holding a lock on a table of the log: SQLite's whole database (BEGIN
 // EXCLUSIVE), or PostgreSQL's table (LOCK TABLE ... ACCESS EXCLUSIVE) until released.
