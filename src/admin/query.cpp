@@ -318,9 +318,9 @@ boost::json::object replica_json(const store::replica_info& r) {
 }
 
 boost::json::object storage_json(const store::storage_stats& s) {
-  auto ratio = [](std::int64_t a, std::int64_t b) -> boost::json::value {
-    if (b <= 0) return nullptr;
-    return std::round(static_cast<double>(a) / static_cast<double>(b) * 1000.0) / 1000.0;
+  auto rounded = [](std::optional<double> v) -> boost::json::value {
+    if (!v) return nullptr;
+    return std::round(*v * 1000.0) / 1000.0;
   };
   boost::json::object o;
   o["events"] = s.events;
@@ -330,10 +330,9 @@ boost::json::object storage_json(const store::storage_stats& s) {
   o["sampled_events"] = s.sampled;
   o["body_bytes_raw"] = s.sampled_raw_bytes;
   o["body_bytes_stored"] = s.sampled_stored_bytes;
-  o["compression_ratio"] = ratio(s.sampled_stored_bytes, s.sampled_raw_bytes);  // stored / raw
+  o["compression_ratio"] = rounded(s.compression_ratio());  // stored / raw
   // Everything on disk per event, against the average body as received.
-  o["disk_per_raw_body"] = s.events > 0 && s.sampled > 0 ? ratio(s.bytes_on_disk * s.sampled, s.events * s.sampled_raw_bytes)
-                                                         : boost::json::value(nullptr);
+  o["disk_per_raw_body"] = rounded(s.disk_per_raw_body());
   o["uncompressed_events"] = s.plain_events;
   return o;
 }

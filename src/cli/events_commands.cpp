@@ -254,15 +254,12 @@ void print_storage(const store::storage_stats& s) {
   std::cout << "storage: " << s.bytes_on_disk << " bytes on disk for " << s.events << " events";
   if (s.events > 0) {
     std::cout << " (" << s.bytes_on_disk / s.events << " bytes per event";
-    if (s.sampled > 0 && s.sampled_raw_bytes > 0)
-      std::cout << ", " << fixed(static_cast<double>(s.bytes_on_disk) * static_cast<double>(s.sampled) /
-                                 (static_cast<double>(s.events) * static_cast<double>(s.sampled_raw_bytes)))
-                << "x the average body as received";
+    if (auto r = s.disk_per_raw_body()) std::cout << ", " << fixed(*r) << "x the average body as received";
     std::cout << ")";
   }
   std::cout << "\n";
-  if (s.sampled > 0 && s.sampled_raw_bytes > 0)
-    std::cout << "bodies: stored at " << fixed(static_cast<double>(s.sampled_stored_bytes) / static_cast<double>(s.sampled_raw_bytes))
+  if (auto r = s.compression_ratio())
+    std::cout << "bodies: stored at " << fixed(*r)
               << "x their size as received (the newest " << s.sampled << ")\n";
   if (s.plain_events > 0) std::cout << "uncompressed: " << s.plain_events << " event(s) from before compression, being compressed by the daemon\n";
 }

@@ -17,12 +17,13 @@ namespace pipehook::store {
 
 
 outcome<std::unique_ptr<compactor>> compactor::start(event_log& log, const location& where, int batch) {
-  auto rd = reader::open(where);  // fails early (and clearly) where the loop would fail later
+  auto rd = reader::open(where);
   if (!rd) return rd.error();
-  return std::unique_ptr<compactor>(new compactor(log, where, batch));
+  return std::unique_ptr<compactor>(new compactor(log, where, std::move(*rd), batch));
 }
 
-compactor::compactor(event_log& log, const location& where, int batch) : log_(log), where_(where), batch_(batch) {
+compactor::compactor(event_log& log, const location& where, std::unique_ptr<reader> rd, int batch)
+    : log_(log), where_(where), batch_(batch), rd_(std::move(rd)) {
   thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "ph-compact");
     setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);  // below ingest (Linux: per thread)
@@ -49,11 +50,7 @@ bool compactor::sleep(std::chrono::milliseconds d) {
 }
 
 void compactor::run() {
-  auto rd = reader::open(where_);
-  if (!rd) {
-    spdlog::error("compaction: {}", rd.error().message);
-    return;
-  }
+  auto& rd = rd_;
   auto leader = leadership::open(where_, "compaction");
   std::int64_t raw_total = 0, stored_total = 0;
   unsigned failures = 0;
@@ -64,7 +61,7 @@ void compactor::run() {
       if (!sleep(std::chrono::seconds(5))) return;
       continue;
     }
-    auto rows = (*rd)->plain_bodies(batch_);
+    auto rows = rd->plain_bodies(batch_);
     if (!rows) {
       spdlog::warn("compaction: {}", rows.error().message);
       if (!sleep(backoff_delay(++failures, std::chrono::seconds(1), std::chrono::seconds(30)))) return;
@@ -72,7 +69,7 @@ void compactor::run() {
     }
     if (rows->empty()) break;
     if (!announced) {
-      auto st = (*rd)->storage(0);
+      auto st = rd->storage(0);
       spdlog::info("compaction: compressing the bodies of {} event(s) stored before compression, newest first",
                    st ? std::to_string(st->plain_events) : "the");
       announced = true;
@@ -92,8 +89,7 @@ void compactor::run() {
       detail::packed_body p = detail::pack_body(r.body);
       c.body = std::move(p.bytes);
       c.body_dict = p.dict;
-      c.raw_bytes = static_cast<std::int64_t>(r.body.size());
-      raw += c.raw_bytes;
+      raw += static_cast<std::int64_t>(r.body.size());
       stored += static_cast<std::int64_t>(c.body.size());
       out.push_back(std::move(c));
     }

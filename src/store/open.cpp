@@ -125,6 +125,17 @@ outcome<std::int64_t> outbox::replay(const std::string& handler, bool ordered, c
   return static_cast<std::int64_t>(rows.size());
 }
 
+std::optional<double> storage_stats::compression_ratio() const {
+  if (sampled_raw_bytes <= 0) return std::nullopt;
+  return static_cast<double>(sampled_stored_bytes) / static_cast<double>(sampled_raw_bytes);
+}
+
+std::optional<double> storage_stats::disk_per_raw_body() const {
+  if (events <= 0 || sampled <= 0 || sampled_raw_bytes <= 0) return std::nullopt;
+  return static_cast<double>(bytes_on_disk) * static_cast<double>(sampled) /
+         (static_cast<double>(events) * static_cast<double>(sampled_raw_bytes));
+}
+
 std::string location::describe() const { return is_postgres() ? mask_url_password(url) : path; }
 
 std::string_view to_string(delivery_state s) {

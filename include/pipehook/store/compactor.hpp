@@ -8,6 +8,7 @@
 #include "pipehook/core/error.hpp"
 #include "pipehook/store/event_log.hpp"
 #include "pipehook/store/location.hpp"
+#include "pipehook/store/reader.hpp"
 
 #include <atomic>
 #include <condition_variable>
@@ -27,13 +28,14 @@ class compactor {
   std::int64_t rows_compacted() const { return compacted_.load(); }
 
  private:
-  compactor(event_log& log, const location& where, int batch);
+  compactor(event_log& log, const location& where, std::unique_ptr<reader> rd, int batch);
   void run();
   bool sleep(std::chrono::milliseconds d);  // false once stopped
 
   event_log& log_;
   const location where_;
   const int batch_;
+  std::unique_ptr<reader> rd_;  // the compactor thread's
   std::atomic<std::int64_t> compacted_{0};
   std::mutex mu_;
   std::condition_variable cv_;

@@ -35,7 +35,6 @@ struct compacted_body {
   bool key_binary = false;
   std::string body;
   std::int64_t body_dict = 0;
-  std::int64_t raw_bytes = 0;  // the plain body's size
 };
 
 struct appended {

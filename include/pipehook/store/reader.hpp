@@ -54,6 +54,11 @@ struct storage_stats {
   std::int64_t plain_events = 0;   // rows stored before compression that the compactor has yet to compress
   // The newest `sampled` events' bodies: as received, and as stored.
   std::int64_t sampled = 0, sampled_raw_bytes = 0, sampled_stored_bytes = 0;
+
+  // Bodies as stored / as received (sample); bytes on disk per event / the average body as
+  // received. nullopt without events or a sample.
+  std::optional<double> compression_ratio() const;
+  std::optional<double> disk_per_raw_body() const;
 };
 
 // A row stored before compression (for store::compactor).
