@@ -538,11 +538,11 @@ api::~api() = default;
 
 outcome<std::unique_ptr<api>> api::create(api_options opt, store::event_log& log) {
   auto p = std::make_unique<impl>(std::move(opt), log);
-  auto rd = store::reader_pool::open(p->opt.store, p->opt.pool_size);
+  auto rd = store::reader_pool::open(p->opt.store.for_purpose("admin"), p->opt.pool_size);
   if (!rd) return rd.error();
   p->readers = std::move(*rd);
   p->workers = std::make_unique<asio::thread_pool>(std::max<std::size_t>(1, p->opt.pool_size));
-  auto ob = store::outbox::open(p->opt.store);
+  auto ob = store::outbox::open(p->opt.store.for_purpose("admin"));
   if (!ob) return ob.error();
   p->outbox = std::move(*ob);
   auto meta = store::meta_store::open(p->opt.store);

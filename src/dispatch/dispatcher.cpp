@@ -547,7 +547,7 @@ outcome<void> dispatcher::start(store::event_log& log, const store::location& wh
                                 const store::presence* presence) {
   if (p_->workers.empty()) return {};
   p_->presence = presence;
-  auto ob = store::outbox::open(where, claims);
+  auto ob = store::outbox::open(where.for_purpose("delivery"), claims);
   if (!ob) return ob.error();
   p_->outbox = std::move(*ob);
   p_->log = &log;

@@ -227,7 +227,7 @@ struct pg_row {
 
 class postgres_backfills final : public backfill_store {
  public:
-  explicit postgres_backfills(const location& where) : session_({where.url, where.password, where.connect_timeout_ms}) {}
+  explicit postgres_backfills(const location& where) : session_(pg::options_of(where)) {}
   outcome<void> open() { return session_.open(); }
 
   outcome<void> create(backfill_run& run) override {

@@ -17,7 +17,7 @@ namespace pipehook::store {
 
 
 outcome<std::unique_ptr<compactor>> compactor::start(event_log& log, const location& where, int batch) {
-  auto rd = reader::open(where);
+  auto rd = reader::open(where.for_purpose("compaction"));
   if (!rd) return rd.error();
   return std::unique_ptr<compactor>(new compactor(log, where, std::move(*rd), batch));
 }

@@ -86,7 +86,7 @@ outcome<void> save_sqlite(const std::string& path, const std::string& object, co
 
 outcome<void> save_postgres(const location& where, const std::string& object, const std::vector<field_definition>& fields,
                             std::int64_t fetched_at_us) {
-  auto c = pg::connect({where.url, where.password, where.connect_timeout_ms});
+  auto c = pg::connect(pg::options_of(where));
   if (!c) return c.error();
   pg::pipeline pl(c->get());
   pl.send("BEGIN");

@@ -38,7 +38,7 @@ class sqlite_meta final : public meta_store {
 
 class postgres_meta final : public meta_store {
  public:
-  explicit postgres_meta(const location& where) : session_({where.url, where.password, where.connect_timeout_ms}) {}
+  explicit postgres_meta(const location& where) : session_(pg::options_of(where)) {}
   outcome<void> open() { return session_.open(); }
 
   outcome<std::map<std::string, std::string>> with_prefix(const std::string& prefix) override {

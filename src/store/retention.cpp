@@ -117,7 +117,7 @@ asio::awaitable<void> retention_loop(std::shared_ptr<retention_runner::impl> sel
 
 outcome<std::unique_ptr<retention_runner>> retention_runner::create(asio::any_io_executor ex, event_log& log,
                                                                     const location& where, retention_policy policy) {
-  auto rd = reader::open(where);
+  auto rd = reader::open(where.for_purpose("retention"));
   if (!rd) return rd.error();
   return std::unique_ptr<retention_runner>(
       new retention_runner(std::make_shared<impl>(ex, log, std::move(*rd), leadership::open(where, "retention"), policy)));

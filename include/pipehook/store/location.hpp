@@ -14,6 +14,10 @@ struct location {
   std::string url;       // postgres: a libpq connection URI
   std::string password;  // postgres: overrides the URI's when set
   std::int64_t connect_timeout_ms = 5'000;
+  // postgres: what the connection is for ("admin", "compaction", …); its sessions show as
+  // application_name "pipehook/<purpose>" in pg_stat_activity ("pipehook" when empty), unless
+  // the URI sets application_name itself.
+  std::string purpose;
 
   location() = default;
   location(std::string sqlite_path) : path(std::move(sqlite_path)) {}  // NOLINT: implicit on purpose
@@ -27,6 +31,11 @@ struct location {
     return l;
   }
   bool is_postgres() const { return backend == kind::postgres; }
+  location for_purpose(std::string p) const {
+    location l = *this;
+    l.purpose = std::move(p);
+    return l;
+  }
   // For messages: the path, or the URI with its password masked.
   std::string describe() const;
 };

@@ -58,7 +58,7 @@ outcome<copy_progress> copy_log(const location& from, const location& to, int ba
   if (!rd) return rd.error();
   auto ob = outbox::open(from);
   if (!ob) return ob.error();
-  auto target = pg::connect({to.url, to.password, to.connect_timeout_ms});
+  auto target = pg::connect(pg::options_of(to));
   if (!target) return target.error();
   PGconn* c = target->get();
   if (auto m = pg::migrate(c); !m) return m.error();

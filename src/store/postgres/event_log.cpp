@@ -110,7 +110,7 @@ class postgres_event_log final : public detail::queued_event_log {
     const auto now = std::chrono::steady_clock::now();
     if (now < next_connect_)
       return make_failure(errc::store_io, "PostgreSQL is unreachable (" + last_error_ + "); reconnecting");
-    auto c = pg::connect({opts_pg_.url, opts_pg_.password, opts_pg_.connect_timeout_ms, opts_pg_.lock_timeout_ms});
+    auto c = pg::connect({opts_pg_.url, opts_pg_.password, opts_pg_.connect_timeout_ms, opts_pg_.lock_timeout_ms, "pipehook/writer"});
     if (!c) {
       next_connect_ = std::chrono::steady_clock::now() +
                       backoff_delay(++connect_failures_, std::chrono::milliseconds(200), std::chrono::seconds(5));
@@ -324,7 +324,7 @@ class postgres_event_log final : public detail::queued_event_log {
 outcome<std::unique_ptr<event_log>> open_postgres_event_log(const postgres_options& options) {
   postgres_options o = options;
   if (o.replica_id.empty()) o.replica_id = this_replica().id;
-  auto c = pg::connect({o.url, o.password, o.connect_timeout_ms, o.lock_timeout_ms});
+  auto c = pg::connect({o.url, o.password, o.connect_timeout_ms, o.lock_timeout_ms, "pipehook/writer"});
   if (!c) return c.error();
   if (auto r = pg::migrate(c->get()); !r) {
     failure f = r.error();

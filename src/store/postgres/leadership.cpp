@@ -26,7 +26,7 @@ std::int64_t key_of(const std::string& role) {
 class postgres_leadership final : public leadership {
  public:
   postgres_leadership(const location& where, std::string role, std::chrono::milliseconds every)
-      : session_({where.url, where.password, where.connect_timeout_ms}), role_(std::move(role)), key_(key_of(role_)), every_(every) {
+      : session_(pg::options_of(where.for_purpose("leader:" + role))), role_(std::move(role)), key_(key_of(role_)), every_(every) {
     thread_ = std::thread([this] { run(); });
   }
   ~postgres_leadership() override {

@@ -248,7 +248,7 @@ ON CONFLICT (handler, event_id) DO UPDATE SET
 }  // namespace
 
 outcome<std::unique_ptr<outbox>> open_postgres_outbox(const location& where, const claim_options& claims) {
-  auto s = std::make_unique<pg::session>(pg::connect_options{where.url, where.password, where.connect_timeout_ms});
+  auto s = std::make_unique<pg::session>(pg::options_of(where));
   if (auto r = s->open(); !r) return r.error();
   if (auto ok = pg::check_schema(*s->get(), where.describe()); !ok) return ok.error();
   return std::unique_ptr<outbox>(new postgres_outbox(std::move(s), claims));
@@ -260,7 +260,7 @@ namespace pipehook::store {
 
 // `pipehook events purge` on PostgreSQL: the daemon's retention batch, each its own transaction.
 outcome<std::int64_t> purge_before_postgres(const location& where, std::int64_t before_us, int batch) {
-  auto c = pg::connect({where.url, where.password, where.connect_timeout_ms});
+  auto c = pg::connect(pg::options_of(where));
   if (!c) return c.error();
   if (auto ok = pg::check_schema(c->get(), where.describe()); !ok) return ok.error();
   std::int64_t total = 0;

@@ -14,7 +14,7 @@ outcome<connection> connect(const connect_options& o) {
   // tcp_user_timeout and keepalives notice a server that vanished without closing the socket.
   std::vector<const char*> keys{"dbname", "connect_timeout", "fallback_application_name", "tcp_user_timeout",
                                 "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count"};
-  std::vector<const char*> values{o.url.c_str(), timeout.c_str(), "pipehook", "15000", "1", "10", "5", "3"};
+  std::vector<const char*> values{o.url.c_str(), timeout.c_str(), o.application_name.c_str(), "15000", "1", "10", "5", "3"};
   if (!o.password.empty()) {
     keys.push_back("password");
     values.push_back(o.password.c_str());
@@ -33,6 +33,12 @@ outcome<connection> connect(const connect_options& o) {
   auto setup = exec(c.get(), setup_sql);
   if (!setup) return setup.error();
   return c;
+}
+
+connect_options options_of(const location& where) {
+  connect_options o{where.url, where.password, where.connect_timeout_ms};
+  if (!where.purpose.empty()) o.application_name += "/" + where.purpose;
+  return o;
 }
 
 failure failure_of(PGconn* c, const PGresult* r, std::string_view what) {

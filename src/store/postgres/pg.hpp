@@ -5,6 +5,7 @@
 // batch sent in one round trip).
 
 #include "pipehook/core/error.hpp"
+#include "pipehook/store/location.hpp"
 
 #include <libpq-fe.h>
 
@@ -34,7 +35,11 @@ struct connect_options {
   std::string password;  // overrides the URI's when set
   std::int64_t connect_timeout_ms = 5'000;
   std::int64_t lock_timeout_ms = 0;  // > 0: a lock held elsewhere longer than this fails the statement (store_busy)
+  std::string application_name = "pipehook";  // the fallback: a URI's application_name wins
 };
+
+// The options for a location: its server, password, timeout, and "pipehook/<purpose>" as the name.
+connect_options options_of(const location& where);
 
 // Connects (and sets the session up: UTC, no statement over 60 s). Errors name the server with
 // its password masked.

@@ -22,7 +22,7 @@ constexpr std::string_view lock_id_sql = "SELECT pg_try_advisory_lock(81000685, 
 class postgres_presence final : public presence {
  public:
   postgres_presence(const location& where, replica_identity who, std::chrono::milliseconds lease)
-      : session_({where.url, where.password, where.connect_timeout_ms}), who_(std::move(who)), lease_(lease) {}
+      : session_(pg::options_of(where.for_purpose("presence"))), who_(std::move(who)), lease_(lease) {}
 
   ~postgres_presence() override { stop_thread(); }
 

@@ -277,7 +277,7 @@ class postgres_reader final : public reader {
 
 outcome<std::unique_ptr<reader>> open_postgres_reader(const location& where) {
   // Read-only, like SQLite's reader connection: a bug here cannot write.
-  auto s = std::make_unique<pg::session>(pg::connect_options{where.url, where.password, where.connect_timeout_ms},
+  auto s = std::make_unique<pg::session>(pg::options_of(where),
                                          "SET default_transaction_read_only = on");
   if (auto r = s->open(); !r) return r.error();
   if (auto ok = pg::check_schema(*s->get(), where.describe()); !ok) return ok.error();
