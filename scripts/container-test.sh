@@ -14,13 +14,19 @@ fail() { echo "container test: FAILED: $*" >&2; exit 1; }
 
 need=()
 for tool in podman runc debootstrap podman-compose openssl curl; do command -v "$tool" >/dev/null || need+=("$tool"); done
-if ((${#need[@]})); then
+# The compose services find each other by name (nginx's upstream is pipehook:8080): with Debian 12's
+# podman (CNI networks) that takes the dnsname plugin, only a Recommends of podman's, so install it
+# by name; without it nginx exits at start ("host not found in upstream") and restarts forever.
+dnsname=/usr/lib/cni/dnsname
+if ((${#need[@]})) || [[ ! -x $dnsname ]]; then
   pkgs=()
   for t in "${need[@]}"; do case $t in openssl) pkgs+=(openssl) ;; *) pkgs+=("$t") ;; esac; done
+  [[ -x $dnsname ]] || pkgs+=(golang-github-containernetworking-plugin-dnsname)
   echo "installing: ${pkgs[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" uidmap >/dev/null \
     || fail "cannot install ${pkgs[*]} (apt-get)"
   for tool in "${need[@]}"; do command -v "$tool" >/dev/null || fail "$tool is still missing after apt-get install"; done
+  [[ -x $dnsname ]] || fail "$dnsname is still missing after apt-get install"
 fi
 
 work=$(mktemp -d /tmp/pipehook-ctr.XXXXXX)
@@ -125,13 +131,15 @@ fi
 hport=$(free_port) cport=$(free_port)
 export PIPEHOOK_AUTH_PASSWORD=$password PIPEHOOK_ADMIN_TOKEN=$token PIPEHOOK_HTTPS_PORT=$hport PIPEHOOK_ADMIN_PORT=$cport
 touch "$work/compose-up"
+# A network left by an earlier run (compose down keeps it) may predate the dnsname plugin: made anew.
+podman network rm -f phtest_default >/dev/null 2>&1 || true
 (cd docker && podman-compose -p phtest -f compose.yaml up -d >"$work/compose.log" 2>&1) || { tail -30 "$work/compose.log"; fail "compose up failed"; }
 ok=""
 for _ in $(seq 1 150); do
   if [[ $(post -k -u pipedrive:$password -d "$body" "https://127.0.0.1:$hport/webhooks/pipedrive") == 200 ]]; then ok=1; break; fi
   sleep 0.2
 done
-[[ -n $ok ]] || { tail -30 "$work/compose.log"; podman ps -a; fail "no webhook reached pipehook through nginx over TLS"; }
+[[ -n $ok ]] || { tail -30 "$work/compose.log"; podman ps -a; podman logs --tail 20 phtest_nginx_1 2>&1; fail "no webhook reached pipehook through nginx over TLS"; }
 [[ $(curl -sk -o /dev/null -w '%{http_code}' "https://127.0.0.1:$hport/api/v1/events") == 404 ]] || fail "the admin API is reachable through nginx"
 [[ $(curl -sk -o /dev/null -w '%{http_code}' "https://127.0.0.1:$hport/metrics") == 404 ]] || fail "/metrics is reachable through nginx"
 head -c 1100000 /dev/zero | tr '\0' 'x' > "$work/big"
