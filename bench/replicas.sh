@@ -78,6 +78,12 @@ SELECT 'd-' || i, 2, 'deal', 'change', 'change', (i % 500)::text, '777', 0, 0, 1
        json_build_object('meta', json_build_object('id', 'd-' || i, 'entity', 'deal', 'action', 'change'),
                          'data', json_build_object('id', i % 500, 'title', 'Deal ' || i, 'value', i))::text
 FROM generate_series(1, $deliveries) AS i;
+SQL
+# The rows are plain text bodies, as before compression: one daemon compresses them first (no
+# delivery rows yet), so the rounds below measure delivery alone.
+build/pipehook --config "$work/ra.toml" serve 2> "$work/compaction.log" & pid=$!
+wait_port 18080; wait_compacted "$work/ra.toml"; kill -TERM "$pid"; wait "$pid" || true
+psql_pg -d deliver -o /dev/null <<SQL
 INSERT INTO deliveries (handler, event_id, state, attempts, due_at, created_at, updated_at)
 SELECT 'sink', id, 'pending', 0, 0, 0, 0 FROM events;
 VACUUM ANALYZE;
