@@ -74,7 +74,7 @@ class event_log {
 
   // Compaction: rewrites rows stored before compression (see compacted_body) in the next commit;
   // `id` of the result is the number of rows rewritten: 0 when the writer defers it (SQLite, while
-  // its WAL is longer than 64 MB). Not bounded by the queue capacity.
+  // its WAL is past sqlite_options::wal_limit_pages). Not bounded by the queue capacity.
   virtual void compact(std::vector<compacted_body> rows, append_callback done) = 0;
 
   // Stops taking records, commits everything already queued, and joins the writer. Idempotent.
@@ -101,7 +101,10 @@ struct sqlite_options : writer_options {
   bool synchronous_full = true;        // PRAGMA synchronous=FULL (else NORMAL)
   std::int64_t busy_timeout_ms = 2000;
   std::int64_t max_page_count = 0;     // >0 caps the database size (tests use it to simulate a full disk)
-  std::uint64_t compaction_wal_pages = 16384;  // compaction waits for a checkpoint beyond this WAL length (64 MB)
+  // The WAL's bound (16384 pages: 64 MB). Beyond it the writer, between batches, checkpoints what
+  // the checkpointer thread has not copied yet, so that the next commit starts the WAL over; and
+  // compaction waits.
+  std::uint64_t wal_limit_pages = 16384;
 };
 
 struct postgres_options : writer_options {
