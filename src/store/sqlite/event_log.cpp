@@ -62,7 +62,7 @@ class sqlite_event_log final : public detail::queued_event_log {
   static int wal_hook(void* self_ptr, sqlite3*, const char*, int frames) {
     auto* self = static_cast<sqlite_event_log*>(self_ptr);
     const auto now = static_cast<std::uint64_t>(frames);
-    if (now < self->wal_frames_) self->checkpointed_frames_ = 0;  // started over: what was copied is gone
+    if (now < self->wal_frames_) self->checkpointed_frames_ = self->copied_frames_ = 0;  // started over: what was copied is gone
     if (self->opts_.on_wal_frames) self->opts_.on_wal_frames(now >= self->wal_frames_ ? now - self->wal_frames_ : now);
     self->wal_frames_ = now;
     return SQLITE_OK;
@@ -88,13 +88,15 @@ class sqlite_event_log final : public detail::queued_event_log {
     for (;;) {
       {
         std::unique_lock lk(checkpoint_mu_);
-        checkpoint_cv_.wait_for(lk, std::chrono::seconds(1), [&] { return checkpoint_stop_ || commits_ >= done + 64; });
+        checkpoint_cv_.wait_for(lk, std::chrono::seconds(1), [&] { return checkpoint_stop_ || hurry_ || commits_ >= done + 64; });
         if (checkpoint_stop_) return;
-        if (commits_ == done) continue;
+        if (commits_ == done && !hurry_) continue;
+        hurry_ = false;
         done = commits_;
       }
       int log = -1, copied = -1;
       sqlite3_wal_checkpoint_v2(checkpoint_db_.db, nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
+      if (log >= 0 && copied >= 0) copied_frames_ = static_cast<std::uint64_t>(copied);
       if (log >= 0 && copied == log) checkpointed_frames_ = static_cast<std::uint64_t>(log);
     }
   }
@@ -116,6 +118,8 @@ class sqlite_event_log final : public detail::queued_event_log {
     if (status) {
       std::lock_guard lk(checkpoint_mu_);
       ++commits_;
+      // Past the bound, passes back to back, until what they leave is the writer's to copy (below).
+      if (wal_frames_ > wal_limit_pages_ && !writer_finishes()) hurry_ = true;
     }
     checkpoint_cv_.notify_one();
     if (!status) {
@@ -125,19 +129,27 @@ class sqlite_event_log final : public detail::queued_event_log {
     }
     for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(results[i]);
     if (touched_deliveries_ && opts_.on_deliveries) opts_.on_deliveries(std::move(fresh_));
-    if (wal_frames_ > wal_limit_pages_) finish_checkpoint();
+    if (wal_frames_ > wal_limit_pages_ && writer_finishes()) finish_checkpoint();
+  }
+
+  bool writer_finishes() const {
+    return wal_frames_ <= copied_frames_.load() + wal_limit_pages_ / 8 || wal_frames_ > 2 * wal_limit_pages_;
   }
 
   // The WAL starts over (its next commit writes from its start, into blocks the file already has)
   // only once a checkpoint has copied all of it. The checkpointer thread's passes never get there
   // under sustained load: the writer appends while they copy, so the WAL grew without bound (1.5 GB
   // in 14 s of wrk), and every append went to new blocks that the kernel allocates and zeroes. So
-  // once the WAL is past its bound, the writer, between batches (this batch is acknowledged), copies
-  // what the checkpointer's passes left: the frames appended since the last one began. A reader
-  // still using older frames limits the copy; the WAL then starts over on a later attempt.
+  // once the WAL is past its bound, the checkpointer runs its passes back to back (each leaves less:
+  // copying is faster than appending), and when what the last one left is under an eighth of the
+  // bound, the writer copies that itself between batches (this batch is acknowledged): a short
+  // stall, after which the next commit starts the WAL over. Should the passes not get there (an
+  // fsync takes as long as the appends it lets in), the writer copies the rest at twice the bound.
+  // A reader still using older frames limits the copy; the WAL then starts over on a later attempt.
   void finish_checkpoint() {
     int log = -1, copied = -1;
     const int rc = sqlite3_wal_checkpoint_v2(db_.db, nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
+    if (rc == SQLITE_OK && log >= 0 && copied >= 0) copied_frames_ = static_cast<std::uint64_t>(copied);
     if (rc == SQLITE_OK && log >= 0 && copied == log) checkpointed_frames_ = static_cast<std::uint64_t>(log);
   }
 
@@ -330,6 +342,7 @@ class sqlite_event_log final : public detail::queued_event_log {
   bool plain_rows_ = false;  // writer thread only: rows from before compression are left
   std::uint64_t wal_frames_ = 0;  // writer thread only: the WAL's length after the last commit
   std::atomic<std::uint64_t> checkpointed_frames_{0};  // the WAL's length at the last checkpoint that copied it all
+  std::atomic<std::uint64_t> copied_frames_{0};        // the frames the last checkpoint pass had copied
   std::uint64_t wal_limit_pages_ = 0;
   statement repeat_plain_, compact_, any_plain_;
   std::vector<route> routes_;        // writer thread only
@@ -343,6 +356,7 @@ class sqlite_event_log final : public detail::queued_event_log {
   std::mutex checkpoint_mu_;
   std::condition_variable checkpoint_cv_;
   bool checkpoint_stop_ = false;
+  bool hurry_ = false;  // under checkpoint_mu_: the WAL is past its bound, run a pass now
   std::uint64_t commits_ = 0;
   std::thread checkpointer_;
 };
