@@ -101,9 +101,9 @@ struct sqlite_options : writer_options {
   bool synchronous_full = true;        // PRAGMA synchronous=FULL (else NORMAL)
   std::int64_t busy_timeout_ms = 2000;
   std::int64_t max_page_count = 0;     // >0 caps the database size (tests use it to simulate a full disk)
-  // The WAL's bound (16384 pages: 64 MB). Beyond it the writer, between batches, checkpoints what
-  // the checkpointer thread has not copied yet, so that the next commit starts the WAL over; and
-  // compaction waits.
+  // The WAL's bound (16384 pages: 64 MB). Beyond it the checkpointer thread's passes run back to
+  // back and the writer, between batches, copies what they leave, so that the next commit starts
+  // the WAL over; and compaction waits.
   std::uint64_t wal_limit_pages = 16384;
 };
 

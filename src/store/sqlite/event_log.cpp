@@ -94,11 +94,18 @@ class sqlite_event_log final : public detail::queued_event_log {
         hurry_ = false;
         done = commits_;
       }
-      int log = -1, copied = -1;
-      sqlite3_wal_checkpoint_v2(checkpoint_db_.db, nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
-      if (log >= 0 && copied >= 0) copied_frames_ = static_cast<std::uint64_t>(copied);
-      if (log >= 0 && copied == log) checkpointed_frames_ = static_cast<std::uint64_t>(log);
+      checkpoint_pass(checkpoint_db_.db);
     }
+  }
+
+  // A PASSIVE checkpoint on `db` (the checkpointer's connection or the writer's), noting how far it
+  // got: SQLITE_BUSY while the other one runs a pass.
+  void checkpoint_pass(sqlite3* db) {
+    int log = -1, copied = -1;
+    if (sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &copied) != SQLITE_OK || log < 0 || copied < 0)
+      return;
+    copied_frames_ = static_cast<std::uint64_t>(copied);
+    if (copied == log) checkpointed_frames_ = static_cast<std::uint64_t>(log);
   }
 
   // One transaction for the whole batch; every record's callback runs after COMMIT returned.
@@ -129,11 +136,7 @@ class sqlite_event_log final : public detail::queued_event_log {
     }
     for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(results[i]);
     if (touched_deliveries_ && opts_.on_deliveries) opts_.on_deliveries(std::move(fresh_));
-    if (wal_frames_ > wal_limit_pages_ && writer_finishes()) finish_checkpoint();
-  }
-
-  bool writer_finishes() const {
-    return wal_frames_ <= copied_frames_.load() + wal_limit_pages_ / 8 || wal_frames_ > 2 * wal_limit_pages_;
+    if (wal_frames_ > wal_limit_pages_ && writer_finishes()) checkpoint_pass(db_.db);
   }
 
   // The WAL starts over (its next commit writes from its start, into blocks the file already has)
@@ -146,11 +149,8 @@ class sqlite_event_log final : public detail::queued_event_log {
   // stall, after which the next commit starts the WAL over. Should the passes not get there (an
   // fsync takes as long as the appends it lets in), the writer copies the rest at twice the bound.
   // A reader still using older frames limits the copy; the WAL then starts over on a later attempt.
-  void finish_checkpoint() {
-    int log = -1, copied = -1;
-    const int rc = sqlite3_wal_checkpoint_v2(db_.db, nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
-    if (rc == SQLITE_OK && log >= 0 && copied >= 0) copied_frames_ = static_cast<std::uint64_t>(copied);
-    if (rc == SQLITE_OK && log >= 0 && copied == log) checkpointed_frames_ = static_cast<std::uint64_t>(log);
+  bool writer_finishes() const {
+    return wal_frames_ <= copied_frames_.load() + wal_limit_pages_ / 8 || wal_frames_ > 2 * wal_limit_pages_;
   }
 
   outcome<void> step_done(const statement& st, std::string_view what) {
