@@ -579,7 +579,9 @@ void dispatcher::notify(std::vector<store::fresh_deliveries> fresh) {
       for (const auto& [name, id] : f.rows)
         for (auto& w : p->workers) {
           if (w->cfg.name != name) continue;
-          if (w->queued.count(id) || w->in_flight.count(id)) break;
+          // Already taken by a look at the outbox (the writer's rows start as this replica's claims,
+          // so a look can come first), perhaps delivered with its verdict still committing: not twice.
+          if (w->queued.count(id) || w->in_flight.count(id) || w->committing.count(id)) break;
           // Bounded: beyond it the rows wait in the outbox, for this replica's next look or another's.
           if (p->stopping || w->queue.size() >= max_queued) {
             w->dirty = true;
