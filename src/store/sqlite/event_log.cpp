@@ -62,7 +62,7 @@ class sqlite_event_log final : public detail::queued_event_log {
   static int wal_hook(void* self_ptr, sqlite3*, const char*, int frames) {
     auto* self = static_cast<sqlite_event_log*>(self_ptr);
     const auto now = static_cast<std::uint64_t>(frames);
-    if (now < self->wal_frames_) self->checkpointed_frames_ = self->copied_frames_ = 0;  // started over: what was copied is gone
+    if (now < self->wal_frames_) self->copied_frames_ = 0;  // started over: what was copied is gone
     if (self->opts_.on_wal_frames) self->opts_.on_wal_frames(now >= self->wal_frames_ ? now - self->wal_frames_ : now);
     self->wal_frames_ = now;
     return SQLITE_OK;
@@ -105,7 +105,6 @@ class sqlite_event_log final : public detail::queued_event_log {
     if (sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &copied) != SQLITE_OK || log < 0 || copied < 0)
       return;
     copied_frames_ = static_cast<std::uint64_t>(copied);
-    if (copied == log) checkpointed_frames_ = static_cast<std::uint64_t>(log);
   }
 
   // One transaction for the whole batch; every record's callback runs after COMMIT returned.
@@ -303,7 +302,7 @@ class sqlite_event_log final : public detail::queued_event_log {
     // checkpointer runs after the commits that deferrals make, idle or not). Deferred means
     // nothing rewritten, which the compactor takes as "later": never a failure, which would fail
     // the events committed in the same batch.
-    if (wal_frames_ > wal_limit_pages_ && checkpointed_frames_.load() < wal_frames_) return {};
+    if (wal_frames_ > wal_limit_pages_ && copied_frames_.load() < wal_frames_) return {};
     for (const auto& r : rows) {
       const statement& st = compact_;
       st.bind_int(1, r.id);
@@ -341,8 +340,7 @@ class sqlite_event_log final : public detail::queued_event_log {
   const detail::packed_body* packed_ = nullptr;  // writer thread only: the current item's body as stored
   bool plain_rows_ = false;  // writer thread only: rows from before compression are left
   std::uint64_t wal_frames_ = 0;  // writer thread only: the WAL's length after the last commit
-  std::atomic<std::uint64_t> checkpointed_frames_{0};  // the WAL's length at the last checkpoint that copied it all
-  std::atomic<std::uint64_t> copied_frames_{0};        // the frames the last checkpoint pass had copied
+  std::atomic<std::uint64_t> copied_frames_{0};  // of the WAL since it started over: what the last checkpoint copied
   std::uint64_t wal_limit_pages_ = 0;
   statement repeat_plain_, compact_, any_plain_;
   std::vector<route> routes_;        // writer thread only
